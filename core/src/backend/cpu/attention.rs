@@ -1,0 +1,213 @@
+//! `write_kv` (scatter K/V into cache pages by slot) and `paged_attention` (causal varlen
+//! attention over paged K/V), with all metadata validated up front.
+//!
+//! ```text
+//! cache [num_blocks, block_size, num_kv_heads * head_dim]
+//! slot  = block * block_size + offset              (u32::MAX = padding token, not written)
+//!
+//! seq b: rows query_start_loc[b] .. query_start_loc[b+1] of q, q_len = their count
+//!        query row i sits at position p = seq_len - q_len + i
+//!        key j (0 <= j <= p, and j > p - W with a sliding window W) lives at slot
+//!        block_tables[b][j / block_size] * block_size + j % block_size
+//! head h reads kv head h / (num_heads / num_kv_heads)
+//! ```
+//! Rows of q outside every sequence (padding past `query_start_loc[B]`) come out as zeros.
+
+use super::kernels::{exp_f32, softcap};
+use super::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of, CpuBackend, CpuTensor};
+use crate::backend::{AttentionMetadata, AttentionParams, Op, Result};
+
+/// `(num_blocks, block_size, width)` of a rank-3 cache tensor.
+fn cache_dims(op: Op, what: &str, t: &CpuTensor) -> Result<(usize, usize, usize)> {
+    match t.shape[..] {
+        [nb, bs, w] => Ok((nb, bs, w)),
+        _ => Err(shape_err(
+            op,
+            format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape),
+        )),
+    }
+}
+
+pub(crate) fn write_kv(
+    k_cache: &mut CpuTensor,
+    v_cache: &mut CpuTensor,
+    k: &CpuTensor,
+    v: &CpuTensor,
+    slot_mapping: &CpuTensor,
+) -> Result<()> {
+    let op = Op::WriteKv;
+    let (kv, vv) = (f32_of(op, k)?, f32_of(op, v)?);
+    let slots = u32_of(op, slot_mapping)?;
+    let (nb, bs, kw) = cache_dims(op, "k_cache", k_cache)?;
+    let (vnb, vbs, vw) = cache_dims(op, "v_cache", v_cache)?;
+    let (kt, kd) = dims2(op, "k", k)?;
+    let (vt, vd) = dims2(op, "v", v)?;
+    let tokens = dims1(op, "slot_mapping", slot_mapping)?;
+    if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
+        return Err(shape_err(
+            op,
+            format!(
+                "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
+                k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
+            ),
+        ));
+    }
+    let num_slots = nb * bs;
+    if let Some((t, &s)) = slots.iter().enumerate().find(|(_, &s)| s != u32::MAX && s as usize >= num_slots) {
+        return Err(shape_err(op, format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})")));
+    }
+    let kc = f32_mut(op, k_cache)?;
+    let vc = f32_mut(op, v_cache)?;
+    for (t, &s) in slots.iter().enumerate() {
+        if s == u32::MAX {
+            continue;
+        }
+        let s = s as usize;
+        kc[s * kw..(s + 1) * kw].copy_from_slice(&kv[t * kw..(t + 1) * kw]);
+        vc[s * vw..(s + 1) * vw].copy_from_slice(&vv[t * vw..(t + 1) * vw]);
+    }
+    Ok(())
+}
+
+/// Validated view of one step's layout.
+struct Layout<'a> {
+    /// For each query row: `(seq, position)`, or `None` for padding rows.
+    rows: Vec<Option<(usize, usize)>>,
+    block_tables: &'a [u32],
+    max_blocks_per_seq: usize,
+    block_size: usize,
+}
+
+impl Layout<'_> {
+    /// Cache slot of key `j` of sequence `b` (checked in validation).
+    fn slot(&self, b: usize, j: usize) -> usize {
+        let block = self.block_tables[b * self.max_blocks_per_seq + j / self.block_size] as usize;
+        block * self.block_size + j % self.block_size
+    }
+}
+
+fn validate<'a>(
+    q: &CpuTensor,
+    k_cache: &CpuTensor,
+    v_cache: &CpuTensor,
+    meta: &'a AttentionMetadata<CpuTensor>,
+    p: &AttentionParams,
+) -> Result<Layout<'a>> {
+    let op = Op::PagedAttention;
+    let err = |detail: String| Err(shape_err(op, detail));
+    if p.num_heads == 0 || p.num_kv_heads == 0 || p.head_dim == 0 || p.num_heads % p.num_kv_heads != 0 {
+        return err(format!(
+            "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
+            p.num_heads, p.num_kv_heads, p.head_dim
+        ));
+    }
+    if p.sliding_window == Some(0) {
+        return err("sliding_window must be >= 1".into());
+    }
+    if let Some(cap) = p.softcap {
+        if !(cap.is_finite() && cap > 0.0) {
+            return err(format!("softcap must be finite and > 0, got {cap}"));
+        }
+    }
+    let (tokens, q_width) = dims2(op, "q", q)?;
+    let (nb, bs, kv_width) = cache_dims(op, "k_cache", k_cache)?;
+    if q_width != p.num_heads * p.head_dim
+        || kv_width != p.num_kv_heads * p.head_dim
+        || v_cache.shape != k_cache.shape
+        || bs != meta.block_size
+        || bs == 0
+    {
+        return err(format!(
+            "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
+            q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
+        ));
+    }
+    let qsl = u32_of(op, &meta.query_start_loc)?;
+    let seq_lens = u32_of(op, &meta.seq_lens)?;
+    let tables = u32_of(op, &meta.block_tables)?;
+    let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
+    if qsl.len() != b_count + 1 || seq_lens.len() != b_count || tables.len() != b_count * mb {
+        return err(format!(
+            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
+             max_blocks_per_seq {mb}",
+            meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
+        ));
+    }
+    if qsl.windows(2).any(|w| w[0] > w[1]) || qsl[b_count] as usize > tokens {
+        return err(format!("query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"));
+    }
+    let mut rows = vec![None; tokens];
+    for b in 0..b_count {
+        let (start, end) = (qsl[b] as usize, qsl[b + 1] as usize);
+        let (q_len, seq_len) = (end - start, seq_lens[b] as usize);
+        if q_len > seq_len || q_len > meta.max_query_len || seq_len > meta.max_seq_len || seq_len > mb * bs {
+            return err(format!(
+                "seq {b}: {q_len} query tokens, seq_len {seq_len} (need q_len <= seq_len, \
+                 q_len <= max_query_len {}, seq_len <= max_seq_len {} and <= {mb} blocks of {bs})",
+                meta.max_query_len, meta.max_seq_len
+            ));
+        }
+        let used = &tables[b * mb..b * mb + seq_len.div_ceil(bs)];
+        if let Some(&bad) = used.iter().find(|&&blk| blk as usize >= nb) {
+            return err(format!("seq {b}: block id {bad} is outside the cache of {nb} blocks"));
+        }
+        for (i, row) in rows[start..end].iter_mut().enumerate() {
+            *row = Some((b, seq_len - q_len + i));
+        }
+    }
+    Ok(Layout { rows, block_tables: tables, max_blocks_per_seq: mb, block_size: bs })
+}
+
+pub(crate) fn paged_attention(
+    be: &CpuBackend,
+    q: &CpuTensor,
+    k_cache: &CpuTensor,
+    v_cache: &CpuTensor,
+    meta: &AttentionMetadata<CpuTensor>,
+    p: &AttentionParams,
+) -> Result<CpuTensor> {
+    let op = Op::PagedAttention;
+    let (qv, kc, vc) = (f32_of(op, q)?, f32_of(op, k_cache)?, f32_of(op, v_cache)?);
+    let layout = validate(q, k_cache, v_cache, meta, p)?;
+    let (h, d) = (p.num_heads, p.head_dim);
+    let group = p.num_heads / p.num_kv_heads;
+    let kv_width = p.num_kv_heads * d;
+
+    // One task per (query row, head): out[t, h*d .. (h+1)*d].
+    let mut out = vec![0.0f32; layout.rows.len() * h * d];
+    be.for_each_row(&mut out, d, true, |idx, o| {
+        let (t, head) = (idx / h, idx % h);
+        let Some((b, pos)) = layout.rows[t] else { return };
+        let q_row = &qv[t * h * d + head * d..][..d];
+        let kv_off = (head / group) * d;
+        let first = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let slots: Vec<usize> = (first..=pos).map(|j| layout.slot(b, j)).collect();
+
+        // scores = (q · k_j) * scale, soft-capped; the causal/window mask is the range above.
+        let scores: Vec<f32> = slots
+            .iter()
+            .map(|&s| {
+                let k_row = &kc[s * kv_width + kv_off..][..d];
+                let dot: f32 = q_row.iter().zip(k_row).map(|(a, b)| a * b).sum();
+                let score = dot * p.scale;
+                p.softcap.map_or(score, |cap| softcap(score, cap))
+            })
+            .collect();
+
+        // softmax in f32: subtract the max, exponentiate, normalize.
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = scores.iter().map(|&s| exp_f32(s - max)).collect();
+        let sum: f32 = exps.iter().sum();
+
+        // out = Σ_j softmax_j · v_j
+        o.fill(0.0);
+        for (&s, &e) in slots.iter().zip(&exps) {
+            let weight = e / sum;
+            let v_row = &vc[s * kv_width + kv_off..][..d];
+            for (acc, &vj) in o.iter_mut().zip(v_row) {
+                *acc += weight * vj;
+            }
+        }
+    });
+    Ok(f32_tensor(out, q.shape.clone()))
+}

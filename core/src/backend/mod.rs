@@ -1,0 +1,212 @@
+//! The compute trait every device implements, and the CPU reference backend.
+//!
+//! The trait is op-level and narrow: models are written once against it. Tensors are
+//! row-major; "rows" ops work on the last dimension, so per-head ops (q/k norm, RoPE) run on
+//! `[tokens, heads * head_dim]` without reshapes. Only reading back to the host is async
+//! (WebGPU requires it); native callers use `pollster::block_on`.
+//!
+//! Composite ops (`add_rms_norm`) have default bodies built from primitives so a new backend
+//! works before it is fast; backends override them with fused kernels.
+
+pub mod cpu;
+
+use crate::tensor::{DType, HostTensor};
+
+/// The ops of the trait, for `supports` and for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Upload,
+    Embedding,
+    Matmul,
+    Add,
+    RmsNorm,
+    AddRmsNorm,
+    Rope,
+    ActMul,
+    WriteKv,
+    PagedAttention,
+    GatherRows,
+    Softcap,
+    Argmax,
+    ToHost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("op {op:?} is not supported for dtype {dtype} on the {backend} backend")]
+    Unsupported { op: Op, dtype: DType, backend: &'static str },
+    #[error("op {op:?}: {detail}")]
+    Shape { op: Op, detail: String },
+    #[error("{backend} backend: {message}")]
+    Device { backend: &'static str, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// Activation of gated MLPs: `act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu` (a.k.a. swish).
+    Silu,
+    /// `gelu_pytorch_tanh` / `gelu_new`: the tanh approximation.
+    GeluTanh,
+    /// `gelu`: the exact erf form.
+    Gelu,
+}
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// HF `rotate_half`: dim `i` pairs with `i + rotary_dim/2` (GPT-NeoX).
+    Neox,
+    /// GPT-J / llama.cpp: dim `2i` pairs with `2i + 1`.
+    Interleaved,
+}
+
+/// Static arguments of the RoPE op.
+#[derive(Clone, Copy, Debug)]
+pub struct RopeParams {
+    pub head_dim: usize,
+    /// Leading dims of each head that rotate (`partial_rotary_factor`); the rest pass through.
+    pub rotary_dim: usize,
+    pub style: RopeStyle,
+    /// Multiplies cos and sin (YaRN's `attention_factor`; 1.0 otherwise).
+    pub attention_scaling: f32,
+}
+
+/// Static arguments of paged attention for one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionParams {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// Multiplies `q·k` before the softmax.
+    pub scale: f32,
+    /// A query at position `p` sees keys `j` with `p - W < j <= p` (HF's convention).
+    pub sliding_window: Option<usize>,
+    /// `tanh(s / cap) * cap` on the scores (Gemma 2 style), before masking.
+    pub softcap: Option<f32>,
+}
+
+/// Per-step batch layout that attention reads (the device half of `ForwardBatch`).
+///
+/// ```text
+/// query_start_loc  [B+1] u32   tokens of seq b are rows query_start_loc[b]..query_start_loc[b+1]
+/// seq_lens         [B]   u32   context length of seq b after this step (cached + new tokens)
+/// block_tables     [B, max_blocks_per_seq] u32   physical block ids, logical order
+/// ```
+/// The query rows of seq b sit at positions `seq_lens[b] - q_len_b ..seq_lens[b]`.
+#[derive(Debug)]
+pub struct AttentionMetadata<T> {
+    pub query_start_loc: T,
+    pub seq_lens: T,
+    pub block_tables: T,
+    pub num_seqs: usize,
+    pub max_blocks_per_seq: usize,
+    pub block_size: usize,
+    pub max_query_len: usize,
+    pub max_seq_len: usize,
+}
+
+/// What every device tensor can tell about itself.
+pub trait Tensor {
+    fn shape(&self) -> &[usize];
+    fn dtype(&self) -> DType;
+    fn numel(&self) -> usize {
+        self.shape().iter().product()
+    }
+}
+
+/// The op-level compute trait. See the module docs for conventions.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    type Tensor: Tensor;
+
+    /// Short name for logs and errors ("cpu", "cuda", "wgpu").
+    fn name(&self) -> &'static str;
+
+    /// Whether `op` runs on tensors of `dtype` here. Unsupported ops are errors, never panics.
+    fn supports(&self, op: Op, dtype: DType) -> bool;
+
+    /// The dtype activations are kept in on this backend.
+    fn activation_dtype(&self) -> DType;
+
+    /// Copy a host tensor to the device. Float data may be converted to the backend's storage.
+    fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
+
+    fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<Self::Tensor> {
+        self.upload(&HostTensor::from_u32(values, shape))
+    }
+
+    /// A zero-filled tensor of the activation dtype (KV cache pages).
+    fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// `out[t] = table[ids[t]] * scale`: `[V, H]`, ids `[T]` -> `[T, H]`.
+    fn embedding(&self, table: &Self::Tensor, ids: &Self::Tensor, scale: f32) -> Result<Self::Tensor>;
+
+    /// `x · wᵀ (+ bias)`: x `[M, K]`, w `[N, K]` (HF Linear layout), bias `[N]` -> `[M, N]`.
+    fn matmul(&self, x: &Self::Tensor, w: &Self::Tensor, bias: Option<&Self::Tensor>) -> Result<Self::Tensor>;
+
+    /// Elementwise `a + b`, same shapes.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// RMSNorm over consecutive groups of `weight.numel()` elements:
+    /// `x / sqrt(mean(x²) + eps) * (weight_offset + weight)`; Gemma uses `weight_offset = 1`.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32, weight_offset: f32) -> Result<Self::Tensor>;
+
+    /// Fused residual add + RMSNorm: returns `(rms_norm(x + residual), x + residual)`.
+    fn add_rms_norm(
+        &self,
+        x: &Self::Tensor,
+        residual: &Self::Tensor,
+        weight: &Self::Tensor,
+        eps: f32,
+        weight_offset: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let sum = self.add(x, residual)?;
+        let normed = self.rms_norm(&sum, weight, eps, weight_offset)?;
+        Ok((normed, sum))
+    }
+
+    /// Rotate `x` `[T, n * head_dim]` in place by `positions` `[T]` u32 with `inv_freq`
+    /// `[rotary_dim / 2]` f32: angle = position * inv_freq[i], computed in f32 as HF does.
+    fn rope(&self, x: &mut Self::Tensor, positions: &Self::Tensor, inv_freq: &Self::Tensor, p: RopeParams) -> Result<()>;
+
+    /// `act(gate) * up`, same shapes.
+    fn act_mul(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+
+    /// Scatter k, v `[T, num_kv_heads * head_dim]` into the paged caches
+    /// `[num_blocks, block_size, num_kv_heads * head_dim]` at `slot_mapping` `[T]`
+    /// (slot = block * block_size + offset; `u32::MAX` = padding, skipped).
+    fn write_kv(
+        &self,
+        k_cache: &mut Self::Tensor,
+        v_cache: &mut Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        slot_mapping: &Self::Tensor,
+    ) -> Result<()>;
+
+    /// Causal attention of varlen queries `q` `[T, num_heads * head_dim]` over paged K/V read
+    /// through `meta.block_tables` (GQA, sliding window, softcap) -> `[T, num_heads * head_dim]`.
+    fn paged_attention(
+        &self,
+        q: &Self::Tensor,
+        k_cache: &Self::Tensor,
+        v_cache: &Self::Tensor,
+        meta: &AttentionMetadata<Self::Tensor>,
+        p: &AttentionParams,
+    ) -> Result<Self::Tensor>;
+
+    /// Rows of `x` `[M, N]` at `indices` `[R]` u32 -> `[R, N]` (selects the logits rows).
+    fn gather_rows(&self, x: &Self::Tensor, indices: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `tanh(x / cap) * cap` elementwise (final logit soft-capping).
+    fn softcap(&self, x: &Self::Tensor, cap: f32) -> Result<Self::Tensor>;
+
+    /// Index of the largest value of each row of `x` `[M, N]` -> `[M]` u32 (first on ties).
+    fn argmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Copy to the host. The only async op: WebGPU read-backs must await.
+    async fn to_host(&self, t: &Self::Tensor) -> Result<HostTensor<'static>>;
+}

@@ -1,0 +1,59 @@
+//! Self-attention over the paged KV cache: projections, optional q/k norms, RoPE,
+//! `write_kv`, `paged_attention`, output projection.
+//!
+//! ```text
+//! x ─┬─ q_proj ─ q_norm? ─ rope? ─┐
+//!    ├─ k_proj ─ k_norm? ─ rope? ─┼─ write_kv(slot_mapping) ─ paged_attention(block_tables) ─ o_proj
+//!    └─ v_proj ───────────────────┘
+//! ```
+
+use super::{Linear, RmsNorm, Rope};
+use crate::backend::{AttentionParams, Backend};
+use crate::error::Result;
+use crate::models::ForwardBatch;
+
+/// The projections of one attention layer (how they are loaded differs by family).
+pub struct AttentionWeights<T> {
+    pub q_proj: Linear<T>,
+    pub k_proj: Linear<T>,
+    pub v_proj: Linear<T>,
+    pub o_proj: Linear<T>,
+    pub q_norm: Option<RmsNorm<T>>,
+    pub k_norm: Option<RmsNorm<T>>,
+}
+
+pub struct Attention<T> {
+    pub w: AttentionWeights<T>,
+    /// `None` for NoPE layers.
+    pub rope: Option<Rope<T>>,
+    pub params: AttentionParams,
+}
+
+impl<T> Attention<T> {
+    /// Runs the layer on `x` `[T, hidden]`, writing this step's K/V into `k_cache`/`v_cache`.
+    pub fn forward<B: Backend<Tensor = T>>(
+        &self,
+        b: &B,
+        x: &T,
+        batch: &ForwardBatch<T>,
+        k_cache: &mut T,
+        v_cache: &mut T,
+    ) -> Result<T> {
+        let mut q = self.w.q_proj.forward(b, x)?;
+        let mut k = self.w.k_proj.forward(b, x)?;
+        let v = self.w.v_proj.forward(b, x)?;
+        if let Some(n) = &self.w.q_norm {
+            q = n.forward(b, &q)?;
+        }
+        if let Some(n) = &self.w.k_norm {
+            k = n.forward(b, &k)?;
+        }
+        if let Some(rope) = &self.rope {
+            rope.apply(b, &mut q, &batch.positions, batch.attn.max_seq_len)?;
+            rope.apply(b, &mut k, &batch.positions, batch.attn.max_seq_len)?;
+        }
+        b.write_kv(k_cache, v_cache, &k, &v, &batch.slot_mapping)?;
+        let o = b.paged_attention(&q, k_cache, v_cache, &batch.attn, &self.params)?;
+        self.w.o_proj.forward(b, &o)
+    }
+}

@@ -1,0 +1,31 @@
+//! Gated MLP: `down(act(gate(x)) * up(x))`.
+
+use super::{Linear, Loader};
+use crate::backend::{Activation, Backend};
+use crate::error::Result;
+
+pub struct GatedMlp<T> {
+    pub gate_proj: Linear<T>,
+    pub up_proj: Linear<T>,
+    pub down_proj: Linear<T>,
+    pub act: Activation,
+}
+
+impl<T> GatedMlp<T> {
+    /// `{prefix}.gate_proj`, `{prefix}.up_proj`, `{prefix}.down_proj`.
+    pub fn load<B: Backend<Tensor = T>>(l: &Loader<B>, prefix: &str, hidden: usize, inter: usize, bias: bool, act: Activation) -> Result<Self> {
+        Ok(GatedMlp {
+            gate_proj: Linear::load(l, &format!("{prefix}.gate_proj"), hidden, inter, bias)?,
+            up_proj: Linear::load(l, &format!("{prefix}.up_proj"), hidden, inter, bias)?,
+            down_proj: Linear::load(l, &format!("{prefix}.down_proj"), inter, hidden, bias)?,
+            act,
+        })
+    }
+
+    pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
+        let gate = self.gate_proj.forward(b, x)?;
+        let up = self.up_proj.forward(b, x)?;
+        let h = b.act_mul(&gate, &up, self.act)?;
+        self.down_proj.forward(b, &h)
+    }
+}

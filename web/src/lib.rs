@@ -1,0 +1,1 @@
+//! tessera-web: wasm-bindgen bindings over tessera-core.
