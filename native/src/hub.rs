@@ -12,7 +12,9 @@
 //!        snapshots/<commit>/<file> exists  -> use it   (no request)
 //!        .no_exist/<commit>/<file> exists  -> absent   (no request)
 //!        offline                           -> required: error; optional: absent
-//!        else download through hf-hub      -> 404: absent (+ .no_exist marker)
+//!        HEAD the file at <commit>         -> 404: absent (+ .no_exist marker)
+//!        blobs/<etag> exists               -> link it into the snapshot
+//!        else download through hf-hub
 //!      config.json (required), the OPTIONAL_FILES, then weights:
 //!      model.safetensors.index.json -> every shard of its weight_map, else model.safetensors
 //! ```
@@ -108,7 +110,10 @@ impl HubOptions {
             None => PathBuf::from(value),
         };
         let hf_home = var("HF_HOME").map(path).unwrap_or_else(|| {
-            var("XDG_CACHE_HOME").map(path).unwrap_or_else(|| home.join(".cache")).join("huggingface")
+            var("XDG_CACHE_HOME")
+                .map(path)
+                .unwrap_or_else(|| home.join(".cache"))
+                .join("huggingface")
         });
         let cache_dir = var("HF_HUB_CACHE")
             .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
@@ -118,13 +123,18 @@ impl HubOptions {
             .or_else(|| var("HUGGING_FACE_HUB_TOKEN"))
             .map(|t| t.trim().to_string())
             .or_else(|| {
-                let file = var("HF_TOKEN_PATH").map(path).unwrap_or_else(|| hf_home.join("token"));
+                let file = var("HF_TOKEN_PATH")
+                    .map(path)
+                    .unwrap_or_else(|| hf_home.join("token"));
                 let token = std::fs::read_to_string(file).ok()?;
                 let token = token.trim();
                 (!token.is_empty()).then(|| token.to_string())
             });
         let offline = var("HF_HUB_OFFLINE").is_some_and(|v| {
-            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
         });
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| Self::DEFAULT_ENDPOINT.to_string());
         Self {
@@ -157,7 +167,11 @@ pub enum ModelSource {
     /// An existing local path, returned untouched.
     Local,
     /// A hub repository: `revision` as asked, `commit` as resolved (the snapshot folder name).
-    Hub { repo: String, revision: String, commit: String },
+    Hub {
+        repo: String,
+        revision: String,
+        commit: String,
+    },
 }
 
 /// Resolves `--model`: an existing local path as is, else a hub repo id `owner/name`, whose
@@ -166,13 +180,21 @@ pub enum ModelSource {
 pub fn resolve_model(model: &str, opts: &HubOptions) -> Result<ResolvedModel, HubError> {
     let local = Path::new(model);
     if !model.is_empty() && local.exists() {
-        return Ok(ResolvedModel { path: local.to_path_buf(), source: ModelSource::Local });
+        return Ok(ResolvedModel {
+            path: local.to_path_buf(),
+            source: ModelSource::Local,
+        });
     }
     if validate_repo_id(model).is_err() {
-        return Err(HubError::NotFound { model: model.to_string() });
+        return Err(HubError::NotFound {
+            model: model.to_string(),
+        });
     }
     resolve_repo(model, opts).map_err(|e| match e {
-        HubError::RepoNotFound { repo, endpoint } => HubError::ModelNotFound { model: repo, endpoint },
+        HubError::RepoNotFound { repo, endpoint } => HubError::ModelNotFound {
+            model: repo,
+            endpoint,
+        },
         e => e,
     })
 }
@@ -198,7 +220,14 @@ fn resolve_repo(repo: &str, opts: &HubOptions) -> Result<ResolvedModel, HubError
             session.fetch_required(&shard)?;
         }
     } else if session.fetch(WEIGHTS_FILE)?.is_none() {
-        return Err(HubError::NoWeights { repo: repo.to_string(), revision: opts.revision.clone() });
+        if session.remote.is_none() && !session.cache.known_missing(&session.commit, WEIGHTS_FILE) {
+            // Only the cache was asked: the weights may well exist, just not here.
+            session.fetch_required(WEIGHTS_FILE)?;
+        }
+        return Err(HubError::NoWeights {
+            repo: repo.to_string(),
+            revision: opts.revision.clone(),
+        });
     }
     Ok(ResolvedModel {
         path: session.cache.snapshot_dir(&session.commit),
@@ -216,9 +245,15 @@ fn shard_names(index: &Path) -> Result<BTreeSet<String>, HubError> {
     struct Index {
         weight_map: std::collections::HashMap<String, String>,
     }
-    let text = std::fs::read(index).map_err(|source| HubError::Io { path: index.into(), source })?;
-    let index_json: Index = serde_json::from_slice(&text)
-        .map_err(|source| HubError::InvalidIndex { path: index.into(), source })?;
+    let text = std::fs::read(index).map_err(|source| HubError::Io {
+        path: index.into(),
+        source,
+    })?;
+    let index_json: Index =
+        serde_json::from_slice(&text).map_err(|source| HubError::InvalidIndex {
+            path: index.into(),
+            source,
+        })?;
     Ok(index_json.weight_map.into_values().collect())
 }
 
@@ -250,10 +285,17 @@ impl<'a> Session<'a> {
             cache_dir: opts.cache_dir.clone(),
         };
         let (commit, remote, network_error) = if opts.offline {
-            (cache.commit_for(&opts.revision).ok_or_else(offline_error)?, None, None)
+            (
+                cache.commit_for(&opts.revision).ok_or_else(offline_error)?,
+                None,
+                None,
+            )
         } else {
             let remote = Remote::new(opts)?;
-            match remote.commit_of(repo, &opts.revision, probe) {
+            match remote
+                .head(repo, &opts.revision, probe)
+                .map(|info| info.commit)
+            {
                 Ok(commit) => {
                     if !cache::is_commit_hash(&commit) {
                         return Err(HubError::Protocol {
@@ -279,9 +321,20 @@ impl<'a> Session<'a> {
             // later file fails.
             cache
                 .write_ref(&opts.revision, &commit)
-                .map_err(|source| HubError::Io { path: cache.ref_path(&opts.revision), source })?;
+                .map_err(|source| HubError::Io {
+                    path: cache.ref_path(&opts.revision),
+                    source,
+                })?;
         }
-        Ok(Self { opts, repo, cache, commit, remote, network_error, commit_ref_existed })
+        Ok(Self {
+            opts,
+            repo,
+            cache,
+            commit,
+            remote,
+            network_error,
+            commit_ref_existed,
+        })
     }
 
     fn fetch_required(&mut self, file: &str) -> Result<PathBuf, HubError> {
@@ -310,16 +363,40 @@ impl<'a> Session<'a> {
         }
         let Some(remote) = &self.remote else {
             if required {
-                return Err(self.network_error.take().unwrap_or_else(|| HubError::OfflineNotCached {
-                    repo: self.repo.to_string(),
-                    file: file.to_string(),
-                    revision: self.opts.revision.clone(),
-                    cache_dir: self.opts.cache_dir.clone(),
+                return Err(self.network_error.take().unwrap_or_else(|| {
+                    HubError::OfflineNotCached {
+                        repo: self.repo.to_string(),
+                        file: file.to_string(),
+                        revision: self.opts.revision.clone(),
+                        cache_dir: self.opts.cache_dir.clone(),
+                    }
                 }));
             }
-            tracing::warn!("{file} of {} is not in the cache; going on without it", self.repo);
+            tracing::warn!(
+                "{file} of {} is not in the cache; going on without it",
+                self.repo
+            );
             return Ok(None);
         };
+        let info = match remote.head(self.repo, &self.commit, file) {
+            Ok(info) => info,
+            Err(HubError::FileNotFound { .. }) => {
+                self.cache.mark_missing(&self.commit, file);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(etag) = &info.etag {
+            // Same content already downloaded (for another commit): link it, fetch nothing.
+            let linked = self.cache.link_blob(&self.commit, file, etag);
+            let snapshot = || self.cache.snapshot_dir(&self.commit);
+            if let Some(path) = linked.map_err(|source| HubError::Io {
+                path: snapshot(),
+                source,
+            })? {
+                return Ok(Some(path));
+            }
+        }
         let Some(path) = remote.download(self.repo, &self.commit, file)? else {
             self.cache.mark_missing(&self.commit, file);
             return Ok(None);
@@ -350,7 +427,10 @@ impl Drop for Session<'_> {
 }
 
 fn check_repo_id(repo: &str) -> Result<(), HubError> {
-    validate_repo_id(repo).map_err(|reason| HubError::InvalidRepoId { repo: repo.to_string(), reason })
+    validate_repo_id(repo).map_err(|reason| HubError::InvalidRepoId {
+        repo: repo.to_string(),
+        reason,
+    })
 }
 
 /// The hub's rules (`huggingface_hub.utils.validate_repo_id`), plus: an owner is required.
@@ -368,7 +448,10 @@ fn validate_repo_id(repo: &str) -> Result<(), &'static str> {
         if part.is_empty() {
             return Err("empty owner or name");
         }
-        if !part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
             return Err("only letters, digits, `-`, `_` and `.` are allowed");
         }
         if part.starts_with(['-', '.']) || part.ends_with(['-', '.']) {
@@ -382,15 +465,26 @@ fn validate_repo_id(repo: &str) -> Result<(), &'static str> {
 }
 
 fn check_revision(revision: &str) -> Result<(), HubError> {
-    let bad = |reason| Err(HubError::InvalidRevision { revision: revision.to_string(), reason });
+    let bad = |reason| {
+        Err(HubError::InvalidRevision {
+            revision: revision.to_string(),
+            reason,
+        })
+    };
     if revision.is_empty() {
         return bad("empty");
     }
-    if revision.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '?' | '#' | '%')) {
+    if revision
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '?' | '#' | '%'))
+    {
         return bad("contains whitespace, a control character, `\\`, `?`, `#` or `%`");
     }
     // It becomes a path under refs/: no absolute paths, no `..`.
-    if revision.split('/').any(|part| matches!(part, "" | "." | "..")) {
+    if revision
+        .split('/')
+        .any(|part| matches!(part, "" | "." | ".."))
+    {
         return bad("empty, `.` or `..` path component");
     }
     Ok(())
@@ -398,11 +492,20 @@ fn check_revision(revision: &str) -> Result<(), HubError> {
 
 /// Repo-relative file names only (subfolders allowed): they become paths in the snapshot.
 fn check_file_name(repo: &str, file: &str) -> Result<(), HubError> {
-    let bad = |reason| Err(HubError::InvalidFileName { repo: repo.to_string(), file: file.to_string(), reason });
+    let bad = |reason| {
+        Err(HubError::InvalidFileName {
+            repo: repo.to_string(),
+            file: file.to_string(),
+            reason,
+        })
+    };
     if file.is_empty() {
         return bad("empty");
     }
-    if file.chars().any(|c| c.is_control() || matches!(c, '\\' | '?' | '#')) {
+    if file
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\\' | '?' | '#'))
+    {
         return bad("contains a control character, `\\`, `?` or `#`");
     }
     if file.split('/').any(|part| matches!(part, "" | "." | "..")) {

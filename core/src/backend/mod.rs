@@ -169,7 +169,9 @@ pub trait Backend {
     }
 
     /// Rotate `x` `[T, n * head_dim]` in place by `positions` `[T]` u32 with `inv_freq`
-    /// `[rotary_dim / 2]` f32: angle = position * inv_freq[i], computed in f32 as HF does.
+    /// f32 `[rotary_dim / 2]` (shared by all tokens) or `[T, rotary_dim / 2]` (one row per
+    /// token: dynamic NTK scaling depends on each sequence's length): angle = position *
+    /// inv_freq[i], computed in f32 as HF does.
     fn rope(&self, x: &mut Self::Tensor, positions: &Self::Tensor, inv_freq: &Self::Tensor, p: RopeParams) -> Result<()>;
 
     /// `act(gate) * up`, same shapes.

@@ -49,8 +49,8 @@ impl<T> Attention<T> {
             k = n.forward(b, &k)?;
         }
         if let Some(rope) = &self.rope {
-            rope.apply(b, &mut q, &batch.positions, batch.attn.max_seq_len)?;
-            rope.apply(b, &mut k, &batch.positions, batch.attn.max_seq_len)?;
+            rope.apply(b, &mut q, batch)?;
+            rope.apply(b, &mut k, batch)?;
         }
         b.write_kv(k_cache, v_cache, &k, &v, &batch.slot_mapping)?;
         let o = b.paged_attention(&q, k_cache, v_cache, &batch.attn, &self.params)?;

@@ -1,40 +1,63 @@
-//! Rotary position embedding of one layer: its inverse frequencies live on the device and
-//! are recomputed only for dynamic NTK scaling once a sequence outgrows the trained length.
+//! Rotary position embedding of one layer: its inverse frequencies live on the device.
+//!
+//! Dynamic NTK scaling follows HF exactly and per sequence: a step's tokens are rotated with
+//! the frequencies for *their own sequence's* length at that step (HF recomputes them from
+//! `max(position_ids) + 1` of each forward), so results never depend on what else is batched.
+//! Cached keys keep the frequencies they were rotated with, as in HF.
 
 use std::cell::RefCell;
 
 use crate::backend::{Backend, RopeParams, RopeStyle};
 use crate::config::{RopeConfig, RopeScaling};
 use crate::error::Result;
+use crate::models::ForwardBatch;
+use crate::tensor::HostTensor;
 
 pub struct Rope<T> {
     pub config: RopeConfig,
     pub head_dim: usize,
     pub style: RopeStyle,
-    /// (seq_len the table was built for, inv_freq tensor, attention scaling).
-    table: RefCell<(usize, T, f32)>,
+    /// Frequencies for sequences within the trained length, and their cos/sin multiplier.
+    base: (T, f32),
+    /// Dynamic NTK only: the per-token table of the current step, keyed by its layout.
+    step: RefCell<Option<(Vec<u32>, Vec<u32>, T)>>,
 }
 
 impl<T> Rope<T> {
     pub fn new<B: Backend<Tensor = T>>(b: &B, config: RopeConfig, head_dim: usize, style: RopeStyle) -> Result<Self> {
         let (inv, scaling) = config.inv_freq(0);
-        let t = b.upload(&crate::tensor::HostTensor::from_f32(&inv, &[inv.len()]))?;
-        let built_for = config.max_position_embeddings;
-        Ok(Rope { config, head_dim, style, table: RefCell::new((built_for, t, scaling)) })
+        let t = b.upload(&HostTensor::from_f32(&inv, &[inv.len()]))?;
+        Ok(Rope { config, head_dim, style, base: (t, scaling), step: RefCell::new(None) })
     }
 
-    /// Rotate q or k `[T, n * head_dim]` in place; `max_seq_len` is the batch's longest context.
-    pub fn apply<B: Backend<Tensor = T>>(&self, b: &B, x: &mut T, positions: &T, max_seq_len: usize) -> Result<()> {
-        if matches!(self.config.scaling, RopeScaling::Dynamic { .. }) {
-            let mut table = self.table.borrow_mut();
-            let effective = max_seq_len.max(self.config.max_position_embeddings);
-            if table.0 != effective {
-                let (inv, scaling) = self.config.inv_freq(max_seq_len);
-                *table = (effective, b.upload(&crate::tensor::HostTensor::from_f32(&inv, &[inv.len()]))?, scaling);
-            }
+    /// Rotate q or k `[T, n * head_dim]` of `batch` in place.
+    pub fn apply<B: Backend<Tensor = T>>(&self, b: &B, x: &mut T, batch: &ForwardBatch<T>) -> Result<()> {
+        let p = RopeParams {
+            head_dim: self.head_dim,
+            rotary_dim: self.config.rotary_dim,
+            style: self.style,
+            attention_scaling: self.base.1,
+        };
+        let long = batch.host_seq_lens.iter().any(|&l| l as usize > self.config.max_position_embeddings);
+        if !(long && matches!(self.config.scaling, RopeScaling::Dynamic { .. })) {
+            return Ok(b.rope(x, &batch.positions, &self.base.0, p)?);
         }
-        let table = self.table.borrow();
-        let p = RopeParams { head_dim: self.head_dim, rotary_dim: self.config.rotary_dim, style: self.style, attention_scaling: table.2 };
-        Ok(b.rope(x, positions, &table.1, p)?)
+        let mut step = self.step.borrow_mut();
+        let fresh = matches!(&*step, Some((q, s, _)) if *q == batch.host_query_start_loc && *s == batch.host_seq_lens);
+        if !fresh {
+            let half = self.config.rotary_dim / 2;
+            let mut table = Vec::with_capacity(batch.num_tokens * half);
+            for (i, &len) in batch.host_seq_lens.iter().enumerate() {
+                let (inv, _) = self.config.inv_freq(len as usize);
+                let q_len = batch.host_query_start_loc[i + 1] - batch.host_query_start_loc[i];
+                for _ in 0..q_len {
+                    table.extend_from_slice(&inv);
+                }
+            }
+            let t = b.upload(&HostTensor::from_f32(&table, &[batch.num_tokens, half]))?;
+            *step = Some((batch.host_query_start_loc.clone(), batch.host_seq_lens.clone(), t));
+        }
+        let table = &step.as_ref().expect("filled above").2;
+        Ok(b.rope(x, &batch.positions, table, p)?)
     }
 }

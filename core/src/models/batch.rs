@@ -34,6 +34,10 @@ pub struct ForwardBatch<T> {
     pub attn: AttentionMetadata<T>,
     pub num_tokens: usize,
     pub num_logits: usize,
+    /// Host copies of the per-sequence layout, for ops whose arguments depend on it
+    /// (dynamic-NTK RoPE builds per-token frequencies from each sequence's length).
+    pub host_query_start_loc: Vec<u32>,
+    pub host_seq_lens: Vec<u32>,
 }
 
 impl BatchInput {
@@ -75,6 +79,8 @@ impl BatchInput {
             attn,
             num_tokens: t,
             num_logits: self.logits_indices.len(),
+            host_query_start_loc: self.query_start_loc.clone(),
+            host_seq_lens: self.seq_lens.clone(),
         })
     }
 }

@@ -19,7 +19,9 @@ use serde_json::{Map, Value as Json};
 use minijinja::Value;
 
 use super::error::{Result, TokenizerError};
-use super::jinja_env::{new_environment, rewrite_generation_tags, set_clock, system_clock, Clock, RaisedException};
+use super::jinja_env::{
+    new_environment, rewrite_generation_tags, set_clock, system_clock, Clock, RaisedException,
+};
 
 const TEMPLATE_NAME: &str = "chat_template";
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
@@ -77,8 +79,11 @@ impl ChatTemplate {
     pub fn with_clock(source: &str, clock: Clock) -> Result<Self> {
         let mut env = new_environment(clock);
         let source = rewrite_generation_tags(source).into_owned();
-        env.add_template_owned(TEMPLATE_NAME, source)
-            .map_err(|e| TokenizerError::TemplateSyntax { message: error_chain(&e) })?;
+        env.add_template_owned(TEMPLATE_NAME, source).map_err(|e| {
+            TokenizerError::TemplateSyntax {
+                message: error_chain(&e),
+            }
+        })?;
         Ok(ChatTemplate { env })
     }
 
@@ -90,7 +95,11 @@ impl ChatTemplate {
     /// Render the conversation to the prompt text.
     pub fn render(&self, inputs: &ChatTemplateInputs<'_>) -> Result<String> {
         let messages = normalize_messages(inputs.messages)?;
-        let tools = checked_list(inputs.tools, "tools", "Tools should be a list of JSON schemas (objects)")?;
+        let tools = checked_list(
+            inputs.tools,
+            "tools",
+            "Tools should be a list of JSON schemas (objects)",
+        )?;
         let documents = checked_list(
             inputs.documents,
             "documents",
@@ -98,17 +107,31 @@ impl ChatTemplate {
         )?;
         if let Some(key) = RESERVED.iter().find(|k| inputs.extra.contains_key(**k)) {
             return Err(TokenizerError::InvalidInput {
-                message: format!("`{key}` is set by the renderer and cannot be passed as an extra variable"),
+                message: format!(
+                    "`{key}` is set by the renderer and cannot be passed as an extra variable"
+                ),
             });
         }
 
         let mut ctx: Vec<(String, Value)> = vec![
             ("messages".into(), to_value(&messages)),
-            ("tools".into(), tools.map(to_value).unwrap_or(Value::from(()))),
-            ("documents".into(), documents.map(to_value).unwrap_or(Value::from(()))),
-            ("add_generation_prompt".into(), Value::from(inputs.add_generation_prompt)),
+            (
+                "tools".into(),
+                tools.map(to_value).unwrap_or(Value::from(())),
+            ),
+            (
+                "documents".into(),
+                documents.map(to_value).unwrap_or(Value::from(())),
+            ),
+            (
+                "add_generation_prompt".into(),
+                Value::from(inputs.add_generation_prompt),
+            ),
         ];
-        for (name, token) in [("bos_token", inputs.bos_token), ("eos_token", inputs.eos_token)] {
+        for (name, token) in [
+            ("bos_token", inputs.bos_token),
+            ("eos_token", inputs.eos_token),
+        ] {
             if let Some(token) = token {
                 if !inputs.extra.contains_key(name) {
                     ctx.push((name.into(), Value::from(token)));
@@ -119,10 +142,12 @@ impl ChatTemplate {
             ctx.push((k.clone(), to_value(v)));
         }
 
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| TokenizerError::TemplateRender { message: error_chain(&e) })?;
+        let template =
+            self.env
+                .get_template(TEMPLATE_NAME)
+                .map_err(|e| TokenizerError::TemplateRender {
+                    message: error_chain(&e),
+                })?;
         let ctx: std::collections::BTreeMap<String, Value> = ctx.into_iter().collect();
         template.render(Value::from(ctx)).map_err(render_error)
     }
@@ -136,12 +161,17 @@ fn to_value(json: &Json) -> Value {
 fn normalize_messages(messages: &Json) -> Result<Json> {
     let Json::Array(list) = messages else {
         return Err(TokenizerError::InvalidInput {
-            message: format!("messages must be a JSON array of message objects, got {}", kind_of(messages)),
+            message: format!(
+                "messages must be a JSON array of message objects, got {}",
+                kind_of(messages)
+            ),
         });
     };
     if list.is_empty() {
         return Err(TokenizerError::InvalidInput {
-            message: "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
+            message:
+                "Cannot apply chat template to an empty conversation. Provide at least one message."
+                    .into(),
         });
     }
     let mut out = Vec::with_capacity(list.len());
@@ -151,8 +181,11 @@ fn normalize_messages(messages: &Json) -> Result<Json> {
                 message: format!("messages[{i}] must be an object, got {}", kind_of(message)),
             });
         };
-        let mut msg: Map<String, Json> =
-            fields.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut msg: Map<String, Json> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(reasoning) = REASONING_FIELDS.iter().find_map(|k| msg.get(*k).cloned()) {
             // {"thinking": r, **message, "reasoning_content": r}
             let mut aliased = Map::with_capacity(msg.len() + 2);
@@ -172,7 +205,9 @@ fn checked_list<'a>(value: Option<&'a Json>, name: &str, what: &str) -> Result<O
     match value {
         None | Some(Json::Null) => Ok(None),
         Some(v @ Json::Array(items)) if items.iter().all(Json::is_object) => Ok(Some(v)),
-        Some(v) => Err(TokenizerError::InvalidInput { message: format!("{name}: {what}, got {}", kind_of(v)) }),
+        Some(v) => Err(TokenizerError::InvalidInput {
+            message: format!("{name}: {what}, got {}", kind_of(v)),
+        }),
     }
 }
 
@@ -191,11 +226,15 @@ fn render_error(err: minijinja::Error) -> TokenizerError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(raised) = e.downcast_ref::<RaisedException>() {
-            return TokenizerError::TemplateException { message: raised.0.clone() };
+            return TokenizerError::TemplateException {
+                message: raised.0.clone(),
+            };
         }
         source = e.source();
     }
-    TokenizerError::TemplateRender { message: error_chain(&err) }
+    TokenizerError::TemplateRender {
+        message: error_chain(&err),
+    }
 }
 
 /// minijinja's message plus its causes, on one line.

@@ -34,8 +34,13 @@ impl ChatTemplateSpec {
         match self {
             ChatTemplateSpec::Single(s) => Ok(s),
             ChatTemplateSpec::Named(set) => {
-                let find = |name: &str| set.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str());
-                let picked = if with_tools { find("tool_use").or_else(|| find("default")) } else { find("default") };
+                let find =
+                    |name: &str| set.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str());
+                let picked = if with_tools {
+                    find("tool_use").or_else(|| find("default"))
+                } else {
+                    find("default")
+                };
                 picked.ok_or_else(|| TokenizerError::NoSuchChatTemplate {
                     file: CONFIG_FILE,
                     wanted: "default".into(),
@@ -49,7 +54,9 @@ impl ChatTemplateSpec {
     pub fn named(&self, name: &str) -> Option<&str> {
         match self {
             ChatTemplateSpec::Single(s) => (name == "default").then_some(s.as_str()),
-            ChatTemplateSpec::Named(set) => set.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str()),
+            ChatTemplateSpec::Named(set) => {
+                set.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str())
+            }
         }
     }
 }
@@ -72,8 +79,10 @@ pub struct TokenizerConfig {
 impl TokenizerConfig {
     /// Parse tokenizer_config.json text.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        let root: Value = serde_json::from_str(text)
-            .map_err(|e| TokenizerError::InvalidFile { file: CONFIG_FILE, message: format!("invalid JSON: {e}") })?;
+        let root: Value = serde_json::from_str(text).map_err(|e| TokenizerError::InvalidFile {
+            file: CONFIG_FILE,
+            message: format!("invalid JSON: {e}"),
+        })?;
         let Value::Object(obj) = &root else {
             return Err(TokenizerError::InvalidFile {
                 file: CONFIG_FILE,
@@ -88,7 +97,10 @@ impl TokenizerConfig {
             unk_token: special_token(get("unk_token"), "unk_token")?,
             add_bos_token: boolean(get("add_bos_token"), "add_bos_token")?,
             add_eos_token: boolean(get("add_eos_token"), "add_eos_token")?,
-            clean_up_tokenization_spaces: boolean(get("clean_up_tokenization_spaces"), "clean_up_tokenization_spaces")?,
+            clean_up_tokenization_spaces: boolean(
+                get("clean_up_tokenization_spaces"),
+                "clean_up_tokenization_spaces",
+            )?,
             chat_template: chat_template(get("chat_template"))?,
             model_max_length: max_length(get("model_max_length"))?,
         })
@@ -96,8 +108,10 @@ impl TokenizerConfig {
 
     /// Parse tokenizer_config.json bytes (must be UTF-8).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| TokenizerError::InvalidFile { file: CONFIG_FILE, message: format!("not UTF-8: {e}") })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| TokenizerError::InvalidFile {
+            file: CONFIG_FILE,
+            message: format!("not UTF-8: {e}"),
+        })?;
         Self::from_json_str(text)
     }
 
@@ -105,18 +119,28 @@ impl TokenizerConfig {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| TokenizerError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_json_bytes(&bytes)
     }
 
     /// The named special tokens that are set, as transformers passes them to a chat template
     /// (`special_tokens_map`: bos/eos/unk/pad here).
     pub fn special_tokens_map(&self) -> serde_json::Map<String, Value> {
-        [("bos_token", &self.bos_token), ("eos_token", &self.eos_token), ("unk_token", &self.unk_token), ("pad_token", &self.pad_token)]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), Value::String(v.clone()))))
-            .collect()
+        [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("unk_token", &self.unk_token),
+            ("pad_token", &self.pad_token),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| (k.to_string(), Value::String(v.clone())))
+        })
+        .collect()
     }
 }
 
@@ -129,8 +153,10 @@ pub fn effective_chat_template(
     with_tools: bool,
 ) -> Result<Option<String>> {
     if let Some(bytes) = chat_template_jinja {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| TokenizerError::InvalidFile { file: JINJA_FILE, message: format!("not UTF-8: {e}") })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| TokenizerError::InvalidFile {
+            file: JINJA_FILE,
+            message: format!("not UTF-8: {e}"),
+        })?;
         return Ok(Some(text.to_string()));
     }
     let Some(bytes) = tokenizer_config_json else {
@@ -144,7 +170,12 @@ pub fn effective_chat_template(
 }
 
 fn invalid(field: &str, expected: &'static str, got: &Value) -> TokenizerError {
-    TokenizerError::InvalidField { file: CONFIG_FILE, field: field.to_string(), expected, got: describe_json(got) }
+    TokenizerError::InvalidField {
+        file: CONFIG_FILE,
+        field: field.to_string(),
+        expected,
+        got: describe_json(got),
+    }
 }
 
 /// A string or an AddedToken dict `{"content": "...", ...}`.
@@ -181,7 +212,13 @@ fn chat_template(value: Option<&Value>) -> Result<Option<ChatTemplateSpec>> {
                 let template = item.get("template").and_then(Value::as_str);
                 match (name, template) {
                     (Some(n), Some(t)) => set.push((n.to_string(), t.to_string())),
-                    _ => return Err(invalid(&format!("chat_template[{i}]"), "{\"name\": string, \"template\": string}", item)),
+                    _ => {
+                        return Err(invalid(
+                            &format!("chat_template[{i}]"),
+                            "{\"name\": string, \"template\": string}",
+                            item,
+                        ))
+                    }
                 }
             }
             Ok(Some(ChatTemplateSpec::Named(set)))
@@ -202,7 +239,11 @@ fn max_length(value: Option<&Value>) -> Result<Option<u64>> {
             match n.as_f64() {
                 Some(f) if f >= UNBOUNDED => Ok(None),
                 Some(f) if f >= 0.0 && f.fract() == 0.0 => Ok(Some(f as u64)),
-                _ => Err(invalid("model_max_length", "a non-negative integer", value.unwrap())),
+                _ => Err(invalid(
+                    "model_max_length",
+                    "a non-negative integer",
+                    value.unwrap(),
+                )),
             }
         }
         Some(v) => Err(invalid("model_max_length", "a non-negative integer", v)),

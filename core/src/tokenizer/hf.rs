@@ -6,7 +6,8 @@
 //! `decode(ids, skip_special_tokens)` runs its decoder. transformers 5 ignores
 //! `add_bos_token`/`add_eos_token` from tokenizer_config.json when a tokenizer.json exists,
 //! and so does this wrapper. `clean_up_tokenization_spaces` (false for the models we load)
-//! can be switched on with [`Tokenizer::set_clean_up_tokenization_spaces`].
+//! can be switched on with [`Tokenizer::set_clean_up_tokenization_spaces`]; like transformers
+//! 5.24 it is then ignored for BPE models, where it would corrupt text.
 
 use super::error::{Result, TokenizerError};
 
@@ -21,7 +22,10 @@ impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
             .field("vocab_size", &self.vocab_size())
-            .field("clean_up_tokenization_spaces", &self.clean_up_tokenization_spaces)
+            .field(
+                "clean_up_tokenization_spaces",
+                &self.clean_up_tokenization_spaces,
+            )
             .finish()
     }
 }
@@ -29,42 +33,60 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     /// Parse the contents of a tokenizer.json.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| TokenizerError::TokenizerJson { message: e.to_string() })?;
-        Ok(Tokenizer { inner, clean_up_tokenization_spaces: false })
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
+            TokenizerError::TokenizerJson {
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Tokenizer {
+            inner,
+            clean_up_tokenization_spaces: false,
+        })
     }
 
     /// Read and parse a tokenizer.json from disk (native only; the browser passes bytes).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| TokenizerError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| TokenizerError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_bytes(&bytes)
     }
 
     /// Apply transformers' `clean_up_tokenization` (" ." -> "." etc.) after decoding, as
-    /// `clean_up_tokenization_spaces: true` in tokenizer_config.json asks.
+    /// `clean_up_tokenization_spaces: true` in tokenizer_config.json asks. transformers 5
+    /// skips it for BPE models (it would strip real spaces), and so does this.
     pub fn set_clean_up_tokenization_spaces(&mut self, on: bool) {
-        self.clean_up_tokenization_spaces = on;
+        let is_bpe = matches!(self.inner.get_model(), tokenizers::ModelWrapper::BPE(_));
+        self.clean_up_tokenization_spaces = on && !is_bpe;
     }
 
     /// Token ids of `text`. `add_special_tokens` runs the post-processor (BOS/EOS templates).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| TokenizerError::Encode { message: e.to_string() })?;
+        let encoding =
+            self.inner
+                .encode(text, add_special_tokens)
+                .map_err(|e| TokenizerError::Encode {
+                    message: e.to_string(),
+                })?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Text of `ids`; `skip_special_tokens` drops tokens marked special in tokenizer.json.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        let text = self
-            .inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| TokenizerError::Decode { message: e.to_string() })?;
-        Ok(if self.clean_up_tokenization_spaces { clean_up_tokenization(&text) } else { text })
+        let text =
+            self.inner
+                .decode(ids, skip_special_tokens)
+                .map_err(|e| TokenizerError::Decode {
+                    message: e.to_string(),
+                })?;
+        Ok(if self.clean_up_tokenization_spaces {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        })
     }
 
     /// Id of a token (vocabulary entry or added token), as `convert_tokens_to_ids`.

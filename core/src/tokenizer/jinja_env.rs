@@ -71,9 +71,15 @@ pub fn new_environment(clock: Clock) -> Environment<'static> {
     });
     env.add_filter("tojson", tojson);
     env.add_filter("string", |v: &Value| -> Value {
-        if v.kind() == ValueKind::String { v.clone() } else { Value::from(py_str(v)) }
+        if v.kind() == ValueKind::String {
+            v.clone()
+        } else {
+            Value::from(py_str(v))
+        }
     });
-    env.add_filter("trim", |v: &Value, chars: Option<&str>| -> String { py_strip(&py_str(v), chars, true, true) });
+    env.add_filter("trim", |v: &Value, chars: Option<&str>| -> String {
+        py_strip(&py_str(v), chars, true, true)
+    });
     env.add_filter("join", join);
     env.add_function("raise_exception", |msg: Value| -> Result<Value, Error> {
         let msg = py_str(&msg);
@@ -85,19 +91,33 @@ pub fn new_environment(clock: Clock) -> Environment<'static> {
 
 /// (Re)register `strftime_now(format)` on `clock`.
 pub fn set_clock(env: &mut Environment<'static>, clock: Clock) {
-    env.add_function("strftime_now", move |format: &str| -> Result<String, Error> {
-        use std::fmt::Write;
-        let mut out = String::new();
-        write!(out, "{}", clock().format(format)).map_err(|_| {
-            Error::new(ErrorKind::InvalidOperation, format!("strftime_now: invalid format {format:?}"))
-        })?;
-        Ok(out)
-    });
+    env.add_function(
+        "strftime_now",
+        move |format: &str| -> Result<String, Error> {
+            use std::fmt::Write;
+            let mut out = String::new();
+            write!(out, "{}", clock().format(format)).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("strftime_now: invalid format {format:?}"),
+                )
+            })?;
+            Ok(out)
+        },
+    );
 }
 
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
-fn tojson(value: &Value, ensure_ascii: Option<Value>, indent: Option<Value>, kwargs: Kwargs) -> Result<String, Error> {
-    let ensure_ascii = match kwargs.get::<Option<Value>>("ensure_ascii")?.or(ensure_ascii) {
+fn tojson(
+    value: &Value,
+    ensure_ascii: Option<Value>,
+    indent: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let ensure_ascii = match kwargs
+        .get::<Option<Value>>("ensure_ascii")?
+        .or(ensure_ascii)
+    {
         Some(v) => v.is_true(),
         None => false,
     };
@@ -108,7 +128,10 @@ fn tojson(value: &Value, ensure_ascii: Option<Value>, indent: Option<Value>, kwa
             Some(s) if v.kind() == ValueKind::String => s.to_string(),
             _ => {
                 let n = v.as_i64().ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an int, a string or None")
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent must be an int, a string or None",
+                    )
                 })?;
                 " ".repeat(n.max(0) as usize)
             }
@@ -124,7 +147,12 @@ fn tojson(value: &Value, ensure_ascii: Option<Value>, indent: Option<Value>, kwa
                     opts.item_separator = item.as_str().unwrap_or_default().to_string();
                     opts.key_separator = key.as_str().unwrap_or_default().to_string();
                 }
-                _ => return Err(Error::new(ErrorKind::InvalidOperation, "tojson: separators must be (item, key)")),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: separators must be (item, key)",
+                    ))
+                }
             }
         }
     }
@@ -225,7 +253,10 @@ fn parse_generation_tag(s: &str) -> Option<(usize, &str, bool, &str)> {
         return None;
     };
     i += word_len;
-    if !bytes.get(i).is_some_and(|b| b.is_ascii_whitespace() || *b == b'-' || *b == b'+' || *b == b'%') {
+    if !bytes
+        .get(i)
+        .is_some_and(|b| b.is_ascii_whitespace() || *b == b'-' || *b == b'+' || *b == b'%')
+    {
         return None;
     }
     while bytes.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
@@ -238,7 +269,9 @@ fn parse_generation_tag(s: &str) -> Option<(usize, &str, bool, &str)> {
         }
         _ => "",
     };
-    s[i..].starts_with("%}").then_some((i + 2, open_mod, end, close_mod))
+    s[i..]
+        .starts_with("%}")
+        .then_some((i + 2, open_mod, end, close_mod))
 }
 
 #[cfg(test)]
@@ -252,7 +285,10 @@ mod tests {
             rewrite_generation_tags(src),
             "a{% with %}b{%- endwith -%}c{%+ with %}{% generations %}"
         );
-        assert!(matches!(rewrite_generation_tags("{% if x %}"), Cow::Borrowed(_)));
+        assert!(matches!(
+            rewrite_generation_tags("{% if x %}"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

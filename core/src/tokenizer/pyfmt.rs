@@ -120,7 +120,11 @@ pub fn py_float_repr(f: f64) -> String {
         }
     } else {
         let (first, rest) = digits.split_at(1);
-        let mant = if rest.is_empty() { first.to_string() } else { format!("{first}.{rest}") };
+        let mant = if rest.is_empty() {
+            first.to_string()
+        } else {
+            format!("{first}.{rest}")
+        };
         format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
     };
     format!("{sign}{body}")
@@ -128,7 +132,11 @@ pub fn py_float_repr(f: f64) -> String {
 
 /// Python `repr(str)`: single quotes unless the text has `'` and no `"`.
 pub fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -184,7 +192,13 @@ impl JsonOptions {
     /// Python's defaults for a given indent: `", "` without indent, `","` with one.
     pub fn new(ensure_ascii: bool, indent: Option<String>, sort_keys: bool) -> Self {
         let item_separator = if indent.is_some() { "," } else { ", " }.to_string();
-        JsonOptions { ensure_ascii, indent, item_separator, key_separator: ": ".into(), sort_keys }
+        JsonOptions {
+            ensure_ascii,
+            indent,
+            item_separator,
+            key_separator: ": ".into(),
+            sort_keys,
+        }
     }
 }
 
@@ -204,7 +218,12 @@ fn newline(out: &mut String, opts: &JsonOptions, level: usize) {
     }
 }
 
-fn write_json(out: &mut String, value: &Value, opts: &JsonOptions, level: usize) -> Result<(), Error> {
+fn write_json(
+    out: &mut String,
+    value: &Value,
+    opts: &JsonOptions,
+    level: usize,
+) -> Result<(), Error> {
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
@@ -215,12 +234,16 @@ fn write_json(out: &mut String, value: &Value, opts: &JsonOptions, level: usize)
                 let f = f64::try_from(value.clone())?;
                 out.push_str(&match f {
                     f if f.is_nan() => "NaN".to_string(),
-                    f if f.is_infinite() => if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string(),
+                    f if f.is_infinite() => {
+                        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+                    }
                     f => py_float_repr(f),
                 });
             }
         }
-        ValueKind::String => write_json_str(out, value.as_str().unwrap_or_default(), opts.ensure_ascii),
+        ValueKind::String => {
+            write_json_str(out, value.as_str().unwrap_or_default(), opts.ensure_ascii)
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
             if items.is_empty() {
@@ -340,6 +363,9 @@ mod tests {
     fn strings_follow_python_repr() {
         assert_eq!(py_str_repr("it's"), "\"it's\"");
         assert_eq!(py_str_repr("a'b\"c"), "'a\\'b\"c'");
-        assert_eq!(py_str_repr("tab\t\u{1}é😀\u{200b}"), "'tab\\t\\x01é😀\\u200b'");
+        assert_eq!(
+            py_str_repr("tab\t\u{1}é😀\u{200b}"),
+            "'tab\\t\\x01é😀\\u200b'"
+        );
     }
 }

@@ -8,7 +8,7 @@ mod dummy;
 mod safetensors;
 
 pub use self::dummy::DummyWeights;
-pub use self::safetensors::SafetensorsWeights;
+pub use self::safetensors::{shard_names, FileBytes, SafetensorsWeights};
 
 use crate::tensor::HostTensor;
 

@@ -27,13 +27,20 @@ pub(super) struct RepoCache {
 /// A git commit id as the hub writes it: 40 lowercase hex digits (Python's
 /// `REGEX_COMMIT_HASH`). Revisions that are commits need no `refs/` lookup.
 pub(super) fn is_commit_hash(revision: &str) -> bool {
-    revision.len() == 40 && revision.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    revision.len() == 40
+        && revision
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 impl RepoCache {
     pub(super) fn new(cache_dir: &Path, repo: &str) -> Self {
         let folder = Repo::new(repo.to_string(), RepoType::Model).folder_name();
-        Self { cache_dir: cache_dir.to_path_buf(), repo: repo.to_string(), root: cache_dir.join(folder) }
+        Self {
+            cache_dir: cache_dir.to_path_buf(),
+            repo: repo.to_string(),
+            root: cache_dir.join(folder),
+        }
     }
 
     /// The commit `revision` resolves to without asking the network, if the cache knows one.
@@ -64,12 +71,48 @@ impl RepoCache {
     /// Best effort: a failure only costs one more request next time.
     pub(super) fn mark_missing(&self, commit: &str, file: &str) {
         let path = self.no_exist_path(commit, file);
-        let made = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
-            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map(drop)
-        });
+        let made = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map(drop)
+            });
         if let Err(e) = made {
             tracing::debug!("cannot write {}: {e}", path.display());
         }
+    }
+
+    /// If `blobs/<etag>` is already here, links `snapshots/<commit>/<file>` to it the way
+    /// hf-hub and Python do (relative symlink) and returns the link; `None` if not cached.
+    pub(super) fn link_blob(
+        &self,
+        commit: &str,
+        file: &str,
+        etag: &str,
+    ) -> std::io::Result<Option<PathBuf>> {
+        let blob = self.root.join("blobs").join(etag);
+        if !blob.is_file() {
+            return Ok(None);
+        }
+        let pointer = self.snapshot_dir(commit).join(file);
+        if let Some(parent) = pointer.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // From snapshots/<commit>/<file> back up to the repo folder: 2 + the file's depth.
+        let mut target: PathBuf =
+            std::iter::repeat_n("..", 2 + file.matches('/').count()).collect();
+        target.push("blobs");
+        target.push(etag);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, &pointer)?;
+        #[cfg(not(unix))]
+        std::fs::copy(&blob, &pointer).map(drop)?;
+        Ok(Some(pointer))
     }
 
     /// Points `refs/<revision>` at `commit` (nothing for a revision that is itself a commit,
@@ -79,7 +122,9 @@ impl RepoCache {
             return Ok(());
         }
         let repo = Repo::with_revision(self.repo.clone(), RepoType::Model, revision.to_string());
-        Cache::new(self.cache_dir.clone()).repo(repo).create_ref(commit)
+        Cache::new(self.cache_dir.clone())
+            .repo(repo)
+            .create_ref(commit)
     }
 
     pub(super) fn ref_path(&self, revision: &str) -> PathBuf {

@@ -29,11 +29,18 @@ pub enum HubError {
     InvalidRepoId { repo: String, reason: &'static str },
 
     #[error("invalid revision `{revision}`: {reason}")]
-    InvalidRevision { revision: String, reason: &'static str },
+    InvalidRevision {
+        revision: String,
+        reason: &'static str,
+    },
 
     /// A file name that would escape the snapshot folder, or is otherwise unusable.
     #[error("invalid file name `{file}` in repository `{repo}`: {reason}")]
-    InvalidFileName { repo: String, file: String, reason: &'static str },
+    InvalidFileName {
+        repo: String,
+        file: String,
+        reason: &'static str,
+    },
 
     #[error(
         "repository `{repo}` not found on {endpoint} (if it is private or gated, set HF_TOKEN \
@@ -42,10 +49,18 @@ pub enum HubError {
     RepoNotFound { repo: String, endpoint: String },
 
     #[error("revision `{revision}` not found in repository `{repo}` on {endpoint}")]
-    RevisionNotFound { repo: String, revision: String, endpoint: String },
+    RevisionNotFound {
+        repo: String,
+        revision: String,
+        endpoint: String,
+    },
 
     #[error("file `{file}` not found in repository `{repo}` at revision `{revision}`")]
-    FileNotFound { repo: String, file: String, revision: String },
+    FileNotFound {
+        repo: String,
+        file: String,
+        revision: String,
+    },
 
     #[error(
         "repository `{repo}` has no safetensors weights at revision `{revision}` (neither \
@@ -58,14 +73,25 @@ pub enum HubError {
         "access to repository `{repo}` was denied by {endpoint} (HTTP {status}): {}",
         auth_hint(.repo, .endpoint, *.gated, *.token_sent)
     )]
-    Unauthorized { repo: String, endpoint: String, status: u16, gated: bool, token_sent: bool },
+    Unauthorized {
+        repo: String,
+        endpoint: String,
+        status: u16,
+        gated: bool,
+        token_sent: bool,
+    },
 
     /// Offline (`HF_HUB_OFFLINE`) and the file is not in the cache.
     #[error(
         "offline mode (HF_HUB_OFFLINE) is on and `{file}` of `{repo}` at revision `{revision}` \
          is not in the cache {cache_dir}; run once online (or unset HF_HUB_OFFLINE) to download it"
     )]
-    OfflineNotCached { repo: String, file: String, revision: String, cache_dir: PathBuf },
+    OfflineNotCached {
+        repo: String,
+        file: String,
+        revision: String,
+        cache_dir: PathBuf,
+    },
 
     /// The hub could not be reached at all.
     #[error(
@@ -80,7 +106,11 @@ pub enum HubError {
 
     /// Any other HTTP status.
     #[error("HTTP {status} from {url}: {message}")]
-    Http { url: String, status: u16, message: String },
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+    },
 
     /// The server answered, but not the way the hub protocol says (missing headers, ...).
     #[error("unexpected response from {url}: {message}")]

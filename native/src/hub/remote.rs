@@ -26,6 +26,9 @@
 //!   private), and `ApiRepo::get` never asks: a cached `refs/main` is trusted forever. We send
 //!   one HEAD for the first file instead (what Python's `hf_hub_download` sends), so an
 //!   updated branch is picked up and an up-to-date cache costs one request and no bytes.
+//! - It downloads again a blob the cache already has (it never looks in `blobs/`), so a
+//!   branch moving for a README edit would fetch every weight again. Before a download we
+//!   HEAD the file: a 404 means absent, and a known etag is just linked into the snapshot.
 //! - Downloads are pinned to that commit (`Repo::with_revision(.., commit)`), so every file of
 //!   one resolve lands in the same `snapshots/<commit>/` even if the branch moves meanwhile.
 //!   hf-hub then writes `refs/<commit>`, which Python never does; the caller removes it.
@@ -56,6 +59,13 @@ struct Target<'a> {
     url: &'a str,
 }
 
+/// What a HEAD on a file says.
+pub(super) struct FileInfo {
+    pub(super) commit: String,
+    /// The blob name in the cache (`blobs/<etag>`); `None` if absent or unusable as a name.
+    pub(super) etag: Option<String>,
+}
+
 pub(super) struct Remote {
     endpoint: String,
     cache_dir: PathBuf,
@@ -68,7 +78,10 @@ pub(super) struct Remote {
 
 impl Remote {
     pub(super) fn new(opts: &HubOptions) -> Result<Self, HubError> {
-        let user_agent = format!("tessera/{}; hf-hub/0.4; rust/unknown", env!("CARGO_PKG_VERSION"));
+        let user_agent = format!(
+            "tessera/{}; hf-hub/0.4; rust/unknown",
+            env!("CARGO_PKG_VERSION")
+        );
         let probe = ureq::AgentBuilder::new()
             .redirects(0)
             .try_proxy_from_env(true)
@@ -84,7 +97,10 @@ impl Remote {
             .with_progress(false)
             .with_user_agent("tessera", env!("CARGO_PKG_VERSION"))
             .build()
-            .map_err(|e| HubError::Protocol { url: opts.endpoint.clone(), message: e.to_string() })?;
+            .map_err(|e| HubError::Protocol {
+                url: opts.endpoint.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             endpoint: opts.endpoint.clone(),
             cache_dir: opts.cache_dir.clone(),
@@ -97,19 +113,34 @@ impl Remote {
 
     fn url(&self, repo: &str, revision: &str, file: &str) -> String {
         // Same URL hf-hub builds (`ApiRepo::url`): `/` in a revision is escaped.
-        format!("{}/{repo}/resolve/{}/{file}", self.endpoint, revision.replace('/', "%2F"))
+        format!(
+            "{}/{repo}/resolve/{}/{file}",
+            self.endpoint,
+            revision.replace('/', "%2F")
+        )
     }
 
-    /// `HEAD .../resolve/{revision}/{file}` -> the commit `revision` points at (`x-repo-commit`).
+    /// `HEAD .../resolve/{revision}/{file}`: the commit `revision` points at
+    /// (`x-repo-commit`) and the file's blob name (`x-linked-etag`, else `etag`).
     /// Errors: the repo, revision or file is missing, access denied, network down.
-    pub(super) fn commit_of(&self, repo: &str, revision: &str, file: &str) -> Result<String, HubError> {
+    pub(super) fn head(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+    ) -> Result<FileInfo, HubError> {
         let mut url = self.url(repo, revision, file);
         for _ in 0..=MAX_RELATIVE_REDIRECTS {
             let mut request = self.probe.head(&url);
             if let Some(auth) = &self.auth {
                 request = request.set("Authorization", auth);
             }
-            let target = Target { repo, revision, file, url: &url };
+            let target = Target {
+                repo,
+                revision,
+                file,
+                url: &url,
+            };
             let response = request.call().map_err(|e| self.classify(e, &target))?;
             if (300..400).contains(&response.status()) {
                 if let Some(path) = response.header("location").filter(|l| l.starts_with('/')) {
@@ -117,16 +148,29 @@ impl Remote {
                     continue;
                 }
             }
-            // A 2xx, or a 3xx to a CDN: both carry the commit.
-            return match response.header("x-repo-commit") {
-                Some(commit) if !commit.trim().is_empty() => Ok(commit.trim().to_string()),
-                _ => Err(HubError::Protocol {
+            // A 2xx, or a 3xx to a CDN: both carry the commit and the etag.
+            let Some(commit) = response.header("x-repo-commit").map(str::trim) else {
+                return Err(HubError::Protocol {
                     url,
-                    message: "no `x-repo-commit` header (is HF_ENDPOINT a Hugging Face hub?)".into(),
-                }),
+                    message: "no `x-repo-commit` header (is HF_ENDPOINT a Hugging Face hub?)"
+                        .into(),
+                });
             };
+            let etag = response
+                .header("x-linked-etag")
+                .or_else(|| response.header("etag"))
+                // hf-hub's normalisation, so the name matches the blobs it writes.
+                .map(|e| e.replace('"', ""))
+                .filter(|e| !e.is_empty() && !e.contains(['/', '\\']) && e != "." && e != "..");
+            return Ok(FileInfo {
+                commit: commit.to_string(),
+                etag,
+            });
         }
-        Err(HubError::Protocol { url, message: "too many relative redirects".into() })
+        Err(HubError::Protocol {
+            url,
+            message: "too many relative redirects".into(),
+        })
     }
 
     /// Downloads `file` at `commit` into the cache through hf-hub.
@@ -137,13 +181,25 @@ impl Remote {
         commit: &str,
         file: &str,
     ) -> Result<Option<PathBuf>, HubError> {
-        let api_repo = self.api.repo(Repo::with_revision(repo.to_string(), RepoType::Model, commit.to_string()));
+        let api_repo = self.api.repo(Repo::with_revision(
+            repo.to_string(),
+            RepoType::Model,
+            commit.to_string(),
+        ));
         tracing::info!(repo, commit, file, "downloading");
         match api_repo.download_with_progress(file, DownloadProgress::default()) {
             Ok(path) => Ok(Some(path)),
             Err(e) => {
                 let url = api_repo.url(file);
-                match self.classify_api(e, &Target { repo, revision: commit, file, url: &url }) {
+                match self.classify_api(
+                    e,
+                    &Target {
+                        repo,
+                        revision: commit,
+                        file,
+                        url: &url,
+                    },
+                ) {
                     HubError::FileNotFound { .. } => Ok(None),
                     e => Err(e),
                 }
@@ -152,14 +208,20 @@ impl Remote {
     }
 
     fn classify_api(&self, error: ApiError, target: &Target) -> HubError {
-        let protocol = |message: String| HubError::Protocol { url: target.url.to_string(), message };
+        let protocol = |message: String| HubError::Protocol {
+            url: target.url.to_string(),
+            message,
+        };
         match error {
             ApiError::RequestError(e) => self.classify(*e, target),
             ApiError::TooManyRetries(e) => self.classify_api(*e, target),
             ApiError::MissingHeader(h) => protocol(format!("missing header `{h}`")),
             ApiError::InvalidHeader(h) => protocol(format!("invalid header `{h}`")),
             ApiError::LockAcquisition(path) => HubError::Locked { path },
-            ApiError::IoError(source) => HubError::Io { path: self.api_cache_hint(target), source },
+            ApiError::IoError(source) => HubError::Io {
+                path: self.api_cache_hint(target),
+                source,
+            },
             #[allow(unreachable_patterns)] // `Native(..)` exists only with hf-hub's native-tls.
             other => protocol(other.to_string()),
         }
@@ -167,14 +229,18 @@ impl Remote {
 
     fn api_cache_hint(&self, target: &Target) -> PathBuf {
         // hf-hub does not say which path failed; name the repo's cache folder.
-        self.cache_dir.join(Repo::model(target.repo.to_string()).folder_name())
+        self.cache_dir
+            .join(Repo::model(target.repo.to_string()).folder_name())
     }
 
     /// Maps a ureq error (a status or a transport failure) to a [`HubError`].
     fn classify(&self, error: ureq::Error, target: &Target) -> HubError {
         let response = match error {
             ureq::Error::Transport(t) => {
-                return HubError::Network { endpoint: self.endpoint.clone(), source: Box::new(t) }
+                return HubError::Network {
+                    endpoint: self.endpoint.clone(),
+                    source: Box::new(t),
+                }
             }
             ureq::Error::Status(_, response) => response,
         };
@@ -183,21 +249,31 @@ impl Remote {
         let repo = target.repo.to_string();
         let endpoint = self.endpoint.clone();
         match (status, code) {
-            (_, "GatedRepo") => {
-                HubError::Unauthorized { repo, endpoint, status, gated: true, token_sent: self.token_sent }
-            }
+            (_, "GatedRepo") => HubError::Unauthorized {
+                repo,
+                endpoint,
+                status,
+                gated: true,
+                token_sent: self.token_sent,
+            },
             (_, "RepoNotFound") => HubError::RepoNotFound { repo, endpoint },
-            (_, "RevisionNotFound") => {
-                HubError::RevisionNotFound { repo, revision: target.revision.to_string(), endpoint }
-            }
+            (_, "RevisionNotFound") => HubError::RevisionNotFound {
+                repo,
+                revision: target.revision.to_string(),
+                endpoint,
+            },
             (_, "EntryNotFound") | (404, _) => HubError::FileNotFound {
                 repo,
                 file: target.file.to_string(),
                 revision: target.revision.to_string(),
             },
-            (401 | 403, _) => {
-                HubError::Unauthorized { repo, endpoint, status, gated: false, token_sent: self.token_sent }
-            }
+            (401 | 403, _) => HubError::Unauthorized {
+                repo,
+                endpoint,
+                status,
+                gated: false,
+                token_sent: self.token_sent,
+            },
             _ => HubError::Http {
                 url: target.url.to_string(),
                 status,

@@ -39,16 +39,31 @@ pub struct FakeRepo {
 
 impl FakeRepo {
     pub fn new(commit_seed: u8) -> Self {
-        Self { commit: format!("{:02x}", commit_seed).repeat(20), ..Self::default() }
+        Self {
+            commit: format!("{:02x}", commit_seed).repeat(20),
+            ..Self::default()
+        }
     }
 
     pub fn file(mut self, name: &str, content: impl Into<Vec<u8>>) -> Self {
-        self.files.insert(name.to_string(), FakeFile { content: content.into(), lfs: false });
+        self.files.insert(
+            name.to_string(),
+            FakeFile {
+                content: content.into(),
+                lfs: false,
+            },
+        );
         self
     }
 
     pub fn lfs_file(mut self, name: &str, content: impl Into<Vec<u8>>) -> Self {
-        self.files.insert(name.to_string(), FakeFile { content: content.into(), lfs: true });
+        self.files.insert(
+            name.to_string(),
+            FakeFile {
+                content: content.into(),
+                lfs: true,
+            },
+        );
         self
     }
 }
@@ -62,7 +77,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -101,11 +119,19 @@ impl HubServer {
     }
 
     pub fn add_repo(&self, id: &str, repo: FakeRepo) {
-        self.state.lock().unwrap().repos.insert(id.to_string(), repo);
+        self.state
+            .lock()
+            .unwrap()
+            .repos
+            .insert(id.to_string(), repo);
     }
 
     pub fn rename(&self, old: &str, new: &str) {
-        self.state.lock().unwrap().renamed.insert(old.to_string(), new.to_string());
+        self.state
+            .lock()
+            .unwrap()
+            .renamed
+            .insert(old.to_string(), new.to_string());
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -122,7 +148,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
@@ -133,7 +162,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let request = Request { method, path, headers };
+    let request = Request {
+        method,
+        path,
+        headers,
+    };
     let response = {
         let mut state = state.lock().unwrap();
         state.log.push(request.clone());
@@ -150,7 +183,11 @@ struct Response {
 
 impl Response {
     fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     fn header(mut self, k: &str, v: impl Into<String>) -> Self {
@@ -182,7 +219,10 @@ impl Response {
         for (k, v) in &self.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", self.body.len()));
+        out.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            self.body.len()
+        ));
         stream.write_all(out.as_bytes())?;
         if !head {
             stream.write_all(&self.body)?;
@@ -194,25 +234,45 @@ impl Response {
 /// A stable content hash standing in for the hub's git/LFS sha (FNV-1a, 64 bit, twice).
 pub fn etag_of(content: &[u8]) -> String {
     let fnv = |seed: u64| {
-        content.iter().fold(seed, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+        content
+            .iter()
+            .fold(seed, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
     };
-    format!("{:016x}{:016x}{:08x}", fnv(0xcbf29ce484222325), fnv(0x84222325cbf29ce4), content.len())
+    format!(
+        "{:016x}{:016x}{:08x}",
+        fnv(0xcbf29ce484222325),
+        fnv(0x84222325cbf29ce4),
+        content.len()
+    )
 }
 
 fn route(req: &Request, state: &State) -> Response {
     if let Some(rest) = req.path.strip_prefix("/cdn/") {
         // /cdn/{owner}/{name}/{file...}
         let mut it = rest.splitn(3, '/');
-        let (owner, name, file) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
-        return match state.repos.get(&format!("{owner}/{name}")).and_then(|r| r.files.get(file)) {
+        let (owner, name, file) = (
+            it.next().unwrap_or(""),
+            it.next().unwrap_or(""),
+            it.next().unwrap_or(""),
+        );
+        return match state
+            .repos
+            .get(&format!("{owner}/{name}"))
+            .and_then(|r| r.files.get(file))
+        {
             Some(f) => content(req, &f.content),
             None => Response::error(404, None, "no such object"),
         };
     }
     // /{owner}/{name}/resolve/{revision}/{file...}
     let mut it = req.path.trim_start_matches('/').splitn(5, '/');
-    let (owner, name, resolve, revision, file) =
-        (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
+    let (owner, name, resolve, revision, file) = (
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+        it.next(),
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+    );
     if resolve != Some("resolve") {
         return Response::error(404, None, "not a resolve url");
     }
@@ -229,7 +289,11 @@ fn route(req: &Request, state: &State) -> Response {
     if let Some(token) = &repo.token {
         match auth {
             None if repo.gated => {
-                return Response::error(401, Some("GatedRepo"), "Access to this model is restricted.")
+                return Response::error(
+                    401,
+                    Some("GatedRepo"),
+                    "Access to this model is restricted.",
+                )
             }
             None => return Response::error(401, Some("RepoNotFound"), "Repository not found"),
             Some(a) if a != format!("Bearer {token}") => {
@@ -248,24 +312,39 @@ fn route(req: &Request, state: &State) -> Response {
     let etag = format!("\"{}\"", etag_of(&f.content));
     if f.lfs {
         return Response::new(302)
-            .header("location", format!("http://{}/cdn/{id}/{file}", req.header("host").unwrap_or("")))
+            .header(
+                "location",
+                format!(
+                    "http://{}/cdn/{id}/{file}",
+                    req.header("host").unwrap_or("")
+                ),
+            )
             .header("x-repo-commit", &repo.commit)
             .header("x-linked-etag", &etag)
             .header("x-linked-size", f.content.len().to_string())
             .header("etag", "\"pointer-file-etag\"");
     }
-    content(req, &f.content).header("x-repo-commit", &repo.commit).header("etag", &etag)
+    content(req, &f.content)
+        .header("x-repo-commit", &repo.commit)
+        .header("etag", &etag)
 }
 
 /// 200 with the body, or 206 for `Range: bytes=a-[b]`.
 fn content(req: &Request, body: &[u8]) -> Response {
     let total = body.len();
-    let range = req.header("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| {
-        let (a, b) = r.split_once('-')?;
-        let a: usize = a.parse().ok()?;
-        let b: usize = if b.is_empty() { total.saturating_sub(1) } else { b.parse().ok()? };
-        Some((a, b.min(total.saturating_sub(1))))
-    });
+    let range = req
+        .header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| {
+            let (a, b) = r.split_once('-')?;
+            let a: usize = a.parse().ok()?;
+            let b: usize = if b.is_empty() {
+                total.saturating_sub(1)
+            } else {
+                b.parse().ok()?
+            };
+            Some((a, b.min(total.saturating_sub(1))))
+        });
     let mut response = match range {
         None => {
             let mut r = Response::new(200);
@@ -276,7 +355,8 @@ fn content(req: &Request, body: &[u8]) -> Response {
             return Response::new(416).header("content-range", format!("bytes */{total}"))
         }
         Some((a, b)) => {
-            let mut r = Response::new(206).header("content-range", format!("bytes {a}-{b}/{total}"));
+            let mut r =
+                Response::new(206).header("content-range", format!("bytes {a}-{b}/{total}"));
             r.body = body[a..=b].to_vec();
             r
         }

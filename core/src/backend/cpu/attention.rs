@@ -23,7 +23,10 @@ fn cache_dims(op: Op, what: &str, t: &CpuTensor) -> Result<(usize, usize, usize)
         [nb, bs, w] => Ok((nb, bs, w)),
         _ => Err(shape_err(
             op,
-            format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape),
+            format!(
+                "{what} must be [num_blocks, block_size, kv_width], got shape {:?}",
+                t.shape
+            ),
         )),
     }
 }
@@ -52,9 +55,16 @@ pub(crate) fn write_kv(
             ),
         ));
     }
-    let num_slots = nb * bs;
-    if let Some((t, &s)) = slots.iter().enumerate().find(|(_, &s)| s != u32::MAX && s as usize >= num_slots) {
-        return Err(shape_err(op, format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})")));
+    let num_slots = nb.saturating_mul(bs);
+    if let Some((t, &s)) = slots
+        .iter()
+        .enumerate()
+        .find(|(_, &s)| s != u32::MAX && s as usize >= num_slots)
+    {
+        return Err(shape_err(
+            op,
+            format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})"),
+        ));
     }
     let kc = f32_mut(op, k_cache)?;
     let vc = f32_mut(op, v_cache)?;
@@ -95,7 +105,9 @@ fn validate<'a>(
 ) -> Result<Layout<'a>> {
     let op = Op::PagedAttention;
     let err = |detail: String| Err(shape_err(op, detail));
-    if p.num_heads == 0 || p.num_kv_heads == 0 || p.head_dim == 0 || p.num_heads % p.num_kv_heads != 0 {
+    let whole_groups =
+        p.num_kv_heads > 0 && p.num_heads / p.num_kv_heads * p.num_kv_heads == p.num_heads;
+    if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
         return err(format!(
             "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
             p.num_heads, p.num_kv_heads, p.head_dim
@@ -111,8 +123,8 @@ fn validate<'a>(
     }
     let (tokens, q_width) = dims2(op, "q", q)?;
     let (nb, bs, kv_width) = cache_dims(op, "k_cache", k_cache)?;
-    if q_width != p.num_heads * p.head_dim
-        || kv_width != p.num_kv_heads * p.head_dim
+    if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
+        || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
         || v_cache.shape != k_cache.shape
         || bs != meta.block_size
         || bs == 0
@@ -126,7 +138,10 @@ fn validate<'a>(
     let seq_lens = u32_of(op, &meta.seq_lens)?;
     let tables = u32_of(op, &meta.block_tables)?;
     let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
-    if qsl.len() != b_count + 1 || seq_lens.len() != b_count || tables.len() != b_count * mb {
+    if qsl.len().checked_sub(1) != Some(b_count)
+        || seq_lens.len() != b_count
+        || Some(tables.len()) != b_count.checked_mul(mb)
+    {
         return err(format!(
             "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
              max_blocks_per_seq {mb}",
@@ -134,13 +149,19 @@ fn validate<'a>(
         ));
     }
     if qsl.windows(2).any(|w| w[0] > w[1]) || qsl[b_count] as usize > tokens {
-        return err(format!("query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"));
+        return err(format!(
+            "query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"
+        ));
     }
     let mut rows = vec![None; tokens];
     for b in 0..b_count {
         let (start, end) = (qsl[b] as usize, qsl[b + 1] as usize);
         let (q_len, seq_len) = (end - start, seq_lens[b] as usize);
-        if q_len > seq_len || q_len > meta.max_query_len || seq_len > meta.max_seq_len || seq_len > mb * bs {
+        if q_len > seq_len
+            || q_len > meta.max_query_len
+            || seq_len > meta.max_seq_len
+            || seq_len > mb.saturating_mul(bs)
+        {
             return err(format!(
                 "seq {b}: {q_len} query tokens, seq_len {seq_len} (need q_len <= seq_len, \
                  q_len <= max_query_len {}, seq_len <= max_seq_len {} and <= {mb} blocks of {bs})",
@@ -149,13 +170,20 @@ fn validate<'a>(
         }
         let used = &tables[b * mb..b * mb + seq_len.div_ceil(bs)];
         if let Some(&bad) = used.iter().find(|&&blk| blk as usize >= nb) {
-            return err(format!("seq {b}: block id {bad} is outside the cache of {nb} blocks"));
+            return err(format!(
+                "seq {b}: block id {bad} is outside the cache of {nb} blocks"
+            ));
         }
         for (i, row) in rows[start..end].iter_mut().enumerate() {
             *row = Some((b, seq_len - q_len + i));
         }
     }
-    Ok(Layout { rows, block_tables: tables, max_blocks_per_seq: mb, block_size: bs })
+    Ok(Layout {
+        rows,
+        block_tables: tables,
+        max_blocks_per_seq: mb,
+        block_size: bs,
+    })
 }
 
 pub(crate) fn paged_attention(
@@ -177,7 +205,9 @@ pub(crate) fn paged_attention(
     let mut out = vec![0.0f32; layout.rows.len() * h * d];
     be.for_each_row(&mut out, d, true, |idx, o| {
         let (t, head) = (idx / h, idx % h);
-        let Some((b, pos)) = layout.rows[t] else { return };
+        let Some((b, pos)) = layout.rows[t] else {
+            return;
+        };
         let q_row = &qv[t * h * d + head * d..][..d];
         let kv_off = (head / group) * d;
         let first = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));

@@ -59,7 +59,10 @@ pub(crate) fn rope_row(row: &mut [f32], position: u32, inv_freq: &[f32], p: &Rop
         .iter()
         .map(|&f| {
             let angle = (pos * f) as f64;
-            (angle.cos() as f32 * p.attention_scaling, angle.sin() as f32 * p.attention_scaling)
+            (
+                angle.cos() as f32 * p.attention_scaling,
+                angle.sin() as f32 * p.attention_scaling,
+            )
         })
         .unzip();
     for head in row.chunks_exact_mut(p.head_dim) {
@@ -82,7 +85,9 @@ pub(crate) fn silu(g: f32) -> f32 {
 
 /// torch `gelu(x, approximate='tanh')`: `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x³)))`.
 pub(crate) fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_560_802_865_4;
+    // torch: kBeta = M_SQRT2 * M_2_SQRTPI * 0.5 in double, then rounded to float.
+    const SQRT_2_OVER_PI: f32 =
+        (std::f64::consts::SQRT_2 * std::f64::consts::FRAC_2_SQRT_PI * 0.5) as f32;
     const KAPPA: f32 = 0.044715;
     let x_cube = x * x * x;
     let inner = SQRT_2_OVER_PI * (x + KAPPA * x_cube);

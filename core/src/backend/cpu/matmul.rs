@@ -7,31 +7,54 @@
 use super::{dims1, dims2, f32_of, f32_tensor, shape_err, CpuBackend, CpuStorage, CpuTensor, NAME};
 use crate::backend::{BackendError, Op, Result, Tensor};
 
-pub(crate) fn matmul(be: &CpuBackend, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
+pub(crate) fn matmul(
+    be: &CpuBackend,
+    x: &CpuTensor,
+    w: &CpuTensor,
+    bias: Option<&CpuTensor>,
+) -> Result<CpuTensor> {
     let op = Op::Matmul;
     let xv = f32_of(op, x)?;
     let (m, k) = dims2(op, "x", x)?;
     let wv = match &w.storage {
         CpuStorage::F32(v) => v.as_slice(),
         // Quantized weight blocks will get their own arm here.
-        CpuStorage::U32(_) => return Err(BackendError::Unsupported { op, dtype: w.dtype(), backend: NAME }),
+        CpuStorage::U32(_) => {
+            return Err(BackendError::Unsupported {
+                op,
+                dtype: w.dtype(),
+                backend: NAME,
+            })
+        }
     };
     let (n, wk) = dims2(op, "w", w)?;
     if wk != k {
-        return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
+        return Err(shape_err(
+            op,
+            format!(
+                "x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ",
+                x.shape, w.shape
+            ),
+        ));
     }
     let bias_values = match bias {
         Some(b) => {
             let values = f32_of(op, b)?;
             if dims1(op, "bias", b)? != n {
-                return Err(shape_err(op, format!("bias {:?} does not match w {:?}", b.shape, w.shape)));
+                return Err(shape_err(
+                    op,
+                    format!("bias {:?} does not match w {:?}", b.shape, w.shape),
+                ));
             }
             Some(values)
         }
         None => None,
     };
 
-    let mut out = vec![0.0f32; m * n];
+    let numel = m
+        .checked_mul(n)
+        .ok_or_else(|| shape_err(op, format!("output [{m}, {n}] overflows")))?;
+    let mut out = vec![0.0f32; numel];
     x_wt(be, m, n, k, xv, wv, &mut out);
     if let Some(b) = bias_values {
         for row in out.chunks_exact_mut(n) {

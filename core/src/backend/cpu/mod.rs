@@ -13,14 +13,18 @@
 //! or a private pool from [`CpuBackend::with_threads`]); on wasm32 everything runs on the
 //! calling thread. Results do not depend on the thread count.
 //!
-//! Op kernels live in submodules: `kernels` (row-wise and elementwise math), `matmul`,
-//! `attention` (`write_kv`, `paged_attention`).
+//! Submodules: `tensor` (CpuTensor and argument checks), `kernels` (row-wise and elementwise
+//! math), `matmul`, `attention` (`write_kv`, `paged_attention`).
 
 mod attention;
 mod kernels;
 mod matmul;
+mod tensor;
 
-use super::{Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Op, Result, RopeParams, Tensor};
+use tensor::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of};
+pub use tensor::{CpuStorage, CpuTensor};
+
+use super::{Activation, AttentionMetadata, AttentionParams, Backend, Op, Result, RopeParams};
 use crate::tensor::{DType, HostTensor};
 
 /// The backend's name in logs and errors.
@@ -28,73 +32,6 @@ pub(crate) const NAME: &str = "cpu";
 
 /// Row-wise ops with fewer elements than this run on the calling thread.
 const PAR_MIN_ELEMS: usize = 1 << 15;
-
-/// Storage of a [`CpuTensor`]. Float data is always f32 here.
-#[derive(Clone)]
-pub enum CpuStorage {
-    F32(Vec<f32>),
-    U32(Vec<u32>),
-}
-
-/// A row-major tensor in host memory.
-#[derive(Clone)]
-pub struct CpuTensor {
-    shape: Vec<usize>,
-    storage: CpuStorage,
-}
-
-impl CpuTensor {
-    /// An f32 tensor; errors if `data.len()` is not the product of `shape`.
-    pub fn from_f32(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
-        check_len(Op::Upload, data.len(), shape)?;
-        Ok(CpuTensor { shape: shape.to_vec(), storage: CpuStorage::F32(data) })
-    }
-
-    /// A u32 tensor; errors if `data.len()` is not the product of `shape`.
-    pub fn from_u32(data: Vec<u32>, shape: &[usize]) -> Result<Self> {
-        check_len(Op::Upload, data.len(), shape)?;
-        Ok(CpuTensor { shape: shape.to_vec(), storage: CpuStorage::U32(data) })
-    }
-
-    pub fn storage(&self) -> &CpuStorage {
-        &self.storage
-    }
-
-    /// The values if this is an f32 tensor.
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        match &self.storage {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// The values if this is a u32 tensor.
-    pub fn as_u32(&self) -> Option<&[u32]> {
-        match &self.storage {
-            CpuStorage::U32(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Tensor for CpuTensor {
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn dtype(&self) -> DType {
-        match self.storage {
-            CpuStorage::F32(_) => DType::F32,
-            CpuStorage::U32(_) => DType::U32,
-        }
-    }
-}
-
-impl std::fmt::Debug for CpuTensor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CpuTensor({}, {:?})", self.dtype(), self.shape)
-    }
-}
 
 /// The CPU reference backend. Cheap to construct; holds at most a thread pool.
 pub struct CpuBackend {
@@ -116,7 +53,10 @@ impl CpuBackend {
     pub fn new() -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            CpuBackend { threads: rayon::current_num_threads().max(1), pool: None }
+            CpuBackend {
+                threads: rayon::current_num_threads().max(1),
+                pool: None,
+            }
         }
         #[cfg(target_arch = "wasm32")]
         {
@@ -132,14 +72,23 @@ impl CpuBackend {
         {
             match threads {
                 0 => Ok(Self::new()),
-                1 => Ok(CpuBackend { threads: 1, pool: None }),
+                1 => Ok(CpuBackend {
+                    threads: 1,
+                    pool: None,
+                }),
                 n => {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(n)
                         .thread_name(|i| format!("tessera-cpu-{i}"))
                         .build()
-                        .map_err(|e| BackendError::Device { backend: NAME, message: format!("thread pool: {e}") })?;
-                    Ok(CpuBackend { threads: n, pool: Some(std::sync::Arc::new(pool)) })
+                        .map_err(|e| super::BackendError::Device {
+                            backend: NAME,
+                            message: format!("thread pool: {e}"),
+                        })?;
+                    Ok(CpuBackend {
+                        threads: n,
+                        pool: Some(std::sync::Arc::new(pool)),
+                    })
                 }
             }
         }
@@ -188,7 +137,11 @@ impl CpuBackend {
         #[cfg(not(target_arch = "wasm32"))]
         if self.threads > 1 && out.len() > row_len && (heavy || out.len() >= PAR_MIN_ELEMS) {
             use rayon::prelude::*;
-            self.install(|| out.par_chunks_mut(row_len).enumerate().for_each(|(i, row)| f(i, row)));
+            self.install(|| {
+                out.par_chunks_mut(row_len)
+                    .enumerate()
+                    .for_each(|(i, row)| f(i, row))
+            });
             return;
         }
         let _ = (heavy, PAR_MIN_ELEMS);
@@ -196,64 +149,6 @@ impl CpuBackend {
             f(i, row);
         }
     }
-}
-
-// ---- validation helpers shared by the op modules --------------------------------------------
-
-pub(crate) fn shape_err(op: Op, detail: impl Into<String>) -> BackendError {
-    BackendError::Shape { op, detail: detail.into() }
-}
-
-fn check_len(op: Op, len: usize, shape: &[usize]) -> Result<()> {
-    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if numel != Some(len) {
-        return Err(shape_err(op, format!("{len} values do not fill shape {shape:?}")));
-    }
-    Ok(())
-}
-
-/// The f32 values of `t`, or `Unsupported` naming its dtype.
-pub(crate) fn f32_of(op: Op, t: &CpuTensor) -> Result<&[f32]> {
-    match &t.storage {
-        CpuStorage::F32(v) => Ok(v),
-        _ => Err(BackendError::Unsupported { op, dtype: t.dtype(), backend: NAME }),
-    }
-}
-
-pub(crate) fn f32_mut(op: Op, t: &mut CpuTensor) -> Result<&mut [f32]> {
-    let dtype = t.dtype();
-    match &mut t.storage {
-        CpuStorage::F32(v) => Ok(v),
-        _ => Err(BackendError::Unsupported { op, dtype, backend: NAME }),
-    }
-}
-
-/// The u32 values of `t`, or `Unsupported` naming its dtype.
-pub(crate) fn u32_of(op: Op, t: &CpuTensor) -> Result<&[u32]> {
-    match &t.storage {
-        CpuStorage::U32(v) => Ok(v),
-        _ => Err(BackendError::Unsupported { op, dtype: t.dtype(), backend: NAME }),
-    }
-}
-
-/// `(rows, cols)` of a rank-2 tensor, or a shape error naming the argument.
-pub(crate) fn dims2(op: Op, what: &str, t: &CpuTensor) -> Result<(usize, usize)> {
-    match t.shape[..] {
-        [r, c] => Ok((r, c)),
-        _ => Err(shape_err(op, format!("{what} must be rank 2, got shape {:?}", t.shape))),
-    }
-}
-
-/// Length of a rank-1 tensor, or a shape error naming the argument.
-pub(crate) fn dims1(op: Op, what: &str, t: &CpuTensor) -> Result<usize> {
-    match t.shape[..] {
-        [n] => Ok(n),
-        _ => Err(shape_err(op, format!("{what} must be rank 1, got shape {:?}", t.shape))),
-    }
-}
-
-fn f32_tensor(data: Vec<f32>, shape: Vec<usize>) -> CpuTensor {
-    CpuTensor { shape, storage: CpuStorage::F32(data) }
 }
 
 // ---- the trait ------------------------------------------------------------------------------
@@ -286,14 +181,22 @@ impl Backend for CpuBackend {
         if expected != Some(t.data.len()) {
             return Err(shape_err(
                 Op::Upload,
-                format!("{} bytes do not hold a {} tensor of shape {:?}", t.data.len(), t.dtype, t.shape),
+                format!(
+                    "{} bytes do not hold a {} tensor of shape {:?}",
+                    t.data.len(),
+                    t.dtype,
+                    t.shape
+                ),
             ));
         }
         let storage = match t.dtype {
             DType::F32 | DType::F16 | DType::BF16 => CpuStorage::F32(t.to_f32()),
             DType::U32 => CpuStorage::U32(t.to_u32()),
         };
-        Ok(CpuTensor { shape: t.shape.clone(), storage })
+        Ok(CpuTensor {
+            shape: t.shape.clone(),
+            storage,
+        })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<CpuTensor> {
@@ -314,8 +217,18 @@ impl Backend for CpuBackend {
         let (vocab, hidden) = dims2(op, "table", table)?;
         let id_values = u32_of(op, ids)?;
         let tokens = dims1(op, "ids", ids)?;
-        if let Some((t, &id)) = id_values.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-            return Err(shape_err(op, format!("id {id} at row {t} is out of range for table {:?}", table.shape)));
+        if let Some((t, &id)) = id_values
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= vocab)
+        {
+            return Err(shape_err(
+                op,
+                format!(
+                    "id {id} at row {t} is out of range for table {:?}",
+                    table.shape
+                ),
+            ));
         }
         let mut out = vec![0.0f32; tokens * hidden];
         self.for_each_row(&mut out, hidden, false, |t, row| {
@@ -333,20 +246,32 @@ impl Backend for CpuBackend {
         let op = Op::Add;
         let (av, bv) = (f32_of(op, a)?, f32_of(op, b)?);
         if a.shape != b.shape {
-            return Err(shape_err(op, format!("a {:?} and b {:?} differ", a.shape, b.shape)));
+            return Err(shape_err(
+                op,
+                format!("a {:?} and b {:?} differ", a.shape, b.shape),
+            ));
         }
         let out = av.iter().zip(bv).map(|(x, y)| x + y).collect();
         Ok(f32_tensor(out, a.shape.clone()))
     }
 
-    fn rms_norm(&self, x: &CpuTensor, weight: &CpuTensor, eps: f32, weight_offset: f32) -> Result<CpuTensor> {
+    fn rms_norm(
+        &self,
+        x: &CpuTensor,
+        weight: &CpuTensor,
+        eps: f32,
+        weight_offset: f32,
+    ) -> Result<CpuTensor> {
         let op = Op::RmsNorm;
         let (xv, wv) = (f32_of(op, x)?, f32_of(op, weight)?);
         let group = wv.len();
         if group == 0 || xv.len() % group != 0 {
             return Err(shape_err(
                 op,
-                format!("x {:?} does not split into groups of weight {:?}", x.shape, weight.shape),
+                format!(
+                    "x {:?} does not split into groups of weight {:?}",
+                    x.shape, weight.shape
+                ),
             ));
         }
         let mut out = vec![0.0f32; xv.len()];
@@ -356,29 +281,40 @@ impl Backend for CpuBackend {
         Ok(f32_tensor(out, x.shape.clone()))
     }
 
-    fn rope(&self, x: &mut CpuTensor, positions: &CpuTensor, inv_freq: &CpuTensor, p: RopeParams) -> Result<()> {
+    fn rope(
+        &self,
+        x: &mut CpuTensor,
+        positions: &CpuTensor,
+        inv_freq: &CpuTensor,
+        p: RopeParams,
+    ) -> Result<()> {
         let op = Op::Rope;
         let (tokens, width) = dims2(op, "x", x)?;
         let pos = u32_of(op, positions)?;
         let freqs = f32_of(op, inv_freq)?;
         let bad = p.head_dim == 0
             || width % p.head_dim != 0
-            || p.rotary_dim % 2 != 0
+            || p.rotary_dim % 2 == 1
             || p.rotary_dim > p.head_dim
-            || freqs.len() != p.rotary_dim / 2
+            || (freqs.len() != p.rotary_dim / 2 && freqs.len() != tokens * (p.rotary_dim / 2))
             || pos.len() != tokens;
         if bad {
             return Err(shape_err(
                 op,
                 format!(
                     "x {:?}, positions {:?}, inv_freq {:?}, head_dim {}, rotary_dim {}: need x [T, n*head_dim], \
-                     positions [T], even rotary_dim <= head_dim, inv_freq [rotary_dim/2]",
+                     positions [T], even rotary_dim <= head_dim, inv_freq [rotary_dim/2] or [T, rotary_dim/2]",
                     x.shape, positions.shape, inv_freq.shape, p.head_dim, p.rotary_dim
                 ),
             ));
         }
+        let half = p.rotary_dim / 2;
+        let per_token = freqs.len() != half;
         let data = f32_mut(op, x)?;
-        self.for_each_row(data, width, false, |t, row| kernels::rope_row(row, pos[t], freqs, &p));
+        self.for_each_row(data, width, false, |t, row| {
+            let f = if per_token { &freqs[t * half..(t + 1) * half] } else { freqs };
+            kernels::rope_row(row, pos[t], f, &p)
+        });
         Ok(())
     }
 
@@ -386,7 +322,10 @@ impl Backend for CpuBackend {
         let op = Op::ActMul;
         let (g, u) = (f32_of(op, gate)?, f32_of(op, up)?);
         if gate.shape != up.shape {
-            return Err(shape_err(op, format!("gate {:?} and up {:?} differ", gate.shape, up.shape)));
+            return Err(shape_err(
+                op,
+                format!("gate {:?} and up {:?} differ", gate.shape, up.shape),
+            ));
         }
         let row = gate.shape.last().copied().unwrap_or(1).max(1);
         let mut out = vec![0.0f32; g.len()];
@@ -426,9 +365,19 @@ impl Backend for CpuBackend {
         let idx = u32_of(op, indices)?;
         let count = dims1(op, "indices", indices)?;
         if let Some(&bad) = idx.iter().find(|&&i| i as usize >= rows) {
-            return Err(shape_err(op, format!("row index {bad} is out of range for x {:?}", x.shape)));
+            return Err(shape_err(
+                op,
+                format!("row index {bad} is out of range for x {:?}", x.shape),
+            ));
         }
-        let out = idx.iter().flat_map(|&i| data[i as usize * cols..(i as usize + 1) * cols].iter().copied()).collect();
+        let out = idx
+            .iter()
+            .flat_map(|&i| {
+                data[i as usize * cols..(i as usize + 1) * cols]
+                    .iter()
+                    .copied()
+            })
+            .collect();
         Ok(f32_tensor(out, vec![count, cols]))
     }
 
@@ -436,7 +385,10 @@ impl Backend for CpuBackend {
         let op = Op::Softcap;
         let data = f32_of(op, x)?;
         if !(cap.is_finite() && cap > 0.0) {
-            return Err(shape_err(op, format!("cap must be finite and > 0, got {cap}")));
+            return Err(shape_err(
+                op,
+                format!("cap must be finite and > 0, got {cap}"),
+            ));
         }
         let out = data.iter().map(|&v| kernels::softcap(v, cap)).collect();
         Ok(f32_tensor(out, x.shape.clone()))
@@ -449,8 +401,13 @@ impl Backend for CpuBackend {
         if cols == 0 {
             return Err(shape_err(op, format!("x {:?} has empty rows", x.shape)));
         }
-        let out = (0..rows).map(|r| kernels::argmax(&data[r * cols..(r + 1) * cols])).collect();
-        Ok(CpuTensor { shape: vec![rows], storage: CpuStorage::U32(out) })
+        let out = (0..rows)
+            .map(|r| kernels::argmax(&data[r * cols..(r + 1) * cols]))
+            .collect();
+        Ok(CpuTensor {
+            shape: vec![rows],
+            storage: CpuStorage::U32(out),
+        })
     }
 
     async fn to_host(&self, t: &CpuTensor) -> Result<HostTensor<'static>> {
