@@ -10,6 +10,7 @@ pub mod error;
 pub mod kv;
 pub mod layers;
 pub mod models;
+pub mod quant;
 pub mod sample;
 pub mod tensor;
 pub mod tokenizer;

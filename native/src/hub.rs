@@ -178,6 +178,12 @@ pub enum ModelSource {
 /// config, tokenizer files and safetensors weights are fetched into (or found in) the cache.
 /// Blocking (network and disk).
 pub fn resolve_model(model: &str, opts: &HubOptions) -> Result<ResolvedModel, HubError> {
+    resolve_model_files(model, opts, true)
+}
+
+/// [`resolve_model`], fetching the safetensors weights only if `with_weights` (a dummy-weight
+/// run needs config and tokenizer files alone).
+pub fn resolve_model_files(model: &str, opts: &HubOptions, with_weights: bool) -> Result<ResolvedModel, HubError> {
     let local = Path::new(model);
     if !model.is_empty() && local.exists() {
         return Ok(ResolvedModel {
@@ -190,7 +196,7 @@ pub fn resolve_model(model: &str, opts: &HubOptions) -> Result<ResolvedModel, Hu
             model: model.to_string(),
         });
     }
-    resolve_repo(model, opts).map_err(|e| match e {
+    resolve_repo(model, opts, with_weights).map_err(|e| match e {
         HubError::RepoNotFound { repo, endpoint } => HubError::ModelNotFound {
             model: repo,
             endpoint,
@@ -208,12 +214,27 @@ pub fn resolve_file(repo: &str, filename: &str, opts: &HubOptions) -> Result<Pat
     session.fetch_required(filename)
 }
 
-fn resolve_repo(repo: &str, opts: &HubOptions) -> Result<ResolvedModel, HubError> {
+fn resolve_repo(repo: &str, opts: &HubOptions, with_weights: bool) -> Result<ResolvedModel, HubError> {
     let mut session = Session::open(repo, opts, CONFIG_FILE)?;
     session.fetch_required(CONFIG_FILE)?;
     for file in OPTIONAL_FILES {
         session.fetch(file)?;
     }
+    if with_weights {
+        fetch_weights(&mut session, repo, opts)?;
+    }
+    Ok(ResolvedModel {
+        path: session.cache.snapshot_dir(&session.commit),
+        source: ModelSource::Hub {
+            repo: repo.to_string(),
+            revision: opts.revision.clone(),
+            commit: session.commit.clone(),
+        },
+    })
+}
+
+/// The safetensors weights: every shard of the index, else the single file.
+fn fetch_weights(session: &mut Session, repo: &str, opts: &HubOptions) -> Result<(), HubError> {
     if let Some(index) = session.fetch(WEIGHTS_INDEX_FILE)? {
         for shard in shard_names(&index)? {
             check_file_name(repo, &shard)?;
@@ -229,14 +250,7 @@ fn resolve_repo(repo: &str, opts: &HubOptions) -> Result<ResolvedModel, HubError
             revision: opts.revision.clone(),
         });
     }
-    Ok(ResolvedModel {
-        path: session.cache.snapshot_dir(&session.commit),
-        source: ModelSource::Hub {
-            repo: repo.to_string(),
-            revision: opts.revision.clone(),
-            commit: session.commit.clone(),
-        },
-    })
+    Ok(())
 }
 
 /// The distinct shard files named by a `model.safetensors.index.json`, sorted.

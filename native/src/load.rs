@@ -13,7 +13,7 @@ use tessera_core::models::load_model;
 use tessera_core::tokenizer::{effective_chat_template, Tokenizer, TokenizerConfig};
 use tessera_core::weights::{DummyWeights, SafetensorsWeights, WeightSource};
 
-use crate::hub::{resolve_model, HubOptions};
+use crate::hub::{resolve_model_files, HubOptions};
 
 /// `--load-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -117,7 +117,7 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
         bail!("{}: GGUF files are not supported by this build yet; pass a folder with config.json and safetensors", args.model);
     }
     let opts = HubOptions::from_env().with_revision(args.revision.clone());
-    let resolved = resolve_model(&args.model, &opts)?;
+    let resolved = resolve_model_files(&args.model, &opts, args.load_format != LoadFormat::Dummy)?;
     let dir = resolved.path;
     if !dir.is_dir() {
         bail!("{}: expected a model folder holding config.json", dir.display());

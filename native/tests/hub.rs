@@ -691,3 +691,16 @@ fn from_env_reads_the_process_environment() {
     assert!(o.offline);
     assert_eq!(o2.cache_dir, tmp.path().join("elsewhere"));
 }
+
+#[test]
+fn config_only_resolution_skips_the_weights() {
+    let repo = sharded_repo();
+    let env = setup(&[(REPO, repo.clone())]);
+    let resolved = tessera::hub::resolve_model_files(REPO, &env.opts, false).unwrap();
+    assert!(resolved.path.join("config.json").is_file());
+    assert!(!resolved.path.join("model.safetensors.index.json").exists());
+    assert!(
+        !env.server.requests().iter().any(|r| r.path.contains("safetensors")),
+        "no weight file was asked for"
+    );
+}

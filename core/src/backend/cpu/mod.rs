@@ -192,6 +192,9 @@ impl Backend for CpuBackend {
         let storage = match t.dtype {
             DType::F32 | DType::F16 | DType::BF16 => CpuStorage::F32(t.to_f32()),
             DType::U32 => CpuStorage::U32(t.to_u32()),
+            q => {
+                return Err(super::BackendError::Unsupported { op: Op::Upload, dtype: q, backend: "cpu" });
+            }
         };
         Ok(CpuTensor {
             shape: t.shape.clone(),

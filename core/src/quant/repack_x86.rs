@@ -1,0 +1,216 @@
+//! x86-64 kernels for one x8 panel (see `repack.rs` for the layout) times up to four
+//! `Q8Pairs` activation rows.
+//!
+//! ```text
+//! avx512  16 lanes = the panel's 16 (row, block) pairs; per group and act row:
+//!         8 × vpdpbusd(W_g, broadcast 8 act bytes), cvt, 2 fma
+//! avx2    the same layout in two 8-lane halves (rows 0..4, 4..8); maddubs into i16
+//!         (Q4: 8 × 2·15·127 < 2¹⁵) then madd; Q8_0 uses the sign trick per g
+//! ```
+//! Safety contract of every `unsafe fn` here: the CPU has the target features named on it
+//! (the caller holds an `Isa` of that level), `panel` holds `groups` whole groups of `kind`,
+//! and every act row has `64 · groups` quants and `2 · groups` scales (asserted by
+//! `repack::panel_dot`), which bound every pointer read.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::q8::Q8Row;
+use super::repack::{X8Kind, GROUP_K, MAX_MR};
+
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+const fn kind_id(kind: X8Kind) -> u8 {
+    match kind {
+        X8Kind::Q4_0 => Q4_0,
+        X8Kind::Q4_1 => Q4_1,
+        X8Kind::Q8_0 => Q8_0,
+    }
+}
+
+const fn group_bytes(kind: u8) -> usize {
+    match kind {
+        Q4_0 => 288,
+        Q4_1 => 320,
+        _ => 544,
+    }
+}
+
+const fn scale_offset(kind: u8) -> usize {
+    if kind == Q8_0 {
+        512
+    } else {
+        256
+    }
+}
+
+/// Reads 8 bytes at `p` as an i64 (unaligned).
+#[inline(always)]
+unsafe fn read8(p: *const u8) -> i64 {
+    std::ptr::read_unaligned(p as *const i64)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn x8_avx512<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+    let gb = group_bytes(KIND);
+    let so = scale_offset(KIND);
+    let groups = panel.len() / gb;
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); MR];
+    for p in 0..groups {
+        let g = panel.as_ptr().add(p * gb);
+        let mut w = [_mm512_setzero_si512(); 8];
+        if KIND == Q8_0 {
+            for (i, wi) in w.iter_mut().enumerate() {
+                *wi = _mm512_loadu_si512(g.add(64 * i) as *const __m512i);
+            }
+        } else {
+            for q in 0..4 {
+                let v = _mm512_loadu_si512(g.add(64 * q) as *const __m512i);
+                w[2 * q] = _mm512_and_si512(v, m4);
+                w[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(g.add(so) as *const __m256i));
+        let coef = match KIND {
+            Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
+            Q4_1 => _mm512_cvtph_ps(_mm256_loadu_si256(g.add(so + 32) as *const __m256i)),
+            _ => _mm512_mul_ps(dw, _mm512_set1_ps(-128.0)),
+        };
+        for c in 0..MR {
+            let a = acts[c].qs.as_ptr().add(GROUP_K * p) as *const u8;
+            // Two partial sums halve the dependency chain of the 8 dots.
+            let mut i0 = _mm512_setzero_si512();
+            let mut i1 = _mm512_setzero_si512();
+            for q in 0..4 {
+                i0 = _mm512_dpbusd_epi32(i0, w[2 * q], _mm512_set1_epi64(read8(a.add(16 * q))));
+                i1 = _mm512_dpbusd_epi32(i1, w[2 * q + 1], _mm512_set1_epi64(read8(a.add(16 * q + 8))));
+            }
+            let idot = _mm512_add_epi32(i0, i1);
+            let da = _mm512_castpd_ps(_mm512_set1_pd(f64::from_bits(read8(acts[c].d.as_ptr().add(2 * p) as *const u8) as u64)));
+            let sa = _mm512_castpd_ps(_mm512_set1_pd(f64::from_bits(read8(acts[c].s.as_ptr().add(2 * p) as *const u8) as u64)));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(idot), _mm512_mul_ps(dw, da), acc[c]);
+            acc[c] = _mm512_fmadd_ps(coef, sa, acc[c]);
+        }
+    }
+    for c in 0..MR {
+        // Lanes (2r, 2r+1) -> row r: add the pair-swapped vector, keep the even lanes.
+        let pairs = _mm512_add_ps(acc[c], _mm512_permute_ps(acc[c], 0b10_11_00_01));
+        let rows = _mm512_maskz_compress_ps(0x5555, pairs);
+        _mm256_storeu_ps(out[c].as_mut_ptr(), _mm512_castps512_ps256(rows));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn x8_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+    let gb = group_bytes(KIND);
+    let so = scale_offset(KIND);
+    let groups = panel.len() / gb;
+    let m4 = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let flip = _mm256_set1_epi8(-128);
+    let mut acc = [[_mm256_setzero_ps(); MR]; 2];
+    for p in 0..groups {
+        let g = panel.as_ptr().add(p * gb);
+        for h in 0..2 {
+            let mut w = [_mm256_setzero_si256(); 8];
+            if KIND == Q8_0 {
+                for (i, wi) in w.iter_mut().enumerate() {
+                    // Back to signed i8 for the sign trick.
+                    *wi = _mm256_xor_si256(_mm256_loadu_si256(g.add(64 * i + 32 * h) as *const __m256i), flip);
+                }
+            } else {
+                for q in 0..4 {
+                    let v = _mm256_loadu_si256(g.add(64 * q + 32 * h) as *const __m256i);
+                    w[2 * q] = _mm256_and_si256(v, m4);
+                    w[2 * q + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                }
+            }
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(g.add(so + 16 * h) as *const __m128i));
+            let coef = match KIND {
+                Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
+                Q4_1 => _mm256_cvtph_ps(_mm_loadu_si128(g.add(so + 32 + 16 * h) as *const __m128i)),
+                // Signed quants here: no offset to undo.
+                _ => _mm256_setzero_ps(),
+            };
+            for c in 0..MR {
+                let a = acts[c].qs.as_ptr().add(GROUP_K * p) as *const u8;
+                let idot = if KIND == Q8_0 {
+                    let mut s = _mm256_setzero_si256();
+                    for (i, &wi) in w.iter().enumerate() {
+                        let av = _mm256_set1_epi64x(read8(a.add(8 * i)));
+                        let prod = _mm256_maddubs_epi16(_mm256_sign_epi8(wi, wi), _mm256_sign_epi8(av, wi));
+                        s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, ones));
+                    }
+                    s
+                } else {
+                    let mut s16 = _mm256_setzero_si256();
+                    for (i, &wi) in w.iter().enumerate() {
+                        let av = _mm256_set1_epi64x(read8(a.add(8 * i)));
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wi, av));
+                    }
+                    _mm256_madd_epi16(s16, ones)
+                };
+                let da = _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits(read8(acts[c].d.as_ptr().add(2 * p) as *const u8) as u64)));
+                let sa = _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits(read8(acts[c].s.as_ptr().add(2 * p) as *const u8) as u64)));
+                acc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot), _mm256_mul_ps(dw, da), acc[h][c]);
+                if KIND != Q8_0 {
+                    acc[h][c] = _mm256_fmadd_ps(coef, sa, acc[h][c]);
+                }
+            }
+        }
+    }
+    for c in 0..MR {
+        // hadd -> [r0 r1 r4 r5 | r2 r3 r6 r7]; swap the middle 64-bit chunks.
+        let s = _mm256_hadd_ps(acc[0][c], acc[1][c]);
+        let rows = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0b11_01_10_00));
+        _mm256_storeu_ps(out[c].as_mut_ptr(), rows);
+    }
+}
+
+macro_rules! dispatch_mr {
+    ($f:ident, $kind:expr, $panel:expr, $acts:expr, $out:expr) => {{
+        macro_rules! by_mr {
+            ($k:expr) => {
+                match $acts.len() {
+                    1 => $f::<$k, 1>($panel, $acts, $out),
+                    2 => $f::<$k, 2>($panel, $acts, $out),
+                    3 => $f::<$k, 3>($panel, $acts, $out),
+                    _ => $f::<$k, MAX_MR>($panel, $acts, $out),
+                }
+            };
+        }
+        match kind_id($kind) {
+            Q4_0 => by_mr!(Q4_0),
+            Q4_1 => by_mr!(Q4_1),
+            _ => by_mr!(Q8_0),
+        }
+    }};
+}
+
+/// AVX-512 VNNI panel kernel.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW/DQ/VL/VNNI, AVX2, FMA and F16C, and the arguments must
+/// satisfy the module's contract (1 ≤ `acts.len()` ≤ 4).
+pub(super) unsafe fn panel_avx512(kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+    if acts.is_empty() {
+        return;
+    }
+    dispatch_mr!(x8_avx512, kind, panel, acts, out)
+}
+
+/// AVX2 panel kernel.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C, and the arguments must satisfy the module's
+/// contract (1 ≤ `acts.len()` ≤ 4).
+pub(super) unsafe fn panel_avx2(kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+    if acts.is_empty() {
+        return;
+    }
+    dispatch_mr!(x8_avx2, kind, panel, acts, out)
+}
