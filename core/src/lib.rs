@@ -12,6 +12,7 @@ pub mod layers;
 pub mod models;
 pub mod quant;
 pub mod sample;
+pub mod sched;
 pub mod tensor;
 pub mod tokenizer;
 pub mod weights;

@@ -2,5 +2,9 @@
 //! the HTTP server and the CUDA backend.
 
 pub mod cli;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod default_model;
 pub mod hub;
 pub mod load;
+pub mod server;

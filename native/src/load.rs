@@ -1,19 +1,22 @@
-//! From `--model` to a runnable model: resolve the path (local folder or hub id), read
-//! config.json / generation_config.json / tokenizer files, open the weights, build the model
-//! on the chosen backend and size its KV cache.
+//! From `--model` to a runnable model: resolve the path (local folder, hub id, `.gguf` file,
+//! hub id + `--gguf-file`, or the default model when `--model` is omitted), read
+//! config.json / generation_config.json / tokenizer files (or the GGUF metadata), open the
+//! weights, build the model on the chosen backend and size its KV cache.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tessera_core::backend::cpu::CpuBackend;
+use tessera_core::backend::{Backend, Op};
 use tessera_core::config::{GenerationConfig, ModelConfig};
 use tessera_core::engine::ModelRunner;
 use tessera_core::kv::blocks_for;
 use tessera_core::models::load_model;
-use tessera_core::tokenizer::{effective_chat_template, Tokenizer, TokenizerConfig};
-use tessera_core::weights::{DummyWeights, SafetensorsWeights, WeightSource};
+use tessera_core::tokenizer::{effective_chat_template, gguf_chat_template, Tokenizer, TokenizerConfig};
+use tessera_core::weights::{DummyWeights, GgufWeights, SafetensorsWeights, WeightSource};
 
-use crate::hub::{resolve_model_files, HubOptions};
+use crate::default_model::{ensure_default_model, DEFAULT_MODEL_NAME};
+use crate::hub::{resolve_file, resolve_model_files, HubOptions};
 
 /// `--load-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,11 +51,15 @@ pub enum DeviceArg {
 /// Everything that decides how a model is loaded.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ModelArgs {
-    /// A local model folder (config.json + safetensors + tokenizer files) or a Hugging Face
-    /// repo id (`owner/name`, fetched through the HF cache; honours HF_HOME, HF_ENDPOINT,
-    /// HF_TOKEN, HF_HUB_OFFLINE).
-    #[arg(long)]
+    /// A local model folder (config.json + safetensors + tokenizer files), a `.gguf` file, or
+    /// a Hugging Face repo id (`owner/name`, fetched through the HF cache; honours HF_HOME,
+    /// HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE). Omitted: SmolLM2-135M-Instruct (Q4_1 GGUF),
+    /// fetched once into ~/.cache/tessera/models (`TESSERA_CACHE`).
+    #[arg(long, default_value_t = String::new(), hide_default_value = true)]
     pub model: String,
+    /// With a hub repo id as --model: the GGUF file of that repo to run.
+    #[arg(long)]
+    pub gguf_file: Option<String>,
     /// Branch, tag or commit of a hub model.
     #[arg(long, default_value = "main")]
     pub revision: String,
@@ -69,20 +76,78 @@ pub struct ModelArgs {
     /// Tokens per KV-cache block.
     #[arg(long, default_value_t = 16)]
     pub block_size: usize,
+    /// KV-cache size in bytes (suffixes K, M, G, KiB, MiB, GiB allowed); default: room for
+    /// 256 sequences of max_model_len, at most 4 GiB.
+    #[arg(long, value_parser = parse_bytes)]
+    pub kv_cache_memory: Option<u64>,
+    /// Exactly this many KV-cache blocks (including the reserved null block), whatever the memory.
+    #[arg(long)]
+    pub num_gpu_blocks_override: Option<usize>,
+}
+
+/// `4096`, `512M`, `4GiB`, ... -> bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: expected bytes, e.g. 4294967296, 512MiB or 4GiB")),
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(|| format!("{s:?}: expected bytes, e.g. 512MiB"))
+}
+
+/// Blocks of the KV cache: `--num-gpu-blocks-override`, else as many as `--kv-cache-memory`
+/// holds (default: 256 sequences of `max_model_len`, at most 4 GiB), null block included.
+fn kv_num_blocks<B: Backend>(args: &ModelArgs, config: &ModelConfig, max_model_len: usize, backend: &B) -> Result<usize> {
+    if args.block_size == 0 {
+        bail!("--block-size must be at least 1");
+    }
+    let per_block = tessera_core::kv::KvCache::<B::Tensor>::bytes_per_block(
+        config.num_hidden_layers,
+        args.block_size,
+        config.kv_size(),
+        backend.activation_dtype().size(),
+    );
+    let default = ((blocks_for(max_model_len, args.block_size) * 256 + 1) as u64 * per_block as u64).min(4 << 30);
+    let memory = args.kv_cache_memory.unwrap_or(default);
+    let n = tessera_core::kv::num_blocks_for(memory, per_block, args.num_gpu_blocks_override)?;
+    if (n - 1) * args.block_size < max_model_len {
+        tracing::warn!(blocks = n, block_size = args.block_size, max_model_len, "the KV cache cannot hold one sequence of max_model_len");
+    }
+    tracing::info!(blocks = n, block_size = args.block_size, mib = (n * per_block) as f64 / (1 << 20) as f64, "KV cache");
+    Ok(n)
+}
+
+impl ModelArgs {
+    /// The model's name for messages and the API (the default model's when `--model` is omitted).
+    pub fn model_name(&self) -> &str {
+        if self.model.is_empty() {
+            DEFAULT_MODEL_NAME
+        } else {
+            &self.model
+        }
+    }
 }
 
 /// A loaded model and what surrounds it.
-pub struct LoadedModel {
+pub struct LoadedModel<B: Backend = CpuBackend> {
     pub path: PathBuf,
     pub config: ModelConfig,
     pub generation: GenerationConfig,
     pub tokenizer: Option<Tokenizer>,
     pub chat_template: Option<String>,
     pub max_model_len: usize,
-    pub runner: ModelRunner<CpuBackend>,
+    pub runner: ModelRunner<B>,
 }
 
-impl LoadedModel {
+impl<B: Backend> LoadedModel<B> {
     /// eos ids: generation_config.json's, else config.json's.
     pub fn eos_token_ids(&self) -> Vec<u32> {
         if self.generation.eos_token_ids.is_empty() {
@@ -102,10 +167,17 @@ fn read_optional(dir: &Path, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Loads `args.model`, with a KV cache large enough for one sequence of `max_model_len`.
+/// Loads `args.model` on the CPU backend, with a KV cache sized by `--kv-cache-memory` /
+/// `--num-gpu-blocks-override`. Other devices: [`load_with`] and their backend's constructor.
 pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     match args.device {
         DeviceArg::Auto | DeviceArg::Cpu => {}
+        DeviceArg::Wgpu if cfg!(feature = "wgpu") => {
+            bail!("--device wgpu: only `tessera generate` runs on the wgpu backend so far")
+        }
+        DeviceArg::Cuda if cfg!(feature = "cuda") => {
+            bail!("--device cuda: only `tessera generate` runs on the CUDA backend so far")
+        }
         DeviceArg::Cuda | DeviceArg::Wgpu => {
             bail!("--device {:?}: this build of tessera has only the CPU backend", args.device)
         }
@@ -113,8 +185,48 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     if !matches!(args.dtype, DTypeArg::Auto | DTypeArg::Float32) {
         bail!("--dtype {:?}: the CPU backend computes in float32; use --dtype auto or float32", args.dtype);
     }
-    if args.load_format == LoadFormat::Gguf || args.model.ends_with(".gguf") {
-        bail!("{}: GGUF files are not supported by this build yet; pass a folder with config.json and safetensors", args.model);
+    load_with(args, CpuBackend::new())
+}
+
+/// The CUDA backend `--device cuda` asks for (GPU 0): `--dtype auto` = bfloat16. No GPU, driver
+/// or CUDA library is a clear error.
+#[cfg(feature = "cuda")]
+pub fn cuda_backend(args: &ModelArgs) -> Result<crate::cuda::CudaBackend> {
+    use tessera_core::tensor::DType;
+    let dtype = match args.dtype {
+        DTypeArg::Auto | DTypeArg::Bfloat16 => DType::BF16,
+        DTypeArg::Float16 => DType::F16,
+        DTypeArg::Float32 => DType::F32,
+    };
+    let b = crate::cuda::CudaBackend::new(0, dtype)?;
+    let secs = b.load_kernels()?;
+    let info = b.device_info();
+    tracing::info!(gpu = %info.name, arch = %b.arch(), dtype = %dtype, kernel_secs = secs, "CUDA backend");
+    Ok(b)
+}
+
+/// The wgpu backend `--device wgpu` asks for: `--dtype auto` = f16 where the adapter has
+/// shader-f16, else f32.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_backend(args: &ModelArgs) -> Result<tessera_core::backend::wgpu::WgpuBackend> {
+    use tessera_core::backend::wgpu::{WgpuBackend, WgpuOptions};
+    use tessera_core::tensor::DType;
+    let dtype = match args.dtype {
+        DTypeArg::Auto => None,
+        DTypeArg::Float32 => Some(DType::F32),
+        DTypeArg::Float16 => Some(DType::F16),
+        DTypeArg::Bfloat16 => bail!("--dtype bfloat16: WebGPU has no bfloat16; use float16 or float32"),
+    };
+    let b = WgpuBackend::new_blocking(WgpuOptions { dtype, ..Default::default() })?;
+    tracing::info!(adapter = %b.adapter_info().name, dtype = %b.activation_dtype(), "wgpu backend");
+    Ok(b)
+}
+
+/// Loads `args.model` onto `backend` (whatever `--device` chose), with a KV cache sized
+/// by `--kv-cache-memory` / `--num-gpu-blocks-override`.
+pub fn load_with<B: Backend>(args: &ModelArgs, backend: B) -> Result<LoadedModel<B>> {
+    if let Some(path) = resolve_gguf(args)? {
+        return load_gguf(args, &path, backend);
     }
     let opts = HubOptions::from_env().with_revision(args.revision.clone());
     let resolved = resolve_model_files(&args.model, &opts, args.load_format != LoadFormat::Dummy)?;
@@ -147,7 +259,6 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
         LoadFormat::Dummy => Box::new(DummyWeights::default()),
         _ => Box::new(SafetensorsWeights::from_dir(&dir)?),
     };
-    let backend = CpuBackend::new();
     let t0 = std::time::Instant::now();
     let model = load_model(&backend, &config, weights.as_ref()).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     tracing::info!(
@@ -158,10 +269,82 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
         "model loaded"
     );
     let max_model_len = args.max_model_len.unwrap_or(config.max_position_embeddings);
-    if args.block_size == 0 {
-        bail!("--block-size must be at least 1");
-    }
-    let num_blocks = blocks_for(max_model_len, args.block_size) + 1;
+    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
     Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner })
+}
+
+/// The GGUF file `args` names, if any: the default model (no `--model`), a `.gguf` path, a hub
+/// repo + `--gguf-file`, or a folder holding exactly one `.gguf` and no config.json.
+pub fn resolve_gguf(args: &ModelArgs) -> Result<Option<PathBuf>> {
+    resolve_gguf_path(&args.model, args.gguf_file.as_deref(), &args.revision, args.load_format == LoadFormat::Gguf)
+}
+
+/// [`resolve_gguf`] from its parts: `model` ("" = the default model), `--gguf-file`,
+/// `--revision`, and whether any existing file is to be read as GGUF (`--load-format gguf`).
+pub fn resolve_gguf_path(model: &str, gguf_file: Option<&str>, revision: &str, force: bool) -> Result<Option<PathBuf>> {
+    if model.is_empty() {
+        if gguf_file.is_some() {
+            bail!("--gguf-file needs --model <hub repo id>");
+        }
+        return ensure_default_model().map(Some);
+    }
+    let local = Path::new(model);
+    if let Some(file) = gguf_file {
+        if local.is_dir() {
+            return Ok(Some(local.join(file)));
+        }
+        let opts = HubOptions::from_env().with_revision(revision.to_string());
+        return Ok(Some(resolve_file(model, file, &opts)?));
+    }
+    if local.is_file() && (model.ends_with(".gguf") || force) {
+        return Ok(Some(local.to_path_buf()));
+    }
+    if model.ends_with(".gguf") {
+        bail!("{model}: no such GGUF file");
+    }
+    if local.is_dir() && !local.join("config.json").exists() {
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(local)
+            .with_context(|| format!("reading {}", local.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        match ggufs.len() {
+            0 => {}
+            1 => return Ok(ggufs.into_iter().next()),
+            _ => bail!("{}: several .gguf files and no config.json; pick one with --gguf-file NAME", local.display()),
+        }
+    }
+    Ok(None)
+}
+
+/// A GGUF model: config, tokenizer and chat template from its metadata. Weights stay in their
+/// block format where the backend multiplies them directly, else are dequantized to f32.
+fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B) -> Result<LoadedModel<B>> {
+    if args.load_format == LoadFormat::Safetensors {
+        bail!("{}: --load-format safetensors given for a GGUF file", path.display());
+    }
+    let mut weights = GgufWeights::open(path)?;
+    let config = ModelConfig::from_map(&weights.hf_config()?).with_context(|| path.display().to_string())?;
+    let generation =
+        GenerationConfig { bos_token_id: config.bos_token_id, eos_token_ids: config.eos_token_ids.clone(), ..Default::default() };
+    let tokenizer = Tokenizer::from_gguf(weights.gguf()).with_context(|| path.display().to_string())?;
+    let chat_template = gguf_chat_template(weights.gguf())?;
+    let quant = weights.info("model.layers.0.mlp.down_proj.weight").map(|(_, d)| d).filter(|d| d.is_quantized());
+    if let Some(dtype) = quant {
+        let direct = backend.supports(Op::Upload, dtype) && backend.supports(Op::Matmul, dtype);
+        weights.set_dequantize_on_load(!direct);
+        tracing::info!(%dtype, dequantize_on_load = !direct, "GGUF weights");
+    }
+    let t0 = std::time::Instant::now();
+    let weights: Box<dyn WeightSource> = match args.load_format {
+        LoadFormat::Dummy => Box::new(DummyWeights::default()),
+        _ => Box::new(weights),
+    };
+    let model = load_model(&backend, &config, weights.as_ref()).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    tracing::info!(architecture = %config.architecture, weights = %weights.describe(), secs = t0.elapsed().as_secs_f32(), "model loaded");
+    let max_model_len = args.max_model_len.unwrap_or(config.max_position_embeddings);
+    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend)?;
+    let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
+    Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner })
 }

@@ -1,7 +1,7 @@
 //! The `tessera` binary: parses the command line and runs a subcommand.
 
 use clap::Parser;
-use tessera::cli::{Cli, Command};
+use tessera::cli::{BenchCommand, Cli, Command};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -11,6 +11,11 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => tessera::cli::generate::run(args),
+        Command::Chat(args) => tessera::cli::chat::run(args),
+        Command::ExportHf(args) => tessera::cli::export::run(args),
+        Command::Serve(args) => tessera::cli::serve::run(args),
+        Command::Bench { command: BenchCommand::Serve(args) } => tessera::cli::bench_serve::run(args),
+        Command::Bench { command: BenchCommand::Latency(args) } => tessera::cli::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -136,3 +136,114 @@ fn dummy_load_format_runs_from_config_alone() {
     assert_eq!(out["outputs"][0]["token_ids"].as_array().unwrap().len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn greedy_cases(name: &str) -> Vec<(Vec<u64>, Value)> {
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixture(name).join("reference.json")).unwrap()).unwrap();
+    reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["prompt_token_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect(), c["greedy_token_ids"].clone()))
+        .collect()
+}
+
+#[test]
+fn prompts_file_runs_a_batch_with_chunking_and_preemption() {
+    let cases = greedy_cases("llama");
+    let dir = std::env::temp_dir().join(format!("tessera-cli-prompts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prompts.jsonl");
+    let mut lines = Vec::new();
+    for i in 0..30 {
+        let (ids, _) = &cases[i % cases.len()];
+        lines.push(serde_json::json!({"prompt_token_ids": ids}).to_string());
+        if i % 7 == 0 {
+            lines.push(String::new()); // blank lines are skipped
+        }
+    }
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let model = fixture("llama");
+    let (ok, stdout, stderr) = tessera(&[
+        "generate", "--model", model.to_str().unwrap(), "--prompts-file", file.to_str().unwrap(), "--max-tokens", "20",
+        "--temperature", "0", "--ignore-eos", "--max-num-batched-tokens", "48", "--num-gpu-blocks-override", "24",
+        "--max-model-len", "256", "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let outs: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(outs.len(), 30, "one line per prompt, in order");
+    for (i, o) in outs.iter().enumerate() {
+        let (ids, want) = &cases[i % cases.len()];
+        assert_eq!(o["prompt_token_ids"], serde_json::json!(ids));
+        assert_eq!(&o["outputs"][0]["token_ids"], want, "prompt {i}");
+        assert_eq!(o["finished"], true);
+    }
+    // A bad line is named.
+    std::fs::write(&file, "{\"prompt_token_ids\": [1, 2]}\n{\"nope\": 1}\n").unwrap();
+    let (ok, _, stderr) = tessera(&["generate", "--model", model.to_str().unwrap(), "--prompts-file", file.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("prompts.jsonl:2") && stderr.contains("prompt_token_ids"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sampling_flags_reach_the_engine() {
+    let (ids, _) = &greedy_cases("qwen2")[0];
+    let prompt: Vec<String> = ids.iter().map(|v| v.to_string()).collect();
+    let model = fixture("qwen2");
+    let run = |extra: &[&str]| {
+        let p = prompt.join(",");
+        let mut args = vec!["generate", "--model", model.to_str().unwrap(), "--prompt-token-ids", &p, "--max-tokens", "8", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = tessera(&args);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<Value>(stdout.trim()).unwrap()
+    };
+    let a = run(&["--n", "3", "--seed", "11", "--top-k", "20", "--top-p", "0.9", "--min-p", "0.01", "--ignore-eos"]);
+    assert_eq!(a["outputs"].as_array().unwrap().len(), 3);
+    let b = run(&["--n", "3", "--seed", "11", "--top-k", "20", "--top-p", "0.9", "--min-p", "0.01", "--ignore-eos", "--no-enable-prefix-caching"]);
+    assert_eq!(a["outputs"], b["outputs"], "same seed, same tokens, with or without prefix caching");
+    let first = a["outputs"][0]["token_ids"][0].as_u64().unwrap().to_string();
+    let s = run(&["--seed", "11", "--top-k", "20", "--top-p", "0.9", "--min-p", "0.01", "--stop-token-ids", &first]);
+    assert_eq!(s["outputs"][0]["finish_reason"], "stop");
+    assert_eq!(s["outputs"][0]["stop_reason"].as_u64().unwrap().to_string(), first);
+    let pen = run(&["--temperature", "0", "--repetition-penalty", "1.5", "--presence-penalty", "-0.5", "--frequency-penalty", "0.5", "--ignore-eos"]);
+    assert_eq!(pen["outputs"][0]["token_ids"].as_array().unwrap().len(), 8);
+    for (flag, value, needle) in [("--top-p", "1.5", "--top-p"), ("--n", "0", "--n"), ("--min-p", "2", "--min-p"), ("--temperature", "-1", "--temperature")] {
+        let (ok, _, stderr) = tessera(&["generate", "--model", model.to_str().unwrap(), "--prompt-token-ids", "1,2", flag, value]);
+        assert!(!ok && stderr.contains(needle), "{flag} {value}: {stderr}");
+    }
+}
+
+#[test]
+fn chat_streams_replies_and_keeps_history() {
+    // A tiny random model with SmolLM2's vocabulary, tokenizer and chat template.
+    let dir = std::env::temp_dir().join(format!("tessera-cli-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("llama").join("config.json")).unwrap()).unwrap();
+    config["vocab_size"] = serde_json::json!(49152);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let tok = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tokenizers/smollm2");
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(tok.join(f), dir.join(f)).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["chat", "--model", dir.to_str().unwrap(), "--load-format", "dummy", "--max-tokens", "5", "--seed", "1", "--ignore-eos"])
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"Hello there\n\nHow are you?\n/exit\nnot read\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Four prompts shown (two turns, the blank line re-prompts, then /exit), a reply line after
+    // each turn; what follows /exit is never read.
+    assert!(stdout.starts_with("> ") && stdout.ends_with("\n> "), "{stdout:?}");
+    assert!(stdout.matches("> ").count() >= 4 && stdout.matches('\n').count() >= 2, "{stdout:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,6 +9,8 @@
 //! works before it is fast; backends override them with fused kernels.
 
 pub mod cpu;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 use crate::tensor::{DType, HostTensor};
 
@@ -208,6 +210,14 @@ pub trait Backend {
 
     /// Index of the largest value of each row of `x` `[M, N]` -> `[M]` u32 (first on ties).
     fn argmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// One token per row of `logits` `[M, V]` under each row's temperature / top-k / top-p /
+    /// min-p and its own uniform draw; `crate::sample::sample_rows` is the reference.
+    /// Default: read the logits back and sample on the host; devices override with a kernel.
+    async fn sample(&self, logits: &Self::Tensor, rows: &[crate::sample::RowSampling]) -> Result<Vec<u32>> {
+        let host = self.to_host(logits).await?;
+        Ok(crate::sample::sample_rows(&host.to_f32(), rows))
+    }
 
     /// Copy to the host. The only async op: WebGPU read-backs must await.
     async fn to_host(&self, t: &Self::Tensor) -> Result<HostTensor<'static>>;

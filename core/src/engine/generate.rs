@@ -1,12 +1,13 @@
 //! A simple sequential generator: one prompt at a time, whole-prompt prefill, then one token
-//! per step. It is the reference the continuous-batching engine must agree with.
+//! per step, no scheduler. It is the reference the continuous-batching engine must agree with
+//! (greedy tokens; and seeded temperature sampling uses the same per-request stream).
 
 use super::{CompletionOutput, FinishReason, ModelRunner, RequestOutput};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::kv::blocks_for;
+use crate::kv::{blocks_for, BlockPool};
 use crate::models::BatchInput;
-use crate::sample::{log_softmax, sample_temperature, top_logprobs, Rng};
+use crate::sample::{log_softmax, sample_row, top_logprobs, Rng, RowSampling};
 
 #[derive(Clone, Debug)]
 pub struct GenerateParams {
@@ -42,16 +43,14 @@ pub fn generate<B: Backend>(r: &mut ModelRunner<B>, prompt: &[u32], p: &Generate
     }
     let max_tokens = p.max_tokens.min(p.max_model_len - prompt.len());
     let bs = r.block_size();
-    let table = r.blocks.allocate(blocks_for(prompt.len() + max_tokens, bs))?;
-    let result = run(r, prompt, p, max_tokens, &table);
-    r.blocks.free(&table);
-    result
+    // The runner's cache is this call's alone: a fresh pool hands out its blocks.
+    let table = BlockPool::new(r.num_blocks(), false)?.get_new_blocks(blocks_for(prompt.len() + max_tokens, bs))?;
+    run(r, prompt, p, max_tokens, &table)
 }
 
 fn run<B: Backend>(r: &mut ModelRunner<B>, prompt: &[u32], p: &GenerateParams, max_tokens: usize, table: &[u32]) -> Result<RequestOutput> {
     let bs = r.block_size() as u32;
     let slot = |pos: u32| table[(pos / bs) as usize] * bs + pos % bs;
-    let mut rng = Rng::new(p.seed);
     let mut tokens = prompt.to_vec();
     let mut out = Vec::new();
     let mut logprobs = p.logprobs.map(|_| Vec::new());
@@ -68,6 +67,7 @@ fn run<B: Backend>(r: &mut ModelRunner<B>, prompt: &[u32], p: &GenerateParams, m
             seq_lens: vec![tokens.len() as u32],
             block_tables: vec![table.to_vec()],
             logits_indices: vec![new.len() as u32 - 1],
+            ..Default::default()
         };
         let logits = r.execute(&input)?;
         computed = tokens.len();
@@ -76,7 +76,10 @@ fn run<B: Backend>(r: &mut ModelRunner<B>, prompt: &[u32], p: &GenerateParams, m
             ids.to_u32()[0]
         } else {
             let row = pollster::block_on(r.backend.to_host(&logits))?.to_f32();
-            let next = if p.temperature == 0.0 { argmax(&row) } else { sample_temperature(&row, p.temperature, &mut rng) };
+            // The engine's per-request stream: draw k is a function of (seed, k) only.
+            let uniform = Rng::nth_f64(p.seed, out.len() as u64);
+            let rs = RowSampling { temperature: p.temperature, top_k: 0, top_p: 1.0, min_p: 0.0, uniform };
+            let next = sample_row(&row, &rs);
             if let (Some(k), Some(lp)) = (p.logprobs, logprobs.as_mut()) {
                 lp.push(top_logprobs(&log_softmax(&row), k, next));
             }
@@ -89,20 +92,24 @@ fn run<B: Backend>(r: &mut ModelRunner<B>, prompt: &[u32], p: &GenerateParams, m
             break;
         }
     }
+    let cumulative_logprob = logprobs.as_ref().map(|steps: &Vec<Vec<(u32, f32)>>| {
+        steps.iter().zip(&out).map(|(s, t)| s.iter().find(|(id, _)| id == t).map_or(0.0, |x| x.1 as f64)).sum()
+    });
     Ok(RequestOutput {
+        request_id: "0".into(),
         prompt: None,
         prompt_token_ids: prompt.to_vec(),
-        outputs: vec![CompletionOutput { index: 0, token_ids: out, text: String::new(), finish_reason: finish, logprobs }],
+        prompt_logprobs: None,
+        outputs: vec![CompletionOutput {
+            index: 0,
+            text: String::new(),
+            token_ids: out,
+            cumulative_logprob,
+            logprobs,
+            finish_reason: Some(finish),
+            stop_reason: None,
+        }],
+        finished: true,
+        num_cached_tokens: 0,
     })
-}
-
-/// First index of the largest value (matches the device `argmax`).
-pub fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

@@ -1,10 +1,22 @@
-//! The paged KV cache: per layer, K and V pages `[num_blocks, block_size, kv_heads * head_dim]`,
-//! and a free-list allocator of block ids. Block 0 is the reserved null block: it is never
-//! handed out, so a zero in a padded block table never aliases live data.
+//! The paged KV cache: per-layer K/V pages on the device (`KvCache`), and the host-side
+//! bookkeeping of who owns which page: the block pool with its prefix cache (`BlockPool`),
+//! chained block hashes, and the per-request `KVCacheManager` the scheduler drives.
+//!
+//! Block 0 is the reserved null block: it is never handed out, so a zero in a padded block
+//! table never aliases live data.
+
+mod block_pool;
+mod hash;
+mod manager;
+
+pub use block_pool::{BlockPool, KVCacheBlock};
+pub use hash::{extend_block_hashes, hash_block_tokens, hash_request_tokens, BlockHash};
+pub use manager::{KVCacheManager, PrefixCacheStats};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
+/// Device pages `[num_blocks, block_size, kv_heads * head_dim]`, one K and one V per layer.
 pub struct KvCache<T> {
     pub k: Vec<T>,
     pub v: Vec<T>,
@@ -33,37 +45,19 @@ impl<T> KvCache<T> {
     }
 }
 
-/// A LIFO free list of block ids `1..num_blocks` (0 is the null block).
-#[derive(Clone, Debug)]
-pub struct BlockAllocator {
-    free: Vec<u32>,
-    num_blocks: usize,
-}
-
-impl BlockAllocator {
-    pub fn new(num_blocks: usize) -> Self {
-        BlockAllocator { free: (1..num_blocks as u32).rev().collect(), num_blocks }
+/// How many blocks a KV cache gets (vLLM's `num_gpu_blocks`), including the null block:
+/// `override_blocks` if given, else as many as `memory_bytes` holds.
+pub fn num_blocks_for(memory_bytes: u64, bytes_per_block: usize, override_blocks: Option<usize>) -> Result<usize> {
+    let n = match override_blocks {
+        Some(n) => n,
+        None => (memory_bytes / bytes_per_block.max(1) as u64).min(u32::MAX as u64 - 1) as usize,
+    };
+    if n < 2 {
+        return Err(Error::OutOfBlocks(format!(
+            "the KV cache would have {n} blocks ({memory_bytes} bytes at {bytes_per_block} bytes a block); it needs at least 2"
+        )));
     }
-
-    pub fn num_free(&self) -> usize {
-        self.free.len()
-    }
-
-    pub fn num_blocks(&self) -> usize {
-        self.num_blocks
-    }
-
-    /// `n` blocks, or an error leaving the pool unchanged.
-    pub fn allocate(&mut self, n: usize) -> Result<Vec<u32>> {
-        if n > self.free.len() {
-            return Err(Error::OutOfBlocks(format!("asked for {n} blocks, {} free of {}", self.free.len(), self.num_blocks - 1)));
-        }
-        Ok(self.free.split_off(self.free.len() - n).into_iter().rev().collect())
-    }
-
-    pub fn free(&mut self, blocks: &[u32]) {
-        self.free.extend(blocks.iter().rev());
-    }
+    Ok(n)
 }
 
 /// Blocks needed to hold `tokens` tokens.

@@ -199,45 +199,51 @@ pub fn dequantize_row(kind: X8Kind, k: usize, data: &[u8], row: usize, out: &mut
     }
 }
 
-/// Portable kernel: `out[c][r] = row r of the panel · act row c` for every act row.
-fn panel_scalar(kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+/// Portable kernel, same contract as [`panels_dot`].
+fn panels_scalar(kind: X8Kind, panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
     let gb = kind.group_bytes();
-    for (c, a) in acts.iter().enumerate() {
-        let mut acc = [0.0f32; 16];
-        for (p, group) in panel.chunks_exact(gb).enumerate() {
-            let aq = &a.qs[GROUP_K * p..GROUP_K * (p + 1)];
-            for (lane, acc_l) in acc.iter_mut().enumerate() {
-                let j = lane % 2;
-                let mut isum = 0i32;
-                for e in 0..32 {
-                    let u = quant_at(kind, group, lane, e) as i32;
-                    isum += u * aq[8 * (e / 4) + 4 * j + e % 4] as i32;
+    for (pi, panel) in panels.chunks_exact(panel_bytes).enumerate() {
+        for (c, a) in acts.iter().enumerate() {
+            let mut acc = [0.0f32; 16];
+            for (p, group) in panel.chunks_exact(gb).enumerate() {
+                let aq = &a.qs[GROUP_K * p..GROUP_K * (p + 1)];
+                for (lane, acc_l) in acc.iter_mut().enumerate() {
+                    let j = lane % 2;
+                    let mut isum = 0i32;
+                    for e in 0..32 {
+                        let u = quant_at(kind, group, lane, e) as i32;
+                        isum += u * aq[8 * (e / 4) + 4 * j + e % 4] as i32;
+                    }
+                    let (d, coef) = lane_scales(kind, group, lane);
+                    *acc_l += isum as f32 * (d * a.d[2 * p + j]) + coef * a.s[2 * p + j];
                 }
-                let (d, coef) = lane_scales(kind, group, lane);
-                *acc_l += isum as f32 * (d * a.d[2 * p + j]) + coef * a.s[2 * p + j];
             }
-        }
-        for r in 0..PANEL_ROWS {
-            out[c][r] = acc[2 * r] + acc[2 * r + 1];
+            for r in 0..PANEL_ROWS {
+                out[c * stride + PANEL_ROWS * pi + r] = acc[2 * r] + acc[2 * r + 1];
+            }
         }
     }
 }
 
-/// One panel (8 rows, `k` = `acts[_].qs.len()`) times up to [`MAX_MR`] activation rows in
-/// `ActFormat::Q8Pairs`: `out[c][r] = dot(row r, acts[c])`.
-pub fn panel_dot(isa: Isa, kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+/// Whole panels (`panels`: consecutive panels of rows with `k` = `acts[_].qs.len()`
+/// elements) times up to [`MAX_MR`] activation rows in `ActFormat::Q8Pairs`:
+/// `out[c * stride + 8 * p + r] = dot(row r of panel p, acts[c])`.
+pub fn panels_dot(isa: Isa, kind: X8Kind, panels: &[u8], acts: &[Q8Row], out: &mut [f32], stride: usize) {
     let k = acts.first().map_or(0, |a| a.qs.len());
-    let groups = k / GROUP_K;
-    assert!(acts.len() <= MAX_MR && out.len() >= acts.len() && panel.len() == groups * kind.group_bytes());
+    let panel_bytes = k / GROUP_K * kind.group_bytes();
+    assert!(acts.len() <= MAX_MR && k > 0 && k % GROUP_K == 0 && panels.len() % panel_bytes == 0);
     assert!(acts.iter().all(|a| a.qs.len() == k && a.d.len() == k / 32 && a.s.len() == k / 32));
+    let width = panels.len() / panel_bytes * PANEL_ROWS;
+    assert!(acts.len() == 1 || stride >= width);
+    assert!(out.len() >= (acts.len() - 1) * stride + width);
     match isa.level() {
         // SAFETY: an `Isa` of this level exists only when its CPU features were detected;
-        // the lengths the kernels read within were asserted above.
+        // the lengths the kernels read and write within were asserted above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni => unsafe { super::repack_x86::panel_avx512(kind, panel, acts, out) },
+        Level::Avx512Vnni => unsafe { super::repack_x86::panels_avx512(kind, panels, panel_bytes, acts, out, stride) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { super::repack_x86::panel_avx2(kind, panel, acts, out) },
-        _ => panel_scalar(kind, panel, acts, out),
+        Level::Avx2 => unsafe { super::repack_x86::panels_avx2(kind, panels, panel_bytes, acts, out, stride) },
+        _ => panels_scalar(kind, panels, panel_bytes, acts, out, stride),
     }
 }

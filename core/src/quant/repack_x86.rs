@@ -8,9 +8,10 @@
 //!         (Q4: 8 × 2·15·127 < 2¹⁵) then madd; Q8_0 uses the sign trick per g
 //! ```
 //! Safety contract of every `unsafe fn` here: the CPU has the target features named on it
-//! (the caller holds an `Isa` of that level), `panel` holds `groups` whole groups of `kind`,
-//! and every act row has `64 · groups` quants and `2 · groups` scales (asserted by
-//! `repack::panel_dot`), which bound every pointer read.
+//! (the caller holds an `Isa` of that level), `panels` holds whole panels of `panel_bytes`
+//! (groups of `kind`), every act row has 64 quants and 2 scales per group, and `out` holds
+//! `(acts.len() − 1) · stride + 8 · panels` values (asserted by `repack::panels_dot`),
+//! which bound every pointer read and write.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -18,6 +19,8 @@ use std::arch::x86_64::*;
 
 use super::q8::Q8Row;
 use super::repack::{X8Kind, GROUP_K, MAX_MR};
+
+const _: () = assert!(MAX_MR <= 6, "dispatch_mr! instantiates kernels for up to 6 act rows");
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
@@ -54,7 +57,19 @@ unsafe fn read8(p: *const u8) -> i64 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn x8_avx512<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+unsafe fn x8_avx512<const KIND: u8, const MR: usize>(panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
+    for (pi, panel) in panels.chunks_exact(panel_bytes).enumerate() {
+        let rows = x8_panel_avx512::<KIND, MR>(panel, acts);
+        for (c, r) in rows.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(c * stride + 8 * pi), *r);
+        }
+    }
+}
+
+/// One panel: the 8 row dots for each act row.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn x8_panel_avx512<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row]) -> [__m256; MR] {
     let gb = group_bytes(KIND);
     let so = scale_offset(KIND);
     let groups = panel.len() / gb;
@@ -96,16 +111,29 @@ unsafe fn x8_avx512<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row
             acc[c] = _mm512_fmadd_ps(coef, sa, acc[c]);
         }
     }
+    let mut rows = [_mm256_setzero_ps(); MR];
     for c in 0..MR {
         // Lanes (2r, 2r+1) -> row r: add the pair-swapped vector, keep the even lanes.
         let pairs = _mm512_add_ps(acc[c], _mm512_permute_ps(acc[c], 0b10_11_00_01));
-        let rows = _mm512_maskz_compress_ps(0x5555, pairs);
-        _mm256_storeu_ps(out[c].as_mut_ptr(), _mm512_castps512_ps256(rows));
+        rows[c] = _mm512_castps512_ps256(_mm512_maskz_compress_ps(0x5555, pairs));
     }
+    rows
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn x8_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+unsafe fn x8_avx2<const KIND: u8, const MR: usize>(panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
+    for (pi, panel) in panels.chunks_exact(panel_bytes).enumerate() {
+        let rows = x8_panel_avx2::<KIND, MR>(panel, acts);
+        for (c, r) in rows.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(c * stride + 8 * pi), *r);
+        }
+    }
+}
+
+/// One panel: the 8 row dots for each act row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn x8_panel_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row]) -> [__m256; MR] {
     let gb = group_bytes(KIND);
     let so = scale_offset(KIND);
     let groups = panel.len() / gb;
@@ -163,23 +191,27 @@ unsafe fn x8_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q8Row],
             }
         }
     }
+    let mut rows = [_mm256_setzero_ps(); MR];
     for c in 0..MR {
         // hadd -> [r0 r1 r4 r5 | r2 r3 r6 r7]; swap the middle 64-bit chunks.
         let s = _mm256_hadd_ps(acc[0][c], acc[1][c]);
-        let rows = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0b11_01_10_00));
-        _mm256_storeu_ps(out[c].as_mut_ptr(), rows);
+        rows[c] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0b11_01_10_00));
     }
+    rows
 }
 
 macro_rules! dispatch_mr {
-    ($f:ident, $kind:expr, $panel:expr, $acts:expr, $out:expr) => {{
+    ($f:ident, $kind:expr, $mr:expr; $($arg:expr),*) => {{
         macro_rules! by_mr {
             ($k:expr) => {
-                match $acts.len() {
-                    1 => $f::<$k, 1>($panel, $acts, $out),
-                    2 => $f::<$k, 2>($panel, $acts, $out),
-                    3 => $f::<$k, 3>($panel, $acts, $out),
-                    _ => $f::<$k, MAX_MR>($panel, $acts, $out),
+                // `panels_dot` asserted 1 ≤ acts.len() ≤ MAX_MR ≤ 6.
+                match $mr {
+                    1 => $f::<$k, 1>($($arg),*),
+                    2 => $f::<$k, 2>($($arg),*),
+                    3 => $f::<$k, 3>($($arg),*),
+                    4 => $f::<$k, 4>($($arg),*),
+                    5 => $f::<$k, 5>($($arg),*),
+                    _ => $f::<$k, 6>($($arg),*),
                 }
             };
         }
@@ -191,26 +223,26 @@ macro_rules! dispatch_mr {
     }};
 }
 
-/// AVX-512 VNNI panel kernel.
+/// AVX-512 VNNI kernel over whole panels.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F/BW/DQ/VL/VNNI, AVX2, FMA and F16C, and the arguments must
-/// satisfy the module's contract (1 ≤ `acts.len()` ≤ 4).
-pub(super) unsafe fn panel_avx512(kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+/// satisfy the module's contract (1 ≤ `acts.len()` ≤ `MAX_MR`).
+pub(super) unsafe fn panels_avx512(kind: X8Kind, panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
     if acts.is_empty() {
         return;
     }
-    dispatch_mr!(x8_avx512, kind, panel, acts, out)
+    dispatch_mr!(x8_avx512, kind, acts.len(); panels, panel_bytes, acts, out, stride)
 }
 
-/// AVX2 panel kernel.
+/// AVX2 kernel over whole panels.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C, and the arguments must satisfy the module's
-/// contract (1 ≤ `acts.len()` ≤ 4).
-pub(super) unsafe fn panel_avx2(kind: X8Kind, panel: &[u8], acts: &[Q8Row], out: &mut [[f32; 8]]) {
+/// contract (1 ≤ `acts.len()` ≤ `MAX_MR`).
+pub(super) unsafe fn panels_avx2(kind: X8Kind, panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
     if acts.is_empty() {
         return;
     }
-    dispatch_mr!(x8_avx2, kind, panel, acts, out)
+    dispatch_mr!(x8_avx2, kind, acts.len(); panels, panel_bytes, acts, out, stride)
 }

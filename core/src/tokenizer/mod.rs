@@ -13,6 +13,7 @@
 mod chat_template;
 mod config;
 mod error;
+mod gguf;
 mod hf;
 mod jinja_env;
 pub mod pyfmt;
@@ -20,5 +21,6 @@ pub mod pyfmt;
 pub use chat_template::{ChatTemplate, ChatTemplateInputs};
 pub use config::{effective_chat_template, ChatTemplateSpec, TokenizerConfig};
 pub use error::{Result, TokenizerError};
+pub use gguf::{gguf_chat_template, gguf_tokenizer_config, gguf_tokenizer_json};
 pub use hf::{clean_up_tokenization, Tokenizer};
 pub use jinja_env::{system_clock, Clock};

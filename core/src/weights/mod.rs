@@ -1,13 +1,15 @@
-//! Weight sources: safetensors (mmap on native, bytes in the browser), dummy (random) weights.
+//! Weight sources: safetensors (mmap on native, bytes in the browser), GGUF, dummy (random) weights.
 //!
 //! Models ask for each tensor by its HF name and the shape they expect; the source checks
 //! the shape and dtype and names the tensor in every error. A source that has no such file
 //! (dummy) makes the tensor up.
 
 mod dummy;
+pub mod gguf;
 mod safetensors;
 
 pub use self::dummy::DummyWeights;
+pub use self::gguf::{GgufError, GgufWeights};
 pub use self::safetensors::{shard_names, FileBytes, SafetensorsWeights};
 
 use crate::tensor::HostTensor;
@@ -24,6 +26,8 @@ pub enum WeightsError {
     Dtype { name: String, file: String, dtype: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
 }
 
 pub type Result<T> = std::result::Result<T, WeightsError>;

@@ -21,7 +21,7 @@ pub enum FileBytes {
 }
 
 impl FileBytes {
-    fn as_slice(&self) -> &[u8] {
+    pub fn as_slice(&self) -> &[u8] {
         match self {
             FileBytes::Owned(v) => v,
             #[cfg(not(target_arch = "wasm32"))]

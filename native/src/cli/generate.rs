@@ -1,9 +1,24 @@
-//! `tessera generate`: offline generation for a few prompts, as text or as vLLM-shaped JSON.
+//! `tessera generate`: offline generation for a batch of prompts (flags, token ids, or a
+//! prompts file) through the continuous-batching engine, as text or as vLLM-shaped JSON.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use tessera_core::engine::{generate, GenerateParams, RequestOutput};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use tessera_core::engine::Prompt;
+use tessera_core::sample::SamplingParams;
 
-use crate::load::{load, ModelArgs};
+#[cfg(feature = "cuda")]
+use crate::load::cuda_backend;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use crate::load::load_with;
+#[cfg(feature = "wgpu")]
+use crate::load::wgpu_backend;
+use super::args::{EngineArgs, SamplingArgs};
+use crate::load::{load, DeviceArg, LoadedModel, ModelArgs};
+use tessera_core::backend::Backend;
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -15,24 +30,21 @@ pub struct GenerateArgs {
     /// A prompt given as comma-separated token ids, e.g. `1,2,3` (repeatable).
     #[arg(long, value_parser = parse_ids)]
     pub prompt_token_ids: Vec<Vec<u32>>,
-    /// Tokens to generate per prompt.
-    #[arg(long, default_value_t = 16)]
-    pub max_tokens: usize,
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    /// Seed of the sampler.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Keep generating past end-of-sequence tokens.
+    /// Prompts from a file: one text prompt per line, or JSON lines with "prompt",
+    /// "prompt_token_ids" or "messages" (a chat).
     #[arg(long)]
-    pub ignore_eos: bool,
-    /// Also return the top-K log-probabilities of every generated token.
-    #[arg(long)]
-    pub logprobs: Option<usize>,
+    pub prompts_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Print one JSON object per prompt per line, shaped like vLLM's RequestOutput.
     #[arg(long)]
     pub json: bool,
+    /// Send each text prompt as one user message through the model's chat template (and print
+    /// only the answer).
+    #[arg(long)]
+    pub chat: bool,
 }
 
 fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
@@ -42,46 +54,136 @@ fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    if args.prompt.is_empty() && args.prompt_token_ids.is_empty() {
-        bail!("give at least one --prompt TEXT or --prompt-token-ids 1,2,3");
+    if args.prompt.is_empty() && args.prompt_token_ids.is_empty() && args.prompts_file.is_none() {
+        bail!("give at least one --prompt TEXT, --prompt-token-ids 1,2,3 or --prompts-file FILE");
     }
-    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
-        bail!("--temperature must be a finite number >= 0, got {}", args.temperature);
-    }
-    let mut m = load(&args.model)?;
-    let params = GenerateParams {
-        max_tokens: args.max_tokens,
-        temperature: args.temperature,
-        ignore_eos: args.ignore_eos,
-        logprobs: args.logprobs,
-        seed: args.seed,
-        eos_token_ids: m.eos_token_ids(),
-        max_model_len: m.max_model_len,
+    let params = args.sampling.params(Some(16))?;
+    let file_prompts = match &args.prompts_file {
+        Some(f) => read_prompts_file(f)?,
+        None => Vec::new(),
     };
-    let mut prompts: Vec<(Option<String>, Vec<u32>)> = Vec::new();
-    for text in &args.prompt {
-        let tok = m.tokenizer.as_ref().with_context(|| {
-            format!("{}: no tokenizer.json, so text prompts cannot be tokenized; use --prompt-token-ids", m.path.display())
-        })?;
-        prompts.push((Some(text.clone()), tok.encode(text, true)?));
+    match args.model.device {
+        #[cfg(feature = "wgpu")]
+        DeviceArg::Wgpu => run_on(&args, params, file_prompts, load_with(&args.model, wgpu_backend(&args.model)?)?),
+        #[cfg(not(feature = "wgpu"))]
+        DeviceArg::Wgpu => bail!("--device wgpu: this build of tessera has no wgpu backend; rebuild with `--features wgpu`"),
+        #[cfg(feature = "cuda")]
+        DeviceArg::Cuda => run_on(&args, params, file_prompts, load_with(&args.model, cuda_backend(&args.model)?)?),
+        #[cfg(not(feature = "cuda"))]
+        DeviceArg::Cuda => bail!("--device cuda: this build of tessera has no CUDA backend; rebuild with `--features cuda`"),
+        _ => run_on(&args, params, file_prompts, load(&args.model)?),
     }
-    prompts.extend(args.prompt_token_ids.iter().map(|ids| (None, ids.clone())));
-    for (text, ids) in prompts {
-        let mut out: RequestOutput = generate(&mut m.runner, &ids, &params)?;
-        out.prompt = text;
-        if let Some(tok) = &m.tokenizer {
-            for o in &mut out.outputs {
-                o.text = tok.decode(&o.token_ids, true)?;
-            }
+}
+
+/// One prompt as given on the command line or in a prompts file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PromptSpec {
+    Text(String),
+    Tokens(Vec<u32>),
+    Messages(Value),
+}
+
+/// A prompts file: a JSON object per line (`prompt`, `prompt_token_ids` or `messages`), or a
+/// plain text prompt per line; blank lines are skipped.
+pub fn read_prompts_file(path: &Path) -> Result<Vec<PromptSpec>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let where_ = || format!("{}:{}", path.display(), i + 1);
+        if line.trim().is_empty() {
+            continue;
         }
-        if args.json {
-            println!("{}", serde_json::to_string(&out)?);
+        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(line) else {
+            out.push(PromptSpec::Text(line.to_string()));
+            continue;
+        };
+        if let Some(p) = o.get("prompt") {
+            let p = p.as_str().with_context(|| format!("{}: \"prompt\" must be a string", where_()))?;
+            out.push(PromptSpec::Text(p.to_string()));
+        } else if let Some(ids) = o.get("prompt_token_ids") {
+            let ids: Vec<u32> = serde_json::from_value(ids.clone())
+                .with_context(|| format!("{}: \"prompt_token_ids\" must be an array of token ids", where_()))?;
+            out.push(PromptSpec::Tokens(ids));
+        } else if let Some(m) = o.get("messages") {
+            if !m.is_array() {
+                bail!("{}: \"messages\" must be an array of chat messages", where_());
+            }
+            out.push(PromptSpec::Messages(m.clone()));
         } else {
-            for o in &out.outputs {
-                match &m.tokenizer {
-                    Some(_) => println!("{}{}", out.prompt.as_deref().unwrap_or(""), o.text),
-                    None => println!("{:?} -> {:?}", out.prompt_token_ids, o.token_ids),
-                }
+            bail!("{}: a JSON line needs \"prompt\", \"prompt_token_ids\" or \"messages\"", where_());
+        }
+    }
+    Ok(out)
+}
+
+/// Generates for every prompt of `args` on the loaded model (any backend).
+fn run_on<B: Backend>(args: &GenerateArgs, params: SamplingParams, file_prompts: Vec<PromptSpec>, m: LoadedModel<B>) -> Result<()> {
+    let path = m.path.clone();
+    let has_tokenizer = m.tokenizer.is_some();
+    let mut llm = args.engine.build(m)?;
+    let mut specs: Vec<PromptSpec> = args.prompt.iter().cloned().map(PromptSpec::Text).collect();
+    specs.extend(args.prompt_token_ids.iter().cloned().map(PromptSpec::Tokens));
+    specs.extend(file_prompts);
+    let mut prompts: Vec<Prompt> = Vec::with_capacity(specs.len());
+    let mut is_chat = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let chat = match &spec {
+            PromptSpec::Text(_) => args.chat,
+            PromptSpec::Tokens(_) => false,
+            PromptSpec::Messages(_) => true,
+        };
+        if !has_tokenizer && !matches!(spec, PromptSpec::Tokens(_)) {
+            bail!("{}: no tokenizer.json, so text prompts cannot be tokenized; use --prompt-token-ids", path.display());
+        }
+        let prompt = match spec {
+            PromptSpec::Text(t) if args.chat => llm.chat_prompt(&serde_json::json!([{"role": "user", "content": t}]))?,
+            PromptSpec::Text(t) => Prompt::Text(t),
+            PromptSpec::Tokens(ids) => Prompt::Tokens(ids),
+            PromptSpec::Messages(m) => llm.chat_prompt(&m)?,
+        };
+        prompts.push(prompt);
+        is_chat.push(chat);
+    }
+    let bar = ProgressBar::with_draw_target(Some(prompts.len() as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("Processed prompts {wide_bar} {pos}/{len} [{elapsed}<{eta}] {msg}")
+            .expect("valid template"),
+    );
+    let t0 = std::time::Instant::now();
+    let outputs = llm.generate_with_progress(prompts, &params, &mut |p| {
+        bar.set_position(p.finished as u64);
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "input: {:.1} toks/s, output: {:.1} toks/s",
+            p.prompt_tokens as f64 / secs,
+            p.generation_tokens as f64 / secs
+        ));
+    })?;
+    bar.finish_and_clear();
+    let s = llm.engine.stats();
+    tracing::info!(
+        prompts = outputs.len(),
+        steps = s.num_steps_total,
+        prompt_tokens = s.prompt_tokens_total,
+        generation_tokens = s.generation_tokens_total,
+        preemptions = s.num_preemptions_total,
+        prefix_cache_hits = s.prefix_cache_hits_total,
+        secs = t0.elapsed().as_secs_f32(),
+        "offline batch done"
+    );
+    let mut stdout = std::io::stdout().lock();
+    for (out, chat) in outputs.iter().zip(is_chat) {
+        if args.json {
+            writeln!(stdout, "{}", serde_json::to_string(out)?)?;
+            continue;
+        }
+        for o in &out.outputs {
+            if !has_tokenizer {
+                writeln!(stdout, "{:?} -> {:?}", out.prompt_token_ids, o.token_ids)?;
+            } else if chat {
+                writeln!(stdout, "{}", o.text)?;
+            } else {
+                writeln!(stdout, "{}{}", out.prompt.as_deref().unwrap_or(""), o.text)?;
             }
         }
     }

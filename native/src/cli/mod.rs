@@ -1,6 +1,12 @@
 //! The `tessera` command line: one module per subcommand.
 
+pub mod args;
+pub mod bench;
+pub mod bench_serve;
+pub mod chat;
+pub mod export;
 pub mod generate;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -16,4 +22,23 @@ pub struct Cli {
 pub enum Command {
     /// Generate continuations of prompts (text or token ids) and print them.
     Generate(generate::GenerateArgs),
+    /// Chat with a model in the terminal (streams the replies, keeps the history).
+    Chat(chat::ChatArgs),
+    /// Write a GGUF model as a Hugging Face folder (config.json, safetensors, tokenizer files).
+    ExportHf(export::ExportArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (like `vllm serve`).
+    Serve(serve::ServeArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load-test a running OpenAI-compatible server (like `vllm bench serve`).
+    Serve(bench_serve::BenchServeArgs),
+    /// Latency of one batch, prefill and decode (like `vllm bench latency`).
+    Latency(bench::BenchLatencyArgs),
 }

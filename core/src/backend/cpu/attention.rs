@@ -13,7 +13,8 @@
 //! ```
 //! Rows of q outside every sequence (padding past `query_start_loc[B]`) come out as zeros.
 
-use super::kernels::{exp_f32, softcap};
+use super::attn_kernel::{attend, Shared, Task};
+use super::fastmath::Simd;
 use super::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of, CpuBackend, CpuTensor};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result};
 
@@ -86,14 +87,6 @@ struct Layout<'a> {
     block_tables: &'a [u32],
     max_blocks_per_seq: usize,
     block_size: usize,
-}
-
-impl Layout<'_> {
-    /// Cache slot of key `j` of sequence `b` (checked in validation).
-    fn slot(&self, b: usize, j: usize) -> usize {
-        let block = self.block_tables[b * self.max_blocks_per_seq + j / self.block_size] as usize;
-        block * self.block_size + j % self.block_size
-    }
 }
 
 fn validate<'a>(
@@ -197,47 +190,59 @@ pub(crate) fn paged_attention(
     let op = Op::PagedAttention;
     let (qv, kc, vc) = (f32_of(op, q)?, f32_of(op, k_cache)?, f32_of(op, v_cache)?);
     let layout = validate(q, k_cache, v_cache, meta, p)?;
+    let (qsl, seq_lens) = (u32_of(op, &meta.query_start_loc)?, u32_of(op, &meta.seq_lens)?);
     let (h, d) = (p.num_heads, p.head_dim);
     let group = p.num_heads / p.num_kv_heads;
-    let kv_width = p.num_kv_heads * d;
+    let mb = layout.max_blocks_per_seq;
 
-    // One task per (query row, head): out[t, h*d .. (h+1)*d].
-    let mut out = vec![0.0f32; layout.rows.len() * h * d];
-    be.for_each_row(&mut out, d, true, |idx, o| {
-        let (t, head) = (idx / h, idx % h);
-        let Some((b, pos)) = layout.rows[t] else {
-            return;
-        };
-        let q_row = &qv[t * h * d + head * d..][..d];
-        let kv_off = (head / group) * d;
-        let first = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let slots: Vec<usize> = (first..=pos).map(|j| layout.slot(b, j)).collect();
-
-        // scores = (q · k_j) * scale, soft-capped; the causal/window mask is the range above.
-        let scores: Vec<f32> = slots
-            .iter()
-            .map(|&s| {
-                let k_row = &kc[s * kv_width + kv_off..][..d];
-                let dot: f32 = q_row.iter().zip(k_row).map(|(a, b)| a * b).sum();
-                let score = dot * p.scale;
-                p.softcap.map_or(score, |cap| softcap(score, cap))
-            })
-            .collect();
-
-        // softmax in f32: subtract the max, exponentiate, normalize.
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exps: Vec<f32> = scores.iter().map(|&s| exp_f32(s - max)).collect();
-        let sum: f32 = exps.iter().sum();
-
-        // out = Σ_j softmax_j · v_j
-        o.fill(0.0);
-        for (&s, &e) in slots.iter().zip(&exps) {
-            let weight = e / sum;
-            let v_row = &vc[s * kv_width + kv_off..][..d];
-            for (acc, &vj) in o.iter_mut().zip(v_row) {
-                *acc += weight * vj;
+    // Tasks: prefill-like batches take tiles of up to 16 rows × a whole KV group (the K/V
+    // blocks are shared by the group's heads); decode-like ones take one head each (more
+    // tasks for the threads).
+    let tile = if meta.max_query_len >= 4 { 16 } else { 1 };
+    let heads = if tile > 1 || std::env::var_os("TESSERA_ATTN_GROUP").is_some() { group } else { 1 };
+    let mut tasks = Vec::new();
+    for b in 0..meta.num_seqs {
+        let (start, end) = (qsl[b] as usize, qsl[b + 1] as usize);
+        let pos_start = seq_lens[b] as usize - (end - start);
+        let table = &layout.block_tables[b * mb..(b + 1) * mb];
+        for t0 in (start..end).step_by(tile) {
+            for h0 in (0..h).step_by(heads) {
+                tasks.push(Task {
+                    t0,
+                    rows: tile.min(end - t0),
+                    pos0: pos_start + (t0 - start),
+                    h0,
+                    heads,
+                    kv_head: h0 / group,
+                    table,
+                });
             }
         }
-    });
+    }
+    let shared = Shared {
+        q: qv,
+        k_cache: kc,
+        v_cache: vc,
+        q_width: h * d,
+        kv_width: p.num_kv_heads * d,
+        head_dim: d,
+        scale: p.scale,
+        softcap: p.softcap,
+        window: p.sliding_window,
+        block_size: layout.block_size,
+    };
+    let chunk = tile * heads * d;
+    let mut results = vec![0.0f32; tasks.len() * chunk];
+    let simd = Simd::of(be.isa);
+    be.for_each_row(&mut results, chunk, true, |i, buf| attend(simd, &shared, &tasks[i], buf));
+
+    // Scatter [task][row][head][D] into out [T, H * D]; rows outside every sequence stay 0.
+    let mut out = vec![0.0f32; layout.rows.len() * h * d];
+    for (task, res) in tasks.iter().zip(results.chunks_exact(chunk)) {
+        for r in 0..task.rows {
+            let dst = &mut out[(task.t0 + r) * h * d + task.h0 * d..][..task.heads * d];
+            dst.copy_from_slice(&res[r * task.heads * d..(r + 1) * task.heads * d]);
+        }
+    }
     Ok(f32_tensor(out, q.shape.clone()))
 }

@@ -1,8 +1,8 @@
 //! `matmul`: `out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N])`, HF `nn.Linear` semantics.
 //!
-//! The product runs through the `gemm` crate (f32 accumulation, rayon threads on native), the
-//! bias is added afterwards as torch's `addmm` does. Weights are matched on their storage so
-//! quantized GGUF blocks can join as another arm (dequantize-on-the-fly) later.
+//! f32 weights: the product runs through the `gemm` crate (f32 accumulation, rayon threads on
+//! native). Quantized GGUF weights: `qmatmul` (integer dots on the blocks). The bias is added
+//! afterwards as torch's `addmm` does.
 
 use super::{dims1, dims2, f32_of, f32_tensor, shape_err, CpuBackend, CpuStorage, CpuTensor, NAME};
 use crate::backend::{BackendError, Op, Result, Tensor};
@@ -16,17 +16,14 @@ pub(crate) fn matmul(
     let op = Op::Matmul;
     let xv = f32_of(op, x)?;
     let (m, k) = dims2(op, "x", x)?;
-    let wv = match &w.storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        // Quantized weight blocks will get their own arm here.
-        CpuStorage::U32(_) => {
-            return Err(BackendError::Unsupported {
-                op,
-                dtype: w.dtype(),
-                backend: NAME,
-            })
-        }
+    let unsupported = || BackendError::Unsupported {
+        op,
+        dtype: w.dtype(),
+        backend: NAME,
     };
+    if matches!(w.storage, CpuStorage::U32(_)) {
+        return Err(unsupported());
+    }
     let (n, wk) = dims2(op, "w", w)?;
     if wk != k {
         return Err(shape_err(
@@ -55,7 +52,11 @@ pub(crate) fn matmul(
         .checked_mul(n)
         .ok_or_else(|| shape_err(op, format!("output [{m}, {n}] overflows")))?;
     let mut out = vec![0.0f32; numel];
-    x_wt(be, m, n, k, xv, wv, &mut out);
+    match &w.storage {
+        CpuStorage::F32(wv) => x_wt(be, m, n, k, xv, wv, &mut out),
+        CpuStorage::Quant(q) => super::qmatmul::matmul(be, xv, m, k, q, n, &mut out)?,
+        CpuStorage::U32(_) => return Err(unsupported()),
+    }
     if let Some(b) = bias_values {
         for row in out.chunks_exact_mut(n) {
             for (o, &bj) in row.iter_mut().zip(b) {

@@ -6,25 +6,36 @@
 //!   CpuStorage::F32(Vec<f32>)  activations, KV pages, every float weight (f16/bf16 widened
 //!                              exactly on upload)
 //!   CpuStorage::U32(Vec<u32>)  ids, positions, slot mappings, block tables, argmax results
-//!   (later) quantized GGUF blocks: one more variant that `matmul` dispatches on
+//!   CpuStorage::Quant(..)      GGUF block weights (Q4_0 .. Q6_K), kept quantized: `matmul`
+//!                              runs integer dots on them, `embedding` dequantizes its rows
 //! ```
 //!
 //! Threads: on native, gemm, attention and large row-wise ops run on rayon (the global pool,
 //! or a private pool from [`CpuBackend::with_threads`]); on wasm32 everything runs on the
 //! calling thread. Results do not depend on the thread count.
 //!
+//! SIMD: the quantized kernels run at the instruction-set level of [`CpuBackend::isa`]
+//! (detected at construction; [`CpuBackend::with_isa`] forces a lower one for tests).
+//!
 //! Submodules: `tensor` (CpuTensor and argument checks), `kernels` (row-wise and elementwise
-//! math), `matmul`, `attention` (`write_kv`, `paged_attention`).
+//! math), `matmul` (f32), `qmatmul` (quantized weights), `attention` (`write_kv`,
+//! `paged_attention`).
 
 mod attention;
+mod attn_kernel;
+mod attn_x86;
+mod fastmath;
 mod kernels;
 mod matmul;
+mod qmatmul;
 mod tensor;
 
 use tensor::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of};
+pub use qmatmul::{QuantLayout, QuantWeight};
 pub use tensor::{CpuStorage, CpuTensor};
 
 use super::{Activation, AttentionMetadata, AttentionParams, Backend, Op, Result, RopeParams};
+use crate::quant::isa::{Isa, Level};
 use crate::tensor::{DType, HostTensor};
 
 /// The backend's name in logs and errors.
@@ -33,10 +44,60 @@ pub(crate) const NAME: &str = "cpu";
 /// Row-wise ops with fewer elements than this run on the calling thread.
 const PAR_MIN_ELEMS: usize = 1 << 15;
 
+/// The level [`CpuBackend::new`] and `with_threads` pick: 0 = the best detected, else
+/// `Level as u8 + 1` (set by [`set_default_isa`]).
+static DEFAULT_ISA: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn default_isa() -> Isa {
+    let forced = match DEFAULT_ISA.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Isa::new(Level::Scalar),
+        2 => Isa::new(Level::Avx2),
+        3 => Isa::new(Level::Avx512Vnni),
+        _ => None,
+    };
+    forced.unwrap_or_else(Isa::detect)
+}
+
+/// Makes backends built from now on use the quantized kernels at `level` (benchmarks compare
+/// levels this way); an error if this CPU lacks it.
+pub fn set_default_isa(level: Level) -> Result<()> {
+    Isa::new(level).ok_or_else(|| super::BackendError::Device {
+        backend: NAME,
+        message: format!("this CPU does not support the {} kernels", level.name()),
+    })?;
+    DEFAULT_ISA.store(level as u8 + 1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Sizes rayon's global pool, which [`CpuBackend::new`] uses: `threads` workers (0 = one
+/// per core), the calling thread being one of them. Must run before any parallel work in
+/// the process; on wasm32 it does nothing.
+///
+/// The caller joining the pool matters for decode: every op's parallel loop then starts on
+/// the caller's own deque and the caller works on it too, instead of handing the loop to
+/// another thread and sleeping until it is done (a futex round trip per op, hundreds per
+/// token). Ops must then be called from this thread (the one that runs the model).
+pub fn init_global_threads(threads: usize) -> Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .use_current_thread()
+        .thread_name(|i| format!("tessera-cpu-{i}"))
+        .build_global()
+        .map_err(|e| super::BackendError::Device {
+            backend: NAME,
+            message: format!("global thread pool: {e}"),
+        })?;
+    let _ = threads;
+    Ok(())
+}
+
 /// The CPU reference backend. Cheap to construct; holds at most a thread pool.
 pub struct CpuBackend {
     /// 1 = strictly single-threaded; otherwise the pool's size.
     threads: usize,
+    /// The SIMD level of the quantized kernels.
+    isa: Isa,
     /// A private pool from `with_threads(n > 1)`; `None` uses rayon's global pool.
     #[cfg(not(target_arch = "wasm32"))]
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
@@ -55,12 +116,13 @@ impl CpuBackend {
         {
             CpuBackend {
                 threads: rayon::current_num_threads().max(1),
+                isa: default_isa(),
                 pool: None,
             }
         }
         #[cfg(target_arch = "wasm32")]
         {
-            CpuBackend { threads: 1 }
+            CpuBackend { threads: 1, isa: default_isa() }
         }
     }
 
@@ -74,6 +136,7 @@ impl CpuBackend {
                 0 => Ok(Self::new()),
                 1 => Ok(CpuBackend {
                     threads: 1,
+                    isa: default_isa(),
                     pool: None,
                 }),
                 n => {
@@ -87,6 +150,7 @@ impl CpuBackend {
                         })?;
                     Ok(CpuBackend {
                         threads: n,
+                        isa: default_isa(),
                         pool: Some(std::sync::Arc::new(pool)),
                     })
                 }
@@ -95,8 +159,23 @@ impl CpuBackend {
         #[cfg(target_arch = "wasm32")]
         {
             let _ = threads;
-            Ok(CpuBackend { threads: 1 })
+            Ok(CpuBackend { threads: 1, isa: default_isa() })
         }
+    }
+
+    /// The same backend with its quantized kernels at `level` (an error if this CPU lacks
+    /// it). Used to test every SIMD path and to compare them.
+    pub fn with_isa(mut self, level: Level) -> Result<Self> {
+        self.isa = Isa::new(level).ok_or_else(|| super::BackendError::Device {
+            backend: NAME,
+            message: format!("this CPU does not support the {} kernels", level.name()),
+        })?;
+        Ok(self)
+    }
+
+    /// The SIMD level of the quantized kernels.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// How many threads ops may use.
@@ -166,6 +245,8 @@ impl Backend for CpuBackend {
             Op::Upload => true,
             // Only what storage can hold comes back.
             Op::ToHost => matches!(dtype, DType::F32 | DType::U32),
+            // Quantized weights: matmul on the blocks, embedding rows dequantized.
+            Op::Matmul | Op::Embedding => dtype == DType::F32 || dtype.is_quantized(),
             // Every compute op runs on f32 data (its index inputs are u32).
             _ => dtype == DType::F32,
         }
@@ -176,6 +257,13 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, t: &HostTensor) -> Result<CpuTensor> {
+        if t.dtype.is_quantized() {
+            let q = QuantWeight::new(t.dtype, &t.shape, &t.data)?;
+            return Ok(CpuTensor {
+                shape: t.shape.clone(),
+                storage: CpuStorage::Quant(q),
+            });
+        }
         let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let expected = numel.and_then(|n| n.checked_mul(t.dtype.size()));
         if expected != Some(t.data.len()) {
@@ -190,11 +278,8 @@ impl Backend for CpuBackend {
             ));
         }
         let storage = match t.dtype {
-            DType::F32 | DType::F16 | DType::BF16 => CpuStorage::F32(t.to_f32()),
             DType::U32 => CpuStorage::U32(t.to_u32()),
-            q => {
-                return Err(super::BackendError::Unsupported { op: Op::Upload, dtype: q, backend: "cpu" });
-            }
+            _ => CpuStorage::F32(t.to_f32()),
         };
         Ok(CpuTensor {
             shape: t.shape.clone(),
@@ -216,7 +301,6 @@ impl Backend for CpuBackend {
 
     fn embedding(&self, table: &CpuTensor, ids: &CpuTensor, scale: f32) -> Result<CpuTensor> {
         let op = Op::Embedding;
-        let data = f32_of(op, table)?;
         let (vocab, hidden) = dims2(op, "table", table)?;
         let id_values = u32_of(op, ids)?;
         let tokens = dims1(op, "ids", ids)?;
@@ -234,10 +318,22 @@ impl Backend for CpuBackend {
             ));
         }
         let mut out = vec![0.0f32; tokens * hidden];
-        self.for_each_row(&mut out, hidden, false, |t, row| {
-            let id = id_values[t] as usize;
-            kernels::embedding_row(&data[id * hidden..(id + 1) * hidden], scale, row);
-        });
+        match &table.storage {
+            // Quantized tables: dequantize the gathered rows only (ggml's get_rows).
+            CpuStorage::Quant(q) => self.for_each_row(&mut out, hidden, false, |t, row| {
+                q.dequantize_row(hidden, id_values[t] as usize, row);
+                if scale != 1.0 {
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
+            }),
+            _ => {
+                let data = f32_of(op, table)?;
+                self.for_each_row(&mut out, hidden, false, |t, row| {
+                    let id = id_values[t] as usize;
+                    kernels::embedding_row(&data[id * hidden..(id + 1) * hidden], scale, row);
+                });
+            }
+        }
         Ok(f32_tensor(out, vec![tokens, hidden]))
     }
 
@@ -332,9 +428,13 @@ impl Backend for CpuBackend {
         }
         let row = gate.shape.last().copied().unwrap_or(1).max(1);
         let mut out = vec![0.0f32; g.len()];
+        let simd = fastmath::Simd::of(self.isa);
         self.for_each_row(&mut out, row, false, |r, o| {
             let range = r * row..r * row + o.len();
-            kernels::act_mul_row(&g[range.clone()], &u[range], act, o);
+            match act {
+                Activation::Silu => fastmath::silu_mul(simd, &g[range.clone()], &u[range], o),
+                _ => kernels::act_mul_row(&g[range.clone()], &u[range], act, o),
+            }
         });
         Ok(f32_tensor(out, gate.shape.clone()))
     }
@@ -417,6 +517,13 @@ impl Backend for CpuBackend {
         Ok(match &t.storage {
             CpuStorage::F32(v) => HostTensor::from_f32(v, &t.shape),
             CpuStorage::U32(v) => HostTensor::from_u32(v, &t.shape),
+            CpuStorage::Quant(q) => {
+                return Err(super::BackendError::Unsupported {
+                    op: Op::ToHost,
+                    dtype: q.dtype,
+                    backend: NAME,
+                })
+            }
         })
     }
 }

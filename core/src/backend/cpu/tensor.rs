@@ -1,15 +1,18 @@
 //! `CpuTensor` (shape + `CpuStorage`) and the argument checks the CPU ops share: dtype
 //! checks answer `Unsupported`, shape checks answer `Shape` with the offending shapes.
 
+use super::qmatmul::QuantWeight;
 use super::NAME;
 use crate::backend::{BackendError, Op, Result, Tensor};
 use crate::tensor::DType;
 
-/// Storage of a [`CpuTensor`]. Float data is always f32 here.
+/// Storage of a [`CpuTensor`]. Float data is always f32 here; GGUF block formats stay
+/// quantized (weights for `matmul` and `embedding`).
 #[derive(Clone)]
 pub enum CpuStorage {
     F32(Vec<f32>),
     U32(Vec<u32>),
+    Quant(QuantWeight),
 }
 
 /// A row-major tensor in host memory.
@@ -65,9 +68,10 @@ impl Tensor for CpuTensor {
     }
 
     fn dtype(&self) -> DType {
-        match self.storage {
+        match &self.storage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::U32(_) => DType::U32,
+            CpuStorage::Quant(q) => q.dtype,
         }
     }
 }

@@ -1,0 +1,211 @@
+//! `write_kv` (`kv.wgsl`) and `paged_attention` (`attention.wgsl`): the paged KV cache on
+//! the device. Layout and semantics are the CPU reference's (see `cpu/attention.rs`):
+//!
+//! ```text
+//! cache [num_blocks, block_size, num_kv_heads * head_dim], slot = block * block_size + offset
+//! seq b: q rows query_start_loc[b] .. query_start_loc[b+1]; row i at seq_len - q_len + i
+//! ```
+//! Metadata uploaded from the host (the normal case: `BatchInput::upload`) is validated here
+//! exactly as the CPU validates it, from the tensors' host copies; device-made metadata is
+//! used as is (the shaders never read or write outside their bindings).
+
+use super::encoder::Binding;
+use super::kernels::{Kernel, Shader};
+use super::tensor::{dims1, dims2, dims3, float, index, shape_err, u32_of, WgpuTensor};
+use super::{bits, WgpuBackend};
+use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
+
+pub(super) fn write_kv(
+    be: &WgpuBackend,
+    k_cache: &mut WgpuTensor,
+    v_cache: &mut WgpuTensor,
+    k: &WgpuTensor,
+    v: &WgpuTensor,
+    slot_mapping: &WgpuTensor,
+) -> Result<()> {
+    let op = Op::WriteKv;
+    let f16 = be.f16_ok();
+    let (dk, dv) = (float(op, k, f16)?, float(op, v, f16)?);
+    let (dkc, dvc) = (float(op, k_cache, f16)?, float(op, v_cache, f16)?);
+    index(op, slot_mapping)?;
+    let (nb, bs, kw) = dims3(op, "k_cache", k_cache)?;
+    let (vnb, vbs, vw) = dims3(op, "v_cache", v_cache)?;
+    let (kt, kd) = dims2(op, "k", k)?;
+    let (vt, vd) = dims2(op, "v", v)?;
+    let tokens = dims1(op, "slot_mapping", slot_mapping)?;
+    if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
+        return Err(shape_err(
+            op,
+            format!(
+                "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
+                k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
+            ),
+        ));
+    }
+    let num_slots = nb.saturating_mul(bs);
+    if let Some(slots) = &slot_mapping.host_u32 {
+        if let Some((t, &s)) = slots.iter().enumerate().find(|(_, &s)| s != u32::MAX && s as usize >= num_slots) {
+            return Err(shape_err(op, format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})")));
+        }
+    }
+    let num_slots = u32_of(op, "cache slots", num_slots)?;
+    for (cache, src, dc, ds, width) in [(&*k_cache, k, dkc, dk, kw), (&*v_cache, v, dvc, dv, vw)] {
+        let threads = tokens.saturating_mul(width);
+        u32_of(op, "elements", threads)?;
+        u32_of(op, "cache elements", cache.numel())?;
+        let kern = Kernel::new(Shader::Kv, "write_kv")
+            .ty("C", dc)
+            .ty("S", ds)
+            .konst("WG", be.sizes().wg)
+            .rw(1)
+            .read(2)
+            .read(3);
+        let params = [tokens as u32, width as u32, num_slots, 0];
+        let bindings = [be.bind(op, 1, cache)?, be.bind(op, 2, src)?, be.bind(op, 3, slot_mapping)?];
+        be.run(kern, &params, &bindings, be.grid_threads(op, threads, be.sizes().wg)?)?;
+    }
+    Ok(())
+}
+
+/// The CPU reference's checks of the step layout, on the host copies of the metadata.
+fn validate_metadata(meta: &AttentionMetadata<WgpuTensor>, tokens: usize, num_blocks: usize, bs: usize) -> Result<()> {
+    let op = Op::PagedAttention;
+    let err = |detail: String| Err(shape_err(op, detail));
+    let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
+    if meta.query_start_loc.numel().checked_sub(1) != Some(b_count)
+        || meta.seq_lens.numel() != b_count
+        || Some(meta.block_tables.numel()) != b_count.checked_mul(mb)
+    {
+        return err(format!(
+            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
+             max_blocks_per_seq {mb}",
+            meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
+        ));
+    }
+    let (Some(qsl), Some(seq_lens), Some(tables)) =
+        (&meta.query_start_loc.host_u32, &meta.seq_lens.host_u32, &meta.block_tables.host_u32)
+    else {
+        return Ok(());
+    };
+    if qsl.windows(2).any(|w| w[0] > w[1]) || qsl[b_count] as usize > tokens {
+        return err(format!("query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"));
+    }
+    for b in 0..b_count {
+        let q_len = (qsl[b + 1] - qsl[b]) as usize;
+        let seq_len = seq_lens[b] as usize;
+        if q_len > seq_len || q_len > meta.max_query_len || seq_len > meta.max_seq_len || seq_len > mb.saturating_mul(bs) {
+            return err(format!(
+                "seq {b}: {q_len} query tokens, seq_len {seq_len} (need q_len <= seq_len, \
+                 q_len <= max_query_len {}, seq_len <= max_seq_len {} and <= {mb} blocks of {bs})",
+                meta.max_query_len, meta.max_seq_len
+            ));
+        }
+        let used = &tables[b * mb..b * mb + seq_len.div_ceil(bs)];
+        if let Some(&bad) = used.iter().find(|&&blk| blk as usize >= num_blocks) {
+            return err(format!("seq {b}: block id {bad} is outside the cache of {num_blocks} blocks"));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn paged_attention(
+    be: &WgpuBackend,
+    q: &WgpuTensor,
+    k_cache: &WgpuTensor,
+    v_cache: &WgpuTensor,
+    meta: &AttentionMetadata<WgpuTensor>,
+    p: &AttentionParams,
+) -> Result<WgpuTensor> {
+    let op = Op::PagedAttention;
+    let f16 = be.f16_ok();
+    let dq = float(op, q, f16)?;
+    let dkv = float(op, k_cache, f16)?;
+    if float(op, v_cache, f16)? != dkv {
+        return Err(shape_err(op, format!("k_cache is {dkv} but v_cache is {}", v_cache.dtype)));
+    }
+    for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables] {
+        index(op, t)?;
+    }
+    let whole_groups = p.num_kv_heads > 0 && p.num_heads / p.num_kv_heads * p.num_kv_heads == p.num_heads;
+    if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
+        return Err(shape_err(
+            op,
+            format!(
+                "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
+                p.num_heads, p.num_kv_heads, p.head_dim
+            ),
+        ));
+    }
+    if p.sliding_window == Some(0) {
+        return Err(shape_err(op, "sliding_window must be >= 1"));
+    }
+    if let Some(cap) = p.softcap {
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(shape_err(op, format!("softcap must be finite and > 0, got {cap}")));
+        }
+    }
+    let (tokens, q_width) = dims2(op, "q", q)?;
+    let (nb, bs, kv_width) = dims3(op, "k_cache", k_cache)?;
+    if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
+        || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
+        || v_cache.shape != k_cache.shape
+        || bs != meta.block_size
+        || bs == 0
+    {
+        return Err(shape_err(
+            op,
+            format!(
+                "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
+                q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
+            ),
+        ));
+    }
+    validate_metadata(meta, tokens, nb, bs)?;
+    u32_of(op, "cache elements", k_cache.numel())?;
+    u32_of(op, "q elements", q.numel())?;
+    let out = be.output(op, be.dtype, q.shape.clone())?;
+    let rows = u32_of(op, "query rows x heads", tokens * p.num_heads)?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    let wg = be.sizes().attn_wg;
+    let acc = p.head_dim.div_ceil(wg as usize) as u32;
+    let kern = Kernel::new(Shader::Attention, "paged_attention")
+        .ty("Q", dq)
+        .ty("KV", dkv)
+        .ty("O", be.dtype)
+        .konst("WG", wg)
+        .konst("ACC", acc)
+        .read(1)
+        .read(2)
+        .read(3)
+        .read(4)
+        .read(5)
+        .read(6)
+        .rw(7);
+    let params = [
+        tokens as u32,
+        p.num_heads as u32,
+        (p.num_heads / p.num_kv_heads) as u32,
+        p.head_dim as u32,
+        u32_of(op, "num_seqs", meta.num_seqs)?,
+        u32_of(op, "max_blocks_per_seq", meta.max_blocks_per_seq)?,
+        bs as u32,
+        p.sliding_window.map_or(0, |w| w.min(u32::MAX as usize) as u32),
+        bits(p.scale),
+        bits(p.softcap.unwrap_or(0.0)),
+        0,
+        0,
+    ];
+    let bindings: [Binding<'_>; 7] = [
+        be.bind(op, 1, q)?,
+        be.bind(op, 2, k_cache)?,
+        be.bind(op, 3, v_cache)?,
+        be.bind(op, 4, &meta.query_start_loc)?,
+        be.bind(op, 5, &meta.seq_lens)?,
+        be.bind(op, 6, &meta.block_tables)?,
+        be.bind(op, 7, &out)?,
+    ];
+    be.run(kern, &params, &bindings, be.grid_groups(op, rows)?)?;
+    Ok(out)
+}

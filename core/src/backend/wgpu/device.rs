@@ -1,0 +1,169 @@
+//! Opening a wgpu device: adapter choice, features (shader-f16), limits, the sizes the
+//! kernels derive from those limits, and the sink that collects device errors.
+//!
+//! wgpu reports validation and out-of-memory errors through a callback, not through return
+//! values; the sink stores them and every synchronization point (`to_host`, pipeline
+//! creation) turns them into `BackendError::Device`, so nothing panics.
+
+use std::sync::{Arc, Mutex};
+
+use super::tensor::device_err;
+use crate::backend::Result;
+use crate::tensor::DType;
+
+/// How to open the backend. `Default` = the best adapter, f16 where it exists.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Dtype of activations and KV pages: `Some(F32)`, `Some(F16)` (an error without
+    /// shader-f16), or `None` = f16 where the adapter has shader-f16, else f32.
+    pub dtype: Option<DType>,
+    /// Fill every op's freshly allocated output with NaN before the op runs, so elements a
+    /// kernel forgets to write show up (op-parity tests).
+    pub poison_outputs: bool,
+    /// Lower the largest storage binding below the adapter's (tests of weight splitting).
+    pub max_binding_bytes: Option<u64>,
+    /// Accept only a fallback (software) adapter.
+    pub force_fallback_adapter: bool,
+}
+
+/// Sizes the kernels are specialized with, derived from the device limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// Workgroup size of 1-D kernels: a power of two <= 256 and <= the device's limits.
+    pub wg: u32,
+    /// Threads per side of the tiled matmul (16 if 256 invocations fit, else 8).
+    pub matmul_ts: u32,
+    /// Workgroup size of paged attention (<= 64, a power of two).
+    pub attn_wg: u32,
+    /// Largest storage binding in bytes.
+    pub max_binding: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer: u64,
+    /// Storage binding offsets are multiples of this.
+    pub storage_align: u64,
+    /// Uniform binding offsets are multiples of this.
+    pub uniform_align: u64,
+    /// Workgroups per grid dimension.
+    pub max_groups: u32,
+}
+
+/// Device errors reported by wgpu's callback, waiting to be returned.
+#[derive(Clone, Default)]
+pub(crate) struct ErrorSink(Arc<Mutex<Vec<String>>>);
+
+impl ErrorSink {
+    fn push(&self, message: String) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(message);
+        }
+    }
+
+    /// `Err` with every collected message (then cleared), or `Ok`.
+    pub fn check(&self, context: &str) -> Result<()> {
+        let messages = match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => vec!["error sink poisoned".into()],
+        };
+        if messages.is_empty() {
+            Ok(())
+        } else {
+            Err(device_err(format!("{context}: {}", messages.join("; "))))
+        }
+    }
+}
+
+/// The opened device.
+pub(crate) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub has_f16: bool,
+    pub sizes: Sizes,
+    pub errors: ErrorSink,
+}
+
+fn pow2_floor(x: u32) -> u32 {
+    if x == 0 {
+        0
+    } else {
+        1 << (31 - x.leading_zeros())
+    }
+}
+
+/// Opens the adapter and device `opts` ask for, with every limit the adapter offers.
+pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+            force_fallback_adapter: opts.force_fallback_adapter,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+        .map_err(|e| {
+            device_err(format!(
+                "no GPU adapter ({e}); natively install a Vulkan driver (Debian: mesa-vulkan-drivers libvulkan1), \
+                 in a browser enable WebGPU"
+            ))
+        })?;
+    let info = adapter.get_info();
+    let adapter_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+    let dtype = match opts.dtype {
+        None => {
+            if adapter_f16 {
+                DType::F16
+            } else {
+                DType::F32
+            }
+        }
+        Some(DType::F32) => DType::F32,
+        Some(DType::F16) if adapter_f16 => DType::F16,
+        Some(d) => {
+            return Err(device_err(format!(
+                "adapter {:?} cannot compute in {d} (shader-f16: {adapter_f16}); use float32",
+                info.name
+            )))
+        }
+    };
+    let features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+    let limits = adapter.limits();
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("tessera"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        })
+        .await
+        .map_err(|e| device_err(format!("requesting a device from {:?}: {e}", info.name)))?;
+    let errors = ErrorSink::default();
+    let sink = errors.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(e.to_string())));
+
+    let l = device.limits();
+    let invocations = l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x);
+    let wg = pow2_floor(invocations.min(256));
+    if wg < 32 {
+        return Err(device_err(format!("adapter {:?} allows only {invocations} invocations per workgroup", info.name)));
+    }
+    let ts = if l.max_compute_invocations_per_workgroup >= 256 && l.max_compute_workgroup_size_y >= 16 { 16 } else { 8 };
+    let mut max_binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
+    if let Some(cap) = opts.max_binding_bytes {
+        max_binding = max_binding.min(cap.max(256));
+    }
+    let sizes = Sizes {
+        wg,
+        matmul_ts: ts,
+        attn_wg: wg.min(64),
+        max_binding,
+        max_buffer: l.max_buffer_size,
+        storage_align: u64::from(l.min_storage_buffer_offset_alignment.max(4)),
+        uniform_align: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
+        max_groups: l.max_compute_workgroups_per_dimension.max(1),
+    };
+    tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");
+    Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors }, dtype))
+}

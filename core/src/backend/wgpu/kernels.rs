@@ -1,0 +1,215 @@
+//! The WGSL sources (`shaders/*.wgsl`, embedded) and the pipeline cache.
+//!
+//! A kernel is (shader file, entry point, specialization). The specialization is a preamble
+//! put in front of `common.wgsl` and the shader's source:
+//!
+//! ```text
+//! enable f16;              only if some alias is f16
+//! alias X = f16;           one storage-type alias per tensor role (X, W, O, ...), from the
+//! alias W = f32;           dtypes of the actual arguments (weights may stay f32 while
+//! const WG: u32 = 256u;    activations are f16); plus sizes chosen from the device limits
+//! ```
+//! Bind group layouts are explicit: binding 0 is the op's uniform parameters, the others are
+//! storage buffers with the access the op declares. Pipelines are compiled once per
+//! (shader, entry, specialization, layout) and cached for the backend's lifetime.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::device::Gpu;
+use super::tensor::device_err;
+use crate::backend::Result;
+use crate::tensor::DType;
+
+/// One WGSL file of `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Shader {
+    Embedding,
+    Elementwise,
+    Act,
+    RmsNorm,
+    Rope,
+    Kv,
+    Attention,
+    Argmax,
+    Matmul,
+}
+
+const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Embedding => include_str!("../../../../shaders/embedding.wgsl"),
+            Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
+            Shader::Act => include_str!("../../../../shaders/act.wgsl"),
+            Shader::RmsNorm => include_str!("../../../../shaders/rms_norm.wgsl"),
+            Shader::Rope => include_str!("../../../../shaders/rope.wgsl"),
+            Shader::Kv => include_str!("../../../../shaders/kv.wgsl"),
+            Shader::Attention => include_str!("../../../../shaders/attention.wgsl"),
+            Shader::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
+            Shader::Matmul => include_str!("../../../../shaders/matmul.wgsl"),
+        }
+    }
+}
+
+/// Storage access of one binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A kernel with its specialization: what the pipeline cache is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+    /// Storage-type aliases: (alias name, dtype).
+    pub types: Vec<(&'static str, DType)>,
+    /// u32 constants: (name, value).
+    pub consts: Vec<(&'static str, u32)>,
+    /// Storage bindings 1.. : (binding index, access).
+    pub layout: Vec<(u32, Access)>,
+}
+
+impl Kernel {
+    pub fn new(shader: Shader, entry: &'static str) -> Self {
+        Kernel { shader, entry, types: Vec::new(), consts: Vec::new(), layout: Vec::new() }
+    }
+
+    pub fn ty(mut self, alias: &'static str, dtype: DType) -> Self {
+        self.types.push((alias, dtype));
+        self
+    }
+
+    pub fn konst(mut self, name: &'static str, value: u32) -> Self {
+        self.consts.push((name, value));
+        self
+    }
+
+    /// Declares storage binding `index` read-only.
+    pub fn read(mut self, index: u32) -> Self {
+        self.layout.push((index, Access::Read));
+        self
+    }
+
+    /// Declares storage binding `index` read-write.
+    pub fn rw(mut self, index: u32) -> Self {
+        self.layout.push((index, Access::ReadWrite));
+        self
+    }
+
+    /// The full WGSL text of this specialization.
+    fn wgsl(&self) -> String {
+        let mut s = String::new();
+        if self.types.iter().any(|(_, d)| *d == DType::F16) {
+            s.push_str("enable f16;\n");
+        }
+        for (alias, d) in &self.types {
+            let ty = match d {
+                DType::F16 => "f16",
+                DType::U32 => "u32",
+                _ => "f32",
+            };
+            s.push_str(&format!("alias {alias} = {ty};\n"));
+        }
+        for (name, v) in &self.consts {
+            s.push_str(&format!("const {name}: u32 = {v}u;\n"));
+        }
+        s.push_str(COMMON);
+        s.push('\n');
+        s.push_str(self.shader.source());
+        s
+    }
+}
+
+/// A compiled pipeline and the layout its bind groups are made with.
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Pipelines compiled so far.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+}
+
+impl PipelineCache {
+    /// The pipeline of `k`, compiling it on first use.
+    pub fn get(&self, gpu: &Gpu, k: &Kernel) -> Result<Arc<Pipeline>> {
+        let mut map = self.pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
+        if let Some(p) = map.get(k) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(compile(gpu, k)?);
+        map.insert(k.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// How many pipelines were compiled.
+    pub fn len(&self) -> usize {
+        self.pipelines.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
+    let d = &gpu.device;
+    let label = format!("{:?}::{}", k.shader, k.entry);
+    gpu.errors.check("before compiling a shader")?;
+    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Wgsl(k.wgsl().into()),
+    });
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for &(binding, access) in &k.layout {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+    let pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(&label),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&label),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some(k.entry),
+        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        cache: None,
+    });
+    gpu.errors.check(&format!("compiling {}:{} ({:?}, {:?})", shader_file(k.shader), k.entry, k.types, k.consts))?;
+    Ok(Pipeline { pipeline, layout })
+}
+
+fn shader_file(s: Shader) -> String {
+    let name = format!("{s:?}");
+    let mut out = String::from("shaders/");
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out + ".wgsl"
+}

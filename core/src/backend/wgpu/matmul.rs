@@ -1,0 +1,137 @@
+//! `matmul` (`matmul.wgsl`): `out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N])`, and the row
+//! chunking that lets a weight larger than one storage binding be used in pieces.
+//!
+//! ```text
+//! w buffer  [rows 0 .. r1) [r1 .. r2) ... each chunk <= max binding, starting at a byte
+//!            offset that is a multiple of minStorageBufferOffsetAlignment
+//! matmul    one dispatch per chunk, writing columns n0 .. n0 + nc of out
+//! kernel    M < 8: matmul_vec (decode: lanes reduce over K); else matmul_tiled (64x64 tiles)
+//! ```
+//! Weights are matched on their dtype: f32 / f16 today; GGUF block dtypes join as further
+//! arms with their own dequantizing entry points (the chunking is per row either way).
+
+use super::device::Sizes;
+use super::encoder::Binding;
+use super::kernels::{Kernel, Shader};
+use super::tensor::{dims1, dims2, float, shape_err, u32_of, unsupported, WgpuTensor};
+use super::WgpuBackend;
+use crate::backend::{Op, Result};
+use crate::tensor::DType;
+
+/// Below this many rows of x, the matrix-vector kernel is used.
+const VEC_MAX_ROWS: usize = 8;
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Row ranges `(first row, rows)` of a `[rows, row_bytes]` tensor that each fit one storage
+/// binding and start at an aligned offset; `None` when not even the smallest aligned chunk fits.
+pub(super) fn row_chunks(s: &Sizes, rows: usize, row_bytes: u64) -> Option<Vec<(usize, usize)>> {
+    let total = rows as u64 * row_bytes;
+    if total <= s.max_binding || row_bytes == 0 {
+        return Some(vec![(0, rows)]);
+    }
+    // Chunks of a multiple of `step` rows start at multiples of the alignment; the binding
+    // size is rounded up to 4 bytes, so leave room for that.
+    let step = s.storage_align / gcd(s.storage_align, row_bytes);
+    let fit = (s.max_binding - 3) / row_bytes;
+    let per = (fit / step * step) as usize;
+    if per == 0 {
+        return None;
+    }
+    Some((0..rows).step_by(per).map(|r0| (r0, per.min(rows - r0))).collect())
+}
+
+/// Byte `(offset, size)` of rows `row0 .. row0 + n`, size rounded up to 4 bytes.
+pub(super) fn chunk_range(row0: usize, n: usize, row_bytes: u64) -> (u64, u64) {
+    let offset = row0 as u64 * row_bytes;
+    let size = (n as u64 * row_bytes).div_ceil(4).max(1) * 4;
+    (offset, size)
+}
+
+pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+    let op = Op::Matmul;
+    let dx = float(op, x, be.f16_ok())?;
+    let (m, k) = dims2(op, "x", x)?;
+    let dw = match w.dtype {
+        DType::F32 | DType::F16 => float(op, w, be.f16_ok())?,
+        // Quantized GGUF blocks get their own arm (and entry point) here.
+        d => return Err(unsupported(op, d)),
+    };
+    let (n, wk) = dims2(op, "w", w)?;
+    if wk != k {
+        return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
+    }
+    let db = match bias {
+        Some(b) => {
+            let d = float(op, b, be.f16_ok())?;
+            if dims1(op, "bias", b)? != n {
+                return Err(shape_err(op, format!("bias {:?} does not match w {:?}", b.shape, w.shape)));
+            }
+            d
+        }
+        None => DType::F32,
+    };
+    let numel = m.checked_mul(n).ok_or_else(|| shape_err(op, format!("output [{m}, {n}] overflows")))?;
+    u32_of(op, "output elements", numel)?;
+    u32_of(op, "x elements", m * k)?;
+    u32_of(op, "w elements", n.saturating_mul(k))?;
+    let out = be.output(op, be.dtype, vec![m, n])?;
+    if numel == 0 {
+        return Ok(out);
+    }
+    let row_bytes = (k * dw.size()) as u64;
+    let chunks = row_chunks(be.sizes(), n, row_bytes)
+        .ok_or_else(|| shape_err(op, format!("one row of w {:?} exceeds a storage binding", w.shape)))?;
+
+    let s = be.sizes();
+    let vec = m < VEC_MAX_ROWS;
+    let base = Kernel::new(Shader::Matmul, if vec { "matmul_vec" } else { "matmul_tiled" })
+        .ty("X", dx)
+        .ty("W", dw)
+        .ty("BT", db)
+        .ty("O", be.dtype)
+        .konst("WG", s.wg)
+        .konst("TS", s.matmul_ts)
+        .konst("VR", s.wg / 32)
+        .read(1)
+        .read(2)
+        .read(3)
+        .rw(4);
+    let x_bind = be.bind(op, 1, x)?;
+    let bias_bind = match bias {
+        Some(b) => be.bind(op, 3, b)?,
+        None => Binding::whole(3, &be.dummy),
+    };
+    let out_bind = be.bind(op, 4, &out)?;
+    for &(n0, nc) in &chunks {
+        let (offset, size) = chunk_range(n0, nc, row_bytes);
+        let params = [m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), 0, 0];
+        let groups = if vec {
+            let cols = (nc as u32).div_ceil(s.wg / 32);
+            let mut g = be.grid_groups(op, cols)?;
+            g[2] = m as u32;
+            g
+        } else {
+            let tile = 4 * s.matmul_ts;
+            let g = [(nc as u32).div_ceil(tile), (m as u32).div_ceil(tile), 1];
+            if g[0] > s.max_groups || g[1] > s.max_groups {
+                return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ needs a grid of {g:?} workgroups", x.shape, w.shape)));
+            }
+            g
+        };
+        let bindings = [
+            Binding { index: 1, buffer: x_bind.buffer, offset: 0, size: None },
+            Binding { index: 2, buffer: &w.buffer, offset, size: Some(size) },
+            Binding { index: 3, buffer: bias_bind.buffer, offset: 0, size: None },
+            Binding { index: 4, buffer: out_bind.buffer, offset: 0, size: None },
+        ];
+        be.run(base.clone(), &params, &bindings, groups)?;
+    }
+    Ok(out)
+}

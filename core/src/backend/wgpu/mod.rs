@@ -1,0 +1,394 @@
+//! The wgpu backend (feature `wgpu`): the compute trait on WGSL shaders (`shaders/*.wgsl`),
+//! natively on Vulkan / Metal / DX12 and in the browser on WebGPU.
+//!
+//! ```text
+//! WgpuBackend
+//!   gpu        device, queue, limits -> Sizes (workgroup sizes, binding limits), error sink
+//!   pipelines  (shader, entry, dtype aliases, sizes, layout) -> compiled pipeline, built once
+//!   recorder   one pending command encoder + compute pass; ops only record dispatches;
+//!              `to_host` (the one async op) submits, copies out and maps
+//!   dtype      activations and KV pages: f16 where the adapter has shader-f16 (or as asked),
+//!              else f32; math is always f32 inside the shaders
+//! ```
+//! Uploads: u32 stays u32; f32 stays f32 (norm weights, biases, RoPE frequencies keep their
+//! precision; an f32 checkpoint keeps f32 weights); f16 / bf16 become the activation dtype
+//! (f16 on an f16 backend, widened to f32 otherwise). Kernels are specialized on the dtypes of
+//! their actual arguments, so mixed f16 activations x f32 weights need no conversions.
+//!
+//! Weights larger than one storage binding (`maxStorageBufferBindingSize`, 128 MiB on most
+//! adapters) live in one buffer and are bound in row chunks by `matmul` and `embedding`.
+//! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
+//! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
+//! `matmul`, `attention` (`write_kv`, `paged_attention`).
+
+mod attention;
+mod device;
+mod encoder;
+mod kernels;
+mod matmul;
+mod ops;
+mod tensor;
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+pub use device::WgpuOptions;
+pub use tensor::WgpuTensor;
+
+use super::{Activation, AttentionMetadata, AttentionParams, Backend, Op, Result, RopeParams, Tensor};
+use crate::tensor::{DType, HostTensor};
+use device::Gpu;
+use encoder::{grid, Binding, Recorder};
+use kernels::{Kernel, PipelineCache};
+use tensor::{device_err, numel_of, shape_err};
+
+/// The backend's name in logs and errors.
+pub(crate) const NAME: &str = "wgpu";
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// The wgpu backend. Open it with [`WgpuBackend::new`] (async: the browser's adapter and
+/// device requests are promises) or, natively, [`WgpuBackend::new_blocking`].
+pub struct WgpuBackend {
+    gpu: Gpu,
+    pipelines: PipelineCache,
+    recorder: Recorder,
+    dtype: DType,
+    poison: bool,
+    /// Bound where a shader's optional input is absent (e.g. matmul without bias).
+    dummy: wgpu::Buffer,
+}
+
+impl WgpuBackend {
+    /// Opens the adapter and device `opts` describe.
+    pub async fn new(opts: WgpuOptions) -> Result<Self> {
+        let (gpu, dtype) = device::open(&opts).await?;
+        let dummy = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera dummy"),
+            size: 16,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(WgpuBackend {
+            gpu,
+            pipelines: PipelineCache::default(),
+            recorder: Recorder::default(),
+            dtype,
+            poison: opts.poison_outputs,
+            dummy,
+        })
+    }
+
+    /// [`WgpuBackend::new`], blocking the calling thread (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: WgpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    /// The adapter in use (name, driver, backend API).
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.gpu.info
+    }
+
+    /// Whether the device has `shader-f16`.
+    pub fn has_shader_f16(&self) -> bool {
+        self.gpu.has_f16
+    }
+
+    /// Submits the recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        self.recorder.flush(&self.gpu)?;
+        self.gpu.errors.check("device error")
+    }
+
+    /// Pipelines compiled so far (each is compiled once).
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Command submissions so far (a step normally needs one).
+    pub fn submissions(&self) -> usize {
+        self.recorder.submissions()
+    }
+
+    /// Dispatches recorded and not yet submitted.
+    pub fn pending_dispatches(&self) -> usize {
+        self.recorder.pending_dispatches()
+    }
+
+    // ---- helpers of the op modules ----------------------------------------------------------
+
+    /// Whether f16 tensors may take part in ops.
+    fn f16_ok(&self) -> bool {
+        self.gpu.has_f16
+    }
+
+    fn sizes(&self) -> &device::Sizes {
+        &self.gpu.sizes
+    }
+
+    /// Compiles (once) and records one dispatch of `k`.
+    fn run(&self, k: Kernel, params: &[u32], bindings: &[Binding<'_>], groups: [u32; 3]) -> Result<()> {
+        let pipe = self.pipelines.get(&self.gpu, &k)?;
+        self.recorder.dispatch(&self.gpu, &pipe, params, bindings, groups)
+    }
+
+    /// A 1-D grid covering `threads` threads in workgroups of `wg`.
+    fn grid_threads(&self, op: Op, threads: usize, wg: u32) -> Result<[u32; 3]> {
+        let groups = tensor::u32_of(op, "workgroups", threads.div_ceil(wg as usize))?;
+        self.grid_groups(op, groups)
+    }
+
+    /// A grid of `groups` workgroups (wrapped into y past the per-dimension limit).
+    fn grid_groups(&self, op: Op, groups: u32) -> Result<[u32; 3]> {
+        let g = grid(groups, self.sizes().max_groups);
+        if g[1] > self.sizes().max_groups {
+            return Err(shape_err(op, format!("{groups} workgroups exceed the device's grid")));
+        }
+        Ok(g)
+    }
+
+    /// Binds all of `t`, which must fit one storage binding.
+    fn bind<'a>(&self, op: Op, index: u32, t: &'a WgpuTensor) -> Result<Binding<'a>> {
+        if t.byte_len() > self.sizes().max_binding {
+            return Err(shape_err(
+                op,
+                format!(
+                    "tensor {:?} of {} bytes exceeds the adapter's largest storage binding ({} bytes)",
+                    t.shape,
+                    t.byte_len(),
+                    self.sizes().max_binding
+                ),
+            ));
+        }
+        Ok(Binding::whole(index, &t.buffer))
+    }
+
+    /// A device buffer for `bytes` bytes (at least 4, a multiple of 4).
+    fn buffer(&self, op: Op, bytes: u64, init: Option<&[u8]>) -> Result<wgpu::Buffer> {
+        let size = bytes.div_ceil(4).max(1) * 4;
+        if size > self.sizes().max_buffer {
+            return Err(shape_err(
+                op,
+                format!("{bytes} bytes exceed the adapter's largest buffer ({} bytes)", self.sizes().max_buffer),
+            ));
+        }
+        Ok(match init {
+            Some(data) => {
+                let padded;
+                let contents = if data.len() as u64 == size {
+                    data
+                } else {
+                    padded = [data, &[0u8; 4][..(size as usize - data.len())]].concat();
+                    &padded[..]
+                };
+                self.gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents, usage: STORAGE })
+            }
+            None => self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage: STORAGE,
+                mapped_at_creation: false,
+            }),
+        })
+    }
+
+    /// A fresh output tensor (NaN-poisoned when the options ask for it).
+    fn output(&self, op: Op, dtype: DType, shape: Vec<usize>) -> Result<WgpuTensor> {
+        let numel = numel_of(op, &shape)?;
+        let bytes = (numel * dtype.size()) as u64;
+        if bytes > self.sizes().max_binding {
+            return Err(shape_err(
+                op,
+                format!(
+                    "output {shape:?} ({bytes} bytes) exceeds the adapter's largest storage binding ({} bytes)",
+                    self.sizes().max_binding
+                ),
+            ));
+        }
+        let t = WgpuTensor { buffer: Arc::new(self.buffer(op, bytes, None)?), shape, dtype, host_u32: None };
+        if self.poison && numel > 0 {
+            let word = match dtype {
+                DType::F16 => 0x7e00_7e00,
+                DType::U32 => u32::MAX,
+                _ => 0x7fc0_0000,
+            };
+            let words = bytes.div_ceil(4).max(1);
+            let n = tensor::u32_of(op, "poisoned words", words as usize)?;
+            let k = Kernel::new(kernels::Shader::Elementwise, "fill")
+                .ty("A", DType::F32)
+                .ty("B", DType::F32)
+                .ty("O", DType::F32)
+                .konst("WG", self.sizes().wg)
+                .rw(4);
+            let groups = self.grid_threads(op, words as usize, self.sizes().wg)?;
+            self.run(k, &[n, 0, word, 0], &[Binding::whole(4, &t.buffer)], groups)?;
+        }
+        Ok(t)
+    }
+}
+
+/// `f32` parameter as its bits (the uniform structs mix u32 and f32 fields).
+fn bits(v: f32) -> u32 {
+    v.to_bits()
+}
+
+impl Backend for WgpuBackend {
+    type Tensor = WgpuTensor;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn supports(&self, op: Op, dtype: DType) -> bool {
+        match op {
+            // Every host dtype uploads (GGUF blocks are dequantized on the way for now).
+            Op::Upload => true,
+            Op::ToHost => matches!(dtype, DType::F32 | DType::U32) || (dtype == DType::F16 && self.f16_ok()),
+            _ => dtype == DType::F32 || (dtype == DType::F16 && self.f16_ok()),
+        }
+    }
+
+    fn activation_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn upload(&self, t: &HostTensor) -> Result<WgpuTensor> {
+        let op = Op::Upload;
+        let numel = numel_of(op, &t.shape)?;
+        if t.dtype.bytes_for(numel) != Some(t.data.len()) {
+            return Err(shape_err(
+                op,
+                format!("{} bytes do not hold a {} tensor of shape {:?}", t.data.len(), t.dtype, t.shape),
+            ));
+        }
+        let f16_storage = self.dtype == DType::F16;
+        let (dtype, bytes): (DType, std::borrow::Cow<'_, [u8]>) = match t.dtype {
+            DType::U32 | DType::F32 => (t.dtype, std::borrow::Cow::Borrowed(&t.data[..])),
+            DType::F16 if f16_storage => (DType::F16, std::borrow::Cow::Borrowed(&t.data[..])),
+            DType::BF16 if f16_storage => {
+                let v: Vec<u8> = t.to_f32().into_iter().flat_map(|x| half::f16::from_f32(x).to_le_bytes()).collect();
+                (DType::F16, v.into())
+            }
+            DType::F16 | DType::BF16 => {
+                let v: Vec<u8> = t.to_f32().into_iter().flat_map(|x| x.to_le_bytes()).collect();
+                (DType::F32, v.into())
+            }
+            // GGUF blocks: dequantized on the host into the activation dtype for now. The
+            // matmul / embedding shaders will read the blocks themselves (the weights then
+            // stay quantized in GPU memory); this arm then keeps the bytes as they are.
+            q => {
+                let v = t.to_f32();
+                let bytes: Vec<u8> = if f16_storage {
+                    v.into_iter().flat_map(|x| half::f16::from_f32(x).to_le_bytes()).collect()
+                } else {
+                    v.into_iter().flat_map(|x| x.to_le_bytes()).collect()
+                };
+                debug_assert!(q.is_quantized());
+                (self.dtype, bytes.into())
+            }
+        };
+        let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
+        let host_u32 = (dtype == DType::U32).then(|| Arc::from(t.to_u32()));
+        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: t.shape.clone(), dtype, host_u32 })
+    }
+
+    fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
+        let op = Op::Upload;
+        if numel_of(op, shape)? != values.len() {
+            return Err(shape_err(op, format!("{} values do not fill shape {shape:?}", values.len())));
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
+        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
+        let op = Op::Upload;
+        let numel = numel_of(op, shape)?;
+        let bytes = numel
+            .checked_mul(self.dtype.size())
+            .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
+        // wgpu zero-initializes new buffers.
+        let buffer = self.buffer(op, bytes as u64, None)?;
+        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
+    }
+
+    fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
+        ops::embedding(self, table, ids, scale)
+    }
+
+    fn matmul(&self, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+        matmul::matmul(self, x, w, bias)
+    }
+
+    fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+        ops::add(self, a, b)
+    }
+
+    fn rms_norm(&self, x: &WgpuTensor, weight: &WgpuTensor, eps: f32, weight_offset: f32) -> Result<WgpuTensor> {
+        ops::rms_norm(self, x, None, weight, eps, weight_offset).map(|(normed, _)| normed)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &WgpuTensor,
+        residual: &WgpuTensor,
+        weight: &WgpuTensor,
+        eps: f32,
+        weight_offset: f32,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        let (normed, sum) = ops::rms_norm(self, x, Some(residual), weight, eps, weight_offset)?;
+        Ok((normed, sum.ok_or_else(|| device_err("add_rms_norm produced no sum"))?))
+    }
+
+    fn rope(&self, x: &mut WgpuTensor, positions: &WgpuTensor, inv_freq: &WgpuTensor, p: RopeParams) -> Result<()> {
+        ops::rope(self, x, positions, inv_freq, p)
+    }
+
+    fn act_mul(&self, gate: &WgpuTensor, up: &WgpuTensor, act: Activation) -> Result<WgpuTensor> {
+        ops::act_mul(self, gate, up, act)
+    }
+
+    fn write_kv(
+        &self,
+        k_cache: &mut WgpuTensor,
+        v_cache: &mut WgpuTensor,
+        k: &WgpuTensor,
+        v: &WgpuTensor,
+        slot_mapping: &WgpuTensor,
+    ) -> Result<()> {
+        attention::write_kv(self, k_cache, v_cache, k, v, slot_mapping)
+    }
+
+    fn paged_attention(
+        &self,
+        q: &WgpuTensor,
+        k_cache: &WgpuTensor,
+        v_cache: &WgpuTensor,
+        meta: &AttentionMetadata<WgpuTensor>,
+        p: &AttentionParams,
+    ) -> Result<WgpuTensor> {
+        attention::paged_attention(self, q, k_cache, v_cache, meta, p)
+    }
+
+    fn gather_rows(&self, x: &WgpuTensor, indices: &WgpuTensor) -> Result<WgpuTensor> {
+        ops::gather_rows(self, x, indices)
+    }
+
+    fn softcap(&self, x: &WgpuTensor, cap: f32) -> Result<WgpuTensor> {
+        ops::softcap(self, x, cap)
+    }
+
+    fn argmax(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
+        ops::argmax(self, x)
+    }
+
+    async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {
+        let data = self.recorder.read(&self.gpu, &t.buffer, t.byte_len()).await?;
+        Ok(HostTensor { dtype: t.dtype(), shape: t.shape.clone(), data: data.into() })
+    }
+}

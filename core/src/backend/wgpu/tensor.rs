@@ -1,0 +1,119 @@
+//! `WgpuTensor` (a storage buffer + shape + dtype) and the argument checks the wgpu ops share.
+//!
+//! ```text
+//! WgpuTensor
+//!   buffer     Arc<wgpu::Buffer>, STORAGE | COPY_SRC | COPY_DST, size padded to 4 bytes
+//!   dtype      F32 | F16 (floats)  or  U32 (ids, positions, slots, tables, argmax)
+//!              (later) GGUF block dtypes for matmul / embedding weights
+//!   host_u32   for u32 tensors uploaded from the host: a copy of the values, so ops can
+//!              validate ids / slots / block tables without a device read-back
+//! ```
+//! Tensors are immutable except through `&mut` ops (`rope`, `write_kv`), so sharing the
+//! buffer through an `Arc` is safe; there is deliberately no `Clone` (a clone would alias).
+
+use std::sync::Arc;
+
+use super::NAME;
+use crate::backend::{BackendError, Op, Result, Tensor};
+use crate::tensor::DType;
+
+/// A tensor in a wgpu storage buffer.
+pub struct WgpuTensor {
+    pub(super) buffer: Arc<wgpu::Buffer>,
+    pub(super) shape: Vec<usize>,
+    pub(super) dtype: DType,
+    pub(super) host_u32: Option<Arc<[u32]>>,
+}
+
+impl WgpuTensor {
+    /// Bytes the elements take (the buffer may be padded past this).
+    pub fn byte_len(&self) -> u64 {
+        (self.numel() * self.dtype.size()) as u64
+    }
+
+    /// The underlying buffer (for interop, e.g. binding it in a caller's own pass).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Tensor for WgpuTensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+impl std::fmt::Debug for WgpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WgpuTensor({}, {:?})", self.dtype, self.shape)
+    }
+}
+
+// ---- argument checks ------------------------------------------------------------------------
+
+pub(super) fn shape_err(op: Op, detail: impl Into<String>) -> BackendError {
+    BackendError::Shape { op, detail: detail.into() }
+}
+
+pub(super) fn unsupported(op: Op, dtype: DType) -> BackendError {
+    BackendError::Unsupported { op, dtype, backend: NAME }
+}
+
+pub(super) fn device_err(message: impl Into<String>) -> BackendError {
+    BackendError::Device { backend: NAME, message: message.into() }
+}
+
+/// `t` must hold floats (f32, or f16 where the device has shader-f16).
+pub(super) fn float(op: Op, t: &WgpuTensor, f16_ok: bool) -> Result<DType> {
+    match t.dtype {
+        DType::F32 => Ok(DType::F32),
+        DType::F16 if f16_ok => Ok(DType::F16),
+        d => Err(unsupported(op, d)),
+    }
+}
+
+/// `t` must hold u32 values (ids, positions, slots, tables).
+pub(super) fn index(op: Op, t: &WgpuTensor) -> Result<()> {
+    match t.dtype {
+        DType::U32 => Ok(()),
+        d => Err(unsupported(op, d)),
+    }
+}
+
+pub(super) fn dims2(op: Op, what: &str, t: &WgpuTensor) -> Result<(usize, usize)> {
+    match t.shape[..] {
+        [r, c] => Ok((r, c)),
+        _ => Err(shape_err(op, format!("{what} must be rank 2, got shape {:?}", t.shape))),
+    }
+}
+
+pub(super) fn dims1(op: Op, what: &str, t: &WgpuTensor) -> Result<usize> {
+    match t.shape[..] {
+        [n] => Ok(n),
+        _ => Err(shape_err(op, format!("{what} must be rank 1, got shape {:?}", t.shape))),
+    }
+}
+
+pub(super) fn dims3(op: Op, what: &str, t: &WgpuTensor) -> Result<(usize, usize, usize)> {
+    match t.shape[..] {
+        [a, b, c] => Ok((a, b, c)),
+        _ => Err(shape_err(op, format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape))),
+    }
+}
+
+/// A count as the u32 the shaders index with, or a shape error.
+pub(super) fn u32_of(op: Op, what: &str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| shape_err(op, format!("{what} = {n} does not fit the shaders' u32 indices")))
+}
+
+/// Product of `shape`, checked.
+pub(super) fn numel_of(op: Op, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| shape_err(op, format!("shape {shape:?} overflows")))
+}

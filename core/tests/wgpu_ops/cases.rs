@@ -1,0 +1,409 @@
+//! The op-parity table: every case builds its inputs from a seed, runs one op on any
+//! `Backend` and returns the outputs, so the same case runs on the CPU reference and on the
+//! backend under test. Generic and async (read-backs are async), so the browser run
+//! (wasm-bindgen-test) can include this file unchanged.
+//!
+//! In f16 runs the random inputs are rounded to f16 first and uploaded as f16, so both
+//! backends see identical values and only the computation differs.
+
+use tessera_core::backend::{Activation, AttentionMetadata, AttentionParams, Backend, BackendError, RopeParams, RopeStyle};
+use tessera_core::tensor::{DType, HostTensor};
+
+/// xorshift64*: a tiny seeded PRNG.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % u64::from(n.max(1))) as u32
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i as u32 + 1) as usize);
+        }
+    }
+}
+
+/// Storage dtype of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dt {
+    F32,
+    F16,
+}
+
+impl Dt {
+    /// ‖out − ref‖∞ / ‖ref‖∞ must stay below this.
+    pub fn tolerance(self) -> f64 {
+        match self {
+            Dt::F32 => 1e-5,
+            Dt::F16 => 1e-2,
+        }
+    }
+}
+
+/// What a case computes, with its shapes.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Embedding { vocab: usize, hidden: usize, tokens: usize, scale: f32 },
+    /// `f32_weight`: the weight (and bias) stay f32 in f16 runs (f32 checkpoints).
+    Matmul { m: usize, k: usize, n: usize, bias: bool, f32_weight: bool },
+    Add { shape: Vec<usize> },
+    RmsNorm { rows: usize, width: usize, group: usize, offset: f32, f32_weight: bool },
+    AddRmsNorm { rows: usize, group: usize, offset: f32 },
+    Rope { tokens: usize, heads: usize, head_dim: usize, rotary_dim: usize, style: RopeStyle, per_token: bool, scaling: f32, max_pos: u32 },
+    ActMul { rows: usize, cols: usize, act: Activation },
+    WriteKv { blocks: usize, block_size: usize, k_width: usize, v_width: usize, tokens: usize },
+    /// `seqs`: (q_len, seq_len) per sequence; `pad_rows` query rows after the last sequence.
+    Attention {
+        seqs: Vec<(usize, usize)>,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        block_size: usize,
+        window: Option<usize>,
+        softcap: Option<f32>,
+        pad_rows: usize,
+    },
+    GatherRows { rows: usize, cols: usize, count: usize },
+    Softcap { rows: usize, cols: usize, cap: f32 },
+    /// `special`: 0 = random, 1 = many ties, 2 = a NaN in every other row.
+    Argmax { rows: usize, cols: usize, special: u8 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub seed: u64,
+    pub kind: Kind,
+}
+
+/// An output read back to the host.
+#[derive(Debug)]
+pub enum Out {
+    F(Vec<f32>),
+    U(Vec<u32>),
+}
+
+fn case(name: &str, kind: Kind) -> Case {
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    Case { name: name.to_string(), seed, kind }
+}
+
+/// Every case of the table.
+pub fn all_cases() -> Vec<Case> {
+    use Kind::*;
+    let mut v = vec![
+        case("embedding/small", Embedding { vocab: 50, hidden: 37, tokens: 13, scale: 1.0 }),
+        case("embedding/scaled", Embedding { vocab: 1000, hidden: 256, tokens: 5, scale: 16.0 }),
+        case("embedding/one", Embedding { vocab: 7, hidden: 3, tokens: 1, scale: 0.5 }),
+        case("add/odd", Add { shape: vec![13, 37] }),
+        case("add/one", Add { shape: vec![1] }),
+        case("add/wide", Add { shape: vec![4, 1024] }),
+        case("rms_norm/odd", RmsNorm { rows: 5, width: 37, group: 37, offset: 0.0, f32_weight: false }),
+        case("rms_norm/gemma", RmsNorm { rows: 3, width: 1024, group: 1024, offset: 1.0, f32_weight: false }),
+        case("rms_norm/per_head", RmsNorm { rows: 7, width: 256, group: 64, offset: 0.0, f32_weight: false }),
+        case("rms_norm/tiny_group", RmsNorm { rows: 4, width: 9, group: 3, offset: 0.0, f32_weight: false }),
+        case("rms_norm/f32_weight", RmsNorm { rows: 6, width: 576, group: 576, offset: 0.0, f32_weight: true }),
+        case("add_rms_norm/odd", AddRmsNorm { rows: 5, group: 37, offset: 0.0 }),
+        case("add_rms_norm/gemma", AddRmsNorm { rows: 9, group: 576, offset: 1.0 }),
+        case("gather_rows/repeats", GatherRows { rows: 10, cols: 37, count: 6 }),
+        case("softcap/logits", Softcap { rows: 4, cols: 100, cap: 30.0 }),
+        case("argmax/random", Argmax { rows: 3, cols: 1000, special: 0 }),
+        case("argmax/wide", Argmax { rows: 2, cols: 3001, special: 0 }),
+        case("argmax/ties", Argmax { rows: 4, cols: 50, special: 1 }),
+        case("argmax/nan", Argmax { rows: 4, cols: 77, special: 2 }),
+    ];
+    for (m, k, n, bias) in [
+        (1, 64, 96, false),
+        (1, 300, 257, true),
+        (3, 17, 5, false),
+        (7, 128, 33, true),
+        (8, 64, 64, false),
+        (70, 300, 257, true),
+        (128, 64, 96, false),
+        (9, 1, 3, true),
+        (5, 0, 4, true),
+    ] {
+        v.push(case(&format!("matmul/{m}x{k}x{n}{}", if bias { "+bias" } else { "" }), Matmul { m, k, n, bias, f32_weight: false }));
+    }
+    v.push(case("matmul/f32_weight_vec", Matmul { m: 2, k: 96, n: 50, bias: true, f32_weight: true }));
+    v.push(case("matmul/f32_weight_tiled", Matmul { m: 33, k: 96, n: 50, bias: true, f32_weight: true }));
+    for (act, name) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh"), (Activation::Gelu, "gelu")] {
+        v.push(case(&format!("act_mul/{name}"), ActMul { rows: 13, cols: 37, act }));
+        v.push(case(&format!("act_mul/{name}_row"), ActMul { rows: 1, cols: 1536, act }));
+    }
+    let rope = |tokens, heads, head_dim, rotary_dim, style, per_token, scaling, max_pos| Rope {
+        tokens,
+        heads,
+        head_dim,
+        rotary_dim,
+        style,
+        per_token,
+        scaling,
+        max_pos,
+    };
+    v.push(case("rope/neox", rope(7, 3, 64, 64, RopeStyle::Neox, false, 1.0, 64)));
+    v.push(case("rope/interleaved", rope(5, 2, 32, 32, RopeStyle::Interleaved, false, 1.0, 64)));
+    v.push(case("rope/partial", rope(6, 4, 64, 32, RopeStyle::Neox, false, 1.0, 300)));
+    v.push(case("rope/per_token_scaled", rope(9, 2, 48, 48, RopeStyle::Neox, true, 1.3, 2000)));
+    v.push(case("rope/far_positions", rope(8, 1, 128, 128, RopeStyle::Neox, false, 1.0, 100_000)));
+    v.push(case("rope/interleaved_partial", rope(3, 5, 10, 6, RopeStyle::Interleaved, true, 0.9, 40)));
+    v.push(case("write_kv/padded", WriteKv { blocks: 6, block_size: 4, k_width: 24, v_width: 24, tokens: 9 }));
+    v.push(case("write_kv/widths", WriteKv { blocks: 5, block_size: 3, k_width: 10, v_width: 6, tokens: 7 }));
+    let attn = |seqs: &[(usize, usize)], heads, kv_heads, head_dim, block_size, window, softcap, pad_rows| Attention {
+        seqs: seqs.to_vec(),
+        heads,
+        kv_heads,
+        head_dim,
+        block_size,
+        window,
+        softcap,
+        pad_rows,
+    };
+    v.push(case("attention/decode_gqa", attn(&[(1, 17), (1, 1), (1, 40)], 4, 2, 32, 16, None, None, 0)));
+    v.push(case("attention/prefill_mix", attn(&[(5, 5), (3, 20), (1, 33)], 4, 1, 64, 16, None, None, 0)));
+    v.push(case("attention/window", attn(&[(9, 9), (4, 30)], 2, 2, 16, 4, Some(7), None, 0)));
+    v.push(case("attention/softcap_pad", attn(&[(3, 12), (2, 2)], 3, 1, 24, 5, None, Some(20.0), 2)));
+    v.push(case("attention/head_dim_80", attn(&[(2, 70)], 2, 1, 80, 16, None, None, 0)));
+    v.push(case("attention/head_dim_256", attn(&[(3, 7)], 2, 2, 256, 4, None, Some(50.0), 0)));
+    v.push(case("attention/long_window", attn(&[(2, 300), (1, 150)], 2, 1, 32, 16, Some(100), None, 0)));
+    v.push(case("attention/block_size_1", attn(&[(4, 6)], 1, 1, 8, 1, None, None, 1)));
+    v.push(case("attention/empty_seq", attn(&[(0, 5), (3, 3)], 2, 1, 16, 4, None, None, 0)));
+    v
+}
+
+/// The cases whose name contains `filter` (all when `None`); an error if none does.
+pub fn select(filter: Option<&str>) -> Result<Vec<Case>, String> {
+    let cases: Vec<Case> = all_cases().into_iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))).collect();
+    if cases.is_empty() {
+        return Err(format!("op filter {filter:?} matches no case"));
+    }
+    Ok(cases)
+}
+
+// ---- inputs ---------------------------------------------------------------------------------
+
+fn round(v: Vec<f32>, dt: Dt) -> Vec<f32> {
+    match dt {
+        Dt::F32 => v,
+        Dt::F16 => v.into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect(),
+    }
+}
+
+fn values(rng: &mut Rng, n: usize, amp: f32, dt: Dt) -> Vec<f32> {
+    round((0..n).map(|_| rng.f32() * amp).collect(), dt)
+}
+
+/// `values` as a host tensor of the run's dtype (values are already representable).
+fn host(values: &[f32], shape: &[usize], dt: Dt) -> HostTensor<'static> {
+    match dt {
+        Dt::F32 => HostTensor::from_f32(values, shape),
+        Dt::F16 => HostTensor {
+            dtype: DType::F16,
+            shape: shape.to_vec(),
+            data: values.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect::<Vec<u8>>().into(),
+        },
+    }
+}
+
+struct Inputs<'b, B: Backend> {
+    be: &'b B,
+    rng: Rng,
+    dt: Dt,
+}
+
+impl<B: Backend> Inputs<'_, B> {
+    /// A random float tensor (amplitude `amp`); f32 storage when `keep_f32`.
+    fn float(&mut self, shape: &[usize], amp: f32, keep_f32: bool) -> Result<B::Tensor, BackendError> {
+        let dt = if keep_f32 { Dt::F32 } else { self.dt };
+        let v = values(&mut self.rng, shape.iter().product(), amp, dt);
+        self.be.upload(&host(&v, shape, dt))
+    }
+    fn ids(&mut self, n: usize, below: u32) -> Result<B::Tensor, BackendError> {
+        let v: Vec<u32> = (0..n).map(|_| self.rng.below(below)).collect();
+        self.be.upload_u32(&v, &[n])
+    }
+}
+
+async fn floats<B: Backend>(be: &B, t: &B::Tensor) -> Result<Out, BackendError> {
+    Ok(Out::F(be.to_host(t).await?.to_f32()))
+}
+
+async fn uints<B: Backend>(be: &B, t: &B::Tensor) -> Result<Out, BackendError> {
+    Ok(Out::U(be.to_host(t).await?.to_u32()))
+}
+
+// ---- running a case -------------------------------------------------------------------------
+
+/// Runs `c` on `be` with inputs of `dt` and returns its outputs.
+pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, BackendError> {
+    let mut inp = Inputs { be, rng: Rng::new(c.seed), dt };
+    match &c.kind {
+        Kind::Embedding { vocab, hidden, tokens, scale } => {
+            let table = inp.float(&[*vocab, *hidden], 1.0, false)?;
+            let ids = inp.ids(*tokens, *vocab as u32)?;
+            Ok(vec![floats(be, &be.embedding(&table, &ids, *scale)?).await?])
+        }
+        Kind::Matmul { m, k, n, bias, f32_weight } => {
+            let x = inp.float(&[*m, *k], 1.0, false)?;
+            let w = inp.float(&[*n, *k], 0.5, *f32_weight)?;
+            let b = if *bias { Some(inp.float(&[*n], 1.0, *f32_weight)?) } else { None };
+            Ok(vec![floats(be, &be.matmul(&x, &w, b.as_ref())?).await?])
+        }
+        Kind::Add { shape } => {
+            let a = inp.float(shape, 2.0, false)?;
+            let b = inp.float(shape, 2.0, false)?;
+            Ok(vec![floats(be, &be.add(&a, &b)?).await?])
+        }
+        Kind::RmsNorm { rows, width, group, offset, f32_weight } => {
+            let x = inp.float(&[*rows, *width], 3.0, false)?;
+            let w = inp.float(&[*group], 1.0, *f32_weight)?;
+            Ok(vec![floats(be, &be.rms_norm(&x, &w, 1e-6, *offset)?).await?])
+        }
+        Kind::AddRmsNorm { rows, group, offset } => {
+            let x = inp.float(&[*rows, *group], 3.0, false)?;
+            let r = inp.float(&[*rows, *group], 3.0, false)?;
+            let w = inp.float(&[*group], 1.0, false)?;
+            let (normed, sum) = be.add_rms_norm(&x, &r, &w, 1e-5, *offset)?;
+            Ok(vec![floats(be, &normed).await?, floats(be, &sum).await?])
+        }
+        Kind::Rope { tokens, heads, head_dim, rotary_dim, style, per_token, scaling, max_pos } => {
+            let mut x = inp.float(&[*tokens, heads * head_dim], 1.0, false)?;
+            let positions: Vec<u32> = (0..*tokens).map(|_| inp.rng.below(*max_pos)).collect();
+            let positions = be.upload_u32(&positions, &[*tokens])?;
+            let half = rotary_dim / 2;
+            let rows = if *per_token { *tokens } else { 1 };
+            let freqs: Vec<f32> = (0..rows)
+                .flat_map(|r| (0..half).map(move |i| (10000f64 * (1.0 + r as f64)).powf(-((2 * i) as f64) / *rotary_dim as f64) as f32))
+                .collect();
+            let shape = if *per_token { vec![*tokens, half] } else { vec![half] };
+            let inv_freq = be.upload(&HostTensor::from_f32(&freqs, &shape))?;
+            let p = RopeParams { head_dim: *head_dim, rotary_dim: *rotary_dim, style: *style, attention_scaling: *scaling };
+            be.rope(&mut x, &positions, &inv_freq, p)?;
+            Ok(vec![floats(be, &x).await?])
+        }
+        Kind::ActMul { rows, cols, act } => {
+            let g = inp.float(&[*rows, *cols], 6.0, false)?;
+            let u = inp.float(&[*rows, *cols], 2.0, false)?;
+            Ok(vec![floats(be, &be.act_mul(&g, &u, *act)?).await?])
+        }
+        Kind::WriteKv { blocks, block_size, k_width, v_width, tokens } => {
+            let mut kc = inp.float(&[*blocks, *block_size, *k_width], 1.0, false)?;
+            let mut vc = inp.float(&[*blocks, *block_size, *v_width], 1.0, false)?;
+            let k = inp.float(&[*tokens, *k_width], 1.0, false)?;
+            let v = inp.float(&[*tokens, *v_width], 1.0, false)?;
+            let mut slots: Vec<u32> = (0..(blocks * block_size) as u32).collect();
+            inp.rng.shuffle(&mut slots);
+            slots.truncate(*tokens);
+            slots[1] = u32::MAX;
+            slots[tokens - 1] = u32::MAX;
+            let slots = be.upload_u32(&slots, &[*tokens])?;
+            be.write_kv(&mut kc, &mut vc, &k, &v, &slots)?;
+            Ok(vec![floats(be, &kc).await?, floats(be, &vc).await?])
+        }
+        Kind::Attention { seqs, heads, kv_heads, head_dim, block_size, window, softcap, pad_rows } => {
+            let bs = *block_size;
+            let need: usize = seqs.iter().map(|&(_, l)| l.div_ceil(bs)).sum();
+            let num_blocks = need + 4;
+            let mut free: Vec<u32> = (1..num_blocks as u32).collect();
+            inp.rng.shuffle(&mut free);
+            let max_blocks = seqs.iter().map(|&(_, l)| l.div_ceil(bs)).max().unwrap_or(0) + 1;
+            let (mut tables, mut qsl, mut lens) = (vec![0u32; seqs.len() * max_blocks], vec![0u32], Vec::new());
+            for (b, &(q_len, seq_len)) in seqs.iter().enumerate() {
+                for j in 0..seq_len.div_ceil(bs) {
+                    tables[b * max_blocks + j] = free.pop().expect("enough blocks");
+                }
+                qsl.push(qsl[b] + q_len as u32);
+                lens.push(seq_len as u32);
+            }
+            let tokens = *qsl.last().unwrap() as usize + pad_rows;
+            let q = inp.float(&[tokens, heads * head_dim], 1.0, false)?;
+            let kc = inp.float(&[num_blocks, bs, kv_heads * head_dim], 1.0, false)?;
+            let vc = inp.float(&[num_blocks, bs, kv_heads * head_dim], 1.0, false)?;
+            let meta = AttentionMetadata {
+                query_start_loc: be.upload_u32(&qsl, &[seqs.len() + 1])?,
+                seq_lens: be.upload_u32(&lens, &[seqs.len()])?,
+                block_tables: be.upload_u32(&tables, &[seqs.len(), max_blocks])?,
+                num_seqs: seqs.len(),
+                max_blocks_per_seq: max_blocks,
+                block_size: bs,
+                max_query_len: seqs.iter().map(|s| s.0).max().unwrap_or(0),
+                max_seq_len: seqs.iter().map(|s| s.1).max().unwrap_or(0),
+            };
+            let p = AttentionParams {
+                num_heads: *heads,
+                num_kv_heads: *kv_heads,
+                head_dim: *head_dim,
+                scale: 1.0 / (*head_dim as f32).sqrt() * 2.0,
+                sliding_window: *window,
+                softcap: *softcap,
+            };
+            Ok(vec![floats(be, &be.paged_attention(&q, &kc, &vc, &meta, &p)?).await?])
+        }
+        Kind::GatherRows { rows, cols, count } => {
+            let x = inp.float(&[*rows, *cols], 1.0, false)?;
+            let idx = inp.ids(*count, *rows as u32)?;
+            Ok(vec![floats(be, &be.gather_rows(&x, &idx)?).await?])
+        }
+        Kind::Softcap { rows, cols, cap } => {
+            let x = inp.float(&[*rows, *cols], 60.0, false)?;
+            Ok(vec![floats(be, &be.softcap(&x, *cap)?).await?])
+        }
+        Kind::Argmax { rows, cols, special } => {
+            let mut v = values(&mut inp.rng, rows * cols, 4.0, dt);
+            match special {
+                1 => v.iter_mut().for_each(|x| *x = x.round()),
+                2 => (0..*rows).step_by(2).for_each(|r| v[r * cols + (r * 7 + 3) % cols] = f32::NAN),
+                _ => {}
+            }
+            let x = be.upload(&host(&v, &[*rows, *cols], dt))?;
+            Ok(vec![uints(be, &be.argmax(&x)?).await?])
+        }
+    }
+}
+
+/// Compares the outputs of a case: `Err` says what differs.
+pub fn compare(got: &[Out], want: &[Out], dt: Dt) -> Result<f64, String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs, expected {}", got.len(), want.len()));
+    }
+    let mut worst = 0.0f64;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        match (g, w) {
+            (Out::U(g), Out::U(w)) => {
+                if g != w {
+                    return Err(format!("output {i}: {g:?} != {w:?}"));
+                }
+            }
+            (Out::F(g), Out::F(w)) => {
+                if g.len() != w.len() {
+                    return Err(format!("output {i}: {} values, expected {}", g.len(), w.len()));
+                }
+                if let Some(j) = (0..g.len()).find(|&j| g[j].is_nan() != w[j].is_nan()) {
+                    return Err(format!("output {i}: element {j} is {} (reference {}): unwritten or NaN", g[j], w[j]));
+                }
+                let diff = g.iter().zip(w).map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs()).filter(|d| !d.is_nan()).fold(0.0, f64::max);
+                let norm = w.iter().map(|b| f64::from(*b).abs()).filter(|d| !d.is_nan()).fold(0.0, f64::max);
+                let e = if norm == 0.0 { diff } else { diff / norm };
+                if e >= dt.tolerance() {
+                    return Err(format!("output {i}: relative error {e:e} >= {:e}", dt.tolerance()));
+                }
+                worst = worst.max(e);
+            }
+            _ => return Err(format!("output {i}: kinds differ")),
+        }
+    }
+    Ok(worst)
+}

@@ -1,0 +1,99 @@
+//! Shared by every kernels/*.cu file (prepended to each one before NVRTC compiles it): dtype
+//! conversions, 16-byte vector loads/stores, warp/block reductions and the device error word.
+//!
+//! Storage dtypes: float (f32), __half (f16), __nv_bfloat16 (bf16). All math is f32; values
+//! are widened on load and rounded (round-to-nearest-even) once on store.
+//!
+//! Device error word `err[4]` (u32): kernels that find a bad index (token id, row, slot,
+//! block id) record the first one with `report_error` and skip the bad element; the host
+//! reads the word at the next synchronisation point and turns it into a BackendError.
+//!   err[0] = code (0 = none), err[1], err[2] = details (index, row / sequence).
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define TESSERA_INF __int_as_float(0x7f800000)
+#define TESSERA_NEG_INF __int_as_float(0xff800000)
+
+// Error codes; keep in sync with native/src/cuda/error.rs.
+#define ERR_EMBEDDING_ID 1u
+#define ERR_GATHER_INDEX 2u
+#define ERR_WRITE_KV_SLOT 3u
+#define ERR_ATTN_METADATA 4u
+#define ERR_ATTN_BLOCK_ID 5u
+
+__device__ __forceinline__ void report_error(u32* err, u32 code, u32 a, u32 b) {
+    if (atomicCAS(err, 0u, code) == 0u) {
+        err[1] = a;
+        err[2] = b;
+    }
+}
+
+// ---- dtype conversions ------------------------------------------------------------------
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+// ---- 16-byte vectors --------------------------------------------------------------------
+
+/// Elements of T in one 16-byte access.
+template <typename T> struct Vec16 {
+    static constexpr int N = 16 / sizeof(T);
+};
+
+/// Loads Vec16<T>::N elements at `p` (16-byte aligned) widened to f32.
+template <typename T> __device__ __forceinline__ void load_vec(const T* p, float* out) {
+    uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < Vec16<T>::N; ++i) out[i] = to_f32(e[i]);
+}
+
+/// Rounds Vec16<T>::N f32 values to T and stores them at `p` (16-byte aligned).
+template <typename T> __device__ __forceinline__ void store_vec(T* p, const float* in) {
+    uint4 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < Vec16<T>::N; ++i) e[i] = from_f32<T>(in[i]);
+    *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// ---- reductions -------------------------------------------------------------------------
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets
+/// the result. `scratch` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_sum(t);
+}
+
+/// One instantiation of `M(suffix, type)` per storage dtype.
+#define FOR_EACH_FLOAT(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)

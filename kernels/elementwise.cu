@@ -1,0 +1,140 @@
+//! Elementwise and row-selection ops: add, softcap, dtype casts, bias add, gather_rows, argmax.
+//!
+//! Grid-stride loops over flat tensors (16-byte accesses when the length allows); gather_rows
+//! and argmax take one block per output row.
+
+template <typename T>
+__device__ __forceinline__ void add_impl(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
+                                         u64 n, u32 vec_ok) {
+    constexpr int N = Vec16<T>::N;
+    const u64 stride = (u64)gridDim.x * blockDim.x;
+    if (vec_ok) {
+        for (u64 v = (u64)blockIdx.x * blockDim.x + threadIdx.x; v * N < n; v += stride) {
+            float x[N], y[N];
+            load_vec(a + v * N, x);
+            load_vec(b + v * N, y);
+#pragma unroll
+            for (int k = 0; k < N; ++k) x[k] += y[k];
+            store_vec(out + v * N, x);
+        }
+    } else {
+        for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+            out[i] = from_f32<T>(to_f32(a[i]) + to_f32(b[i]));
+    }
+}
+
+/// `tanh(x / cap) * cap`.
+template <typename T>
+__device__ __forceinline__ void softcap_impl(const T* __restrict__ x, T* __restrict__ out, u64 n, float cap) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x)
+        out[i] = from_f32<T>(tanhf(to_f32(x[i]) / cap) * cap);
+}
+
+/// `out[m, n] += bias[n]` (bias f32), in place.
+template <typename T>
+__device__ __forceinline__ void bias_add_impl(T* x, const float* __restrict__ bias, u64 total, u32 cols) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (u64)gridDim.x * blockDim.x)
+        x[i] = from_f32<T>(to_f32(x[i]) + bias[i % cols]);
+}
+
+/// `out[r] = x[indices[r]]`; an index >= rows is recorded and its row written as zeros.
+template <typename T>
+__device__ __forceinline__ void gather_rows_impl(const T* __restrict__ x, const u32* __restrict__ indices,
+                                                 T* __restrict__ out, u32 rows, u32 cols, u32 vec_ok, u32* err) {
+    const u32 r = blockIdx.x;
+    const u32 src = indices[r];
+    T* o = out + (u64)r * cols;
+    if (src >= rows) {
+        if (threadIdx.x == 0) report_error(err, ERR_GATHER_INDEX, src, r);
+        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) o[i] = from_f32<T>(0.0f);
+        return;
+    }
+    const T* s = x + (u64)src * cols;
+    constexpr int N = Vec16<T>::N;
+    if (vec_ok) {
+        for (u32 i = threadIdx.x * N; i < cols; i += blockDim.x * N)
+            *reinterpret_cast<uint4*>(o + i) = *reinterpret_cast<const uint4*>(s + i);
+    } else {
+        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) o[i] = s[i];
+    }
+}
+
+/// Whether (va, ia) ranks before (vb, ib): NaN first (as torch), then larger values, then
+/// the smaller index on ties.
+__device__ __forceinline__ bool arg_better(float va, u32 ia, float vb, u32 ib) {
+    const bool na = va != va, nb = vb != vb;
+    if (na || nb) return na && (!nb || ia < ib);
+    return va > vb || (va == vb && ia < ib);
+}
+
+/// Index of the largest value of each row (first on ties, first NaN wins). blockDim.x = 256.
+template <typename T>
+__device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols) {
+    __shared__ float sv[32];
+    __shared__ u32 si[32];
+    const T* row = x + (u64)blockIdx.x * cols;
+    float bv = TESSERA_NEG_INF;
+    u32 bi = 0xffffffffu;
+    for (u32 i = threadIdx.x; i < cols; i += blockDim.x) {
+        const float v = to_f32(row[i]);
+        if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const u32 oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (arg_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
+    }
+    const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { sv[warp] = bv; si[warp] = bi; }
+    __syncthreads();
+    if (warp == 0) {
+        const u32 nwarps = blockDim.x >> 5;
+        bv = lane < nwarps ? sv[lane] : TESSERA_NEG_INF;
+        bi = lane < nwarps ? si[lane] : 0xffffffffu;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const u32 oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (arg_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
+        }
+        if (lane == 0) out[blockIdx.x] = bi == 0xffffffffu ? 0u : bi;
+    }
+}
+
+#define ELEMENTWISE(S, T)                                                                            \
+    extern "C" __global__ void add_##S(const T* a, const T* b, T* out, u64 n, u32 vec_ok) {          \
+        add_impl<T>(a, b, out, n, vec_ok);                                                           \
+    }                                                                                                \
+    extern "C" __global__ void softcap_##S(const T* x, T* out, u64 n, float cap) {                   \
+        softcap_impl<T>(x, out, n, cap);                                                             \
+    }                                                                                                \
+    extern "C" __global__ void bias_add_##S(T* x, const float* bias, u64 total, u32 cols) {          \
+        bias_add_impl<T>(x, bias, total, cols);                                                      \
+    }                                                                                                \
+    extern "C" __global__ void gather_rows_##S(const T* x, const u32* indices, T* out, u32 rows,     \
+                                               u32 cols, u32 vec_ok, u32* err) {                     \
+        gather_rows_impl<T>(x, indices, out, rows, cols, vec_ok, err);                               \
+    }                                                                                                \
+    extern "C" __global__ void argmax_##S(const T* x, u32* out, u32 cols) {                          \
+        argmax_impl<T>(x, out, cols);                                                                \
+    }
+FOR_EACH_FLOAT(ELEMENTWISE)
+
+/// `out[i] = D(in[i])`: uploads widen or round weights to the activation dtype on the device.
+template <typename S, typename D>
+__device__ __forceinline__ void cast_impl(const S* __restrict__ in, D* __restrict__ out, u64 n) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x)
+        out[i] = from_f32<D>(to_f32(in[i]));
+}
+
+#define CAST(SN, ST, DN, DT)                                                                         \
+    extern "C" __global__ void cast_##SN##_##DN(const ST* in, DT* out, u64 n) {                      \
+        cast_impl<ST, DT>(in, out, n);                                                               \
+    }
+CAST(f32, float, f16, __half)
+CAST(f32, float, bf16, __nv_bfloat16)
+CAST(f16, __half, f32, float)
+CAST(bf16, __nv_bfloat16, f32, float)
+CAST(f16, __half, bf16, __nv_bfloat16)
+CAST(bf16, __nv_bfloat16, f16, __half)

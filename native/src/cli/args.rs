@@ -1,0 +1,139 @@
+//! Flags shared by `tessera generate` and `tessera chat`: sampling (vLLM's SamplingParams)
+//! and engine limits, and building an offline `LLM` from a loaded model with them.
+
+use anyhow::{bail, Result};
+use tessera_core::backend::Backend;
+use tessera_core::engine::{Engine, EngineConfig, LLM};
+use tessera_core::sample::SamplingParams;
+use tessera_core::sched::SchedulingPolicy;
+
+use crate::load::LoadedModel;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct SamplingArgs {
+    /// Tokens to generate per completion (generate: 16; chat: until max_model_len).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Tokens to generate before eos, stop tokens or stop strings may end a completion.
+    #[arg(long, default_value_t = 0)]
+    pub min_tokens: usize,
+    /// Completions per prompt (they share the prompt's KV blocks).
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens with this much probability.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Keep only the K most likely tokens (0 or -1: all).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub top_k: i32,
+    /// Drop tokens less likely than this fraction of the top token.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub frequency_penalty: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Seed of each request's sampler (same seed, same tokens, alone or batched).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when the text contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Stop after this token id (repeatable).
+    #[arg(long)]
+    pub stop_token_ids: Vec<u32>,
+    /// Keep the matched stop string in the output.
+    #[arg(long)]
+    pub include_stop_str_in_output: bool,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Also return the top-K log-probabilities of every generated token.
+    #[arg(long)]
+    pub logprobs: Option<usize>,
+    /// Also return the top-K log-probabilities of every prompt token.
+    #[arg(long)]
+    pub prompt_logprobs: Option<usize>,
+}
+
+impl SamplingArgs {
+    /// The request's `SamplingParams`; `default_max_tokens` when `--max-tokens` is absent.
+    pub fn params(&self, default_max_tokens: Option<usize>) -> Result<SamplingParams> {
+        let p = SamplingParams {
+            n: self.n,
+            max_tokens: self.max_tokens.or(default_max_tokens),
+            min_tokens: self.min_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            stop_token_ids: self.stop_token_ids.clone(),
+            include_stop_str_in_output: self.include_stop_str_in_output,
+            ignore_eos: self.ignore_eos,
+            logprobs: self.logprobs,
+            prompt_logprobs: self.prompt_logprobs,
+            ..SamplingParams::default()
+        };
+        if let Err(e) = p.validate(None) {
+            // Name the flag the way it was typed.
+            bail!("--{}: {}", e.field.replace('_', "-"), e.message);
+        }
+        Ok(p)
+    }
+}
+
+/// `--scheduling-policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    Fcfs,
+    Priority,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct EngineArgs {
+    /// Most sequences in one step.
+    #[arg(long, default_value_t = 256)]
+    pub max_num_seqs: usize,
+    /// Token budget of one step (prefills are chunked to it).
+    #[arg(long, default_value_t = 2048)]
+    pub max_num_batched_tokens: usize,
+    /// Automatic prefix caching (on by default, as in vLLM v1).
+    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    pub enable_prefix_caching: bool,
+    /// Turn automatic prefix caching off.
+    #[arg(long, overrides_with = "enable_prefix_caching")]
+    pub no_enable_prefix_caching: bool,
+    #[arg(long, value_enum, default_value = "fcfs")]
+    pub scheduling_policy: PolicyArg,
+}
+
+impl EngineArgs {
+    /// The offline engine over a loaded model.
+    pub fn build<B: Backend>(&self, m: LoadedModel<B>) -> Result<LLM<B>> {
+        let eos = m.eos_token_ids();
+        let token = |id: Option<u32>| id.and_then(|id| m.tokenizer.as_ref()?.id_to_token(id));
+        let (bos_token, eos_token) = (token(m.config.bos_token_id), token(eos.first().copied()));
+        let config = EngineConfig {
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            enable_prefix_caching: !self.no_enable_prefix_caching,
+            policy: match self.scheduling_policy {
+                PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
+                PolicyArg::Priority => SchedulingPolicy::Priority,
+            },
+            ..EngineConfig::new(m.max_model_len)
+        };
+        let engine = Engine::new(m.runner, config, m.tokenizer, eos)?;
+        Ok(LLM::new(engine, m.chat_template.as_deref(), bos_token, eos_token)?)
+    }
+}

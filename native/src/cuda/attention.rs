@@ -1,0 +1,277 @@
+//! `write_kv` and `paged_attention` on the device (kernels/kv_cache.cu, kernels/attention.cu):
+//! host-side checks of shapes and dtypes, the split-K choice, shared-memory sizing, launches.
+//!
+//! ```text
+//! cache [num_blocks, block_size, num_kv_heads * head_dim]
+//! attention grid: x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles
+//! splits > 1 (few blocks for the SMs, long contexts: decode): each split writes f32 partials
+//!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
+//! ```
+//! Per-sequence metadata (query_start_loc, seq_lens, block tables) stays on the device and is
+//! checked there; a bad entry is reported by the next `to_host`.
+
+use cudarc::driver::LaunchConfig;
+use tessera_core::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
+use tessera_core::tensor::DType;
+
+use super::device::{dev_err, Arg};
+use super::ops::{dims1, dims2, float, u32_arg, u32s};
+use super::tensor::{suffix, vec_elems};
+use super::{shape_err, CudaBackend, CudaTensor};
+
+/// Rows (token, head) per block, warps per block, keys per warp tile: kernels/attention.cu.
+const ATT_ROWS: usize = 8;
+const ATT_WARPS: usize = 4;
+const ATT_KEYS: usize = 32;
+/// The largest head_dim the kernels take (32 lanes x 8 dims).
+pub(crate) const MAX_HEAD_DIM: usize = 256;
+
+fn cache_dims(op: Op, what: &str, t: &CudaTensor) -> Result<(usize, usize, usize)> {
+    match t.shape[..] {
+        [nb, bs, w] => Ok((nb, bs, w)),
+        _ => Err(shape_err(op, format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape))),
+    }
+}
+
+/// Dynamic shared memory of one attention block (see the layout in attention.cu).
+pub(crate) fn attention_smem(dtype: DType, head_dim: usize) -> usize {
+    let n = vec_elems(dtype);
+    let dp = head_dim.div_ceil(n) * n;
+    let q = ATT_ROWS * dp * 4;
+    let main = q + ATT_WARPS * ATT_KEYS * (dp + n) * dtype.size() + ATT_WARPS * ATT_ROWS * ATT_KEYS * 4;
+    let combine = q + (ATT_WARPS * ATT_ROWS * head_dim + 2 * ATT_WARPS * ATT_ROWS) * 4;
+    main.max(combine)
+}
+
+/// `(num_splits, split_len)`: how the key range of each sequence is cut. `forced` > 0 asks
+/// for that many splits; otherwise split only when the grid would not fill the SMs and the
+/// contexts are long, with at least 256 keys per split.
+pub(crate) fn choose_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize) -> (usize, usize) {
+    let none = (1, u32::MAX as usize);
+    if max_seq_len == 0 {
+        return none;
+    }
+    let want = if forced > 0 {
+        forced as usize
+    } else if blocks >= sms || max_seq_len < 512 {
+        1
+    } else {
+        (2 * sms).div_ceil(blocks.max(1)).min(max_seq_len / 256).clamp(1, 32)
+    };
+    if want <= 1 {
+        return none;
+    }
+    let mut split_len = max_seq_len.div_ceil(want);
+    if forced == 0 {
+        split_len = split_len.next_multiple_of(ATT_WARPS * ATT_KEYS);
+    }
+    let n = max_seq_len.div_ceil(split_len);
+    if n <= 1 {
+        none
+    } else {
+        (n, split_len)
+    }
+}
+
+impl CudaBackend {
+    pub(crate) fn op_write_kv(
+        &self,
+        k_cache: &mut CudaTensor,
+        v_cache: &mut CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        slot_mapping: &CudaTensor,
+    ) -> Result<()> {
+        let op = Op::WriteKv;
+        let dt = float(op, k_cache)?;
+        for t in [&*v_cache, k, v] {
+            if float(op, t)? != dt {
+                return Err(shape_err(op, format!("dtypes differ: caches {} and {} {:?}", dt, t.dtype, t.shape)));
+            }
+        }
+        u32s(op, slot_mapping)?;
+        let (nb, bs, kw) = cache_dims(op, "k_cache", k_cache)?;
+        let (vnb, vbs, vw) = cache_dims(op, "v_cache", v_cache)?;
+        let (kt, kd) = dims2(op, "k", k)?;
+        let (vt, vd) = dims2(op, "v", v)?;
+        let tokens = dims1(op, "slot_mapping", slot_mapping)?;
+        if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
+            return Err(shape_err(
+                op,
+                format!(
+                    "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
+                    k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
+                ),
+            ));
+        }
+        if tokens == 0 || (kw == 0 && vw == 0) {
+            return Ok(());
+        }
+        self.make_unique(op, k_cache)?;
+        self.make_unique(op, v_cache)?;
+        let f = self.func(op, "kv_cache", "write_kv", dt)?;
+        let n = vec_elems(dt);
+        let args = [
+            Arg::Ptr(k_cache.ptr),
+            Arg::Ptr(v_cache.ptr),
+            Arg::Ptr(k.ptr),
+            Arg::Ptr(v.ptr),
+            Arg::Ptr(slot_mapping.ptr),
+            Arg::U32(u32_arg(op, "k width", kw)?),
+            Arg::U32(u32_arg(op, "v width", vw)?),
+            Arg::U64(nb.saturating_mul(bs) as u64),
+            Arg::U32((kw % n == 0) as u32),
+            Arg::U32((vw % n == 0) as u32),
+            Arg::Ptr(self.device.err_ptr),
+        ];
+        let cfg = LaunchConfig { grid_dim: (u32_arg(op, "tokens", tokens)?, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        self.launch(op, &f, cfg, &args)
+    }
+
+    pub(crate) fn op_paged_attention(
+        &self,
+        q: &CudaTensor,
+        k_cache: &CudaTensor,
+        v_cache: &CudaTensor,
+        meta: &AttentionMetadata<CudaTensor>,
+        p: &AttentionParams,
+    ) -> Result<CudaTensor> {
+        let op = Op::PagedAttention;
+        let dt = float(op, q)?;
+        for t in [k_cache, v_cache] {
+            if float(op, t)? != dt {
+                return Err(shape_err(op, format!("dtypes differ: q {} and cache {}", dt, t.dtype)));
+            }
+        }
+        let whole_groups = p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0;
+        if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
+            return Err(shape_err(
+                op,
+                format!(
+                    "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
+                    p.num_heads, p.num_kv_heads, p.head_dim
+                ),
+            ));
+        }
+        if p.sliding_window == Some(0) {
+            return Err(shape_err(op, "sliding_window must be >= 1"));
+        }
+        if let Some(cap) = p.softcap {
+            if !(cap.is_finite() && cap > 0.0) {
+                return Err(shape_err(op, format!("softcap must be finite and > 0, got {cap}")));
+            }
+        }
+        let (tokens, q_width) = dims2(op, "q", q)?;
+        let (nb, bs, kv_width) = cache_dims(op, "k_cache", k_cache)?;
+        if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
+            || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
+            || v_cache.shape != k_cache.shape
+            || bs != meta.block_size
+            || bs == 0
+        {
+            return Err(shape_err(
+                op,
+                format!(
+                    "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
+                    q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
+                ),
+            ));
+        }
+        for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables] {
+            u32s(op, t)?;
+        }
+        let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
+        if meta.query_start_loc.numel() != b_count + 1
+            || meta.seq_lens.numel() != b_count
+            || Some(meta.block_tables.numel()) != b_count.checked_mul(mb)
+        {
+            return Err(shape_err(
+                op,
+                format!(
+                    "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
+                     max_blocks_per_seq {mb}",
+                    meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
+                ),
+            ));
+        }
+        let d = p.head_dim;
+        let variant = match d {
+            0..=64 => "d64",
+            65..=128 => "d128",
+            129..=MAX_HEAD_DIM => "d256",
+            _ => return Err(dev_err(op, format!("head_dim {d} is larger than the {MAX_HEAD_DIM} the CUDA kernels take"))),
+        };
+        let out = self.zeroed(op, dt, &q.shape)?;
+        if tokens == 0 || b_count == 0 || meta.max_query_len == 0 || meta.max_seq_len == 0 {
+            return Ok(out);
+        }
+        let g = p.num_heads / p.num_kv_heads;
+        let tiles = (meta.max_query_len.saturating_mul(g)).div_ceil(ATT_ROWS);
+        if tiles > 65535 {
+            return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
+        }
+        let sms = self.device.info.multiprocessors as usize;
+        let blocks = b_count * p.num_kv_heads * tiles;
+        let forced = self.attention_splits.load(std::sync::atomic::Ordering::Relaxed);
+        let (splits, split_len) = choose_splits(forced, blocks, sms, meta.max_seq_len);
+        let window = match p.sliding_window {
+            Some(w) if w < meta.max_seq_len => w as u32,
+            _ => 0,
+        };
+        let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
+        let name = format!("paged_attention_{s}_{variant}");
+        let f = (self.kernels.function("attention", &name)?, name);
+        let smem = attention_smem(dt, d) as u32;
+        self.device.allow_shared(op, &f.0, &f.1, smem)?;
+
+        let (part_acc, part_ml) = if splits > 1 {
+            let rows = splits * tokens * p.num_heads;
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
+        } else {
+            (None, None)
+        };
+        let args = [
+            Arg::Ptr(q.ptr),
+            Arg::Ptr(k_cache.ptr),
+            Arg::Ptr(v_cache.ptr),
+            Arg::Ptr(out.ptr),
+            Arg::Ptr(part_acc.as_ref().map_or(0, |t| t.ptr)),
+            Arg::Ptr(part_ml.as_ref().map_or(0, |t| t.ptr)),
+            Arg::Ptr(meta.query_start_loc.ptr),
+            Arg::Ptr(meta.seq_lens.ptr),
+            Arg::Ptr(meta.block_tables.ptr),
+            Arg::U32(u32_arg(op, "tokens", tokens)?),
+            Arg::U32(u32_arg(op, "max_blocks_per_seq", mb)?),
+            Arg::U32(u32_arg(op, "block_size", bs)?),
+            Arg::U32(u32_arg(op, "num_blocks", nb)?),
+            Arg::U32(u32_arg(op, "num_heads", p.num_heads)?),
+            Arg::U32(u32_arg(op, "num_kv_heads", p.num_kv_heads)?),
+            Arg::U32(d as u32),
+            Arg::F32(p.scale),
+            Arg::F32(p.softcap.unwrap_or(0.0)),
+            Arg::U32(window),
+            Arg::U32(splits as u32),
+            Arg::U32(split_len.min(u32::MAX as usize) as u32),
+            Arg::U32(u32_arg(op, "max_query_len", meta.max_query_len)?),
+            Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::U32((d % vec_elems(dt) == 0) as u32),
+            Arg::Ptr(self.device.err_ptr),
+        ];
+        let grid_x = u32_arg(op, "seqs x splits", b_count * splits)?;
+        let cfg = LaunchConfig {
+            grid_dim: (grid_x, p.num_kv_heads as u32, tiles as u32),
+            block_dim: ((ATT_WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        self.launch(op, &f, cfg, &args)?;
+
+        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
+            let fc = self.func(op, "attention", "attention_combine", dt)?;
+            let rows = u32_arg(op, "rows", tokens * p.num_heads)?;
+            let args = [Arg::Ptr(acc.ptr), Arg::Ptr(ml.ptr), Arg::Ptr(out.ptr), Arg::U32(rows), Arg::U32(d as u32), Arg::U32(splits as u32)];
+            let cfg = LaunchConfig { grid_dim: (rows, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+            self.launch(op, &fc, cfg, &args)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,92 @@
+//! Dense GEMMs through cuBLAS: `out[M, N] = x[M, K] · w[N, K]ᵀ`, bf16/f16/f32 operands with
+//! f32 accumulation (`CUBLAS_COMPUTE_32F`, no TF32), on the backend's stream.
+//!
+//! ```text
+//! row-major out[M,N] is column-major outᵀ[N,M] = w · xᵀ:
+//! cublasGemmEx(op_T, op_N, m = N, n = M, k = K, A = w (ld K), B = x (ld K), C = out (ld N))
+//! ```
+
+use std::sync::Mutex;
+
+use cudarc::cublas::sys as bsys;
+use cudarc::driver::CudaStream;
+use tessera_core::backend::{Op, Result};
+use tessera_core::tensor::DType;
+
+use super::device::{dev_err, setup_err};
+
+/// A cuBLAS handle bound to the backend's stream; calls are serialised by the mutex.
+pub(crate) struct Blas {
+    handle: Mutex<HandlePtr>,
+}
+
+struct HandlePtr(bsys::cublasHandle_t);
+
+// SAFETY: the handle is only used under the mutex, from one thread at a time.
+unsafe impl Send for HandlePtr {}
+
+impl Blas {
+    pub fn new(stream: &CudaStream) -> Result<Blas> {
+        let handle = cudarc::cublas::result::create_handle().map_err(|e| setup_err(format!("cuBLAS: creating a handle: {e}")))?;
+        // SAFETY: a fresh handle and the backend's live stream.
+        unsafe { cudarc::cublas::result::set_stream(handle, stream.cu_stream() as _) }
+            .map_err(|e| setup_err(format!("cuBLAS: binding the stream: {e}")))?;
+        Ok(Blas { handle: Mutex::new(HandlePtr(handle)) })
+    }
+
+    /// `out = x · wᵀ` for row-major x [m, k], w [n, k], out [m, n] of `dtype`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_xwt(&self, dtype: DType, m: usize, n: usize, k: usize, x: u64, w: u64, out: u64) -> Result<()> {
+        let op = Op::Matmul;
+        let ty = match dtype {
+            DType::F32 => bsys::cudaDataType::CUDA_R_32F,
+            DType::F16 => bsys::cudaDataType::CUDA_R_16F,
+            DType::BF16 => bsys::cudaDataType::CUDA_R_16BF,
+            other => {
+                return Err(tessera_core::backend::BackendError::Unsupported { op, dtype: other, backend: super::NAME })
+            }
+        };
+        let dim = |v: usize, what: &str| i32::try_from(v).map_err(|_| dev_err(op, format!("{what} = {v} exceeds cuBLAS's 32-bit sizes")));
+        let (mi, ni, ki) = (dim(m, "M")?, dim(n, "N")?, dim(k, "K")?);
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let h = self.handle.lock().map_err(|_| dev_err(op, "cuBLAS handle poisoned"))?;
+        // SAFETY: x, w, out are live device buffers of m*k, n*k, m*n elements of `dtype`
+        // (checked by the caller); alpha/beta are host f32 (pointer mode host, compute 32F).
+        let status = unsafe {
+            bsys::cublasGemmEx(
+                h.0,
+                bsys::cublasOperation_t::CUBLAS_OP_T,
+                bsys::cublasOperation_t::CUBLAS_OP_N,
+                ni,
+                mi,
+                ki,
+                &alpha as *const f32 as *const _,
+                w as *const _,
+                ty,
+                ki,
+                x as *const _,
+                ty,
+                ki,
+                &beta as *const f32 as *const _,
+                out as *mut _,
+                ty,
+                ni,
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        };
+        if status != bsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(dev_err(op, format!("cublasGemmEx ({dtype}, M={m} N={n} K={k}) failed: {status:?}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        if let Ok(h) = self.handle.lock() {
+            // SAFETY: the handle was created in `new` and is destroyed once.
+            let _ = unsafe { cudarc::cublas::result::destroy_handle(h.0) };
+        }
+    }
+}

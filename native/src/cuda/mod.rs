@@ -1,0 +1,386 @@
+//! The CUDA backend: the compute trait on an NVIDIA GPU through cudarc (driver, NVRTC and
+//! cuBLAS loaded at run time), kernels from `kernels/*.cu` compiled for the device's own
+//! architecture, GEMMs through cuBLAS.
+//!
+//! ```text
+//! CudaBackend ── Device  (context, one stream, memory pool, error word)   device.rs
+//!             ── Kernels (NVRTC, disk cache, modules)                      compile.rs
+//!             ── Blas    (cuBLAS handle on the stream)                     blas.rs
+//! ops: ops.rs (elementwise, norms, rope, embedding, selection), attention.rs (KV cache and
+//! paged attention); tensors: tensor.rs; device-side index errors: error.rs
+//! ```
+//! Everything is queued on one stream; only `to_host` (and `synchronize`) wait. Errors a
+//! kernel finds (a token id out of range, a bad block id) are recorded on the device and
+//! returned by the next `to_host`.
+
+mod attention;
+mod blas;
+pub mod compile;
+mod device;
+mod error;
+mod ops;
+mod sampling;
+mod tensor;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use cudarc::driver::{CudaFunction, LaunchConfig};
+use tessera_core::backend::{
+    Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Op, Result, RopeParams, Tensor as _,
+};
+use tessera_core::tensor::{DType, HostTensor};
+
+pub use device::{check_libraries, DeviceInfo};
+pub use tensor::CudaTensor;
+
+use device::{dev_err, Arg, Device};
+use tensor::suffix;
+
+/// The backend's name in logs and errors.
+pub(crate) const NAME: &str = "cuda";
+
+/// Threads per block of the simple kernels.
+const THREADS: u32 = 256;
+
+pub struct CudaBackend {
+    // Field order is drop order: cuBLAS and the modules go before the context's stream.
+    blas: blas::Blas,
+    kernels: compile::Kernels,
+    device: Device,
+    dtype: DType,
+    /// Fill every op's output with 0xff bytes (NaN for floats) before the kernel runs.
+    poison: AtomicBool,
+    /// Synchronise after every launch (blames a device fault on the op that caused it).
+    sync_launches: AtomicBool,
+    /// Force the number of key splits of paged attention (0 = choose).
+    attention_splits: AtomicU32,
+}
+
+impl CudaBackend {
+    /// A backend on GPU `ordinal` keeping activations in `dtype` (bf16, f16 or f32). A
+    /// machine without an NVIDIA GPU or its libraries gets a clear error, never a panic.
+    ///
+    /// Env: `TESSERA_CUDA_SYNC=1` synchronises after every launch, `TESSERA_CUDA_POISON=1`
+    /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention;
+    /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
+    pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
+        if suffix(dtype).is_none() {
+            return Err(BackendError::Unsupported { op: Op::Upload, dtype, backend: NAME });
+        }
+        let device = Device::new(ordinal)?;
+        let kernels = device::guarded("NVRTC", || compile::Kernels::new(device.ctx.clone(), device.info.compute_capability))?;
+        let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
+        let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
+        let be = CudaBackend {
+            blas,
+            kernels,
+            device,
+            dtype,
+            poison: AtomicBool::new(env_on("TESSERA_CUDA_POISON")),
+            sync_launches: AtomicBool::new(env_on("TESSERA_CUDA_SYNC")),
+            attention_splits: AtomicU32::new(std::env::var("TESSERA_ATTN_SPLITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
+        };
+        tracing::info!(
+            gpu = %be.device.info.name,
+            arch = %be.kernels.arch,
+            memory_gib = be.device.info.total_memory as f64 / (1u64 << 30) as f64,
+            dtype = %dtype,
+            "CUDA backend ready"
+        );
+        Ok(be)
+    }
+
+    pub fn device_info(&self) -> &DeviceInfo {
+        &self.device.info
+    }
+
+    /// The NVRTC target, e.g. `sm_90`.
+    pub fn arch(&self) -> &str {
+        &self.kernels.arch
+    }
+
+    /// Compiles (or loads from the disk cache) every kernel module now; returns the seconds.
+    pub fn load_kernels(&self) -> Result<f64> {
+        device::guarded("loading kernels", || self.kernels.load_all())
+    }
+
+    /// (free, total) device memory in bytes.
+    pub fn memory_info(&self) -> Result<(usize, usize)> {
+        self.device.ctx.mem_get_info().map_err(|e| device::setup_err(format!("cuMemGetInfo: {e}")))
+    }
+
+    /// Waits for all queued work; returns an error a kernel recorded, if any.
+    pub fn synchronize(&self) -> Result<()> {
+        self.device.synchronize()
+    }
+
+    pub fn set_poison_outputs(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_sync_launches(&self, on: bool) {
+        self.sync_launches.store(on, Ordering::Relaxed);
+    }
+
+    /// Forces paged attention to split each sequence's keys into `n` ranges (0 = automatic).
+    pub fn set_attention_splits(&self, n: u32) {
+        self.attention_splits.store(n, Ordering::Relaxed);
+    }
+
+    // ---- helpers shared by the op modules -------------------------------------------------
+
+    /// A new tensor (poisoned when asked), not yet written.
+    pub(crate) fn empty(&self, op: Op, dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .ok_or_else(|| dev_err(op, format!("shape {shape:?} overflows")))?;
+        let (buf, ptr) = self.device.alloc(op, numel)?;
+        if self.poison.load(Ordering::Relaxed) {
+            self.device.memset(op, ptr, 0xff, numel)?;
+        }
+        Ok(CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: shape.to_vec(), dtype })
+    }
+
+    pub(crate) fn zeroed(&self, op: Op, dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
+        let t = self.empty(op, dtype, shape)?;
+        self.device.memset(op, t.ptr, 0, t.bytes())?;
+        Ok(t)
+    }
+
+    /// Kernel `<base>_<dtype suffix>` of `module`.
+    pub(crate) fn func(&self, op: Op, module: &'static str, base: &str, dtype: DType) -> Result<(CudaFunction, String)> {
+        let s = suffix(dtype).ok_or(BackendError::Unsupported { op, dtype, backend: NAME })?;
+        let name = format!("{base}_{s}");
+        let f = self.kernels.function(module, &name)?;
+        Ok((f, name))
+    }
+
+    pub(crate) fn launch(&self, op: Op, f: &(CudaFunction, String), cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+        self.device.launch(op, &f.0, &f.1, cfg, args, self.sync_launches.load(Ordering::Relaxed))
+    }
+
+    /// A grid-stride launch over `n` work items.
+    pub(crate) fn grid_for(&self, n: u64) -> LaunchConfig {
+        let blocks = n.div_ceil(THREADS as u64).clamp(1, self.device.info.multiprocessors as u64 * 16);
+        LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    /// `t` converted to `to` (a new tensor; `t` itself when it already is).
+    pub(crate) fn cast(&self, op: Op, t: &CudaTensor, to: DType) -> Result<CudaTensor> {
+        if t.dtype == to {
+            return Ok(t.clone());
+        }
+        let (from_s, to_s) = match (suffix(t.dtype), suffix(to)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(BackendError::Unsupported { op, dtype: t.dtype, backend: NAME }),
+        };
+        let out = self.empty(op, to, &t.shape)?;
+        let name = format!("cast_{from_s}_{to_s}");
+        let f = (self.kernels.function("elementwise", &name)?, name);
+        let n = t.numel() as u64;
+        self.launch(op, &f, self.grid_for(n), &[Arg::Ptr(t.ptr), Arg::Ptr(out.ptr), Arg::U64(n)])?;
+        Ok(out)
+    }
+
+    /// A float parameter vector as f32 (norm weights, biases, RoPE tables).
+    pub(crate) fn as_f32(&self, op: Op, t: &CudaTensor) -> Result<CudaTensor> {
+        self.cast(op, t, DType::F32)
+    }
+
+    /// Makes `t`'s buffer unshared before an in-place write (copy-on-write).
+    pub(crate) fn make_unique(&self, op: Op, t: &mut CudaTensor) -> Result<()> {
+        if std::sync::Arc::strong_count(&t.buf) == 1 {
+            return Ok(());
+        }
+        let mut copy = self.empty(op, t.dtype, &t.shape)?;
+        let bytes = t.bytes();
+        if bytes > 0 {
+            let dst = std::sync::Arc::get_mut(&mut copy.buf).ok_or_else(|| dev_err(op, "fresh buffer is shared"))?;
+            self.device
+                .stream
+                .memcpy_dtod(&t.buf.slice(0..bytes), &mut dst.slice_mut(0..bytes))
+                .map_err(|e| dev_err(op, format!("copying a shared tensor before writing it: {e}")))?;
+        }
+        *t = copy;
+        Ok(())
+    }
+
+    /// Host bytes of `dtype` uploaded as a tensor of the same dtype.
+    pub(crate) fn upload_bytes_as(&self, data: &[u8], dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
+        self.upload_bytes(data, dtype, shape, dtype)
+    }
+
+    /// Host bytes of `dtype` uploaded as a tensor of `to` (converted on the device).
+    fn upload_bytes(&self, data: &[u8], dtype: DType, shape: &[usize], to: DType) -> Result<CudaTensor> {
+        let op = Op::Upload;
+        let staged = self.empty(op, dtype, shape)?;
+        if !data.is_empty() {
+            let mut buf = staged.buf;
+            let dst = std::sync::Arc::get_mut(&mut buf).ok_or_else(|| dev_err(op, "fresh buffer is shared"))?;
+            self.device
+                .stream
+                .memcpy_htod(data, &mut dst.slice_mut(0..data.len()))
+                .map_err(|e| dev_err(op, format!("copying {} bytes to the device: {e}", data.len())))?;
+            let staged = CudaTensor { buf, ..staged };
+            return self.cast(op, &staged, to);
+        }
+        self.cast(op, &staged, to)
+    }
+}
+
+/// The backend moves between threads (the server's engine loop) and is shared by reference.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CudaBackend>();
+    send_sync::<CudaTensor>();
+};
+
+fn shape_err(op: Op, detail: impl Into<String>) -> BackendError {
+    BackendError::Shape { op, detail: detail.into() }
+}
+
+impl Backend for CudaBackend {
+    type Tensor = CudaTensor;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn supports(&self, op: Op, dtype: DType) -> bool {
+        match op {
+            Op::Upload => true,
+            Op::ToHost => matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::U32),
+            _ => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
+        }
+    }
+
+    fn activation_dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn upload(&self, t: &HostTensor) -> Result<CudaTensor> {
+        let op = Op::Upload;
+        let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let expected = numel.and_then(|n| t.dtype.bytes_for(n));
+        if expected != Some(t.data.len()) {
+            return Err(shape_err(op, format!("{} bytes do not hold a {} tensor of shape {:?}", t.data.len(), t.dtype, t.shape)));
+        }
+        // Vectors (norm weights, biases, RoPE frequencies) stay f32; the rest takes the
+        // activation dtype.
+        let float_to = if t.shape.len() <= 1 { DType::F32 } else { self.dtype };
+        match t.dtype {
+            DType::U32 => self.upload_bytes(&t.data, DType::U32, &t.shape, DType::U32),
+            DType::F32 | DType::F16 | DType::BF16 => self.upload_bytes(&t.data, t.dtype, &t.shape, float_to),
+            q => {
+                // GGUF blocks: dequantized on the host for now (quantized GEMMs come later).
+                let mut values = vec![0f32; numel.unwrap_or(0)];
+                tessera_core::quant::try_dequantize(q, &t.data, &mut values)
+                    .map_err(|e| shape_err(op, format!("dequantizing a {q} tensor of shape {:?}: {e}", t.shape)))?;
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                self.upload_bytes(&bytes, DType::F32, &t.shape, float_to)
+            }
+        }
+    }
+
+    fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<CudaTensor> {
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(values.len()) {
+            return Err(shape_err(Op::Upload, format!("{} values do not fill shape {shape:?}", values.len())));
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.upload_bytes(&bytes, DType::U32, shape, DType::U32)
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.zeroed(Op::Upload, self.dtype, shape)
+    }
+
+    fn embedding(&self, table: &CudaTensor, ids: &CudaTensor, scale: f32) -> Result<CudaTensor> {
+        self.op_embedding(table, ids, scale)
+    }
+
+    fn matmul(&self, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
+        self.op_matmul(x, w, bias)
+    }
+
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        self.op_add(a, b)
+    }
+
+    fn rms_norm(&self, x: &CudaTensor, weight: &CudaTensor, eps: f32, weight_offset: f32) -> Result<CudaTensor> {
+        Ok(self.op_rms_norm(Op::RmsNorm, x, None, weight, eps, weight_offset)?.0)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &CudaTensor,
+        residual: &CudaTensor,
+        weight: &CudaTensor,
+        eps: f32,
+        weight_offset: f32,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        let (normed, sum) = self.op_rms_norm(Op::AddRmsNorm, x, Some(residual), weight, eps, weight_offset)?;
+        let sum = sum.ok_or_else(|| dev_err(Op::AddRmsNorm, "missing residual sum"))?;
+        Ok((normed, sum))
+    }
+
+    fn rope(&self, x: &mut CudaTensor, positions: &CudaTensor, inv_freq: &CudaTensor, p: RopeParams) -> Result<()> {
+        self.op_rope(x, positions, inv_freq, p)
+    }
+
+    fn act_mul(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        self.op_act_mul(gate, up, act)
+    }
+
+    fn write_kv(
+        &self,
+        k_cache: &mut CudaTensor,
+        v_cache: &mut CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        slot_mapping: &CudaTensor,
+    ) -> Result<()> {
+        self.op_write_kv(k_cache, v_cache, k, v, slot_mapping)
+    }
+
+    fn paged_attention(
+        &self,
+        q: &CudaTensor,
+        k_cache: &CudaTensor,
+        v_cache: &CudaTensor,
+        meta: &AttentionMetadata<CudaTensor>,
+        p: &AttentionParams,
+    ) -> Result<CudaTensor> {
+        self.op_paged_attention(q, k_cache, v_cache, meta, p)
+    }
+
+    fn gather_rows(&self, x: &CudaTensor, indices: &CudaTensor) -> Result<CudaTensor> {
+        self.op_gather_rows(x, indices)
+    }
+
+    fn softcap(&self, x: &CudaTensor, cap: f32) -> Result<CudaTensor> {
+        self.op_softcap(x, cap)
+    }
+
+    fn argmax(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        self.op_argmax(x)
+    }
+
+    async fn sample(&self, logits: &CudaTensor, rows: &[tessera_core::sample::RowSampling]) -> Result<Vec<u32>> {
+        self.op_sample(logits, rows).await
+    }
+
+    async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
+        let bytes = t.bytes();
+        let mut data = vec![0u8; bytes];
+        if bytes > 0 {
+            self.device
+                .stream
+                .memcpy_dtoh(&t.buf.slice(0..bytes), &mut data[..])
+                .map_err(|e| dev_err(Op::ToHost, format!("copying {bytes} bytes to the host: {e}")))?;
+        }
+        self.device.synchronize()?;
+        Ok(HostTensor { dtype: t.dtype, shape: t.shape.clone(), data: std::borrow::Cow::Owned(data) })
+    }
+}

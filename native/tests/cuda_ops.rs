@@ -1,0 +1,335 @@
+//! CUDA backend op parity: every op against the CPU backend (the specification) on fresh random
+//! inputs (seed printed; `TESSERA_SEED` replays one), f32 / f16 / bf16, many shapes including
+//! odd ones, outputs poisoned with NaN before every kernel, NaN checks, and
+//! ‖out − ref‖₂ / ‖ref‖₂ below 1e-5 (f32) or 1e-2 (f16, bf16). Each case prints one
+//! `PARITY <op> <dtype> <case> rel=<err> ...` line that scripts/gpu-suite.sh tabulates.
+//!
+//! These tests run on the GPU machine (scripts/gpu-suite.sh); without a GPU they fail (CI only
+//! builds them; `nvrtc_compiles_every_kernel_module` needs only libnvrtc). Inputs are uploaded to the GPU first and read back,
+//! so the CPU computes on exactly the (rounded) values the GPU holds.
+
+#![cfg(feature = "cuda")]
+
+mod cuda_common;
+
+use cuda_common::{pair_attention_case, AttnCase, Ctx, DTYPES};
+use tessera_core::backend::{Activation, Backend, BackendError, Op, RopeParams, RopeStyle};
+use tessera_core::tensor::{DType, HostTensor};
+
+#[test]
+fn no_gpu_is_a_clear_error_or_a_device() {
+    match tessera::cuda::CudaBackend::new(0, DType::BF16) {
+        Ok(b) => {
+            let info = b.device_info();
+            println!("GPU {} (sm_{}{}), {} SMs, {:.1} GiB", info.name, info.compute_capability.0, info.compute_capability.1,
+                info.multiprocessors, info.total_memory as f64 / (1u64 << 30) as f64);
+            let secs = b.load_kernels().expect("every kernel module compiles and loads");
+            println!("KERNELS compiled/loaded in {secs:.2}s for {}", b.arch());
+            assert_eq!(b.name(), "cuda");
+            assert!(b.supports(Op::PagedAttention, DType::BF16) && !b.supports(Op::Matmul, DType::U32));
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            println!("no GPU here: {msg}");
+            assert!(msg.contains("cuda backend"), "{msg}");
+            assert!(!cuda_common::require_gpu(), "TESSERA_REQUIRE_GPU=1 but: {msg}");
+        }
+    }
+}
+
+#[test]
+fn nvrtc_compiles_every_kernel_module() {
+    // Needs only libnvrtc (the PyPI wheel works: see scripts/check-kernels.sh), no GPU.
+    if !tessera::cuda::compile::nvrtc_present() {
+        panic!("libnvrtc not found: set LD_LIBRARY_PATH to a CUDA 13 lib folder (scripts/check-kernels.sh installs one)");
+    }
+    let include = tessera::cuda::compile::include_dirs();
+    assert!(!include.is_empty(), "cuda_bf16.h not found (set TESSERA_CUDA_INCLUDE)");
+    for (module, _) in tessera::cuda::compile::SOURCES {
+        let (cubin, log) = tessera::cuda::compile::compile_module(module, "sm_90", &include).unwrap();
+        assert!(!cubin.is_empty(), "{module}: empty cubin");
+        // Register arrays must not spill (sincosf's slow path has a small legitimate stack frame).
+        let spills = log.lines().filter(|l| l.contains("spill stores") && !l.contains(" 0 bytes spill stores")).count();
+        assert_eq!(spills, 0, "{module}: kernels spill registers:\n{log}");
+        println!("NVRTC {module}: cubin {} bytes", cubin.len());
+    }
+}
+
+#[test]
+fn embedding_matmul_add() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "embedding_matmul_add") else { return };
+        for (vocab, hidden, scale) in [(1000, 64, 1.0f32), (37, 13, 8.0), (300, 1024, 0.5)] {
+            let table = c.rand(&[vocab, hidden], 1.0);
+            let mut ids: Vec<u32> = (0..23).map(|_| c.rng.below(vocab) as u32).collect();
+            ids[0] = 0;
+            ids[1] = vocab as u32 - 1;
+            let (gi, ci) = c.pair_u32(&ids, &[ids.len()]);
+            let g = c.gpu.embedding(&table.0, &gi, scale).unwrap();
+            let r = c.cpu.embedding(&table.1, &ci, scale).unwrap();
+            c.check("embedding", &format!("V{vocab} H{hidden} s{scale}"), &g, &r);
+        }
+        for (m, k, n, bias) in [(1, 64, 64, false), (7, 129, 33, true), (128, 512, 384, false), (33, 1000, 255, true), (300, 2048, 96, true)] {
+            let x = c.rand(&[m, k], 1.0);
+            let w = c.rand(&[n, k], 0.5);
+            let b = c.rand(&[n], 1.0);
+            let g = c.gpu.matmul(&x.0, &w.0, bias.then_some(&b.0)).unwrap();
+            let r = c.cpu.matmul(&x.1, &w.1, bias.then_some(&b.1)).unwrap();
+            c.check("matmul", &format!("M{m} K{k} N{n} bias={bias}"), &g, &r);
+        }
+        for shape in [vec![5, 13], vec![64, 1024], vec![3, 7]] {
+            let a = c.rand(&shape, 2.0);
+            let b = c.rand(&shape, 2.0);
+            let g = c.gpu.add(&a.0, &b.0).unwrap();
+            let r = c.cpu.add(&a.1, &b.1).unwrap();
+            c.check("add", &format!("{shape:?}"), &g, &r);
+        }
+        c.finish();
+    }
+}
+
+#[test]
+fn norms_and_activations() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "norms_and_activations") else { return };
+        // (rows x width, group): warp path, block path, per-head groups, odd groups.
+        for (rows, width, group) in [(9, 1024, 1024), (3, 4096, 4096), (2, 10000, 10000), (7, 256, 64), (5, 39, 13), (4, 2048, 2048)] {
+            for offset in [0.0f32, 1.0] {
+                let x = c.rand(&[rows, width], 3.0);
+                let res = c.rand(&[rows, width], 3.0);
+                let w = c.rand(&[group], 1.0);
+                let case = format!("{rows}x{width} group{group} offset{offset}");
+                let g = c.gpu.rms_norm(&x.0, &w.0, 1e-6, offset).unwrap();
+                let r = c.cpu.rms_norm(&x.1, &w.1, 1e-6, offset).unwrap();
+                c.check("rms_norm", &case, &g, &r);
+                let (gn, gs) = c.gpu.add_rms_norm(&x.0, &res.0, &w.0, 1e-5, offset).unwrap();
+                let (rn, rs) = c.cpu.add_rms_norm(&x.1, &res.1, &w.1, 1e-5, offset).unwrap();
+                c.check("add_rms_norm.sum", &case, &gs, &rs);
+                c.check("add_rms_norm.out", &case, &gn, &rn);
+            }
+        }
+        for (act, name) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh"), (Activation::Gelu, "gelu")] {
+            for shape in [vec![7, 257], vec![64, 1024], vec![1, 3]] {
+                let gate = c.rand(&shape, 4.0);
+                let up = c.rand(&shape, 2.0);
+                let g = c.gpu.act_mul(&gate.0, &up.0, act).unwrap();
+                let r = c.cpu.act_mul(&gate.1, &up.1, act).unwrap();
+                c.check(&format!("act_mul.{name}"), &format!("{shape:?}"), &g, &r);
+            }
+        }
+        for (shape, cap) in [(vec![5, 1000], 30.0f32), (vec![3, 7], 2.0)] {
+            let x = c.rand(&shape, 60.0);
+            let g = c.gpu.softcap(&x.0, cap).unwrap();
+            let r = c.cpu.softcap(&x.1, cap).unwrap();
+            c.check("softcap", &format!("{shape:?} cap{cap}"), &g, &r);
+        }
+        c.finish();
+    }
+}
+
+#[test]
+fn rope_variants() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "rope_variants") else { return };
+        // (tokens, heads, head_dim, rotary_dim, style, per-token table, scaling)
+        let cases = [
+            (9, 4, 64, 64, RopeStyle::Neox, false, 1.0f32),
+            (9, 4, 64, 64, RopeStyle::Interleaved, false, 1.0),
+            (5, 2, 128, 32, RopeStyle::Neox, false, 1.2),
+            (7, 3, 10, 6, RopeStyle::Interleaved, true, 1.0),
+            (33, 8, 128, 128, RopeStyle::Neox, true, 0.9),
+            (1, 1, 256, 256, RopeStyle::Neox, false, 1.0),
+        ];
+        for (t, heads, hd, rd, style, per_token, scaling) in cases {
+            let x = c.rand(&[t, heads * hd], 2.0);
+            let pos: Vec<u32> = (0..t).map(|_| c.rng.below(8192) as u32).collect();
+            let (gp, cp) = c.pair_u32(&pos, &[t]);
+            let half = rd / 2;
+            let freq_shape = if per_token { vec![t, half] } else { vec![half] };
+            let freqs: Vec<f32> = (0..freq_shape.iter().product::<usize>())
+                .map(|i| 10000f32.powf(-2.0 * (i % half) as f32 / rd as f32) * (1.0 + 0.1 * c.rng.unit()))
+                .collect();
+            // RoPE tables are f32 on both backends (rank 1 stays f32; rank 2 is compared as uploaded).
+            let (gf, cf) = c.pair_exact(&freqs, &freq_shape);
+            let p = RopeParams { head_dim: hd, rotary_dim: rd, style, attention_scaling: scaling };
+            let (mut gx, mut cx) = (x.0.clone(), x.1.clone());
+            c.gpu.rope(&mut gx, &gp, &gf, p).unwrap();
+            c.cpu.rope(&mut cx, &cp, &cf, p).unwrap();
+            c.check("rope", &format!("T{t} h{heads} d{hd} r{rd} {style:?} per_token={per_token}"), &gx, &cx);
+            // The input tensor shares nothing with the rotated copy (copy-on-write).
+            c.check("rope.input_untouched", &format!("T{t} d{hd}"), &x.0, &x.1);
+        }
+        c.finish();
+    }
+}
+
+#[test]
+fn selection_ops() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "selection_ops") else { return };
+        for (rows, cols) in [(10, 257), (64, 4096), (3, 8)] {
+            let x = c.rand(&[rows, cols], 5.0);
+            let idx: Vec<u32> = vec![rows as u32 - 1, 0, 2 % rows as u32, rows as u32 - 1];
+            let (gi, ci) = c.pair_u32(&idx, &[idx.len()]);
+            let g = c.gpu.gather_rows(&x.0, &gi).unwrap();
+            let r = c.cpu.gather_rows(&x.1, &ci).unwrap();
+            c.check("gather_rows", &format!("{rows}x{cols}"), &g, &r);
+            let g = c.gpu.argmax(&x.0).unwrap();
+            let r = c.cpu.argmax(&x.1).unwrap();
+            c.check_u32("argmax", &format!("{rows}x{cols}"), &g, &r);
+        }
+        // Ties (first index wins), all equal, -inf, and NaN rows.
+        let mut v = vec![1.0f32; 4 * 300];
+        v[300 + 17] = 2.0;
+        v[300 + 200] = 2.0;
+        v[600..900].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+        v[900 + 5] = f32::NAN;
+        v[900 + 9] = f32::NAN;
+        v[900 + 100] = 7.0;
+        let (gx, cx) = c.pair_exact(&v, &[4, 300]);
+        let g = c.gpu.argmax(&gx).unwrap();
+        let r = c.cpu.argmax(&cx).unwrap();
+        c.check_u32("argmax", "ties/-inf/NaN", &g, &r);
+        c.finish();
+    }
+}
+
+#[test]
+fn sampling_matches_reference() {
+    use tessera_core::sample::{sample_rows, RowSampling};
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "sampling") else { return };
+        // (temperature, top_k, top_p, min_p)
+        let params = [
+            (0.0f32, 0, 1.0f32, 0.0f32),
+            (1.0, 0, 1.0, 0.0),
+            (0.7, 1, 1.0, 0.0),
+            (1.3, 5, 1.0, 0.0),
+            (1.0, 50, 0.9, 0.0),
+            (0.8, 0, 0.5, 0.0),
+            (1.0, 0, 1.0, 0.1),
+            (2.0, 20, 0.95, 0.05),
+            (1.0, 0, 0.999, 0.0),
+            (0.5, 3, 0.3, 0.2),
+        ];
+        for vocab in [7usize, 1000, 50257] {
+            let m = 40;
+            let mut v: Vec<f32> = (0..m * vocab).map(|_| (c.rng.unit() * 2.0 - 1.0) * 8.0).collect();
+            for r in 0..m {
+                let row = &mut v[r * vocab..(r + 1) * vocab];
+                match r % 8 {
+                    1 => row.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0), // many ties
+                    2 => {
+                        row[r % vocab] = f32::NAN;
+                        row[(r * 7) % vocab] = f32::NEG_INFINITY;
+                    }
+                    3 if r == 3 => row.iter_mut().for_each(|x| *x = f32::NEG_INFINITY),
+                    _ => {}
+                }
+            }
+            let (gl, cl) = c.pair_exact(&v, &[m, vocab]);
+            let host = pollster::block_on(c.cpu.to_host(&cl)).unwrap().to_f32();
+            let rows: Vec<RowSampling> = (0..m)
+                .map(|r| {
+                    let (temperature, top_k, top_p, min_p) = params[r % params.len()];
+                    RowSampling { temperature, top_k, top_p, min_p, uniform: (c.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 }
+                })
+                .collect();
+            let want = sample_rows(&host, &rows);
+            match pollster::block_on(c.gpu.sample(&gl, &rows)) {
+                Ok(got) => c.check_ids("sample", &format!("V{vocab} M{m}"), &got, &want),
+                Err(e) => c.check_ids("sample", &format!("V{vocab} M{m} error {e}"), &[], &want),
+            }
+        }
+        c.finish();
+    }
+}
+
+#[test]
+fn write_kv_scatter() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "write_kv_scatter") else { return };
+        for (nb, bs, width, tokens) in [(10, 16, 128, 20), (7, 5, 30, 11), (4, 1, 8, 3)] {
+            let kc = c.rand(&[nb, bs, width], 1.0);
+            let vc = c.rand(&[nb, bs, width], 1.0);
+            let k = c.rand(&[tokens, width], 1.0);
+            let v = c.rand(&[tokens, width], 1.0);
+            let mut slots: Vec<u32> = (0..(nb * bs) as u32).collect();
+            c.rng.shuffle(&mut slots);
+            slots.truncate(tokens);
+            slots[tokens / 2] = u32::MAX; // a padding token is skipped
+            let (gs, cs) = c.pair_u32(&slots, &[tokens]);
+            let (mut gk, mut gv, mut ck, mut cv) = (kc.0.clone(), vc.0.clone(), kc.1.clone(), vc.1.clone());
+            c.gpu.write_kv(&mut gk, &mut gv, &k.0, &v.0, &gs).unwrap();
+            c.cpu.write_kv(&mut ck, &mut cv, &k.1, &v.1, &cs).unwrap();
+            let case = format!("nb{nb} bs{bs} w{width} T{tokens}");
+            c.check("write_kv.k", &case, &gk, &ck);
+            c.check("write_kv.v", &case, &gv, &cv);
+        }
+        c.finish();
+    }
+}
+
+#[test]
+fn paged_attention_prefill_decode_mixed() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "paged_attention") else { return };
+        let mixed = vec![(1, 37), (5, 5), (16, 40), (3, 3), (1, 1), (24, 70)];
+        let cases = [
+            AttnCase { seqs: mixed.clone(), heads: 8, kv_heads: 2, head_dim: 64, block_size: 16, window: None, softcap: None, splits: 0 },
+            AttnCase { seqs: mixed.clone(), heads: 8, kv_heads: 2, head_dim: 128, block_size: 16, window: Some(7), softcap: None, splits: 0 },
+            AttnCase { seqs: mixed.clone(), heads: 4, kv_heads: 2, head_dim: 256, block_size: 16, window: Some(16), softcap: Some(20.0), splits: 0 },
+            AttnCase { seqs: mixed.clone(), heads: 6, kv_heads: 6, head_dim: 40, block_size: 5, window: None, softcap: Some(5.0), splits: 3 },
+            AttnCase { seqs: mixed.clone(), heads: 16, kv_heads: 1, head_dim: 80, block_size: 7, window: None, softcap: None, splits: 7 },
+            AttnCase { seqs: mixed, heads: 12, kv_heads: 4, head_dim: 96, block_size: 16, window: Some(3), softcap: None, splits: 2 },
+            // Long decode: split-K chosen automatically, then forced.
+            AttnCase { seqs: vec![(1, 1500), (1, 977), (2, 2048)], heads: 16, kv_heads: 4, head_dim: 128, block_size: 16, window: None, softcap: None, splits: 0 },
+            AttnCase { seqs: vec![(1, 1500), (1, 977)], heads: 8, kv_heads: 8, head_dim: 64, block_size: 32, window: Some(512), softcap: None, splits: 5 },
+            // A long prefill chunk after a cached prefix.
+            AttnCase { seqs: vec![(64, 300), (100, 100)], heads: 8, kv_heads: 2, head_dim: 128, block_size: 16, window: None, softcap: None, splits: 0 },
+        ];
+        for case in &cases {
+            let (g, r, label) = pair_attention_case(&mut c, case);
+            c.check("paged_attention", &label, &g, &r);
+        }
+        c.gpu.set_attention_splits(0);
+        c.finish();
+    }
+}
+
+#[test]
+fn device_checked_indices_are_errors_not_crashes() {
+    let Some(mut c) = Ctx::new(DType::F32, "device_errors") else { return };
+    // Without a sync after each launch, device-checked errors surface at the next to_host.
+    c.gpu.set_sync_launches(false);
+    let table = c.rand(&[10, 8], 1.0);
+    let ids = c.gpu.upload_u32(&[1, 10, 2], &[3]).unwrap();
+    let out = c.gpu.embedding(&table.0, &ids, 1.0).unwrap();
+    let err = pollster::block_on(c.gpu.to_host(&out)).unwrap_err();
+    assert!(matches!(&err, BackendError::Device { .. }) && err.to_string().contains("Embedding"), "{err}");
+    println!("embedding id 10 of 10: {err}");
+    // The error word is cleared: the next op works.
+    let ok = c.gpu.embedding(&table.0, &c.gpu.upload_u32(&[9], &[1]).unwrap(), 1.0).unwrap();
+    pollster::block_on(c.gpu.to_host(&ok)).unwrap();
+
+    let idx = c.gpu.upload_u32(&[0, 10], &[2]).unwrap();
+    let out = c.gpu.gather_rows(&table.0, &idx).unwrap();
+    let err = pollster::block_on(c.gpu.to_host(&out)).unwrap_err();
+    assert!(err.to_string().contains("GatherRows"), "{err}");
+
+    let mut kc = c.gpu.zeros(&[2, 4, 8]).unwrap();
+    let mut vc = c.gpu.zeros(&[2, 4, 8]).unwrap();
+    let slots = c.gpu.upload_u32(&[8, 1], &[2]).unwrap();
+    let (k, v) = (c.rand(&[2, 8], 1.0).0, c.rand(&[2, 8], 1.0).0);
+    c.gpu.write_kv(&mut kc, &mut vc, &k, &v, &slots).unwrap();
+    let err = pollster::block_on(c.gpu.to_host(&kc)).unwrap_err();
+    assert!(err.to_string().contains("WriteKv"), "{err}");
+
+    // Host-checked shapes and dtypes are immediate errors, as on the CPU.
+    let x = c.rand(&[3, 4], 1.0);
+    assert!(matches!(c.gpu.add(&x.0, &table.0), Err(BackendError::Shape { op: Op::Add, .. })));
+    assert!(matches!(c.gpu.argmax(&ids), Err(BackendError::Unsupported { op: Op::Argmax, dtype: DType::U32, .. })));
+    let bad = HostTensor { dtype: DType::F32, shape: vec![3], data: vec![0u8; 8].into() };
+    assert!(matches!(c.gpu.upload(&bad), Err(BackendError::Shape { op: Op::Upload, .. })));
+    c.finish();
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds what the GPU machine runs (it has no Rust): the CUDA test binaries and the tessera
+# binary, release, with `--features cuda`, plus the model fixtures, into .gpu/ (listed in
+# .git/info/exclude, so it travels only when carried). Then, in ONE device call:
+#
+#   run(command="bash scripts/gpu-suite.sh", carry=[".gpu"])
+#
+# Needs no CUDA here: cudarc loads the driver, NVRTC and cuBLAS at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUNDLE=.gpu
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+rm -rf "$BUNDLE"
+mkdir -p "$BUNDLE/bin"
+
+echo "== building the CUDA tests (release)"
+cargo test --release -p tessera --features cuda --test cuda_ops --test cuda_models --no-run \
+    --message-format=json-render-diagnostics > "$BUNDLE/build.json"
+python3 - "$BUNDLE" <<'PY'
+import json, shutil, sys
+bundle = sys.argv[1]
+found = {}
+for line in open(f"{bundle}/build.json"):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        found[m["target"]["name"]] = m["executable"]
+for name in ("cuda_ops", "cuda_models"):
+    if name not in found:
+        raise SystemExit(f"no test binary for {name} in cargo's output")
+    shutil.copy(found[name], f"{bundle}/bin/{name}")
+    print(f"   {name} <- {found[name]}")
+PY
+rm -f "$BUNDLE/build.json"
+
+echo "== building tessera (release, --features cuda)"
+cargo build --release -p tessera --features cuda --bin tessera
+cp "$TARGET_DIR/release/tessera" "$BUNDLE/bin/tessera"
+
+# Debug info is not needed there and would crowd the 64 MiB carry limit.
+for f in "$BUNDLE"/bin/*; do
+    objcopy --strip-debug "$f" 2>/dev/null || strip --strip-debug "$f" 2>/dev/null || true
+done
+
+echo "== fixtures"
+cp -r tests/fixtures/models "$BUNDLE/fixtures"
+git rev-parse --short HEAD > "$BUNDLE/COMMIT" 2>/dev/null || true
+git status --porcelain --untracked-files=no | wc -l | xargs -I{} echo "uncommitted tracked changes: {}" >> "$BUNDLE/COMMIT"
+
+du -sh "$BUNDLE" "$BUNDLE"/bin/* "$BUNDLE/fixtures"
+size=$(du -sm "$BUNDLE" | cut -f1)
+if [ "$size" -ge 64 ]; then
+    echo "bundle is ${size} MiB: over the 64 MiB a device call may carry" >&2
+    exit 1
+fi
+echo "bundle ready: run(command=\"bash scripts/gpu-suite.sh\", carry=[\".gpu\"])"

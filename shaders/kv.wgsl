@@ -1,0 +1,31 @@
+//! `write_kv`: scatters one of k or v [T, width] into its paged cache
+//! [num_blocks, block_size, width] at `slot_mapping[t]` (u32::MAX = padding, skipped; slots
+//! past the cache are skipped too). One thread per element. Aliases: C (cache), S (source).
+
+struct Params {
+    tokens: u32,
+    width: u32,
+    num_slots: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> cache: array<C>;
+@group(0) @binding(2) var<storage, read> src: array<S>;
+@group(0) @binding(3) var<storage, read> slots: array<u32>;
+
+@compute @workgroup_size(WG)
+fn write_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wg, nwg) * WG + li;
+    if (i >= p.tokens * p.width) {
+        return;
+    }
+    let t = i / p.width;
+    let c = i - t * p.width;
+    let slot = slots[t];
+    if (slot >= p.num_slots) {
+        return;
+    }
+    cache[slot * p.width + c] = C(f32(src[i]));
+}

@@ -1,0 +1,138 @@
+//! `x · wᵀ (+ bias)`: x [M, K], w [N, K] (HF Linear layout), bias [N] -> out [M, N], f32
+//! accumulation. Aliases: X, W, BT (bias), O. A weight larger than one storage binding is
+//! bound in row chunks: this dispatch sees rows n0 .. n0 + nc of w as `w[0 ..]`.
+//!
+//! ```text
+//! matmul_tiled  (M >= 8): workgroup TS x TS threads computes a (4 TS) x (4 TS) output tile,
+//!               4 x 4 per thread, over K in steps of BK staged in workgroup memory.
+//! matmul_vec    (small M, decode): workgroup = VR output columns x (WG / VR) lanes; lanes
+//!               stride over K, partial dots reduced in workgroup memory.
+//! ```
+//! Quantized weights (GGUF blocks) will get their own entry points here, dequantizing the
+//! blocks of w while staging them.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<X>;
+@group(0) @binding(2) var<storage, read> w: array<W>;
+@group(0) @binding(3) var<storage, read> bias: array<BT>;
+@group(0) @binding(4) var<storage, read_write> out: array<O>;
+
+const BK: u32 = 16u;
+const BM: u32 = 4u * TS;
+const BN: u32 = 4u * TS;
+
+var<workgroup> xs: array<f32, BK * BM>;
+var<workgroup> ws: array<f32, BK * BN>;
+
+fn store(r: u32, c: u32, acc: f32) {
+    var v = acc;
+    if (p.has_bias != 0u) {
+        v = v + f32(bias[p.n0 + c]);
+    }
+    out[r * p.n + p.n0 + c] = O(v);
+}
+
+@compute @workgroup_size(TS, TS)
+fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let tid = lid.y * TS + lid.x;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
+        // Stage x[row0 .. row0 + BM, k0 .. k0 + BK] and w[col0 .. col0 + BN, k0 .. k0 + BK],
+        // transposed to [BK][BM] / [BK][BN]; zeros past the edges.
+        for (var e = tid; e < BK * BM; e = e + TS * TS) {
+            let mm = e / BK;
+            let kk = e - mm * BK;
+            let r = row0 + mm;
+            let kg = k0 + kk;
+            var v = 0.0;
+            if (r < p.m && kg < p.k) {
+                v = f32(x[r * p.k + kg]);
+            }
+            xs[kk * BM + mm] = v;
+        }
+        for (var e = tid; e < BK * BN; e = e + TS * TS) {
+            let nn = e / BK;
+            let kk = e - nn * BK;
+            let c = col0 + nn;
+            let kg = k0 + kk;
+            var v = 0.0;
+            if (c < p.nc && kg < p.k) {
+                v = f32(w[c * p.k + kg]);
+            }
+            ws[kk * BN + nn] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk = kk + 1u) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                a[i] = xs[kk * BM + lid.y + i * TS];
+                b[i] = ws[kk * BN + lid.x + i * TS];
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let r = row0 + lid.y + i * TS;
+            let c = col0 + lid.x + j * TS;
+            if (r < p.m && c < p.nc) {
+                store(r, c, acc[i * 4u + j]);
+            }
+        }
+    }
+}
+
+const LANES: u32 = WG / VR;
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn matmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = column groups, z = rows of x.
+    let col_group = linear_wg(wg, nwg);
+    let r = wg.z;
+    let lane = li % LANES;
+    let c = col_group * VR + li / LANES;
+    var acc = 0.0;
+    if (c < p.nc) {
+        let xb = r * p.k;
+        let wb = c * p.k;
+        for (var kk = lane; kk < p.k; kk = kk + LANES) {
+            acc = acc + f32(x[xb + kk]) * f32(w[wb + kk]);
+        }
+    }
+    partial[li] = acc;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
+        if (lane < s) {
+            partial[li] = partial[li] + partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && c < p.nc) {
+        store(r, c, partial[li]);
+    }
+}
