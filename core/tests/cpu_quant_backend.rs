@@ -68,7 +68,7 @@ fn quantized_matmul_matches_dequantized_reference() {
                 let mut first: Option<Vec<f32>> = None;
                 for (name, be) in &backends {
                     let wt = be.upload(&host_w).unwrap();
-                    let repacked = matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0) && n % 8 == 0 && k % 64 == 0;
+                    let repacked = matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0) && n % 8 == 0 && k % 64 == 0;
                     assert_eq!(matches!(layout(&wt), QuantLayout::X8(_)), repacked, "{dtype} [{n}, {k}]");
                     assert_eq!(wt.dtype(), dtype);
                     let xt = be.upload(&HostTensor::from_f32(&x, &[m, k])).unwrap();
@@ -277,6 +277,12 @@ fn attention_and_silu_agree_across_isa_levels() {
             for ((&a, &gv), &uv) in act.iter().zip(&g).zip(&u) {
                 let want = gv as f64 / (1.0 + (-gv as f64).exp()) * uv as f64;
                 assert!((a as f64 - want).abs() <= 1e-6 * want.abs().max(1.0), "{isa} silu({gv}) * {uv}: {a} vs {want}");
+            }
+            let gelu = host(&be, &be.act_mul(&be.upload(&HostTensor::from_f32(&g, &[3, 100])).unwrap(), &be.upload(&HostTensor::from_f32(&u, &[3, 100])).unwrap(), Activation::GeluTanh).unwrap());
+            for ((&a, &gv), &uv) in gelu.iter().zip(&g).zip(&u) {
+                let x = gv as f64;
+                let want = 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()) * uv as f64;
+                assert!((a as f64 - want).abs() <= 1e-6 * (x.abs() * uv.abs() as f64).max(1.0), "{isa} gelu_tanh({gv}) * {uv}: {a} vs {want}");
             }
             match &reference {
                 None => reference = Some(out),

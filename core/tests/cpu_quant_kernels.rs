@@ -155,7 +155,7 @@ fn vec_dot_matches_dequantized_reference_for_every_type_and_level() {
 #[test]
 fn x8_repack_round_trips_exactly() {
     let mut rng = Rng::new(11);
-    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0] {
         let kind = X8Kind::of(dtype).unwrap();
         let (n, k) = (16, 192);
         let w = random_blocks(&mut rng, dtype, n * k / 32);
@@ -180,7 +180,7 @@ fn x8_repack_round_trips_exactly() {
 #[test]
 fn x8_panel_kernels_match_reference_at_every_level() {
     let mut rng = Rng::new(13);
-    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+    for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0] {
         let kind = X8Kind::of(dtype).unwrap();
         for &k in &[64usize, 128, 576, 1536] {
             let n = 16;
@@ -224,4 +224,31 @@ fn quantize_row_rejects_partial_blocks() {
     let x = vec![0.5f32; 48];
     let (mut qs, mut d, mut s) = (vec![0i8; 48], vec![0.0f32; 1], vec![0.0f32; 1]);
     quantize_row_q8(Isa::SCALAR, &x, &mut qs, &mut d, &mut s, false);
+}
+
+#[test]
+fn vec_dot_rows_equals_one_row_at_a_time_bitwise() {
+    use tessera_core::quant::dot::vec_dot_rows;
+    let mut rng = Rng::new(17);
+    for dtype in ALL {
+        let format = act_format(dtype).unwrap();
+        let k = 512;
+        let w = random_blocks(&mut rng, dtype, k / dtype.block_len());
+        let x = rng.vec(5 * k, 2.0);
+        let mut acts = QuantActs::default();
+        acts.quantize(Isa::SCALAR, format, &x, 5, k);
+        let rows: Vec<ActRow> = (0..5)
+            .map(|r| match format {
+                ActFormat::Q8K => ActRow::Q8K(acts.q8k_row(r)),
+                _ => ActRow::Q8(acts.q8_row(r)),
+            })
+            .collect();
+        for isa in Isa::available() {
+            let mut out = vec![0.0f32; 5];
+            vec_dot_rows(isa, dtype, &w, &rows, &mut out);
+            for (r, &o) in out.iter().enumerate() {
+                assert_eq!(o.to_bits(), vec_dot(isa, dtype, &w, rows[r]).to_bits(), "{dtype} {isa} row {r}");
+            }
+        }
+    }
 }

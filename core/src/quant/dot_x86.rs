@@ -1,6 +1,6 @@
 //! x86-64 SIMD versions of the row dot products of `dot_scalar` (same formulas), for plain
-//! (not repacked) weight rows: Q4_0, Q4_1, Q8_0 against Q8 rows; Q4_K, Q5_K, Q6_K against
-//! Q8K rows.
+//! (not repacked) weight rows: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 against Q8 rows; Q4_K, Q5_K,
+//! Q6_K against Q8K rows.
 //!
 //! One macro body, two instantiations that differ only in the u8×i8 → i32 dot of 32 bytes:
 //! ```text
@@ -59,6 +59,21 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
     _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m4), _mm_and_si128(x, m4))
 }
 
+/// 0x10 in byte i where bit i of the 32 bits at `p` is set (the 5th bits of a Q5 block).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn high_bits32(p: *const u8) -> __m256i {
+    let qh = std::ptr::read_unaligned(p as *const u32) as i32;
+    // Byte i takes byte i/8 of qh, then tests its bit i%8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh),
+        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
 macro_rules! row_kernels {
     ($name:ident, $features:literal, $dot:ident) => {
         pub(super) mod $name {
@@ -82,6 +97,24 @@ macro_rules! row_kernels {
                 hsum_ps(acc) + corr
             }
 
+            /// Q5_0 / Q5_1 (`BYTES` 22 / 24): `d·(da·isum − 16·s)` or `d·da·isum + m·s`.
+            #[target_feature(enable = $features)]
+            pub unsafe fn q5<const BYTES: usize>(w: &[u8], a: Q8Row) -> f32 {
+                let nb = w.len() / BYTES;
+                let (hoff, qoff) = (BYTES - 20, BYTES - 16);
+                let (mut acc, mut corr) = (_mm256_setzero_ps(), 0.0f32);
+                for b in 0..nb {
+                    let blk = w.as_ptr().add(b * BYTES);
+                    let wq = _mm256_or_si256(nibbles32(blk.add(qoff)), high_bits32(blk.add(hoff)));
+                    let aq = _mm256_loadu_si256(a.qs.as_ptr().add(32 * b) as *const __m256i);
+                    let dw = f16_at(blk);
+                    let p = _mm256_cvtepi32_ps($dot(wq, aq));
+                    acc = _mm256_fmadd_ps(p, _mm256_set1_ps(dw * a.d[b]), acc);
+                    corr += if BYTES == 24 { f16_at(blk.add(2)) } else { -16.0 * dw } * a.s[b];
+                }
+                hsum_ps(acc) + corr
+            }
+
             /// Q8_0: `d·da·isum`, signs moved onto the activations so the dot is u8·i8.
             #[target_feature(enable = $features)]
             pub unsafe fn q8_0(w: &[u8], a: Q8Row) -> f32 {
@@ -98,21 +131,22 @@ macro_rules! row_kernels {
                 hsum_ps(acc)
             }
 
-            /// Q4_K (`HIGH` = false) and Q5_K (`HIGH` = true, the 5th bits from `qh`).
+            /// Q4_K (`HIGH` = false) and Q5_K (`HIGH` = true, the 5th bits from `qh`), one
+            /// weight row against `R` activation rows (weights unpacked once; each row's
+            /// arithmetic is the same for any `R`).
             #[target_feature(enable = $features)]
-            pub unsafe fn q45_k<const HIGH: bool>(w: &[u8], a: Q8KRow) -> f32 {
+            pub unsafe fn q45_k<const HIGH: bool, const R: usize>(w: &[u8], a: &[Q8KRow; R]) -> [f32; R] {
                 let bytes = if HIGH { 176 } else { 144 };
                 let qoff = if HIGH { 48 } else { 16 };
                 let nb = w.len() / bytes;
                 let m4 = _mm256_set1_epi8(0x0F);
-                let (mut acc, mut mins) = (_mm256_setzero_ps(), 0.0f32);
+                let (mut acc, mut mins) = ([_mm256_setzero_ps(); R], [0.0f32; R]);
                 for i in 0..nb {
                     let blk = w.as_ptr().add(i * bytes);
                     let scales = &w[i * bytes + 4..i * bytes + 16];
                     let hbits = _mm256_loadu_si256(blk.add(16) as *const __m256i);
-                    let aq = a.qs.as_ptr().add(256 * i);
-                    let mut sumi = _mm256_setzero_si256();
-                    let mut summ = 0i32;
+                    let mut sumi = [_mm256_setzero_si256(); R];
+                    let mut summ = [0i32; R];
                     for j in 0..4 {
                         let q4 = _mm256_loadu_si256(blk.add(qoff + 32 * j) as *const __m256i);
                         let mut lo = _mm256_and_si256(q4, m4);
@@ -127,32 +161,41 @@ macro_rules! row_kernels {
                         }
                         let (sc0, m0) = scale_min_k4(2 * j, scales);
                         let (sc1, m1) = scale_min_k4(2 * j + 1, scales);
-                        let al = _mm256_loadu_si256(aq.add(64 * j) as *const __m256i);
-                        let ah = _mm256_loadu_si256(aq.add(64 * j + 32) as *const __m256i);
-                        let pl = _mm256_mullo_epi32($dot(lo, al), _mm256_set1_epi32(sc0 as i32));
-                        let ph = _mm256_mullo_epi32($dot(hi, ah), _mm256_set1_epi32(sc1 as i32));
-                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-                        let bs = &a.bsums[16 * i + 4 * j..16 * i + 4 * j + 4];
-                        summ += m0 as i32 * (bs[0] as i32 + bs[1] as i32) + m1 as i32 * (bs[2] as i32 + bs[3] as i32);
+                        for c in 0..R {
+                            let aq = a[c].qs.as_ptr().add(256 * i);
+                            let al = _mm256_loadu_si256(aq.add(64 * j) as *const __m256i);
+                            let ah = _mm256_loadu_si256(aq.add(64 * j + 32) as *const __m256i);
+                            let pl = _mm256_mullo_epi32($dot(lo, al), _mm256_set1_epi32(sc0 as i32));
+                            let ph = _mm256_mullo_epi32($dot(hi, ah), _mm256_set1_epi32(sc1 as i32));
+                            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(pl, ph));
+                            let bs = &a[c].bsums[16 * i + 4 * j..16 * i + 4 * j + 4];
+                            summ[c] += m0 as i32 * (bs[0] as i32 + bs[1] as i32) + m1 as i32 * (bs[2] as i32 + bs[3] as i32);
+                        }
                     }
-                    let d = f16_at(blk) * a.d[i];
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-                    mins += f16_at(blk.add(2)) * a.d[i] * summ as f32;
+                    for c in 0..R {
+                        let d = f16_at(blk) * a[c].d[i];
+                        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+                        mins[c] += f16_at(blk.add(2)) * a[c].d[i] * summ[c] as f32;
+                    }
                 }
-                hsum_ps(acc) - mins
+                let mut out = [0.0f32; R];
+                for c in 0..R {
+                    out[c] = hsum_ps(acc[c]) - mins[c];
+                }
+                out
             }
 
-            /// Q6_K: unsigned 6-bit quants dotted as u8·i8, the −32 offset through `bsums`.
+            /// Q6_K: unsigned 6-bit quants dotted as u8·i8, the −32 offset through `bsums`;
+            /// one weight row against `R` activation rows, as `q45_k`.
             #[target_feature(enable = $features)]
-            pub unsafe fn q6_k(w: &[u8], a: Q8KRow) -> f32 {
+            pub unsafe fn q6_k<const R: usize>(w: &[u8], a: &[Q8KRow; R]) -> [f32; R] {
                 let nb = w.len() / 210;
                 let (m4, m3) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
-                let (mut acc, mut corr) = (_mm256_setzero_ps(), 0.0f32);
+                let (mut acc, mut corr) = ([_mm256_setzero_ps(); R], [0.0f32; R]);
                 for i in 0..nb {
                     let blk = w.as_ptr().add(i * 210);
                     let sc = &w[i * 210 + 192..i * 210 + 208];
-                    let aq = a.qs.as_ptr().add(256 * i);
-                    let mut sumi = _mm256_setzero_si256();
+                    let mut sumi = [_mm256_setzero_si256(); R];
                     for n in 0..2 {
                         let b1 = _mm256_loadu_si256(blk.add(64 * n) as *const __m256i);
                         let b2 = _mm256_loadu_si256(blk.add(64 * n + 32) as *const __m256i);
@@ -167,20 +210,29 @@ macro_rules! row_kernels {
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h2),
                             _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h3),
                         ];
-                        for (c, &qc) in q.iter().enumerate() {
-                            let av = _mm256_loadu_si256(aq.add(128 * n + 32 * c) as *const __m256i);
-                            let (s0, s1) = (sc[8 * n + 2 * c] as i8 as i32, sc[8 * n + 2 * c + 1] as i8 as i32);
+                        for (k, &qk) in q.iter().enumerate() {
+                            let (s0, s1) = (sc[8 * n + 2 * k] as i8 as i32, sc[8 * n + 2 * k + 1] as i8 as i32);
                             let scv = _mm256_set_m128i(_mm_set1_epi32(s1), _mm_set1_epi32(s0));
-                            sumi = _mm256_add_epi32(sumi, _mm256_mullo_epi32($dot(qc, av), scv));
+                            for c in 0..R {
+                                let aq = a[c].qs.as_ptr().add(256 * i);
+                                let av = _mm256_loadu_si256(aq.add(128 * n + 32 * k) as *const __m256i);
+                                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_mullo_epi32($dot(qk, av), scv));
+                            }
                         }
                     }
-                    let bs = &a.bsums[16 * i..16 * i + 16];
-                    let off: i32 = sc.iter().zip(bs).map(|(&s, &b)| s as i8 as i32 * b as i32).sum();
-                    let d = f16_at(blk.add(208)) * a.d[i];
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-                    corr += d * (32 * off) as f32;
+                    for c in 0..R {
+                        let bs = &a[c].bsums[16 * i..16 * i + 16];
+                        let off: i32 = sc.iter().zip(bs).map(|(&s, &b)| s as i8 as i32 * b as i32).sum();
+                        let d = f16_at(blk.add(208)) * a[c].d[i];
+                        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+                        corr[c] += d * (32 * off) as f32;
+                    }
                 }
-                hsum_ps(acc) - corr
+                let mut out = [0.0f32; R];
+                for c in 0..R {
+                    out[c] = hsum_ps(acc[c]) - corr[c];
+                }
+                out
             }
         }
     };

@@ -16,7 +16,9 @@
 //! Scales are f32 (ggml keeps f16 for q8_0/q8_1); the values are within the same rounding.
 //! Rows are quantized with round-half-even, using the 1.5·2²³ trick so the loops vectorize.
 
-use super::isa::{Isa, Level};
+use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::Level;
 
 /// Elements per Q8 block.
 pub const QK8: usize = 32;

@@ -1,4 +1,5 @@
-//! The "x8" weight layout: Q4_0 / Q4_1 / Q8_0 rows regrouped eight at a time at upload, so
+//! The "x8" weight layout: Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 rows regrouped eight at a time
+//! at upload, so
 //! one 64-byte vector holds 4-byte slices of 16 blocks (8 rows × 2 blocks) and a single
 //! integer-dot instruction advances all of them (the idea of llama.cpp's repacked
 //! `block_q4_0x8`, laid out for 16-lane i32 dots).
@@ -6,22 +7,29 @@
 //! ```text
 //! panel = 8 rows; group = blocks 2p, 2p+1 of each of them; lane L = 2·r + j  (r < 8, j < 2)
 //! W_g (g < 8): 64 bytes, bytes 4L..4L+4 = quants 4g..4g+4 of block j of row r, unsigned:
-//!     Q4_0/Q4_1: the 4-bit quant (0..15);  Q8_0: the i8 quant + 128 (x ^ 0x80)
+//!     Q4_*: the 4-bit quant (0..15);  Q5_*: the 5-bit quant (0..31);
+//!     Q8_0: the i8 quant + 128 (x ^ 0x80)
 //! group bytes
-//!   Q4_*: [0, 256)   P_0..P_3, P_q = W_2q | W_2q+1 << 4    (nibble-packed: 16 B / block)
+//!   Q4_*: [0, 256)   P_0..P_3, P_q = low nibbles of W_2q | W_2q+1 << 4   (16 B / block)
 //!         [256, 288) d, f16 × 16 lanes      Q4_1: [288, 320) m, f16 × 16 lanes
+//!   Q5_*: [0, 256)   as Q4 (the low 4 bits)
+//!         [256, 320) H: bit g of byte 4L + t = 5th bit of quant 4g + t of lane L
+//!         [320, 352) d                      Q5_1: [352, 384) m
 //!   Q8_0: [0, 512)   W_0..W_7                [512, 544) d, f16 × 16 lanes
 //! tensor = panels in row order; panel = K/64 groups in column order. Same bytes as ggml's.
 //!
 //! kernel: with activations in `ActFormat::Q8Pairs` (8 bytes per g: 4 of block 2p, 4 of 2p+1),
 //!   lane L accumulates  dot(W_g lane, broadcast act bytes)  over g -> isum of (r, block 2p+j)
-//!   acc_L += isum · d_L · da_j + coef_L · s_j      coef = −8d (Q4_0), m (Q4_1), −128d (Q8_0)
+//!   acc_L += isum · d_L · da_j + coef_L · s_j
+//!   coef = −8d (Q4_0), −16d (Q5_0), m (Q4_1, Q5_1), −128d (Q8_0)
 //!   out[r] = acc_{2r} + acc_{2r+1}
 //! ```
 
 use half::f16;
 
-use super::isa::{Isa, Level};
+use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::Level;
 use super::q8::Q8Row;
 use crate::tensor::DType;
 
@@ -37,6 +45,8 @@ pub const MAX_MR: usize = 4;
 pub enum X8Kind {
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q8_0,
 }
 
@@ -46,6 +56,8 @@ impl X8Kind {
         match dtype {
             DType::Q4_0 => Some(X8Kind::Q4_0),
             DType::Q4_1 => Some(X8Kind::Q4_1),
+            DType::Q5_0 => Some(X8Kind::Q5_0),
+            DType::Q5_1 => Some(X8Kind::Q5_1),
             DType::Q8_0 => Some(X8Kind::Q8_0),
             _ => None,
         }
@@ -55,6 +67,8 @@ impl X8Kind {
         match self {
             X8Kind::Q4_0 => DType::Q4_0,
             X8Kind::Q4_1 => DType::Q4_1,
+            X8Kind::Q5_0 => DType::Q5_0,
+            X8Kind::Q5_1 => DType::Q5_1,
             X8Kind::Q8_0 => DType::Q8_0,
         }
     }
@@ -64,6 +78,8 @@ impl X8Kind {
         match self {
             X8Kind::Q4_0 => 288,
             X8Kind::Q4_1 => 320,
+            X8Kind::Q5_0 => 352,
+            X8Kind::Q5_1 => 384,
             X8Kind::Q8_0 => 544,
         }
     }
@@ -72,6 +88,7 @@ impl X8Kind {
     pub const fn scale_offset(self) -> usize {
         match self {
             X8Kind::Q4_0 | X8Kind::Q4_1 => 256,
+            X8Kind::Q5_0 | X8Kind::Q5_1 => 320,
             X8Kind::Q8_0 => 512,
         }
     }
@@ -86,11 +103,16 @@ pub fn can_repack(dtype: DType, n: usize, k: usize) -> bool {
 fn block_quants(kind: X8Kind, blk: &[u8]) -> [u8; 32] {
     let mut q = [0u8; 32];
     match kind {
-        X8Kind::Q4_0 | X8Kind::Q4_1 => {
+        X8Kind::Q4_0 | X8Kind::Q4_1 | X8Kind::Q5_0 | X8Kind::Q5_1 => {
             let qs = &blk[blk.len() - 16..];
+            let qh = match kind {
+                X8Kind::Q5_0 => u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]),
+                X8Kind::Q5_1 => u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]),
+                _ => 0,
+            };
             for e in 0..16 {
-                q[e] = qs[e] & 0xF;
-                q[e + 16] = qs[e] >> 4;
+                q[e] = (qs[e] & 0xF) | (((qh >> e) & 1) << 4) as u8;
+                q[e + 16] = (qs[e] >> 4) | (((qh >> (e + 16)) & 1) << 4) as u8;
             }
         }
         X8Kind::Q8_0 => {
@@ -120,10 +142,16 @@ pub fn repack(kind: X8Kind, n: usize, k: usize, src: &[u8]) -> Vec<u8> {
                     let blk = &src[at..at + bb];
                     let q = block_quants(kind, blk);
                     match kind {
-                        X8Kind::Q4_0 | X8Kind::Q4_1 => {
+                        X8Kind::Q4_0 | X8Kind::Q4_1 | X8Kind::Q5_0 | X8Kind::Q5_1 => {
                             for v in 0..4 {
                                 for t in 0..4 {
-                                    group[64 * v + 4 * lane + t] = q[8 * v + t] | (q[8 * v + 4 + t] << 4);
+                                    group[64 * v + 4 * lane + t] = (q[8 * v + t] & 0xF) | ((q[8 * v + 4 + t] & 0xF) << 4);
+                                }
+                            }
+                            if matches!(kind, X8Kind::Q5_0 | X8Kind::Q5_1) {
+                                for t in 0..4 {
+                                    let bits = (0..8).fold(0u8, |h, g| h | ((q[4 * g + t] >> 4) << g));
+                                    group[256 + 4 * lane + t] = bits;
                                 }
                             }
                         }
@@ -134,7 +162,7 @@ pub fn repack(kind: X8Kind, n: usize, k: usize, src: &[u8]) -> Vec<u8> {
                         }
                     }
                     group[so + 2 * lane..so + 2 * lane + 2].copy_from_slice(&blk[0..2]);
-                    if kind == X8Kind::Q4_1 {
+                    if matches!(kind, X8Kind::Q4_1 | X8Kind::Q5_1) {
                         group[so + 32 + 2 * lane..so + 32 + 2 * lane + 2].copy_from_slice(&blk[2..4]);
                     }
                 }
@@ -149,13 +177,11 @@ pub fn repack(kind: X8Kind, n: usize, k: usize, src: &[u8]) -> Vec<u8> {
 fn quant_at(kind: X8Kind, group: &[u8], lane: usize, e: usize) -> u8 {
     let (g, t) = (e / 4, e % 4);
     match kind {
-        X8Kind::Q4_0 | X8Kind::Q4_1 => {
+        X8Kind::Q4_0 | X8Kind::Q4_1 | X8Kind::Q5_0 | X8Kind::Q5_1 => {
             let byte = group[64 * (g / 2) + 4 * lane + t];
-            if g % 2 == 0 {
-                byte & 0xF
-            } else {
-                byte >> 4
-            }
+            let low = if g % 2 == 0 { byte & 0xF } else { byte >> 4 };
+            let high = if matches!(kind, X8Kind::Q5_0 | X8Kind::Q5_1) { ((group[256 + 4 * lane + t] >> g) & 1) << 4 } else { 0 };
+            low | high
         }
         X8Kind::Q8_0 => group[64 * g + 4 * lane + t],
     }
@@ -169,7 +195,8 @@ fn lane_scales(kind: X8Kind, group: &[u8], lane: usize) -> (f32, f32) {
     let d = h(so + 2 * lane);
     let coef = match kind {
         X8Kind::Q4_0 => -8.0 * d,
-        X8Kind::Q4_1 => h(so + 32 + 2 * lane),
+        X8Kind::Q5_0 => -16.0 * d,
+        X8Kind::Q4_1 | X8Kind::Q5_1 => h(so + 32 + 2 * lane),
         X8Kind::Q8_0 => -128.0 * d,
     };
     (d, coef)
@@ -188,10 +215,11 @@ pub fn dequantize_row(kind: X8Kind, k: usize, data: &[u8], row: usize, out: &mut
             let (d, coef) = lane_scales(kind, group, lane);
             for e in 0..32 {
                 let u = quant_at(kind, group, lane, e) as f32;
-                // Q8_0 / Q4_0: d·(u − off) exactly as ggml (x·d with x an integer).
+                // *_0: d·(u − off) exactly as ggml (x·d with x an integer).
                 out[GROUP_K * p + 32 * j + e] = match kind {
-                    X8Kind::Q4_1 => d * u + coef,
+                    X8Kind::Q4_1 | X8Kind::Q5_1 => u * d + coef,
                     X8Kind::Q4_0 => (u - 8.0) * d,
+                    X8Kind::Q5_0 => (u - 16.0) * d,
                     X8Kind::Q8_0 => (u - 128.0) * d,
                 };
             }
@@ -199,27 +227,55 @@ pub fn dequantize_row(kind: X8Kind, k: usize, data: &[u8], row: usize, out: &mut
     }
 }
 
-/// Portable kernel, same contract as [`panels_dot`].
+/// Portable kernel, same contract as [`panels_dot`]. Each group is unpacked once into
+/// per-lane quants (natural order) and each act row de-interleaved once, so the inner
+/// loops are plain u8·i8 dots the compiler can vectorize (SSE2, wasm simd128).
 fn panels_scalar(kind: X8Kind, panels: &[u8], panel_bytes: usize, acts: &[Q8Row], out: &mut [f32], stride: usize) {
     let gb = kind.group_bytes();
+    let mut q = [[0u8; 32]; 16];
+    let mut scales = [(0.0f32, 0.0f32); 16];
+    let mut a_nat = [0i8; GROUP_K];
     for (pi, panel) in panels.chunks_exact(panel_bytes).enumerate() {
-        for (c, a) in acts.iter().enumerate() {
-            let mut acc = [0.0f32; 16];
-            for (p, group) in panel.chunks_exact(gb).enumerate() {
-                let aq = &a.qs[GROUP_K * p..GROUP_K * (p + 1)];
-                for (lane, acc_l) in acc.iter_mut().enumerate() {
-                    let j = lane % 2;
-                    let mut isum = 0i32;
-                    for e in 0..32 {
-                        let u = quant_at(kind, group, lane, e) as i32;
-                        isum += u * aq[8 * (e / 4) + 4 * j + e % 4] as i32;
+        let mut acc = [[0.0f32; 16]; MAX_MR];
+        for (p, group) in panel.chunks_exact(gb).enumerate() {
+            for (lane, ql) in q.iter_mut().enumerate() {
+                for t in 0..4 {
+                    match kind {
+                        X8Kind::Q8_0 => {
+                            for g in 0..8 {
+                                ql[4 * g + t] = group[64 * g + 4 * lane + t];
+                            }
+                        }
+                        _ => {
+                            let high = if matches!(kind, X8Kind::Q5_0 | X8Kind::Q5_1) { group[256 + 4 * lane + t] } else { 0 };
+                            for v in 0..4 {
+                                let byte = group[64 * v + 4 * lane + t];
+                                ql[8 * v + t] = (byte & 0xF) | (((high >> (2 * v)) & 1) << 4);
+                                ql[8 * v + 4 + t] = (byte >> 4) | (((high >> (2 * v + 1)) & 1) << 4);
+                            }
+                        }
                     }
-                    let (d, coef) = lane_scales(kind, group, lane);
-                    *acc_l += isum as f32 * (d * a.d[2 * p + j]) + coef * a.s[2 * p + j];
+                }
+                scales[lane] = lane_scales(kind, group, lane);
+            }
+            for (c, a) in acts.iter().enumerate() {
+                let aq = &a.qs[GROUP_K * p..GROUP_K * (p + 1)];
+                for g in 0..8 {
+                    for j in 0..2 {
+                        a_nat[32 * j + 4 * g..32 * j + 4 * g + 4].copy_from_slice(&aq[8 * g + 4 * j..8 * g + 4 * j + 4]);
+                    }
+                }
+                for (lane, ql) in q.iter().enumerate() {
+                    let j = lane % 2;
+                    let isum: i32 = ql.iter().zip(&a_nat[32 * j..32 * j + 32]).map(|(&u, &x)| u as i32 * x as i32).sum();
+                    let (d, coef) = scales[lane];
+                    acc[c][lane] += isum as f32 * (d * a.d[2 * p + j]) + coef * a.s[2 * p + j];
                 }
             }
+        }
+        for (c, acc_c) in acc.iter().enumerate().take(acts.len()) {
             for r in 0..PANEL_ROWS {
-                out[c * stride + PANEL_ROWS * pi + r] = acc[2 * r] + acc[2 * r + 1];
+                out[c * stride + PANEL_ROWS * pi + r] = acc_c[2 * r] + acc_c[2 * r + 1];
             }
         }
     }

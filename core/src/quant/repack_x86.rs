@@ -5,7 +5,9 @@
 //! avx512  16 lanes = the panel's 16 (row, block) pairs; per group and act row:
 //!         8 × vpdpbusd(W_g, broadcast 8 act bytes), cvt, 2 fma
 //! avx2    the same layout in two 8-lane halves (rows 0..4, 4..8); maddubs into i16
-//!         (Q4: 8 × 2·15·127 < 2¹⁵) then madd; Q8_0 uses the sign trick per g
+//!         (Q4: 8 × 2·15·127 < 2¹⁵; Q5: two sums of 4 × 2·31·127) then madd; Q8_0 uses
+//!         the sign trick per g
+//! Q5_*: the 5th bits (H, bit g of each byte) are shifted to bit 4 and or-ed in per g.
 //! ```
 //! Safety contract of every `unsafe fn` here: the CPU has the target features named on it
 //! (the caller holds an `Isa` of that level), `panels` holds whole panels of `panel_bytes`
@@ -25,11 +27,15 @@ const _: () = assert!(MAX_MR <= 6, "dispatch_mr! instantiates kernels for up to 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
+const Q5_0: u8 = 3;
+const Q5_1: u8 = 4;
 
 const fn kind_id(kind: X8Kind) -> u8 {
     match kind {
         X8Kind::Q4_0 => Q4_0,
         X8Kind::Q4_1 => Q4_1,
+        X8Kind::Q5_0 => Q5_0,
+        X8Kind::Q5_1 => Q5_1,
         X8Kind::Q8_0 => Q8_0,
     }
 }
@@ -38,16 +44,22 @@ const fn group_bytes(kind: u8) -> usize {
     match kind {
         Q4_0 => 288,
         Q4_1 => 320,
+        Q5_0 => 352,
+        Q5_1 => 384,
         _ => 544,
     }
 }
 
 const fn scale_offset(kind: u8) -> usize {
-    if kind == Q8_0 {
-        512
-    } else {
-        256
+    match kind {
+        Q8_0 => 512,
+        Q5_0 | Q5_1 => 320,
+        _ => 256,
     }
+}
+
+const fn is_q5(kind: u8) -> bool {
+    kind == Q5_0 || kind == Q5_1
 }
 
 /// Reads 8 bytes at `p` as an i64 (unaligned).
@@ -88,11 +100,25 @@ unsafe fn x8_panel_avx512<const KIND: u8, const MR: usize>(panel: &[u8], acts: &
                 w[2 * q] = _mm512_and_si512(v, m4);
                 w[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
+            if is_q5(KIND) {
+                let h = _mm512_loadu_si512(g.add(256) as *const __m512i);
+                let bit4 = _mm512_set1_epi8(0x10);
+                for (i, wi) in w.iter_mut().enumerate() {
+                    // Bit i of each byte -> bit 4 (16-bit shifts; the mask drops what crosses bytes).
+                    let moved = if i <= 4 {
+                        _mm512_sll_epi16(h, _mm_cvtsi32_si128(4 - i as i32))
+                    } else {
+                        _mm512_srl_epi16(h, _mm_cvtsi32_si128(i as i32 - 4))
+                    };
+                    *wi = _mm512_or_si512(*wi, _mm512_and_si512(moved, bit4));
+                }
+            }
         }
         let dw = _mm512_cvtph_ps(_mm256_loadu_si256(g.add(so) as *const __m256i));
         let coef = match KIND {
             Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
-            Q4_1 => _mm512_cvtph_ps(_mm256_loadu_si256(g.add(so + 32) as *const __m256i)),
+            Q5_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-16.0)),
+            Q4_1 | Q5_1 => _mm512_cvtph_ps(_mm256_loadu_si256(g.add(so + 32) as *const __m256i)),
             _ => _mm512_mul_ps(dw, _mm512_set1_ps(-128.0)),
         };
         for c in 0..MR {
@@ -156,11 +182,24 @@ unsafe fn x8_panel_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q
                     w[2 * q] = _mm256_and_si256(v, m4);
                     w[2 * q + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                 }
+                if is_q5(KIND) {
+                    let hb = _mm256_loadu_si256(g.add(256 + 32 * h) as *const __m256i);
+                    let bit4 = _mm256_set1_epi8(0x10);
+                    for (i, wi) in w.iter_mut().enumerate() {
+                        let moved = if i <= 4 {
+                            _mm256_sll_epi16(hb, _mm_cvtsi32_si128(4 - i as i32))
+                        } else {
+                            _mm256_srl_epi16(hb, _mm_cvtsi32_si128(i as i32 - 4))
+                        };
+                        *wi = _mm256_or_si256(*wi, _mm256_and_si256(moved, bit4));
+                    }
+                }
             }
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(g.add(so + 16 * h) as *const __m128i));
             let coef = match KIND {
                 Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
-                Q4_1 => _mm256_cvtph_ps(_mm_loadu_si128(g.add(so + 32 + 16 * h) as *const __m128i)),
+                Q5_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-16.0)),
+                Q4_1 | Q5_1 => _mm256_cvtph_ps(_mm_loadu_si128(g.add(so + 32 + 16 * h) as *const __m128i)),
                 // Signed quants here: no offset to undo.
                 _ => _mm256_setzero_ps(),
             };
@@ -175,12 +214,14 @@ unsafe fn x8_panel_avx2<const KIND: u8, const MR: usize>(panel: &[u8], acts: &[Q
                     }
                     s
                 } else {
-                    let mut s16 = _mm256_setzero_si256();
+                    // i16 sums of at most 4 (Q5) or 8 (Q4) products pairs stay below 2^15.
+                    let mut s16 = [_mm256_setzero_si256(); 2];
                     for (i, &wi) in w.iter().enumerate() {
                         let av = _mm256_set1_epi64x(read8(a.add(8 * i)));
-                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wi, av));
+                        let part = if is_q5(KIND) { i / 4 } else { 0 };
+                        s16[part] = _mm256_add_epi16(s16[part], _mm256_maddubs_epi16(wi, av));
                     }
-                    _mm256_madd_epi16(s16, ones)
+                    _mm256_add_epi32(_mm256_madd_epi16(s16[0], ones), _mm256_madd_epi16(s16[1], ones))
                 };
                 let da = _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits(read8(acts[c].d.as_ptr().add(2 * p) as *const u8) as u64)));
                 let sa = _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits(read8(acts[c].s.as_ptr().add(2 * p) as *const u8) as u64)));
@@ -218,6 +259,8 @@ macro_rules! dispatch_mr {
         match kind_id($kind) {
             Q4_0 => by_mr!(Q4_0),
             Q4_1 => by_mr!(Q4_1),
+            Q5_0 => by_mr!(Q5_0),
+            Q5_1 => by_mr!(Q5_1),
             _ => by_mr!(Q8_0),
         }
     }};

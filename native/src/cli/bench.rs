@@ -138,10 +138,11 @@ pub fn run(args: BenchLatencyArgs) -> Result<()> {
         set_default_isa(level)?;
     }
     init_global_threads(args.threads)?;
-    // A KV cache for exactly this batch: B sequences of input + output tokens.
+    // A KV cache for exactly this batch: B sequences of input + output tokens (+ null block).
     let mut margs = args.model.clone();
     let per_seq = (args.input_len + args.output_len).div_ceil(margs.block_size.max(1));
-    margs.max_model_len = Some(args.batch_size * per_seq * margs.block_size.max(1));
+    margs.max_model_len = Some(per_seq * margs.block_size.max(1));
+    margs.num_gpu_blocks_override = Some(args.batch_size * per_seq + 1);
     let load_start = Instant::now();
     let mut m = load(&margs)?;
     let load_secs = load_start.elapsed().as_secs_f64();

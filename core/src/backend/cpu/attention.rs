@@ -199,7 +199,7 @@ pub(crate) fn paged_attention(
     // blocks are shared by the group's heads); decode-like ones take one head each (more
     // tasks for the threads).
     let tile = if meta.max_query_len >= 4 { 16 } else { 1 };
-    let heads = if tile > 1 || std::env::var_os("TESSERA_ATTN_GROUP").is_some() { group } else { 1 };
+    let heads = if tile > 1 { group } else { 1 };
     let mut tasks = Vec::new();
     for b in 0..meta.num_seqs {
         let (start, end) = (qsl[b] as usize, qsl[b + 1] as usize);

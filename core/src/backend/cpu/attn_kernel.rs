@@ -160,6 +160,7 @@ pub(crate) struct Task<'a> {
 
 /// Runs `task`, writing `out[r * heads * D + hh * D ..][..D]` for its rows and heads.
 pub(crate) fn attend(simd: Simd, s: &Shared, task: &Task, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
     let d = s.head_dim;
     SCRATCH.with_borrow_mut(|scratch| match simd {
         #[cfg(target_arch = "x86_64")]

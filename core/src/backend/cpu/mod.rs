@@ -433,6 +433,7 @@ impl Backend for CpuBackend {
             let range = r * row..r * row + o.len();
             match act {
                 Activation::Silu => fastmath::silu_mul(simd, &g[range.clone()], &u[range], o),
+                Activation::GeluTanh => fastmath::gelu_tanh_mul(simd, &g[range.clone()], &u[range], o),
                 _ => kernels::act_mul_row(&g[range.clone()], &u[range], act, o),
             }
         });

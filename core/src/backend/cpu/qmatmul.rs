@@ -18,7 +18,7 @@ use std::cell::RefCell;
 
 use super::{shape_err, CpuBackend};
 use crate::backend::{Op, Result};
-use crate::quant::dot::{act_format, vec_dot, ActRow};
+use crate::quant::dot::{act_format, vec_dot, vec_dot_rows, ActRow};
 use crate::quant::q8::{quantize_row_q8, quantize_row_q8k, ActFormat, QuantActs};
 use crate::quant::repack::{self, X8Kind, MAX_MR, PANEL_ROWS};
 use crate::tensor::DType;
@@ -254,12 +254,20 @@ fn split_m(be: &CpuBackend, w: &QuantWeight, acts: &QuantActs, n: usize, out: &m
             }
             QuantLayout::Plain => {
                 let rb = w.row_bytes(k);
-                // 16 weight rows stay in cache while the act rows pass over them.
+                // 16 weight rows stay in cache while the act rows pass over them, 4 at a time.
+                let mut rows = [act_row(acts, first); MAX_MR];
+                let mut res = [0.0f32; MAX_MR];
                 for j0 in (0..n).step_by(16) {
-                    for c in 0..count {
-                        let a = act_row(acts, first + c);
+                    for c0 in (0..count).step_by(MAX_MR) {
+                        let mr = (count - c0).min(MAX_MR);
+                        for (c, row) in rows.iter_mut().take(mr).enumerate() {
+                            *row = act_row(acts, first + c0 + c);
+                        }
                         for j in j0..(j0 + 16).min(n) {
-                            chunk[c * n + j] = vec_dot(isa, w.dtype, &w.data[j * rb..(j + 1) * rb], a);
+                            vec_dot_rows(isa, w.dtype, &w.data[j * rb..(j + 1) * rb], &rows[..mr], &mut res[..mr]);
+                            for (c, &v) in res.iter().take(mr).enumerate() {
+                                chunk[(c0 + c) * n + j] = v;
+                            }
                         }
                     }
                 }
