@@ -185,6 +185,17 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     if !matches!(args.dtype, DTypeArg::Auto | DTypeArg::Float32) {
         bail!("--dtype {:?}: the CPU backend computes in float32; use --dtype auto or float32", args.dtype);
     }
+    // Every caller (generate, chat: the main thread; serve: the engine thread) runs the model
+    // on the thread that loads it, so that thread joins rayon's pool as a worker and each op's
+    // parallel loop starts locally (see `init_global_threads`). A pool built earlier (bench
+    // --threads) is kept. With one core the default pool stays: its only worker would then be
+    // this thread, and work handed to the pool by another thread would wait for it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        if let Err(e) = tessera_core::backend::cpu::init_global_threads(cores) {
+            tracing::debug!("cpu thread pool already set up: {e}");
+        }
+    }
     load_with(args, CpuBackend::new())
 }
 
