@@ -31,6 +31,8 @@ __device__ __forceinline__ void load_kv_tile(const T* __restrict__ cache, T* til
                                              u32 vec_ok, u32 lane, u32* err, u32 seq) {
     constexpr int N = Vec16<T>::N;
     const u32 cpr = DP / N;
+    // Unrolled so several (block-table, K/V row) load pairs are in flight per lane.
+#pragma unroll 4
     for (u32 c = lane; c < ATT_KEYS * cpr; c += 32) {
         const u32 n = c / cpr, d0 = (c % cpr) * N;
         const u32 j = base + n;

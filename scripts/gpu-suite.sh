@@ -14,14 +14,15 @@
 #   (1 x 128/256) and `bench throughput` (256 x 512/256) on SmolLM3-3B dummy bf16, a kernel
 #   profile, and the same workloads through HF transformers (generate; generate_batch
 #   paged|sdpa), then one comparison table.
-# Full logs go to $OUT/gpu-suite (fetched with the call's files); tables are printed last.
+# Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
+# $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 if [ -x "$HERE/bin/tessera" ]; then BUNDLE="$HERE"; else BUNDLE="$(cd "$HERE/.." && pwd)/.gpu"; fi
 MODES="${*:-parity bench}"
-LOG="${OUT:-/tmp}/gpu-suite"
+LOG=/tmp/gpu-suite
 mkdir -p "$LOG"
 if [ ! -x "$BUNDLE/bin/cuda_ops" ]; then
     echo "no $BUNDLE/bin/cuda_ops: run scripts/build-gpu-bundle.sh here and carry .gpu" >&2
@@ -78,7 +79,7 @@ serve_check() { # tessera serve --device cuda on a tiny fixture, one completion 
     return $ok
 }
 
-if [[ " $MODES " == *" parity "* ]]; then
+parity() {
     # Op parity (tests run 3 at a time, each on its own stream; kernels compile once, cached).
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
@@ -95,9 +96,9 @@ if [[ " $MODES " == *" parity "* ]]; then
     step big_model_hf 240 python3 "$S/hf_big_model.py" "$DUMMY/config.json" "$BIG"
     TESSERA_BIG_MODEL="$BIG" step big_model 240 "$BUNDLE/bin/cuda_models" full_size --test-threads=1 --nocapture
     rm -rf "$BIG"
-fi
+}
 
-if [[ " $MODES " == *" bench "* ]]; then
+bench() {
     step roofline 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/roofline.json" --roofline
     step bench_latency 150 "$T" bench latency --model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16 \
         --batch-size 1 --input-len 128 --output-len 256 --num-iters 3 --json
@@ -112,6 +113,16 @@ if [[ " $MODES " == *" bench "* ]]; then
         step hf_latency 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_latency.json" --latency
         step hf_throughput 300 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_throughput.json" --throughput
     fi
-fi
+}
 
-python3 "$S/gpu_report.py" "$LOG"
+for mode in $MODES; do
+    case "$mode" in
+        parity | bench) "$mode" ;;
+        *) echo "unknown mode $mode (parity, bench)" >&2 ;;
+    esac
+done
+python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"
+rc=${PIPESTATUS[0]}
+# At most 8 files come back from \$OUT: one archive of every log.
+[ -n "${OUT:-}" ] && tar czf "$OUT/gpu-suite-logs.tgz" -C "$LOG" . 2> /dev/null
+exit "$rc"

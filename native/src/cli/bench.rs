@@ -99,10 +99,11 @@ pub(crate) fn random_prompts(rng: &mut Rng, n: usize, len: usize, vocab: usize) 
 }
 
 /// Greedy, EOS ignored, exactly `output_len` tokens, no detokenization, final output only.
+/// (No `min_tokens`: with EOS ignored it is redundant, and it is a logits processor, which
+/// would send every step's logits to the host.)
 pub(crate) fn bench_params(output_len: usize) -> SamplingParams {
     SamplingParams {
         max_tokens: Some(output_len),
-        min_tokens: output_len,
         temperature: 0.0,
         ignore_eos: true,
         detokenize: false,

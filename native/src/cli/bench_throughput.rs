@@ -83,13 +83,35 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
     llm.generate(warm.into_iter().map(Prompt::Tokens), &bench_params(args.output_len.min(4)))?;
 
     let prompts = random_prompts(&mut rng, args.num_prompts, args.input_len, vocab);
-    let before = llm.engine.stats();
+    let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
+    let params = bench_params(args.output_len);
+    let e = &mut llm.engine;
+    let before = e.stats();
     let t0 = Instant::now();
-    let outputs = llm.generate(prompts.into_iter().map(Prompt::Tokens), &bench_params(args.output_len))?;
+    for (i, p) in prompts.into_iter().enumerate() {
+        e.add_request(format!("thr-{i}"), p, params.clone())?;
+    }
+    // Per step: decode-only steps (every scheduled token a decode) vs steps with prefill.
+    let (mut finished, mut output_tokens) = (0usize, 0usize);
+    let (mut decode_steps, mut decode_secs, mut mixed_secs) = (0u64, 0f64, 0f64);
+    while finished < args.num_prompts {
+        let ts = Instant::now();
+        let out = e.step()?;
+        let dt = ts.elapsed().as_secs_f64();
+        let s = e.stats();
+        if s.last_step_tokens == s.num_running + out.iter().filter(|o| o.finished).count() && s.num_waiting == 0 {
+            decode_steps += 1;
+            decode_secs += dt;
+        } else {
+            mixed_secs += dt;
+        }
+        for o in out.iter().filter(|o| o.finished) {
+            finished += 1;
+            output_tokens += o.outputs.iter().map(|c| c.token_ids.len()).sum::<usize>();
+        }
+    }
     let elapsed = t0.elapsed().as_secs_f64();
-    let after = llm.engine.stats();
-    let prompt_tokens: usize = outputs.iter().map(|o| o.prompt_token_ids.len()).sum();
-    let output_tokens: usize = outputs.iter().flat_map(|o| &o.outputs).map(|c| c.token_ids.len()).sum();
+    let after = e.stats();
     if output_tokens != args.num_prompts * args.output_len {
         bail!("the engine generated {output_tokens} tokens, expected {} x {}", args.num_prompts, args.output_len);
     }
@@ -111,6 +133,9 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
             "tokens_per_second": tps,
             "output_tokens_per_second": ops,
             "steps": steps,
+            "decode_only_steps": decode_steps,
+            "decode_only_secs": decode_secs,
+            "prefill_steps_secs": mixed_secs,
             "preemptions": preemptions,
             "kv_blocks": kv_blocks,
             "block_size": block_size,
@@ -127,6 +152,7 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
         println!("Total num prompt tokens:  {prompt_tokens}");
         println!("Total num output tokens:  {output_tokens}");
         println!("Elapsed: {elapsed:.2} s over {steps} engine steps ({preemptions} preemptions)");
+        println!("  {decode_steps} decode-only steps: {decode_secs:.2} s; steps with prefill: {mixed_secs:.2} s");
     }
     Ok(())
 }

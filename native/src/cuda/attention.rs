@@ -220,7 +220,9 @@ impl CudaBackend {
         };
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_{s}_{variant}");
-        let f = (self.kernels.function("attention", &name)?, name);
+        // The label (also the profile's row) tells decode-only launches from prefill/mixed ones.
+        let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
+        let f = (self.kernels.function("attention", &name)?, label);
         let smem = attention_smem(dt, d) as u32;
         self.device.allow_shared(op, &f.0, &f.1, smem)?;
 
