@@ -140,6 +140,7 @@ __device__ __forceinline__ void paged_attention_impl(
 #pragma unroll
         for (int r = 0; r < ATT_ROWS; ++r) s[r] = 0.0f;
         const T* krow = tile + lane * row_stride;
+#pragma unroll 4
         for (u32 d0 = 0; d0 < DP; d0 += N) {
             float kv[N];
             load_vec(krow + d0, kv);
@@ -185,6 +186,7 @@ __device__ __forceinline__ void paged_attention_impl(
         load_kv_tile(v_cache, tile, base, hi, table, block_size, num_blocks, kv_width, kv_off, D, DP,
                      row_stride, vec_ok, lane, err, b);
         __syncwarp();
+#pragma unroll 4
         for (u32 n = 0; n < ATT_KEYS; ++n) {
             const T* vrow = tile + n * row_stride;
             float vv[DPL];

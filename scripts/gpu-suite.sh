@@ -5,7 +5,9 @@
 #   run(command="bash .gpu/gpu-suite.sh", carry=[".gpu"])           # there: everything
 #   run(command="bash .gpu/gpu-suite.sh parity", carry=[".gpu"])    #   or parity only
 #   run(command="bash .gpu/gpu-suite.sh bench", carry=[".gpu"])     #   or benchmarks only
+#   run(command="bash .gpu/gpu-suite.sh quick bench", carry=[".gpu"]) # CUDA-only parity + benchmarks
 #
+# quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
 #   model parity of the tiny HF fixtures (+ HF in the same dtype on this card), a full-size
 #   SmolLM3-3B-config model with random weights (HF f32 reference made here), batch
@@ -98,6 +100,14 @@ parity() {
     rm -rf "$BIG"
 }
 
+quick() { # parity without HF: ops, tiny models vs their f32 references, engine, CLI
+    step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
+    step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
+    step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
+    step cli_generate 90 "$T" generate --model "$BUNDLE/fixtures/llama" --device cuda --dtype float32 \
+        --prompt-token-ids 231,79,154,180,251 --max-tokens 8 --temperature 0 --ignore-eos --json
+}
+
 bench() {
     step roofline 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/roofline.json" --roofline
     step bench_latency 150 "$T" bench latency --model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16 \
@@ -117,8 +127,8 @@ bench() {
 
 for mode in $MODES; do
     case "$mode" in
-        parity | bench) "$mode" ;;
-        *) echo "unknown mode $mode (parity, bench)" >&2 ;;
+        parity | quick | bench) "$mode" ;;
+        *) echo "unknown mode $mode (parity, quick, bench)" >&2 ;;
     esac
 done
 python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"

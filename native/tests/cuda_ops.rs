@@ -170,7 +170,7 @@ fn rope_variants() {
 fn selection_ops() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "selection_ops") else { return };
-        for (rows, cols) in [(10, 257), (64, 4096), (3, 8)] {
+        for (rows, cols) in [(10, 257), (64, 4096), (3, 8), (5, 128_256)] {
             let x = c.rand(&[rows, cols], 5.0);
             let idx: Vec<u32> = vec![rows as u32 - 1, 0, 2 % rows as u32, rows as u32 - 1];
             let (gi, ci) = c.pair_u32(&idx, &[idx.len()]);

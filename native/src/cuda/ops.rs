@@ -347,7 +347,9 @@ impl CudaBackend {
             return Ok(out);
         }
         let f = self.func(op, "elementwise", "argmax", dt)?;
-        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, THREADS);
+        // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
+        let threads = if cols >= 8192 { 1024 } else { THREADS };
+        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
         self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?)])?;
         Ok(out)
     }
