@@ -4,7 +4,7 @@
 //! WgpuTensor
 //!   buffer     Arc<wgpu::Buffer>, STORAGE | COPY_SRC | COPY_DST, size padded to 4 bytes
 //!   dtype      F32 | F16 (floats)  or  U32 (ids, positions, slots, tables, argmax)
-//!              (later) GGUF block dtypes for matmul / embedding weights
+//!              or a GGUF block dtype (raw blocks) for matmul / embedding weights
 //!   host_u32   for u32 tensors uploaded from the host: a copy of the values, so ops can
 //!              validate ids / slots / block tables without a device read-back
 //! ```
@@ -28,7 +28,7 @@ pub struct WgpuTensor {
 impl WgpuTensor {
     /// Bytes the elements take (the buffer may be padded past this).
     pub fn byte_len(&self) -> u64 {
-        (self.numel() * self.dtype.size()) as u64
+        self.dtype.bytes_for(self.numel()).unwrap_or(0) as u64
     }
 
     /// The underlying buffer (for interop, e.g. binding it in a caller's own pass).
