@@ -72,6 +72,22 @@ fn op_parity_f16() {
     assert!(failures.is_empty(), "{} f16 cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// The whole table with workgroups capped at 64 invocations (1-D kernels of 64, 8 x 8 matmul
+/// tiles): the sizes come from the limits, not from constants.
+#[test]
+fn op_parity_small_workgroups() {
+    let be = backend(WgpuOptions {
+        dtype: Some(DType::F32),
+        poison_outputs: true,
+        max_workgroup_invocations: Some(64),
+        ..Default::default()
+    });
+    let failures = parity(&be, Dt::F32, filter().as_deref());
+    assert!(failures.is_empty(), "{} cases failed with 64-invocation workgroups:\n{}", failures.len(), failures.join("\n"));
+    let too_small = WgpuBackend::new_blocking(WgpuOptions { max_workgroup_invocations: Some(16), ..Default::default() });
+    assert!(matches!(too_small, Err(BackendError::Device { .. })));
+}
+
 #[test]
 fn a_filter_matching_nothing_is_an_error() {
     assert!(select(Some("no-such-op")).is_err());

@@ -1,6 +1,7 @@
 //! Device sampling (`WgpuBackend::sample`, `sample.wgsl`) against the host reference
 //! `sample::sample_rows`: greedy, temperature, top-k, top-p, min-p and their mixes, rows with
-//! NaN / -inf, f32 and f16 logits, odd vocab sizes; the whole call is one submission.
+//! NaN / -inf, f32 and f16 logits (f16: many exact ties), odd vocab sizes, 64-invocation
+//! workgroups; the whole call is one submission.
 //!
 //! The device sums weights in f32 (the reference in f64), so draws and top-p limits are
 //! moved away from the reference's CDF boundaries (by 2e-5 of the mass) before the
@@ -25,8 +26,8 @@ impl Rng {
     }
 }
 
-fn backend(dtype: DType) -> WgpuBackend {
-    WgpuBackend::new_blocking(WgpuOptions { dtype: Some(dtype), poison_outputs: true, ..Default::default() })
+fn backend(dtype: DType, max_workgroup_invocations: Option<u32>) -> WgpuBackend {
+    WgpuBackend::new_blocking(WgpuOptions { dtype: Some(dtype), poison_outputs: true, max_workgroup_invocations, ..Default::default() })
         .unwrap_or_else(|e| panic!("no wgpu adapter ({e}); install Mesa lavapipe: bash scripts/ci-deps.sh"))
 }
 
@@ -106,8 +107,8 @@ fn rows_and_logits(vocab: usize, seed: u64) -> (Vec<RowSampling>, Vec<f32>) {
     (params, logits)
 }
 
-fn check(dtype: DType, vocab: usize, seed: u64) {
-    let be = backend(dtype);
+fn check(dtype: DType, vocab: usize, seed: u64, max_workgroup_invocations: Option<u32>) {
+    let be = backend(dtype, max_workgroup_invocations);
     let (mut rows, mut logits) = rows_and_logits(vocab, seed);
     if dtype == DType::F16 {
         logits = logits.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
@@ -139,18 +140,20 @@ fn check(dtype: DType, vocab: usize, seed: u64) {
 
 #[test]
 fn device_sampling_matches_reference_f32() {
-    check(DType::F32, 1000, 11);
-    check(DType::F32, 3001, 12);
+    check(DType::F32, 1000, 11, None);
+    check(DType::F32, 3001, 12, None);
+    // 64-invocation workgroups (sizes from the limits).
+    check(DType::F32, 517, 14, Some(64));
 }
 
 #[test]
 fn device_sampling_matches_reference_f16() {
-    check(DType::F16, 2049, 13);
+    check(DType::F16, 2049, 13, None);
 }
 
 #[test]
 fn sampling_rejects_bad_shapes() {
-    let be = backend(DType::F32);
+    let be = backend(DType::F32, None);
     let t = be.upload(&HostTensor::from_f32(&[0.0; 6], &[2, 3])).unwrap();
     assert!(pollster::block_on(be.sample(&t, &[RowSampling::greedy()])).is_err());
 }
