@@ -48,7 +48,8 @@ var<workgroup> bc_f: f32;
 var<workgroup> bc_u: u32;
 var<workgroup> row_args: RowArgs;
 
-const NEG_INF: f32 = -3.4028235e38;
+/// Below every logit that matters (not -f32::MAX: some WGSL front ends reject its decimal form).
+const NEG_INF: f32 = -3.0e38;
 
 /// Order-preserving map of a float to u32 (larger float, larger key).
 fn key_of(v: f32) -> u32 {

@@ -26,7 +26,7 @@ LONG=${LONG:-528}
 # secs <device> <model args...> -> seconds of the generate call (engine time) for --max-tokens $N
 gen() {
     local dev=$1 n=$2; shift 2
-    RUST_LOG=info "$T" generate --device "$dev" --prompt "The history of the city begins" --max-tokens "$n" \
+    TESSERA_LOG=info "$T" generate --device "$dev" --prompt "The history of the city begins" --max-tokens "$n" \
         --ignore-eos --temperature 0 "$@" 2>"$OUTDIR/log-$dev-$n.txt" >/dev/null
     local rc=$?
     local secs
