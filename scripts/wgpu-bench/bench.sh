@@ -8,6 +8,10 @@
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 OUTDIR="${OUT:-/tmp}"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export NO_COLOR=1
+export TESSERA_CUDA_INCLUDE="${TESSERA_CUDA_INCLUDE:-/usr/local/cuda/include}"
+export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
     echo "no Vulkan loader: unpacking the carried libvulkan1"
@@ -30,7 +34,7 @@ gen() {
         --ignore-eos --temperature 0 "$@" 2>"$OUTDIR/log-$dev-$n.txt" >/dev/null
     local rc=$?
     local secs
-    secs=$(grep -a "offline batch done" "$OUTDIR/log-$dev-$n.txt" | sed 's/.*secs=\([0-9.e-]*\).*/\1/' | tail -1)
+    secs=$(sed 's/\x1b\[[0-9;]*m//g' "$OUTDIR/log-$dev-$n.txt" | grep -a "offline batch done" | sed 's/.*secs=\([0-9.e-]*\).*/\1/' | tail -1)
     if [ $rc -ne 0 ] || [ -z "$secs" ]; then
         echo "FAILED ($dev, $n tokens, rc $rc):" >&2
         tail -5 "$OUTDIR/log-$dev-$n.txt" >&2
