@@ -10,17 +10,20 @@ B="$(cd "$(dirname "$0")" && pwd)"
 OUTDIR="${OUT:-/tmp}"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export NO_COLOR=1
+export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"
 export TESSERA_CUDA_INCLUDE="${TESSERA_CUDA_INCLUDE:-/usr/local/cuda/include}"
 export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-    echo "no Vulkan loader: unpacking the carried libvulkan1"
+if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ldconfig -p | grep -q 'libGLdispatch'; then
+    # The Vulkan loader and the glvnd libraries NVIDIA's Vulkan ICD links against.
+    echo "unpacking the carried libvulkan1 + glvnd"
     for f in "$B"/deb/*.deb; do dpkg -x "$f" /; done
     ldconfig
 fi
-for icd in /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; do
-    [ -e "$icd" ] && { echo "vulkan icd: $icd"; export VK_DRIVER_FILES="$icd"; break; }
+for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+    [ -e "$icd" ] && { echo "vulkan icd: $icd: $(tr -d '\n ' < "$icd" | cut -c1-160)"; export VK_DRIVER_FILES="$icd"; break; }
 done
+[ -e /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
 T="$B/tessera"
 "$T" export-hf --model /tmp/smollm2-q4_1.gguf -o /tmp/smollm2-f16 --dtype float16 || exit 1
