@@ -46,7 +46,7 @@ use crate::tensor::{DType, HostTensor};
 use device::Gpu;
 use encoder::{grid, Binding, Recorder};
 use kernels::{Kernel, PipelineCache};
-use tensor::{device_err, numel_of, shape_err};
+use tensor::{device_err, numel_of, shape_err, BufferPool, DeviceBuffer};
 
 /// The backend's name in logs and errors.
 pub(crate) const NAME: &str = "wgpu";
@@ -67,6 +67,8 @@ pub struct WgpuBackend {
     dummy: wgpu::Buffer,
     /// Bytes of every device buffer created so far (uploads, outputs, caches).
     allocated: std::sync::atomic::AtomicU64,
+    /// Freed op outputs, reused by later outputs of the same size.
+    pool: Arc<BufferPool>,
 }
 
 impl WgpuBackend {
@@ -87,6 +89,7 @@ impl WgpuBackend {
             poison: opts.poison_outputs,
             dummy,
             allocated: std::sync::atomic::AtomicU64::new(0),
+            pool: Arc::default(),
         })
     }
 
@@ -224,7 +227,12 @@ impl WgpuBackend {
                 ),
             ));
         }
-        let t = WgpuTensor { buffer: Arc::new(self.buffer(op, bytes, None)?), shape, dtype, host_u32: None };
+        let padded = bytes.div_ceil(4).max(1) * 4;
+        let buffer = match self.pool.take(padded) {
+            Some(b) => b,
+            None => self.buffer(op, bytes, None)?,
+        };
+        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, self.pool.clone()), shape, dtype, host_u32: None };
         if self.poison && numel > 0 {
             let word = match dtype {
                 DType::F16 => 0x7e00_7e00,
@@ -315,7 +323,7 @@ impl Backend for WgpuBackend {
         };
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
         let host_u32 = (dtype == DType::U32).then(|| Arc::from(t.to_u32()));
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: t.shape.clone(), dtype, host_u32 })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32 })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
@@ -325,7 +333,7 @@ impl Backend for WgpuBackend {
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
@@ -336,7 +344,7 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
         // wgpu zero-initializes new buffers.
         let buffer = self.buffer(op, bytes as u64, None)?;
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
     }
 
     fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
