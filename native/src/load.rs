@@ -83,6 +83,12 @@ pub struct ModelArgs {
     /// Exactly this many KV-cache blocks (including the reserved null block), whatever the memory.
     #[arg(long)]
     pub num_gpu_blocks_override: Option<usize>,
+    /// GGUF: dequantize quantized weights to f32 on load and multiply them with f32
+    /// activations, instead of the CPU's integer kernels (activations quantized to Q8 per row).
+    /// These are the numerics of backends that dequantize weights (the wgpu backend, in the
+    /// browser too), so their greedy output can be checked token for token.
+    #[arg(long)]
+    pub gguf_dequantize: bool,
 }
 
 /// `4096`, `512M`, `4GiB`, ... -> bytes.
@@ -333,8 +339,9 @@ fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B) -> Result<Lo
     let quant = weights.info("model.layers.0.mlp.down_proj.weight").map(|(_, d)| d).filter(|d| d.is_quantized());
     if let Some(dtype) = quant {
         let direct = backend.supports(Op::Upload, dtype) && backend.supports(Op::Matmul, dtype);
-        weights.set_dequantize_on_load(!direct);
-        tracing::info!(%dtype, dequantize_on_load = !direct, "GGUF weights");
+        let dequantize = !direct || args.gguf_dequantize;
+        weights.set_dequantize_on_load(dequantize);
+        tracing::info!(%dtype, dequantize_on_load = dequantize, "GGUF weights");
     }
     let t0 = std::time::Instant::now();
     let weights: Box<dyn WeightSource> = match args.load_format {
