@@ -89,6 +89,11 @@ pub struct ModelArgs {
     /// browser too), so their greedy output can be checked token for token.
     #[arg(long)]
     pub gguf_dequantize: bool,
+    /// CPU backend: the instruction-set level of the quantized kernels (scalar, avx2,
+    /// avx512vnni; default: the best this CPU has). `scalar` runs the portable kernels that
+    /// the WebAssembly build (the browser's CPU fallback) runs.
+    #[arg(long)]
+    pub cpu_isa: Option<String>,
 }
 
 /// `4096`, `512M`, `4GiB`, ... -> bytes.
@@ -190,6 +195,11 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     }
     if !matches!(args.dtype, DTypeArg::Auto | DTypeArg::Float32) {
         bail!("--dtype {:?}: the CPU backend computes in float32; use --dtype auto or float32", args.dtype);
+    }
+    if let Some(name) = &args.cpu_isa {
+        let level = tessera_core::quant::isa::Level::from_name(name)
+            .ok_or_else(|| anyhow!("--cpu-isa {name:?}: expected scalar, avx2 or avx512vnni"))?;
+        tessera_core::backend::cpu::set_default_isa(level)?;
     }
     load_with(args, CpuBackend::new())
 }

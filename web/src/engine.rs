@@ -199,7 +199,12 @@ impl WebEngine {
         if device != "cpu" {
             match open_webgpu(&opts.dtype).await {
                 Ok(b) => {
-                    let adapter = b.adapter_info().name.clone();
+                    let info = b.adapter_info();
+                    let adapter = if info.name.is_empty() {
+                        "WebGPU adapter (name hidden by the browser)".to_string()
+                    } else {
+                        format!("{} ({:?})", info.name, info.backend)
+                    };
                     return build(parts, b, &opts, "webgpu", &adapter);
                 }
                 Err(e) if device == "webgpu" => return Err(e),
