@@ -103,6 +103,8 @@ pair.results.forEach((r, i) => {
   assert.deepEqual(r.ids, expected.pair[i].token_ids, `concurrent request ${i}: token ids differ from native`);
   assert.equal(r.text, expected.pair[i].text);
   assert.equal(r.usage.completion_tokens, r.ids.length);
+  // The default system prompt's full KV blocks were computed by the first chat.
+  assert.ok(r.usage.prompt_tokens_details.cached_tokens >= 16, `no prefix-cache hit: ${JSON.stringify(r.usage)}`);
 });
 const lens = pair.results.map((r) => r.ids.length);
 assert.ok(pair.steps <= Math.max(...lens) + 1, `two concurrent requests took ${pair.steps} steps for ${lens} tokens: not batched`);

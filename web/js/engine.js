@@ -93,7 +93,8 @@ export class Engine {
     let input;
     if (kind === 'chat') input = JSON.stringify(templateMessages(req.messages));
     else if (typeof req.prompt === 'string') input = req.prompt;
-    else throw new Error('completions.create() needs a string prompt');
+    else if (Array.isArray(req.prompt) && req.prompt.every(Number.isInteger)) input = Uint32Array.from(req.prompt);
+    else throw new Error('completions.create() needs a prompt: a string or an array of token ids');
     const params = JSON.stringify(samplingParams(req));
     const builder = new ResponseBuilder({ id, kind, model: this.model, req });
     const stream = new Stream(() => this.abort(id));
@@ -148,7 +149,8 @@ export class Engine {
         }
         try {
           if (p.kind === 'chat') this.wasm.addChat(p.id, p.input, p.params);
-          else this.wasm.addCompletion(p.id, p.input, p.params);
+          else if (typeof p.input === 'string') this.wasm.addCompletion(p.id, p.input, p.params);
+          else this.wasm.addTokens(p.id, p.input, p.params);
           this.active.set(p.id, { builder: p.builder, stream: p.stream });
           p.resolve();
         } catch (e) {

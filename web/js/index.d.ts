@@ -83,6 +83,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Prompt tokens served from the engine's prefix cache. */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 export interface ChatCompletionRequest extends SamplingRequest {
@@ -91,7 +93,8 @@ export interface ChatCompletionRequest extends SamplingRequest {
 }
 
 export interface CompletionRequest extends SamplingRequest {
-  prompt: string;
+  /** Text (special tokens such as BOS added as the tokenizer says) or token ids. */
+  prompt: string | number[];
   stream?: boolean;
 }
 

@@ -56,6 +56,7 @@ export class ResponseBuilder {
     this.includeUsage = Boolean(req.stream_options && req.stream_options.include_usage);
     this.promptTokens = 0;
     this.promptTokenIds = null;
+    this.cachedTokens = 0;
     this.choices = new Map(); // index -> { text, ids, finish, roleSent }
   }
 
@@ -70,6 +71,7 @@ export class ResponseBuilder {
       this.promptTokens = out.prompt_token_ids.length;
       this.promptTokenIds = out.prompt_token_ids;
     }
+    if (out.num_cached_tokens) this.cachedTokens = out.num_cached_tokens;
     const choices = out.outputs.map((o) => {
       const c = this.choice(o.index);
       c.text += o.text;
@@ -101,7 +103,12 @@ export class ResponseBuilder {
   usage() {
     let completion = 0;
     for (const c of this.choices.values()) completion += c.ids.length;
-    return { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion };
+    return {
+      prompt_tokens: this.promptTokens,
+      completion_tokens: completion,
+      total_tokens: this.promptTokens + completion,
+      prompt_tokens_details: { cached_tokens: this.cachedTokens },
+    };
   }
 
   /** The final chunk carrying only usage (OpenAI's `stream_options.include_usage`). */
