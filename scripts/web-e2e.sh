@@ -86,7 +86,7 @@ if [ "${SKIP_PACK:-0}" != 1 ]; then
     cp web/e2e/pack.test.mjs "$work/app/"
     (cd "$work/app" && echo '{"name":"app","private":true,"type":"module"}' >package.json \
         && npm install --no-audit --no-fund --loglevel=error "$work/$tarball" \
-        && GGUF="$gguf" EXPECTED="$work/expected.json" node pack.test.mjs)
+        && GGUF="$gguf" EXPECTED="$work/expected.json" timeout 900 node pack.test.mjs)
 fi
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
@@ -104,7 +104,7 @@ for _ in range(100):
         time.sleep(0.1)
 PY
     DEMO_URL="http://127.0.0.1:$port/demo/" EXPECTED="$work/expected.json" ARTIFACTS_DIR="$artifacts" \
-        NODE_PATH="$root/web/e2e/node_modules" node web/e2e/demo.test.mjs
+        timeout 1800 node web/e2e/demo.test.mjs
     downloads=$(grep -c 'GET /models/.*\.gguf' "$work/serve.log" || true)
     echo "model downloads seen by the server: $downloads"
     [ "$downloads" = 1 ] || { echo "expected exactly one download of the model (Cache Storage)"; exit 1; }

@@ -58,7 +58,10 @@ function yieldToEventLoop() {
   if (typeof MessageChannel !== 'undefined') {
     return new Promise((resolve) => {
       const ch = new MessageChannel();
-      ch.port1.onmessage = () => resolve();
+      ch.port1.onmessage = () => {
+        ch.port1.close(); // an open port would keep Node's event loop alive
+        resolve();
+      };
       ch.port2.postMessage(null);
     });
   }
