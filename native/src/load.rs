@@ -88,6 +88,17 @@ pub struct ModelArgs {
     /// `--kv-cache-memory` / `--num-gpu-blocks-override` take precedence.
     #[arg(long, default_value_t = 0.9)]
     pub gpu_memory_utilization: f64,
+    /// GGUF: dequantize quantized weights to f32 on load and multiply them with f32
+    /// activations, instead of the CPU's integer kernels (activations quantized to Q8 per row).
+    /// These are the numerics of backends that dequantize weights (the wgpu backend, in the
+    /// browser too), so their greedy output can be checked token for token.
+    #[arg(long)]
+    pub gguf_dequantize: bool,
+    /// CPU backend: the instruction-set level of the quantized kernels (scalar, avx2,
+    /// avx512vnni; default: the best this CPU has). `scalar` runs the portable kernels that
+    /// the WebAssembly build (the browser's CPU fallback) runs.
+    #[arg(long)]
+    pub cpu_isa: Option<String>,
 }
 
 /// `4096`, `512M`, `4GiB`, ... -> bytes.
@@ -207,6 +218,11 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
         if let Err(e) = tessera_core::backend::cpu::init_global_threads(cores) {
             tracing::debug!("cpu thread pool already set up: {e}");
         }
+    }
+    if let Some(name) = &args.cpu_isa {
+        let level = tessera_core::quant::isa::Level::from_name(name)
+            .ok_or_else(|| anyhow!("--cpu-isa {name:?}: expected scalar, avx2 or avx512vnni"))?;
+        tessera_core::backend::cpu::set_default_isa(level)?;
     }
     load_with(args, CpuBackend::new())
 }
@@ -476,8 +492,9 @@ fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B, budget: KvBu
     let quant = weights.info("model.layers.0.mlp.down_proj.weight").map(|(_, d)| d).filter(|d| d.is_quantized());
     if let Some(dtype) = quant {
         let direct = backend.supports(Op::Upload, dtype) && backend.supports(Op::Matmul, dtype);
-        weights.set_dequantize_on_load(!direct);
-        tracing::info!(%dtype, dequantize_on_load = !direct, "GGUF weights");
+        let dequantize = !direct || args.gguf_dequantize;
+        weights.set_dequantize_on_load(dequantize);
+        tracing::info!(%dtype, dequantize_on_load = dequantize, "GGUF weights");
     }
     let t0 = std::time::Instant::now();
     let weights: Box<dyn WeightSource> = match args.load_format {
