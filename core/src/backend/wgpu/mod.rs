@@ -306,7 +306,7 @@ impl Backend for WgpuBackend {
             }
             // GGUF blocks the shaders decode stay as they are (quantized in GPU memory) when
             // they form a [rows, k] matrix of whole-block rows.
-            q if quant::decodes(q) && t.shape.len() == 2 && t.shape[1] % q.block_len() == 0 => {
+            q if quant::decodes(q) && t.shape.len() == 2 && t.shape[1].is_multiple_of(q.block_len()) => {
                 (q, std::borrow::Cow::Borrowed(&t.data[..]))
             }
             // Other block tensors: dequantized on the host into the activation dtype.

@@ -28,7 +28,7 @@ pub(super) fn decodes(dtype: DType) -> bool {
 /// `(QT, row_bytes)` of a quantized `[rows, k]` weight, checking rows hold whole blocks.
 fn geometry(op: Op, w: &WgpuTensor, k: usize) -> Result<(u32, u64)> {
     let qt = block_code(w.dtype).ok_or_else(|| unsupported(op, w.dtype))?;
-    if k % w.dtype.block_len() != 0 {
+    if !k.is_multiple_of(w.dtype.block_len()) {
         return Err(shape_err(op, format!("{} rows of {k} elements are not whole {}-element blocks", w.dtype, w.dtype.block_len())));
     }
     Ok((qt, (k / w.dtype.block_len() * w.dtype.block_bytes()) as u64))

@@ -33,7 +33,7 @@ pub(super) fn sample(be: &WgpuBackend, logits: &WgpuTensor, rows: &[RowSampling]
     let mut words = Vec::with_capacity(m * 8);
     for r in rows {
         // The draw in f32, kept below 1 (f64 -> f32 rounding could reach 1.0).
-        let u = (r.uniform as f32).min(1.0 - f32::EPSILON / 2.0).max(0.0);
+        let u = (r.uniform as f32).clamp(0.0, 1.0 - f32::EPSILON / 2.0);
         words.extend_from_slice(&[bits(r.temperature), r.top_k, bits(r.top_p), bits(r.min_p), bits(u), 0, 0, 0]);
     }
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
