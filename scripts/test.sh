@@ -6,6 +6,9 @@
 #   - a bounded fuzz run of the GGUF reader (cargo-fuzz, libFuzzer)
 #   - the CUDA backend builds (tests compiled, not run: no GPU) and every kernel compiles to PTX
 #   - the OpenAI-compatible server against the official Python client
+#   - the wgpu op-parity suite inside headless Chromium (WebGPU on SwiftShader)
+#   - the npm package (npm pack, imported under Node) and the demo page end to end in headless
+#     Chromium with the real default model; screenshots land in target/artifacts/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +36,9 @@ scripts/check-kernels.sh
 
 echo "== server tests (official openai client)"
 scripts/test-server.sh
+
+echo "== wgpu op parity in headless Chromium"
+scripts/web-ops.sh
+
+echo "== browser package and demo page, end to end"
+ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/target/artifacts}" scripts/web-e2e.sh
