@@ -132,11 +132,11 @@ bench() {
 
 graphs() {
     local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
-    step cuda_engine_graphs 120 "$BUNDLE/bin/cuda_engine" gpu_decode_graphs_match_eager --test-threads=1 --nocapture
+    step cuda_engine_graphs 140 "$BUNDLE/bin/cuda_engine" gpu_decode_graphs_match_eager --test-threads=1 --nocapture
     step graphs_latency 50 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
     step eager_latency 50 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3 --enforce-eager
-    step graphs_throughput 75 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256
-    step eager_throughput 75 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 --enforce-eager
+    step graphs_throughput 70 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256
+    step eager_throughput 70 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 --enforce-eager
     for f in cuda_engine_graphs graphs_latency eager_latency graphs_throughput eager_throughput; do
         echo "--- $f"
         grep -aE "GRAPHS|test result|panicked|decode:|prefill:|Avg latency|Throughput:|Elapsed|decode-only|WARN|ERROR|rror" "$LOG/$f.log" | head -40
