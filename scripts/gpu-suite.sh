@@ -6,6 +6,7 @@
 #   run(command="bash .gpu/gpu-suite.sh parity", carry=[".gpu"])    #   or parity only
 #   run(command="bash .gpu/gpu-suite.sh bench", carry=[".gpu"])     #   or benchmarks only
 #   run(command="bash .gpu/gpu-suite.sh quick bench", carry=[".gpu"]) # CUDA-only parity + benchmarks
+#   run(command="bash .gpu/gpu-suite.sh graphs", carry=[".gpu"])   # CUDA graphs: equality + benches
 #
 # quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
@@ -16,6 +17,10 @@
 #   (1 x 128/256) and `bench throughput` (256 x 512/256) on SmolLM3-3B dummy bf16, a kernel
 #   profile, and the same workloads through HF transformers (generate; generate_batch
 #   paged|sdpa), then one comparison table.
+# graphs: decode-step CUDA graphs: the graphs-vs-eager greedy equality test (cuda_engine),
+#   then bench latency (1 x 128/256) and bench throughput (256 x 512/256) with graphs and
+#   with --enforce-eager, tessera only (~4 min); a summary of the lines that matter is
+#   printed last.
 # Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
 # $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
@@ -125,14 +130,32 @@ bench() {
     fi
 }
 
+graphs() {
+    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
+    step cuda_engine_graphs 140 "$BUNDLE/bin/cuda_engine" gpu_decode_graphs_match_eager --test-threads=1 --nocapture
+    step graphs_latency 50 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
+    step eager_latency 50 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3 --enforce-eager
+    step graphs_throughput 70 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256
+    step eager_throughput 70 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 --enforce-eager
+    for f in cuda_engine_graphs graphs_latency eager_latency graphs_throughput eager_throughput; do
+        echo "--- $f"
+        grep -aE "GRAPHS|test result|panicked|decode:|prefill:|Avg latency|Throughput:|Elapsed|decode-only|WARN|ERROR|rror" "$LOG/$f.log" | head -40
+    done > "$LOG/graphs-summary.txt" 2>&1
+}
+
 for mode in $MODES; do
     case "$mode" in
-        parity | quick | bench) "$mode" ;;
-        *) echo "unknown mode $mode (parity, quick, bench)" >&2 ;;
+        parity | quick | bench | graphs) "$mode" ;;
+        *) echo "unknown mode $mode (parity, quick, bench, graphs)" >&2 ;;
     esac
 done
 python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"
 rc=${PIPESTATUS[0]}
+if [ -f "$LOG/graphs-summary.txt" ]; then
+    echo "=== graphs summary"
+    cat "$LOG/graphs-summary.txt"
+    cat "$LOG/steps.txt"
+fi
 # At most 8 files come back from \$OUT: one archive of every log.
 [ -n "${OUT:-}" ] && tar czf "$OUT/gpu-suite-logs.tgz" -C "$LOG" . 2> /dev/null
 exit "$rc"

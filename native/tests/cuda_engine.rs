@@ -3,6 +3,11 @@
 //! tokens a step) and a KV cache small enough to force preemption, give exactly the greedy
 //! tokens transformers gave each prompt alone (engine_reference.json); no block leaks.
 //!
+//! Decode-step CUDA graphs: the same requests with graphs on and eagerly (`--enforce-eager`)
+//! give identical greedy tokens, in f32 and bf16, at batch sizes between the graph buckets
+//! (padding), with requests finishing at different steps (the batch shrinks), and the graphs
+//! are really replayed.
+//!
 //! `TESSERA_FIXTURES` points at the models folder (the GPU bundle carries a copy); without a
 //! GPU it fails (CI only builds it). Run on the GPU machine by scripts/gpu-suite.sh.
 
@@ -36,6 +41,67 @@ fn engine(name: &str, num_blocks: usize, budget: usize) -> Engine<CudaBackend> {
     let runner = ModelRunner::new(b, model, num_blocks, 16).unwrap();
     let ec = EngineConfig { max_num_batched_tokens: budget, enable_prefix_caching: true, ..EngineConfig::new(512) };
     Engine::new(runner, ec, None, vec![2]).unwrap()
+}
+
+/// Greedy tokens of `prompts` (request i asks for `lens[i]` tokens) run together, and the
+/// runner's (graphs recorded, replays).
+fn run_batch(name: &str, dtype: DType, graphs: bool, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64)) {
+    let d = dir(name);
+    let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+    let weights = SafetensorsWeights::from_dir(&d).unwrap();
+    let b = CudaBackend::new(0, dtype).unwrap_or_else(|e| panic!("the CUDA backend is not available here ({e}); run on the GPU machine"));
+    let model = load_model(&b, &config, &weights).unwrap();
+    let mut runner = ModelRunner::new(b, model, 256, 16).unwrap();
+    let ec = EngineConfig { max_num_batched_tokens: 2048, max_num_seqs: 64, enable_prefix_caching: false, ..EngineConfig::new(512) };
+    if graphs {
+        assert!(runner.enable_decode_graphs(ec.max_num_seqs, 512), "the CUDA backend refused graphs");
+    }
+    let mut e = Engine::new(runner, ec, None, vec![2]).unwrap();
+    for (i, (p, &n)) in prompts.iter().zip(lens).enumerate() {
+        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(n) };
+        e.add_request(i.to_string(), p.clone(), params).unwrap();
+    }
+    let mut done = BTreeMap::new();
+    while e.has_unfinished_requests() {
+        for o in e.step().unwrap() {
+            if o.finished {
+                done.insert(o.request_id.parse::<usize>().unwrap(), o.outputs[0].token_ids.clone());
+            }
+        }
+    }
+    assert_eq!(done.len(), prompts.len());
+    (done.into_values().collect(), e.runner.graph_stats())
+}
+
+#[test]
+fn gpu_decode_graphs_match_eager() {
+    for name in ["llama", "qwen2", "gemma3"] {
+        let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir(name).join("engine_reference.json")).unwrap()).unwrap();
+        let all: Vec<Vec<u32>> = reference["cases"].as_array().unwrap().iter().map(|c| ids(&c["prompt_token_ids"])).collect();
+        let mut wrong = Vec::new();
+        for dtype in [DType::F32, DType::BF16] {
+            // 1 (a bucket), 3 and 13 (padded to 4 and 16); lengths differ so the batch
+            // shrinks through other sizes as requests finish.
+            for n in [1usize, 3, 13] {
+                let prompts: Vec<Vec<u32>> = all.iter().take(n).cloned().collect();
+                let lens: Vec<usize> = (0..n).map(|i| 24 + 5 * i).collect();
+                let (eager, _) = run_batch(name, dtype, false, &prompts, &lens);
+                let (graphed, (captures, replays)) = run_batch(name, dtype, true, &prompts, &lens);
+                println!("GRAPHS {name} {dtype} batch {n}: {captures} graphs recorded, {replays} replays");
+                assert!(captures > 0 && replays > 0, "{name} {dtype} batch {n}: graphs were not used ({captures} recorded, {replays} replays)");
+                for (i, (g, w)) in graphed.iter().zip(&eager).enumerate() {
+                    if g != w {
+                        let first = g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0);
+                        wrong.push(format!("{name} {dtype} batch {n}, request {i}: first difference at token {first}"));
+                    }
+                }
+            }
+        }
+        for w in &wrong {
+            println!("GRAPHS MISMATCH {w}");
+        }
+        assert!(wrong.is_empty(), "{name}: graphs vs eager differ:\n{}", wrong.join("\n"));
+    }
 }
 
 fn ids(v: &Value) -> Vec<u32> {

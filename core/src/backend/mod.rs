@@ -219,6 +219,52 @@ pub trait Backend {
         Ok(crate::sample::sample_rows(&host.to_f32(), rows))
     }
 
+    // ---- decode-step graphs (CUDA graphs); the defaults say "not supported" ------------
+
+    /// Whether this backend can record queued work into a replayable graph
+    /// (`graph_begin` .. `graph_end`, then `graph_replay`). Default: no (every step is eager).
+    fn graph_supported(&self) -> bool {
+        false
+    }
+
+    /// Which graph of a batch of `num_seqs` sequences serves a step whose longest context is
+    /// `max_seq_len`: steps with the same answer share one graph. `None` while the backend
+    /// cannot tell yet (before the first eager decode step of that shape).
+    fn graph_variant(&self, _num_seqs: usize, _max_seq_len: usize) -> Option<u64> {
+        None
+    }
+
+    /// Tells paged attention the batch's real longest context while its metadata carries a
+    /// larger bound (`max_seq_len` of a graph's persistent metadata): the backend then picks
+    /// what depends on it (key splits) as an eager step would. `None` clears it.
+    fn set_attention_hint(&self, _max_seq_len: Option<usize>) {}
+
+    /// Starts recording the work queued from now on instead of running it.
+    fn graph_begin(&self) -> Result<()> {
+        Err(BackendError::Device { backend: self.name(), message: "graphs are not supported".into() })
+    }
+
+    /// Stops recording; returns the id of the new graph. `ok == false` (an op failed while
+    /// recording) discards the recording and returns an error.
+    fn graph_end(&self, _ok: bool) -> Result<u64> {
+        Err(BackendError::Device { backend: self.name(), message: "graphs are not supported".into() })
+    }
+
+    /// Queues graph `id` (it reads and writes the same buffers as when it was recorded).
+    fn graph_replay(&self, _id: u64) -> Result<()> {
+        Err(BackendError::Device { backend: self.name(), message: "graphs are not supported".into() })
+    }
+
+    /// Writes `values` into the existing u32 tensor `dst` in place (its address stays).
+    fn write_u32(&self, _dst: &Self::Tensor, _values: &[u32]) -> Result<()> {
+        Err(BackendError::Device { backend: self.name(), message: "in-place writes are not supported".into() })
+    }
+
+    /// Copies `src` into the existing tensor `dst` of the same dtype and size, in place.
+    fn copy_into(&self, _dst: &Self::Tensor, _src: &Self::Tensor) -> Result<()> {
+        Err(BackendError::Device { backend: self.name(), message: "in-place copies are not supported".into() })
+    }
+
     /// Copy to the host. The only async op: WebGPU read-backs must await.
     async fn to_host(&self, t: &Self::Tensor) -> Result<HostTensor<'static>>;
 }

@@ -115,11 +115,27 @@ pub struct EngineArgs {
     pub no_enable_prefix_caching: bool,
     #[arg(long, value_enum, default_value = "fcfs")]
     pub scheduling_policy: PolicyArg,
+    /// Run every step eagerly: no CUDA graphs for decode steps (as vLLM's flag; also
+    /// `TESSERA_ENFORCE_EAGER=1`). Backends without graphs always run eagerly.
+    #[arg(long)]
+    pub enforce_eager: bool,
 }
 
 impl EngineArgs {
+    /// Turns on decode-step graphs in `runner` unless `--enforce-eager` /
+    /// `TESSERA_ENFORCE_EAGER=1` (or the backend has none).
+    pub fn apply_graphs<B: Backend>(&self, runner: &mut tessera_core::engine::ModelRunner<B>, max_model_len: usize) {
+        let env = std::env::var("TESSERA_ENFORCE_EAGER").is_ok_and(|v| v == "1");
+        if self.enforce_eager || env {
+            tracing::info!("enforce-eager: decode steps run without graphs");
+            return;
+        }
+        runner.enable_decode_graphs(self.max_num_seqs, max_model_len);
+    }
+
     /// The offline engine over a loaded model.
-    pub fn build<B: Backend>(&self, m: LoadedModel<B>) -> Result<LLM<B>> {
+    pub fn build<B: Backend>(&self, mut m: LoadedModel<B>) -> Result<LLM<B>> {
+        self.apply_graphs(&mut m.runner, m.max_model_len);
         let eos = m.eos_token_ids();
         let token = |id: Option<u32>| id.and_then(|id| m.tokenizer.as_ref()?.id_to_token(id));
         let (bos_token, eos_token) = (token(m.config.bos_token_id), token(eos.first().copied()));

@@ -140,12 +140,13 @@ fn debug_load_delay() {
 
 /// The engine the server drives, over a model loaded on any backend.
 fn core_engine<B: Backend>(
-    m: LoadedModel<B>,
+    mut m: LoadedModel<B>,
     args: &ServeArgs,
     names: Vec<String>,
     template_override: Option<String>,
 ) -> Result<(CoreEngine<B>, ModelInfo), String> {
     let e = &args.engine;
+    e.apply_graphs(&mut m.runner, m.max_model_len);
     let config = EngineConfig {
         max_num_seqs: e.max_num_seqs,
         max_num_batched_tokens: e.max_num_batched_tokens,

@@ -214,7 +214,16 @@ impl CudaBackend {
         let sms = self.device.info.multiprocessors as usize;
         let blocks = b_count * p.num_kv_heads * tiles;
         let forced = self.attention_splits.load(std::sync::atomic::Ordering::Relaxed);
-        let (splits, split_len) = choose_splits(forced, blocks, sms, meta.max_seq_len);
+        // A graph's metadata carries the longest context any replay may see; the split is
+        // chosen from the batch's real one (the hint), as the eager step would.
+        let hint = self.attention_hint.load(std::sync::atomic::Ordering::Relaxed);
+        let split_basis = if hint > 0 { hint.min(meta.max_seq_len) } else { meta.max_seq_len };
+        if meta.max_query_len == 1 {
+            if let Ok(mut seen) = self.decode_grids.lock() {
+                seen.insert(p.num_kv_heads * tiles);
+            }
+        }
+        let (splits, split_len) = choose_splits(forced, blocks, sms, split_basis);
         let window = match p.sliding_window {
             Some(w) if w < meta.max_seq_len => w as u32,
             _ => 0,
@@ -225,7 +234,10 @@ impl CudaBackend {
         let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
         let f = (self.kernels.function("attention", &name)?, label);
         let smem = attention_smem(dt, d) as u32;
-        self.device.allow_shared(op, &f.0, &f.1, smem)?;
+        if !self.capturing.load(std::sync::atomic::Ordering::Relaxed) {
+            // Set by the eager step that precedes every recording.
+            self.device.allow_shared(op, &f.0, &f.1, smem)?;
+        }
 
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * tokens * p.num_heads;

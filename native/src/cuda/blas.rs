@@ -5,11 +5,15 @@
 //! row-major out[M,N] is column-major outᵀ[N,M] = w · xᵀ:
 //! cublasGemmEx(op_T, op_N, m = N, n = M, k = K, A = w (ld K), B = x (ld K), C = out (ld N))
 //! ```
+//! The handle gets its own workspace (cublasSetWorkspace), so GEMMs recorded into a CUDA
+//! graph never allocate.
 
 use std::sync::Mutex;
 
 use cudarc::cublas::sys as bsys;
-use cudarc::driver::CudaStream;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use tessera_core::backend::{Op, Result};
 use tessera_core::tensor::DType;
 
@@ -18,7 +22,12 @@ use super::device::{dev_err, setup_err};
 /// A cuBLAS handle bound to the backend's stream; calls are serialised by the mutex.
 pub(crate) struct Blas {
     handle: Mutex<HandlePtr>,
+    /// The handle's workspace; freed after the handle (Drop below, then the fields).
+    _workspace: CudaSlice<u8>,
 }
+
+/// cuBLAS workspace bytes (NVIDIA's recommendation for Hopper).
+const WORKSPACE: usize = 32 << 20;
 
 struct HandlePtr(bsys::cublasHandle_t);
 
@@ -26,12 +35,19 @@ struct HandlePtr(bsys::cublasHandle_t);
 unsafe impl Send for HandlePtr {}
 
 impl Blas {
-    pub fn new(stream: &CudaStream) -> Result<Blas> {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Blas> {
         let handle = cudarc::cublas::result::create_handle().map_err(|e| setup_err(format!("cuBLAS: creating a handle: {e}")))?;
         // SAFETY: a fresh handle and the backend's live stream.
         unsafe { cudarc::cublas::result::set_stream(handle, stream.cu_stream() as _) }
             .map_err(|e| setup_err(format!("cuBLAS: binding the stream: {e}")))?;
-        Ok(Blas { handle: Mutex::new(HandlePtr(handle)) })
+        let workspace = stream.alloc_zeros::<u8>(WORKSPACE).map_err(|e| setup_err(format!("cuBLAS: allocating the workspace: {e}")))?;
+        let ptr = workspace.device_ptr(stream).0;
+        // SAFETY: a live device buffer of WORKSPACE bytes, kept as long as the handle.
+        let status = unsafe { bsys::cublasSetWorkspace_v2(handle, ptr as *mut _, WORKSPACE) };
+        if status != bsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(setup_err(format!("cuBLAS: setting the workspace: {status:?}")));
+        }
+        Ok(Blas { handle: Mutex::new(HandlePtr(handle)), _workspace: workspace })
     }
 
     /// `out = x · wᵀ` for row-major x [m, k], w [n, k], out [m, n] of `dtype`.

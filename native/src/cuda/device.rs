@@ -231,6 +231,11 @@ impl Device {
         Ok(())
     }
 
+    /// Whether `TESSERA_CUDA_PROFILE=1` times every launch (graphs are off then).
+    pub fn profiling(&self) -> bool {
+        self.profile.is_some()
+    }
+
     /// The profile table (kernels by total time), when profiling is on.
     pub fn profile_report(&self) -> Option<String> {
         let m = self.profile.as_ref()?.lock().ok()?;

@@ -7,7 +7,8 @@
 //!             ── Kernels (NVRTC, disk cache, modules)                      compile.rs
 //!             ── Blas    (cuBLAS handle on the stream)                     blas.rs
 //! ops: ops.rs (elementwise, norms, rope, embedding, selection), attention.rs (KV cache and
-//! paged attention); tensors: tensor.rs; device-side index errors: error.rs
+//! paged attention); tensors: tensor.rs; device-side index errors: error.rs; decode-step
+//! CUDA graphs (capture, replay, in-place input writes): graph.rs
 //! ```
 //! Everything is queued on one stream; only `to_host` (and `synchronize`) wait. Errors a
 //! kernel finds (a token id out of range, a bad block id) are recorded on the device and
@@ -18,11 +19,13 @@ mod blas;
 pub mod compile;
 mod device;
 mod error;
+mod graph;
 mod ops;
 mod sampling;
 mod tensor;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use cudarc::driver::{CudaFunction, LaunchConfig};
 use tessera_core::backend::{
@@ -43,7 +46,8 @@ pub(crate) const NAME: &str = "cuda";
 const THREADS: u32 = 256;
 
 pub struct CudaBackend {
-    // Field order is drop order: cuBLAS and the modules go before the context's stream.
+    // Field order is drop order: graphs, cuBLAS and the modules go before the context's stream.
+    graphs: Mutex<Vec<graph::Graph>>,
     blas: blas::Blas,
     kernels: compile::Kernels,
     device: Device,
@@ -54,6 +58,12 @@ pub struct CudaBackend {
     sync_launches: AtomicBool,
     /// Force the number of key splits of paged attention (0 = choose).
     attention_splits: AtomicU32,
+    /// A stream capture is on (graph.rs): host copies refuse.
+    capturing: AtomicBool,
+    /// The real longest context of a batch whose metadata carries a bound (0 = none).
+    attention_hint: AtomicUsize,
+    /// Attention blocks per sequence (kv heads x row tiles) of the decode launches seen.
+    decode_grids: Mutex<std::collections::BTreeSet<usize>>,
 }
 
 impl CudaBackend {
@@ -74,6 +84,7 @@ impl CudaBackend {
         let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
         let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
         let be = CudaBackend {
+            graphs: Mutex::new(Vec::new()),
             blas,
             kernels,
             device,
@@ -81,6 +92,9 @@ impl CudaBackend {
             poison: AtomicBool::new(env_on("TESSERA_CUDA_POISON")),
             sync_launches: AtomicBool::new(env_on("TESSERA_CUDA_SYNC")),
             attention_splits: AtomicU32::new(std::env::var("TESSERA_ATTN_SPLITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
+            capturing: AtomicBool::new(false),
+            attention_hint: AtomicUsize::new(0),
+            decode_grids: Mutex::new(Default::default()),
         };
         tracing::info!(
             gpu = %be.device.info.name,
@@ -222,6 +236,7 @@ impl CudaBackend {
     /// Host bytes of `dtype` uploaded as a tensor of `to` (converted on the device).
     fn upload_bytes(&self, data: &[u8], dtype: DType, shape: &[usize], to: DType) -> Result<CudaTensor> {
         let op = Op::Upload;
+        self.not_capturing(op, "an upload")?;
         let staged = self.empty(op, dtype, shape)?;
         if !data.is_empty() {
             let mut buf = staged.buf;
@@ -387,7 +402,40 @@ impl Backend for CudaBackend {
         self.op_sample(logits, rows).await
     }
 
+    fn graph_supported(&self) -> bool {
+        self.graphs_possible()
+    }
+
+    fn graph_variant(&self, num_seqs: usize, max_seq_len: usize) -> Option<u64> {
+        self.op_graph_variant(num_seqs, max_seq_len)
+    }
+
+    fn set_attention_hint(&self, max_seq_len: Option<usize>) {
+        self.attention_hint.store(max_seq_len.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    fn graph_begin(&self) -> Result<()> {
+        self.op_graph_begin()
+    }
+
+    fn graph_end(&self, ok: bool) -> Result<u64> {
+        self.op_graph_end(ok)
+    }
+
+    fn graph_replay(&self, id: u64) -> Result<()> {
+        self.op_graph_replay(id)
+    }
+
+    fn write_u32(&self, dst: &CudaTensor, values: &[u32]) -> Result<()> {
+        self.op_write_u32(dst, values)
+    }
+
+    fn copy_into(&self, dst: &CudaTensor, src: &CudaTensor) -> Result<()> {
+        self.op_copy_into(dst, src)
+    }
+
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
+        self.not_capturing(Op::ToHost, "a read-back")?;
         let bytes = t.bytes();
         let mut data = vec![0u8; bytes];
         if bytes > 0 {
