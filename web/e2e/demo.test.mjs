@@ -5,7 +5,7 @@
 // second load served from Cache Storage (no new download). Screenshots go to $ARTIFACTS_DIR.
 //
 // env: DEMO_URL (http://127.0.0.1:PORT/demo/), EXPECTED (JSON file written by web-e2e.sh:
-// { max_tokens, chat: {content, text, token_ids}, pair: [{content, text, token_ids} x2] }),
+// { max_tokens, pair_max_tokens, chat: {content, text, token_ids}, pair: [{content, text, token_ids} x2] }),
 // ARTIFACTS_DIR, DEVICE (webgpu | cpu), WORKER (1 | 0).
 
 import assert from 'node:assert/strict';
@@ -96,7 +96,7 @@ const pair = await page.evaluate(async (pairExp) => {
   const rs = await Promise.all(pairExp.items.map((p) => req(p.content)));
   const after = await engine.stats();
   return { steps: after.num_steps_total - before.num_steps_total, results: rs.map((r) => ({ text: r.choices[0].message.content, ids: r.choices[0].token_ids, usage: r.usage, object: r.object })) };
-}, { max_tokens: expected.max_tokens, items: expected.pair });
+}, { max_tokens: expected.pair_max_tokens, items: expected.pair });
 log(`concurrent: ${JSON.stringify(pair)}`);
 pair.results.forEach((r, i) => {
   assert.equal(r.object, 'chat.completion');
