@@ -31,6 +31,8 @@ __device__ __forceinline__ void load_kv_tile(const T* __restrict__ cache, T* til
                                              u32 vec_ok, u32 lane, u32* err, u32 seq) {
     constexpr int N = Vec16<T>::N;
     const u32 cpr = DP / N;
+    // Unrolled so several (block-table, K/V row) load pairs are in flight per lane.
+#pragma unroll 4
     for (u32 c = lane; c < ATT_KEYS * cpr; c += 32) {
         const u32 n = c / cpr, d0 = (c % cpr) * N;
         const u32 j = base + n;
@@ -64,6 +66,9 @@ __device__ __forceinline__ void paged_attention_impl(
     float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_query_len,
     u32 max_seq_len, u32 vec_ok, u32* err) {
     constexpr int N = Vec16<T>::N;
+    // The score and P·V loops unrolled 4x where registers allow it without spilling
+    // (16-bit types, head_dim <= 128); 1 = the compiler's choice elsewhere.
+    constexpr int ATT_UNROLL = (sizeof(T) == 2 && DPL <= 4) ? 4 : 1;
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
 
@@ -138,6 +143,7 @@ __device__ __forceinline__ void paged_attention_impl(
 #pragma unroll
         for (int r = 0; r < ATT_ROWS; ++r) s[r] = 0.0f;
         const T* krow = tile + lane * row_stride;
+#pragma unroll (ATT_UNROLL)
         for (u32 d0 = 0; d0 < DP; d0 += N) {
             float kv[N];
             load_vec(krow + d0, kv);
@@ -183,6 +189,7 @@ __device__ __forceinline__ void paged_attention_impl(
         load_kv_tile(v_cache, tile, base, hi, table, block_size, num_blocks, kv_width, kv_off, D, DP,
                      row_stride, vec_ok, lane, err, b);
         __syncwarp();
+#pragma unroll (ATT_UNROLL)
         for (u32 n = 0; n < ATT_KEYS; ++n) {
             const T* vrow = tile + n * row_stride;
             float vv[DPL];

@@ -67,7 +67,7 @@ __device__ __forceinline__ bool arg_better(float va, u32 ia, float vb, u32 ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
-/// Index of the largest value of each row (first on ties, first NaN wins). blockDim.x = 256.
+/// Index of the largest value of each row (first on ties, first NaN wins). blockDim.x <= 1024.
 template <typename T>
 __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols) {
     __shared__ float sv[32];
@@ -75,6 +75,8 @@ __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __rest
     const T* row = x + (u64)blockIdx.x * cols;
     float bv = TESSERA_NEG_INF;
     u32 bi = 0xffffffffu;
+    // Unrolled: a 128k-entry vocab row is ~125 loads per thread, several kept in flight.
+#pragma unroll 8
     for (u32 i = threadIdx.x; i < cols; i += blockDim.x) {
         const float v = to_f32(row[i]);
         if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs (it has no Rust): the CUDA test binaries and the tessera
-# binary, release, with `--features cuda`, plus the model fixtures, into .gpu/ (listed in
-# .git/info/exclude, so it travels only when carried). Then, in ONE device call:
+# binary, release, with `--features cuda`, the suite and its Python scripts, the model
+# fixtures and the SmolLM3-3B config, into $GPU_BUNDLE_DIR (default .gpu/, listed in
+# .git/info/exclude, so it travels only when carried). The device tool sends the session's
+# checkout, so from another worktree point GPU_BUNDLE_DIR at that checkout's .gpu. Then:
 #
-#   run(command="bash scripts/gpu-suite.sh", carry=[".gpu"])
+#   run(command="bash .gpu/gpu-suite.sh [parity] [bench]", carry=[".gpu"])
 #
 # Needs no CUDA here: cudarc loads the driver, NVRTC and cuBLAS at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUNDLE=.gpu
+BUNDLE="${GPU_BUNDLE_DIR:-.gpu}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin"
 
 echo "== building the CUDA tests (release)"
-cargo test --release -p tessera --features cuda --test cuda_ops --test cuda_models --no-run \
+cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --no-run \
     --message-format=json-render-diagnostics > "$BUNDLE/build.json"
 python3 - "$BUNDLE" <<'PY'
 import json, shutil, sys
@@ -28,7 +30,7 @@ for line in open(f"{bundle}/build.json"):
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         found[m["target"]["name"]] = m["executable"]
-for name in ("cuda_ops", "cuda_models"):
+for name in ("cuda_ops", "cuda_models", "cuda_engine"):
     if name not in found:
         raise SystemExit(f"no test binary for {name} in cargo's output")
     shutil.copy(found[name], f"{bundle}/bin/{name}")
@@ -37,7 +39,7 @@ PY
 rm -f "$BUNDLE/build.json"
 
 echo "== building tessera (release, --features cuda)"
-cargo build --release -p tessera --features cuda --bin tessera
+cargo build --release --locked -p tessera --features cuda --bin tessera
 cp "$TARGET_DIR/release/tessera" "$BUNDLE/bin/tessera"
 
 # Debug info is not needed there and would crowd the 64 MiB carry limit.
@@ -45,8 +47,12 @@ for f in "$BUNDLE"/bin/*; do
     objcopy --strip-debug "$f" 2>/dev/null || strip --strip-debug "$f" 2>/dev/null || true
 done
 
-echo "== fixtures"
+echo "== fixtures, scripts"
 cp -r tests/fixtures/models "$BUNDLE/fixtures"
+mkdir -p "$BUNDLE/scripts" "$BUNDLE/smollm3-3b"
+cp scripts/gpu-suite.sh "$BUNDLE/gpu-suite.sh"
+cp scripts/hf_parity.py scripts/hf_bench.py scripts/hf_big_model.py scripts/gpu_report.py "$BUNDLE/scripts/"
+cp scripts/gpu/smollm3-3b-config.json "$BUNDLE/smollm3-3b/config.json"
 git rev-parse --short HEAD > "$BUNDLE/COMMIT" 2>/dev/null || true
 git status --porcelain --untracked-files=no | wc -l | xargs -I{} echo "uncommitted tracked changes: {}" >> "$BUNDLE/COMMIT"
 
@@ -56,4 +62,4 @@ if [ "$size" -ge 64 ]; then
     echo "bundle is ${size} MiB: over the 64 MiB a device call may carry" >&2
     exit 1
 fi
-echo "bundle ready: run(command=\"bash scripts/gpu-suite.sh\", carry=[\".gpu\"])"
+echo "bundle ready in $BUNDLE: run(command=\"bash .gpu/gpu-suite.sh\", carry=[\".gpu\"])"

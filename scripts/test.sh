@@ -3,6 +3,7 @@
 #   - system packages (Mesa lavapipe for the wgpu tests) and the default model (SmolLM2 GGUF)
 #   - core (+ wgpu) and web build for wasm32-unknown-unknown
 #   - the whole Rust test suite, wgpu backend included (on lavapipe)
+#   - a bounded fuzz run of the GGUF reader (cargo-fuzz, libFuzzer)
 #   - the CUDA backend builds (tests compiled, not run: no GPU) and every kernel compiles to PTX
 #   - the OpenAI-compatible server against the official Python client
 set -euo pipefail
@@ -21,6 +22,10 @@ cargo build --locked -p tessera-core --features wgpu --target wasm32-unknown-unk
 
 echo "== cargo test (workspace, with the wgpu backend)"
 cargo test --locked --workspace --features tessera/wgpu --no-fail-fast
+
+echo "== fuzz the GGUF reader (bounded run)"
+cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz@0.13.2
+scripts/fuzz-gguf.sh "${TESSERA_FUZZ_SECONDS:-30}"
 
 echo "== CUDA backend builds without CUDA; kernels compile with NVRTC"
 cargo build --locked -p tessera --features cuda --tests

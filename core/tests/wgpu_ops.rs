@@ -72,6 +72,22 @@ fn op_parity_f16() {
     assert!(failures.is_empty(), "{} f16 cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// The whole table with workgroups capped at 64 invocations (1-D kernels of 64, 8 x 8 matmul
+/// tiles): the sizes come from the limits, not from constants.
+#[test]
+fn op_parity_small_workgroups() {
+    let be = backend(WgpuOptions {
+        dtype: Some(DType::F32),
+        poison_outputs: true,
+        max_workgroup_invocations: Some(64),
+        ..Default::default()
+    });
+    let failures = parity(&be, Dt::F32, filter().as_deref());
+    assert!(failures.is_empty(), "{} cases failed with 64-invocation workgroups:\n{}", failures.len(), failures.join("\n"));
+    let too_small = WgpuBackend::new_blocking(WgpuOptions { max_workgroup_invocations: Some(16), ..Default::default() });
+    assert!(matches!(too_small, Err(BackendError::Device { .. })));
+}
+
 #[test]
 fn a_filter_matching_nothing_is_an_error() {
     assert!(select(Some("no-such-op")).is_err());
@@ -79,7 +95,7 @@ fn a_filter_matching_nothing_is_an_error() {
 }
 
 /// Weights larger than one storage binding are bound in row chunks (binding limit lowered to
-/// 4 KiB here: 7 chunks of w, 4 of the embedding table).
+/// 4 KiB here: 7 chunks of w, 4 of the embedding table; 2 to 6 chunks of the quantized ones).
 #[test]
 fn weights_split_over_bindings() {
     for (dt, dtype) in [(Dt::F32, DType::F32), (Dt::F16, DType::F16)] {
@@ -89,6 +105,11 @@ fn weights_split_over_bindings() {
             cases::Kind::Matmul { m: 3, k: 64, n: 100, bias: true, f32_weight: false },
             cases::Kind::Matmul { m: 9, k: 64, n: 100, bias: false, f32_weight: false },
             cases::Kind::Embedding { vocab: 100, hidden: 64, tokens: 11, scale: 2.0 },
+            // Quantized rows of 54, 210 and 68 bytes: chunks of whole rows at aligned offsets.
+            cases::Kind::QMatmul { m: 3, k: 96, n: 100, dtype: DType::Q4_0, bias: true },
+            cases::Kind::QMatmul { m: 2, k: 256, n: 100, dtype: DType::Q6_K, bias: false },
+            cases::Kind::QMatmul { m: 9, k: 64, n: 100, dtype: DType::Q8_0, bias: true },
+            cases::Kind::QEmbedding { vocab: 300, hidden: 64, tokens: 13, dtype: DType::Q8_0, scale: 1.0 },
         ];
         for (i, kind) in table.into_iter().enumerate() {
             let c = cases::Case { name: format!("split/{i}"), seed: 7 + i as u64, kind };

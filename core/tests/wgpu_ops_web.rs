@@ -2,8 +2,9 @@
 //! Chromium, WebGPU on its SwiftShader adapter: f32 only, <= 256 invocations per workgroup),
 //! against the CPU reference compiled to wasm32 in the same page.
 //!
-//! Run by scripts/web-ops.sh (wasm-bindgen-test-runner + chromedriver with
-//! `--enable-unsafe-webgpu`). Native builds compile this file to nothing.
+//! Also device sampling (`wgpu_sample/common.rs`). Run by scripts/web-ops.sh
+//! (wasm-bindgen-test-runner + chromedriver with `--enable-unsafe-webgpu`). Native builds
+//! compile this file to nothing.
 #![cfg(target_arch = "wasm32")]
 
 #[path = "wgpu_ops/cases.rs"]
@@ -41,4 +42,20 @@ async fn op_parity_f32_in_the_browser() {
     }
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
     console_log!("{} cases passed", cases.len());
+}
+
+#[path = "wgpu_sample/common.rs"]
+mod sampling;
+
+/// Device sampling (top-k / top-p / min-p, `sample.wgsl`) in the browser against
+/// `sample::sample_rows`, at two vocab sizes.
+#[wasm_bindgen_test]
+async fn sampling_in_the_browser() {
+    let be = WgpuBackend::new(WgpuOptions { dtype: Some(DType::F32), poison_outputs: true, ..Default::default() })
+        .await
+        .unwrap_or_else(|e| panic!("no WebGPU adapter in this browser: {e}"));
+    for (vocab, seed) in [(1000, 21), (3001, 22)] {
+        sampling::sample_case(&be, DType::F32, vocab, seed).await.unwrap_or_else(|e| panic!("{e}"));
+        console_log!("ok   sampling/vocab_{vocab}");
+    }
 }

@@ -41,7 +41,7 @@ pub enum DTypeArg {
 /// `--device`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {
-    /// The best device present (CPU in this build).
+    /// CUDA when this build has it and an NVIDIA GPU is present, else the CPU.
     Auto,
     Cpu,
     Cuda,
@@ -83,6 +83,11 @@ pub struct ModelArgs {
     /// Exactly this many KV-cache blocks (including the reserved null block), whatever the memory.
     #[arg(long)]
     pub num_gpu_blocks_override: Option<usize>,
+    /// GPU devices: the fraction of the device's memory tessera may use (weights, KV cache and
+    /// activations); the KV cache gets what the loaded weights and an activation reserve leave.
+    /// `--kv-cache-memory` / `--num-gpu-blocks-override` take precedence.
+    #[arg(long, default_value_t = 0.9)]
+    pub gpu_memory_utilization: f64,
     /// GGUF: dequantize quantized weights to f32 on load and multiply them with f32
     /// activations, instead of the CPU's integer kernels (activations quantized to Q8 per row).
     /// These are the numerics of backends that dequantize weights (the wgpu backend, in the
@@ -116,7 +121,13 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Blocks of the KV cache: `--num-gpu-blocks-override`, else as many as `--kv-cache-memory`
 /// holds (default: 256 sequences of `max_model_len`, at most 4 GiB), null block included.
-fn kv_num_blocks<B: Backend>(args: &ModelArgs, config: &ModelConfig, max_model_len: usize, backend: &B) -> Result<usize> {
+fn kv_num_blocks<B: Backend>(
+    args: &ModelArgs,
+    config: &ModelConfig,
+    max_model_len: usize,
+    backend: &B,
+    device_budget: Option<u64>,
+) -> Result<usize> {
     if args.block_size == 0 {
         bail!("--block-size must be at least 1");
     }
@@ -127,7 +138,7 @@ fn kv_num_blocks<B: Backend>(args: &ModelArgs, config: &ModelConfig, max_model_l
         backend.activation_dtype().size(),
     );
     let default = ((blocks_for(max_model_len, args.block_size) * 256 + 1) as u64 * per_block as u64).min(4 << 30);
-    let memory = args.kv_cache_memory.unwrap_or(default);
+    let memory = args.kv_cache_memory.or(device_budget).unwrap_or(default);
     let n = tessera_core::kv::num_blocks_for(memory, per_block, args.num_gpu_blocks_override)?;
     if (n - 1) * args.block_size < max_model_len {
         tracing::warn!(blocks = n, block_size = args.block_size, max_model_len, "the KV cache cannot hold one sequence of max_model_len");
@@ -179,22 +190,34 @@ fn read_optional(dir: &Path, name: &str) -> Result<Option<String>> {
 }
 
 /// Loads `args.model` on the CPU backend, with a KV cache sized by `--kv-cache-memory` /
-/// `--num-gpu-blocks-override`. Other devices: [`load_with`] and their backend's constructor.
+/// `--num-gpu-blocks-override`. Other devices: [`load_with`] and their backend's constructor
+/// ([`load_cuda`] for CUDA); [`with_model!`](crate::with_model) picks by `--device`.
 pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
-    match args.device {
+    match resolve_device(args.device) {
         DeviceArg::Auto | DeviceArg::Cpu => {}
         DeviceArg::Wgpu if cfg!(feature = "wgpu") => {
             bail!("--device wgpu: only `tessera generate` runs on the wgpu backend so far")
         }
         DeviceArg::Cuda if cfg!(feature = "cuda") => {
-            bail!("--device cuda: only `tessera generate` runs on the CUDA backend so far")
+            bail!("--device cuda: load it with load_cuda (internal error: the command did not dispatch on --device)")
         }
         DeviceArg::Cuda | DeviceArg::Wgpu => {
-            bail!("--device {:?}: this build of tessera has only the CPU backend", args.device)
+            bail!("--device {:?}: this build of tessera has only the CPU backend; rebuild with `--features cuda`/`wgpu`", args.device)
         }
     }
     if !matches!(args.dtype, DTypeArg::Auto | DTypeArg::Float32) {
         bail!("--dtype {:?}: the CPU backend computes in float32; use --dtype auto or float32", args.dtype);
+    }
+    // Every caller (generate, chat: the main thread; serve: the engine thread) runs the model
+    // on the thread that loads it, so that thread joins rayon's pool as a worker and each op's
+    // parallel loop starts locally (see `init_global_threads`). A pool built earlier (bench
+    // --threads) is kept. With one core the default pool stays: its only worker would then be
+    // this thread, and work handed to the pool by another thread would wait for it.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        if let Err(e) = tessera_core::backend::cpu::init_global_threads(cores) {
+            tracing::debug!("cpu thread pool already set up: {e}");
+        }
     }
     if let Some(name) = &args.cpu_isa {
         let level = tessera_core::quant::isa::Level::from_name(name)
@@ -204,8 +227,47 @@ pub fn load(args: &ModelArgs) -> Result<LoadedModel> {
     load_with(args, CpuBackend::new())
 }
 
+/// `--device auto` made concrete: CUDA when this build has the CUDA backend and an NVIDIA GPU
+/// is visible, else the CPU. Other values are returned as given.
+pub fn resolve_device(d: DeviceArg) -> DeviceArg {
+    if d != DeviceArg::Auto {
+        return d;
+    }
+    #[cfg(feature = "cuda")]
+    if crate::cuda::gpu_present() {
+        return DeviceArg::Cuda;
+    }
+    DeviceArg::Cpu
+}
+
+/// Runs `$body` with `$m` bound to the model `$args` (a [`ModelArgs`]) names, loaded on the
+/// backend `--device` picks (`auto`: CUDA when a GPU is present, else CPU). `$body` is
+/// compiled once per backend, so it may call generic functions over `LoadedModel<B>`.
+#[macro_export]
+macro_rules! with_model {
+    ($args:expr, |$m:ident| $body:expr) => {{
+        let __args: &$crate::load::ModelArgs = $args;
+        match $crate::load::resolve_device(__args.device) {
+            #[cfg(feature = "cuda")]
+            $crate::load::DeviceArg::Cuda => {
+                let $m = $crate::load::load_cuda(__args)?;
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            $crate::load::DeviceArg::Wgpu => {
+                let $m = $crate::load::load_with(__args, $crate::load::wgpu_backend(__args)?)?;
+                $body
+            }
+            _ => {
+                let $m = $crate::load::load(__args)?;
+                $body
+            }
+        }
+    }};
+}
+
 /// The CUDA backend `--device cuda` asks for (GPU 0): `--dtype auto` = bfloat16. No GPU, driver
-/// or CUDA library is a clear error.
+/// or CUDA library is a clear error. Compiles (or loads from the disk cache) every kernel.
 #[cfg(feature = "cuda")]
 pub fn cuda_backend(args: &ModelArgs) -> Result<crate::cuda::CudaBackend> {
     use tessera_core::tensor::DType;
@@ -217,8 +279,80 @@ pub fn cuda_backend(args: &ModelArgs) -> Result<crate::cuda::CudaBackend> {
     let b = crate::cuda::CudaBackend::new(0, dtype)?;
     let secs = b.load_kernels()?;
     let info = b.device_info();
-    tracing::info!(gpu = %info.name, arch = %b.arch(), dtype = %dtype, kernel_secs = secs, "CUDA backend");
+    tracing::info!(gpu = %info.name, arch = %b.arch(), dtype = %dtype, kernel_compile_secs = secs, "CUDA backend");
     Ok(b)
+}
+
+/// Bytes kept free for one step's activations, logits and cuBLAS workspaces, on top of the
+/// weights and the KV cache: a step of [`RESERVE_TOKENS`] tokens with every intermediate
+/// alive in f32 (an over-estimate: the model frees as it goes), the logits of
+/// [`RESERVE_SEQS`] rows three times (activation dtype, f32 copies for sampling), 512 MiB.
+#[cfg(feature = "cuda")]
+fn activation_reserve(c: &ModelConfig) -> u64 {
+    const RESERVE_TOKENS: u64 = 2048;
+    const RESERVE_SEQS: u64 = 256;
+    let per_token = 4 * c.hidden_size + 3 * c.intermediate_size + c.q_size() + 2 * c.kv_size();
+    RESERVE_TOKENS * per_token as u64 * 4 + RESERVE_SEQS * c.vocab_size as u64 * 4 * 3 + (512 << 20)
+}
+
+/// The KV cache's share of the GPU after the weights are in: `--gpu-memory-utilization` of
+/// the device's memory, less what is in use now (weights, context, other processes), less the
+/// activation reserve. Too little left is a clear error naming the numbers.
+#[cfg(feature = "cuda")]
+fn cuda_kv_budget(b: &crate::cuda::CudaBackend, c: &ModelConfig, util: f64) -> Result<Option<u64>> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    b.release_pool_memory()?;
+    let (free, total) = b.memory_info()?;
+    let used = total.saturating_sub(free) as u64;
+    let limit = (total as f64 * util) as u64;
+    let reserve = activation_reserve(c);
+    let budget = limit.saturating_sub(used).saturating_sub(reserve);
+    tracing::info!(
+        total_gib = total as f64 / GIB,
+        in_use_after_weights_gib = used as f64 / GIB,
+        activation_reserve_gib = reserve as f64 / GIB,
+        kv_budget_gib = budget as f64 / GIB,
+        gpu_memory_utilization = util,
+        "GPU memory"
+    );
+    if budget == 0 {
+        bail!(
+            "--gpu-memory-utilization {util}: {:.2} GiB of the device's {:.2} GiB are in use after loading the weights and \
+             {:.2} GiB are kept for activations, which leaves nothing for the KV cache; raise --gpu-memory-utilization, \
+             free the GPU, or pass --kv-cache-memory",
+            used as f64 / GIB,
+            total as f64 / GIB,
+            reserve as f64 / GIB
+        );
+    }
+    Ok(Some(budget))
+}
+
+/// Loads `args.model` on GPU 0 with a KV cache sized from the device memory left after the
+/// weights (`--gpu-memory-utilization`), unless `--kv-cache-memory` /
+/// `--num-gpu-blocks-override` say otherwise. Logs the GPU, dtype, KV blocks and the kernel
+/// compile time.
+#[cfg(feature = "cuda")]
+pub fn load_cuda(args: &ModelArgs) -> Result<LoadedModel<crate::cuda::CudaBackend>> {
+    let util = args.gpu_memory_utilization;
+    if !(util > 0.0 && util <= 1.0) {
+        bail!("--gpu-memory-utilization {util}: expected a fraction in (0, 1]");
+    }
+    let t0 = std::time::Instant::now();
+    let b = cuda_backend(args)?;
+    let kernel_secs = t0.elapsed().as_secs_f64();
+    let (gpu, dtype) = (b.device_info().name.clone(), b.activation_dtype());
+    let m = load_with_budget(args, b, &|b, c| cuda_kv_budget(b, c, util))?;
+    tracing::info!(
+        %gpu,
+        %dtype,
+        kv_blocks = m.runner.num_blocks(),
+        block_size = m.runner.block_size(),
+        kv_tokens = (m.runner.num_blocks() - 1) * m.runner.block_size(),
+        kernel_secs,
+        "CUDA model ready"
+    );
+    Ok(m)
 }
 
 /// The wgpu backend `--device wgpu` asks for: `--dtype auto` = f16 where the adapter has
@@ -241,8 +375,16 @@ pub fn wgpu_backend(args: &ModelArgs) -> Result<tessera_core::backend::wgpu::Wgp
 /// Loads `args.model` onto `backend` (whatever `--device` chose), with a KV cache sized
 /// by `--kv-cache-memory` / `--num-gpu-blocks-override`.
 pub fn load_with<B: Backend>(args: &ModelArgs, backend: B) -> Result<LoadedModel<B>> {
+    load_with_budget(args, backend, &|_, _| Ok(None))
+}
+
+/// Computes the KV cache's bytes once the weights are on the backend (None: the default).
+type KvBudget<'a, B> = &'a dyn Fn(&B, &ModelConfig) -> Result<Option<u64>>;
+
+/// [`load_with`], the KV cache sized by `budget` unless the flags fix it.
+fn load_with_budget<B: Backend>(args: &ModelArgs, backend: B, budget: KvBudget<'_, B>) -> Result<LoadedModel<B>> {
     if let Some(path) = resolve_gguf(args)? {
-        return load_gguf(args, &path, backend);
+        return load_gguf(args, &path, backend, budget);
     }
     let opts = HubOptions::from_env().with_revision(args.revision.clone());
     let resolved = resolve_model_files(&args.model, &opts, args.load_format != LoadFormat::Dummy)?;
@@ -285,7 +427,8 @@ pub fn load_with<B: Backend>(args: &ModelArgs, backend: B) -> Result<LoadedModel
         "model loaded"
     );
     let max_model_len = args.max_model_len.unwrap_or(config.max_position_embeddings);
-    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend)?;
+    let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
+    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
     Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner })
 }
@@ -336,7 +479,7 @@ pub fn resolve_gguf_path(model: &str, gguf_file: Option<&str>, revision: &str, f
 
 /// A GGUF model: config, tokenizer and chat template from its metadata. Weights stay in their
 /// block format where the backend multiplies them directly, else are dequantized to f32.
-fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B) -> Result<LoadedModel<B>> {
+fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B, budget: KvBudget<'_, B>) -> Result<LoadedModel<B>> {
     if args.load_format == LoadFormat::Safetensors {
         bail!("{}: --load-format safetensors given for a GGUF file", path.display());
     }
@@ -361,7 +504,8 @@ fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B) -> Result<Lo
     let model = load_model(&backend, &config, weights.as_ref()).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     tracing::info!(architecture = %config.architecture, weights = %weights.describe(), secs = t0.elapsed().as_secs_f32(), "model loaded");
     let max_model_len = args.max_model_len.unwrap_or(config.max_position_embeddings);
-    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend)?;
+    let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
+    let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
     Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner })
 }

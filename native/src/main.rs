@@ -16,6 +16,7 @@ fn main() {
         Command::Serve(args) => tessera::cli::serve::run(args),
         Command::Bench { command: BenchCommand::Serve(args) } => tessera::cli::bench_serve::run(args),
         Command::Bench { command: BenchCommand::Latency(args) } => tessera::cli::bench::run(args),
+        Command::Bench { command: BenchCommand::Throughput(args) } => tessera::cli::bench_throughput::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

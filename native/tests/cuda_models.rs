@@ -6,6 +6,8 @@
 //! `TESSERA_LOGITS_DUMP=DIR` for scripts/hf_parity.py, which holds them to HF in the same
 //! dtype on the same card (the contract).
 //! Prints one `MODEL <name> <dtype> <case> ...` line per case for scripts/gpu-suite.sh.
+//! `full_size_smollm3_matches_transformers` does the same for a SmolLM3-3B-config model with
+//! random weights that scripts/hf_big_model.py writes on the GPU machine (`TESSERA_BIG_MODEL`).
 //!
 //! `TESSERA_FIXTURES` points at the models folder (the GPU bundle carries a copy); without a
 //! GPU it fails (CI only builds it).
@@ -43,7 +45,11 @@ struct Case {
 }
 
 fn cases(name: &str) -> Vec<Case> {
-    let path = models_dir().join(name).join("reference.json");
+    cases_at(&models_dir().join(name))
+}
+
+fn cases_at(dir: &std::path::Path) -> Vec<Case> {
+    let path = dir.join("reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).expect("reference.json");
     let ids = |v: &Value| v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect::<Vec<_>>();
@@ -90,10 +96,13 @@ impl WeightSource for Bf16Weights {
 }
 
 fn runner(name: &str, dtype: DType, num_blocks: usize, bf16_weights: bool) -> Result<ModelRunner<CudaBackend>, String> {
-    let d = models_dir().join(name);
+    runner_at(&models_dir().join(name), dtype, num_blocks, bf16_weights)
+}
+
+fn runner_at(d: &std::path::Path, dtype: DType, num_blocks: usize, bf16_weights: bool) -> Result<ModelRunner<CudaBackend>, String> {
     let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let st = SafetensorsWeights::from_dir(&d).map_err(|e| e.to_string())?;
+    let st = SafetensorsWeights::from_dir(d).map_err(|e| e.to_string())?;
     let weights: Box<dyn WeightSource> = if bf16_weights { Box::new(Bf16Weights(st)) } else { Box::new(st) };
     let b = CudaBackend::new(0, dtype).map_err(|e| e.to_string())?;
     let model = load_model(&b, &config, weights.as_ref()).map_err(|e| e.to_string())?;
@@ -218,4 +227,50 @@ fn tiny_models_match_transformers() {
         }
     }
     assert!(failures.is_empty(), "{} model case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The full-size SmolLM3-3B-config model with random weights that scripts/hf_big_model.py
+/// writes on the GPU machine (`TESSERA_BIG_MODEL=DIR`: bf16 safetensors + reference.json from
+/// HF in f32). f32: the same 8 greedy tokens and logits within 1e-3 of the range. bf16: HF
+/// bf16's first greedy token and logits within max(2e-2, 1.5 x HF bf16's own distance) of
+/// the f32 reference (both as max |diff| / logit range).
+#[test]
+fn full_size_smollm3_matches_transformers() {
+    let dir = PathBuf::from(std::env::var_os("TESSERA_BIG_MODEL").expect(
+        "TESSERA_BIG_MODEL=DIR (written by scripts/hf_big_model.py on the GPU machine; scripts/gpu-suite.sh sets it)",
+    ));
+    let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
+    let raw: Value = serde_json::from_str(&text).expect("reference.json");
+    let cases = cases_at(&dir);
+    let longest = cases.iter().map(|c| c.prompt.len() + c.greedy.len()).max().unwrap_or(1);
+    let mut failures = Vec::new();
+    for dtype in [DType::F32, DType::BF16] {
+        let t0 = std::time::Instant::now();
+        let mut r = runner_at(&dir, dtype, longest.div_ceil(BLOCK) + 2, false).unwrap_or_else(|e| panic!("{dtype}: {e}"));
+        println!("BIG load {dtype} {:.1}s", t0.elapsed().as_secs_f64());
+        for (i, c) in cases.iter().enumerate() {
+            let steps = if dtype == DType::F32 { c.greedy.len() } else { 1 };
+            let (tokens, logits) = greedy(&mut r, &c.prompt, steps).unwrap_or_else(|e| panic!("{dtype} {}: {e}", c.name));
+            let err = range_err(&logits, &c.logits);
+            let same = tokens.iter().zip(&c.greedy).take_while(|(a, b)| a == b).count();
+            let hf_err = raw["cases"][i]["hf_bf16_err"].as_f64().unwrap_or(f64::NAN) as f32;
+            let hf_first = raw["cases"][i]["hf_bf16_first"].as_u64().map(|x| x as u32);
+            let ok = match dtype {
+                DType::F32 => same == c.greedy.len() && err < 1e-3,
+                _ => Some(tokens[0]) == hf_first && err < (1.5 * hf_err).max(2e-2),
+            };
+            println!(
+                "MODEL smollm3-3b {} [{}] tokens={same}/{steps} logits_err={err:.2e} hf_bf16_err={hf_err:.2e} first={}/{:?} {}",
+                dtype.hf_name(),
+                c.name,
+                tokens[0],
+                hf_first,
+                if ok { "ok" } else { "FAIL" }
+            );
+            if !ok {
+                failures.push(format!("{dtype} {}: {same}/{steps} tokens, logits err {err:e} (HF bf16 {hf_err:e})", c.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "full-size SmolLM3 parity failed:\n{}", failures.join("\n"));
 }

@@ -114,7 +114,10 @@ fn norms_and_activations() {
                 let up = c.rand(&shape, 2.0);
                 let g = c.gpu.act_mul(&gate.0, &up.0, act).unwrap();
                 let r = c.cpu.act_mul(&gate.1, &up.1, act).unwrap();
-                c.check(&format!("act_mul.{name}"), &format!("{shape:?}"), &g, &r);
+                // The CPU reference's tanh has ~1e-7 absolute error, which the cancellation in
+                // 1 + tanh(z) (large negative gates) turns into ~1e-5 relative on a short row.
+                let tol = if act == Activation::GeluTanh && dtype == DType::F32 { 1e-4 } else { c.tolerance() };
+                c.check_tol(&format!("act_mul.{name}"), &format!("{shape:?}"), &g, &r, tol);
             }
         }
         for (shape, cap) in [(vec![5, 1000], 30.0f32), (vec![3, 7], 2.0)] {
@@ -167,7 +170,7 @@ fn rope_variants() {
 fn selection_ops() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "selection_ops") else { return };
-        for (rows, cols) in [(10, 257), (64, 4096), (3, 8)] {
+        for (rows, cols) in [(10, 257), (64, 4096), (3, 8), (5, 128_256)] {
             let x = c.rand(&[rows, cols], 5.0);
             let idx: Vec<u32> = vec![rows as u32 - 1, 0, 2 % rows as u32, rows as u32 - 1];
             let (gi, ci) = c.pair_u32(&idx, &[idx.len()]);

@@ -54,7 +54,10 @@ impl<T> Rope<T> {
                     table.extend_from_slice(&inv);
                 }
             }
-            let t = b.upload(&HostTensor::from_f32(&table, &[batch.num_tokens, half]))?;
+            // Uploaded flat ([T * half]; the rope ops tell per-token tables by their length): a
+            // 2-D upload would take the activation dtype on GPU backends, and bf16 frequencies
+            // are off by up to 0.4%, i.e. by radians at positions in the hundreds.
+            let t = b.upload(&HostTensor::from_f32(&table, &[batch.num_tokens * half]))?;
             *step = Some((batch.host_query_start_loc.clone(), batch.host_seq_lens.clone(), t));
         }
         let table = &step.as_ref().expect("filled above").2;

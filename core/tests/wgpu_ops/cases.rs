@@ -16,14 +16,14 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
+    pub fn f32(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn below(&mut self, n: u32) -> u32 {
@@ -80,6 +80,11 @@ pub enum Kind {
     Softcap { rows: usize, cols: usize, cap: f32 },
     /// `special`: 0 = random, 1 = many ties, 2 = a NaN in every other row.
     Argmax { rows: usize, cols: usize, special: u8 },
+    /// `x · wᵀ` with w `[n, k]` in a GGUF block format (random blocks). The reference is the
+    /// CPU backend on the dequantized f32 weight (its own quantized path rounds x to Q8).
+    QMatmul { m: usize, k: usize, n: usize, dtype: DType, bias: bool },
+    /// Embedding rows of a table in a GGUF block format.
+    QEmbedding { vocab: usize, hidden: usize, tokens: usize, dtype: DType, scale: f32 },
 }
 
 #[derive(Clone, Debug)]
@@ -140,6 +145,22 @@ pub fn all_cases() -> Vec<Case> {
     }
     v.push(case("matmul/f32_weight_vec", Matmul { m: 2, k: 96, n: 50, bias: true, f32_weight: true }));
     v.push(case("matmul/f32_weight_tiled", Matmul { m: 33, k: 96, n: 50, bias: true, f32_weight: true }));
+    for (dtype, k) in [
+        (DType::Q4_0, 96),
+        (DType::Q4_1, 288),
+        (DType::Q5_0, 160),
+        (DType::Q5_1, 64),
+        (DType::Q8_0, 224),
+        (DType::Q4_K, 256),
+        (DType::Q5_K, 512),
+        (DType::Q6_K, 768),
+    ] {
+        let q = dtype.hf_name().to_lowercase();
+        for (m, n, bias) in [(1, 33, false), (3, 257, true), (8, 70, false), (70, 129, true)] {
+            v.push(case(&format!("qmatmul/{q}/{m}x{k}x{n}{}", if bias { "+bias" } else { "" }), QMatmul { m, k, n, dtype, bias }));
+        }
+        v.push(case(&format!("qembedding/{q}"), QEmbedding { vocab: 37, hidden: k, tokens: 9, dtype, scale: 1.5 }));
+    }
     for (act, name) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh"), (Activation::Gelu, "gelu")] {
         v.push(case(&format!("act_mul/{name}"), ActMul { rows: 13, cols: 37, act }));
         v.push(case(&format!("act_mul/{name}_row"), ActMul { rows: 1, cols: 1536, act }));
@@ -234,6 +255,38 @@ impl<B: Backend> Inputs<'_, B> {
     fn ids(&mut self, n: usize, below: u32) -> Result<B::Tensor, BackendError> {
         let v: Vec<u32> = (0..n).map(|_| self.rng.below(below)).collect();
         self.be.upload_u32(&v, &[n])
+    }
+}
+
+/// Random blocks of `dtype` for `numel` elements: random bytes, with every f16 field of a block
+/// (scales, mins) set to a small finite value so no block decodes to inf / NaN.
+pub fn random_blocks(rng: &mut Rng, dtype: DType, numel: usize) -> Vec<u8> {
+    let (bl, bb) = (dtype.block_len(), dtype.block_bytes());
+    let halves: &[usize] = match dtype {
+        DType::Q4_1 | DType::Q5_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q6_K => &[208],
+        _ => &[0],
+    };
+    let amp = if bl == 256 { 0.004 } else { 0.05 };
+    let mut bytes: Vec<u8> = (0..numel / bl * bb).map(|_| rng.next_u64() as u8).collect();
+    for block in bytes.chunks_exact_mut(bb) {
+        for &at in halves {
+            let v = half::f16::from_f32(rng.f32() * amp);
+            block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// A quantized weight as the backend under test gets it (raw blocks) or, on the CPU
+/// reference, dequantized to f32 (the exact values the shaders decode).
+fn quant_weight<B: Backend>(be: &B, rng: &mut Rng, dtype: DType, shape: &[usize]) -> Result<B::Tensor, BackendError> {
+    let blocks = random_blocks(rng, dtype, shape.iter().product());
+    let t = HostTensor { dtype, shape: shape.to_vec(), data: blocks.into() };
+    if be.name() == "cpu" {
+        be.upload(&HostTensor::from_f32(&t.to_f32(), shape))
+    } else {
+        be.upload(&t)
     }
 }
 
@@ -370,6 +423,17 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
             }
             let x = be.upload(&host(&v, &[*rows, *cols], dt))?;
             Ok(vec![uints(be, &be.argmax(&x)?).await?])
+        }
+        Kind::QMatmul { m, k, n, dtype, bias } => {
+            let x = inp.float(&[*m, *k], 1.0, false)?;
+            let w = quant_weight(be, &mut inp.rng, *dtype, &[*n, *k])?;
+            let b = if *bias { Some(inp.float(&[*n], 1.0, false)?) } else { None };
+            Ok(vec![floats(be, &be.matmul(&x, &w, b.as_ref())?).await?])
+        }
+        Kind::QEmbedding { vocab, hidden, tokens, dtype, scale } => {
+            let table = quant_weight(be, &mut inp.rng, *dtype, &[*vocab, *hidden])?;
+            let ids = inp.ids(*tokens, *vocab as u32)?;
+            Ok(vec![floats(be, &be.embedding(&table, &ids, *scale)?).await?])
         }
     }
 }

@@ -1,30 +1,34 @@
 //! `tessera bench latency`: the latency of one batch end to end, like `vllm bench latency`:
-//! `--batch-size` random prompts of `--input-len` tokens prefilled in one step, then
-//! `--output-len` greedy tokens each, one decode step per token. Prints the median prefill
-//! throughput, TTFT, decode throughput and per-token latency over `--num-iters` runs.
+//! `--batch-size` random prompts of `--input-len` tokens through the real engine (scheduler,
+//! paged KV cache, on-device sampling), `--output-len` greedy tokens each (EOS ignored).
+//! Prints the average and percentile latency over `--num-iters` runs, plus TTFT, prefill and
+//! decode throughput.
 //!
 //! ```text
-//! iteration:  [prefill B×input_len tokens -> argmax]  [decode step -> argmax] × (output_len-1)
-//!              └──────────── TTFT ──────────────┘      └── per-token latency = mean step ──┘
+//! iteration:  add B requests ─ step (prefill B×input_len, first tokens) ─ step × (output_len-1)
+//!             └───────────────── TTFT ─────────────────┘ └─ per-token latency = mean step ─┘
 //! ```
-//! The loop drives the model runner directly (what the engine's steps run, without
-//! scheduling), on a KV cache sized for exactly this batch.
+//! Every iteration draws fresh prompts, so the prefix cache never shortens a prefill.
+//! Shared with `bench throughput`: [`DeviceLabel`], [`random_prompts`], [`percentile`].
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use tessera_core::backend::cpu::{init_global_threads, set_default_isa};
+use tessera_core::backend::cpu::{init_global_threads, set_default_isa, CpuBackend};
 use tessera_core::backend::Backend;
-use tessera_core::models::BatchInput;
+use tessera_core::engine::Engine;
 use tessera_core::quant::isa::Level;
-use tessera_core::sample::Rng;
+use tessera_core::sample::{RequestOutputKind, Rng, SamplingParams};
 
-use crate::load::{load, LoadedModel, ModelArgs};
+use super::args::EngineArgs;
+use crate::load::{resolve_device, DeviceArg, LoadedModel, ModelArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchLatencyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Sequences per batch.
     #[arg(long, default_value_t = 1)]
     pub batch_size: usize,
@@ -55,12 +59,67 @@ pub struct BenchLatencyArgs {
     pub json: bool,
 }
 
-/// What one iteration measured, in seconds.
-#[derive(Clone, Copy, Debug)]
-struct Iter {
-    ttft: f64,
-    decode: f64,
-    total: f64,
+/// What a backend reports about itself in benchmark output.
+pub trait DeviceLabel {
+    /// JSON fields naming the device (`device`, and e.g. `gpu` or `threads`/`isa`).
+    fn label(&self) -> serde_json::Map<String, serde_json::Value>;
+}
+
+impl DeviceLabel for CpuBackend {
+    fn label(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({"device": "cpu", "threads": self.threads(), "isa": self.isa().name()});
+        v.as_object().cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl DeviceLabel for crate::cuda::CudaBackend {
+    fn label(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({"device": "cuda", "gpu": self.device_info().name, "dtype": self.activation_dtype().to_string()});
+        v.as_object().cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl DeviceLabel for tessera_core::backend::wgpu::WgpuBackend {
+    fn label(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({"device": "wgpu", "adapter": self.adapter_info().name, "dtype": self.activation_dtype().to_string()});
+        v.as_object().cloned().unwrap_or_default()
+    }
+}
+
+/// One line for humans from a [`DeviceLabel`].
+pub(crate) fn label_text(l: &serde_json::Map<String, serde_json::Value>) -> String {
+    l.iter().map(|(k, v)| format!("{k}={}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Vec<_>>().join(" ")
+}
+
+/// `n` prompts of `len` random token ids below `vocab`.
+pub(crate) fn random_prompts(rng: &mut Rng, n: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..n).map(|_| (0..len).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()).collect()
+}
+
+/// Greedy, EOS ignored, exactly `output_len` tokens, no detokenization, final output only.
+/// (No `min_tokens`: with EOS ignored it is redundant, and it is a logits processor, which
+/// would send every step's logits to the host.)
+pub(crate) fn bench_params(output_len: usize) -> SamplingParams {
+    SamplingParams {
+        max_tokens: Some(output_len),
+        temperature: 0.0,
+        ignore_eos: true,
+        detokenize: false,
+        output_kind: RequestOutputKind::FinalOnly,
+        ..SamplingParams::default()
+    }
+}
+
+/// A model-args copy whose max_model_len fits `tokens` (rounded up to a block) unless given.
+pub(crate) fn bench_model_args(a: &ModelArgs, tokens: usize) -> ModelArgs {
+    let mut m = a.clone();
+    let bs = m.block_size.max(1);
+    if m.max_model_len.is_none() {
+        m.max_model_len = Some(tokens.div_ceil(bs) * bs);
+    }
+    m
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -72,7 +131,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+pub(crate) fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return f64::NAN;
@@ -81,50 +140,39 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[rank.min(v.len() - 1)]
 }
 
-/// Greedy ids of every row of `logits`.
-fn argmax_ids(m: &LoadedModel, logits: &<tessera_core::backend::cpu::CpuBackend as Backend>::Tensor) -> Result<Vec<u32>> {
-    let b = &m.runner.backend;
-    Ok(pollster::block_on(b.to_host(&b.argmax(logits)?))?.to_u32())
+/// What one iteration measured, in seconds.
+#[derive(Clone, Copy, Debug)]
+struct Iter {
+    ttft: f64,
+    decode: f64,
+    total: f64,
 }
 
-/// One prefill + decode run of `prompts`; blocks of sequence `s` are `tables[s]`.
-fn run_once(m: &mut LoadedModel, prompts: &[Vec<u32>], tables: &[Vec<u32>], output_len: usize) -> Result<Iter> {
-    let bs = m.runner.block_size() as u32;
-    let slot = |s: usize, pos: u32| tables[s][(pos / bs) as usize] * bs + pos % bs;
+/// One batch through the engine: returns when every request has its `output_len` tokens.
+fn run_once<B: Backend>(e: &mut Engine<B>, prompts: &[Vec<u32>], output_len: usize, next_id: &mut u64) -> Result<Iter> {
+    let params = bench_params(output_len);
     let t0 = Instant::now();
-    let mut input = BatchInput { query_start_loc: vec![0], ..Default::default() };
-    for (s, p) in prompts.iter().enumerate() {
-        for (pos, &t) in p.iter().enumerate() {
-            input.input_ids.push(t);
-            input.positions.push(pos as u32);
-            input.slot_mapping.push(slot(s, pos as u32));
-        }
-        input.query_start_loc.push(input.input_ids.len() as u32);
-        input.seq_lens.push(p.len() as u32);
-        input.block_tables.push(tables[s].clone());
-        input.logits_indices.push(input.input_ids.len() as u32 - 1);
+    let start = e.stats().generation_tokens_total;
+    for p in prompts {
+        e.add_request(format!("lat-{next_id}"), p.clone(), params.clone())?;
+        *next_id += 1;
     }
-    let logits = m.runner.execute(&input)?;
-    let mut next = argmax_ids(m, &logits)?;
-    let ttft = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    for step in 1..output_len {
-        let mut input = BatchInput { query_start_loc: vec![0], ..Default::default() };
-        for (s, p) in prompts.iter().enumerate() {
-            let pos = (p.len() + step - 1) as u32;
-            input.input_ids.push(next[s]);
-            input.positions.push(pos);
-            input.slot_mapping.push(slot(s, pos));
-            input.query_start_loc.push(s as u32 + 1);
-            input.seq_lens.push(pos + 1);
-            input.block_tables.push(tables[s].clone());
-            input.logits_indices.push(s as u32);
+    let mut ttft = None;
+    let mut finished = 0;
+    while finished < prompts.len() {
+        let out = e.step()?;
+        finished += out.iter().filter(|o| o.finished).count();
+        if ttft.is_none() && e.stats().generation_tokens_total - start >= prompts.len() as u64 {
+            ttft = Some(t0.elapsed().as_secs_f64());
         }
-        let logits = m.runner.execute(&input)?;
-        next = argmax_ids(m, &logits)?;
     }
-    let decode = t1.elapsed().as_secs_f64();
-    Ok(Iter { ttft, decode, total: t0.elapsed().as_secs_f64() })
+    let total = t0.elapsed().as_secs_f64();
+    let ttft = ttft.unwrap_or(total);
+    let generated = e.stats().generation_tokens_total - start;
+    if generated != (prompts.len() * output_len) as u64 {
+        bail!("the engine generated {generated} tokens, expected {} x {output_len}", prompts.len());
+    }
+    Ok(Iter { ttft, decode: total - ttft, total })
 }
 
 pub fn run(args: BenchLatencyArgs) -> Result<()> {
@@ -138,47 +186,56 @@ pub fn run(args: BenchLatencyArgs) -> Result<()> {
         set_default_isa(level)?;
     }
     init_global_threads(args.threads)?;
-    // A KV cache for exactly this batch: B sequences of input + output tokens (+ null block).
-    let mut margs = args.model.clone();
-    let per_seq = (args.input_len + args.output_len).div_ceil(margs.block_size.max(1));
-    margs.max_model_len = Some(per_seq * margs.block_size.max(1));
-    margs.num_gpu_blocks_override = Some(args.batch_size * per_seq + 1);
+    let tokens = args.input_len + args.output_len;
+    let mut margs = bench_model_args(&args.model, tokens);
+    if matches!(resolve_device(margs.device), DeviceArg::Cpu) && margs.kv_cache_memory.is_none() {
+        // The CPU gets a KV cache for exactly this batch (the default would take 4 GiB of RAM).
+        let per_seq = tokens.div_ceil(margs.block_size.max(1));
+        margs.num_gpu_blocks_override.get_or_insert(args.batch_size * per_seq + 1);
+    }
     let load_start = Instant::now();
-    let mut m = load(&margs)?;
+    crate::with_model!(&margs, |m| latency_on(&args, m, load_start))
+}
+
+fn latency_on<B: Backend + DeviceLabel>(args: &BenchLatencyArgs, m: LoadedModel<B>, load_start: Instant) -> Result<()> {
     let load_secs = load_start.elapsed().as_secs_f64();
-    let vocab = m.config.vocab_size as u64;
-    if args.input_len + args.output_len > m.config.max_position_embeddings {
-        bail!(
-            "--input-len {} + --output-len {} exceed the model's {} positions",
-            args.input_len,
-            args.output_len,
-            m.config.max_position_embeddings
+    let vocab = m.config.vocab_size;
+    if args.input_len + args.output_len > m.max_model_len {
+        bail!("--input-len {} + --output-len {} exceed max_model_len {}", args.input_len, args.output_len, m.max_model_len);
+    }
+    if args.batch_size * args.input_len > args.engine.max_num_batched_tokens {
+        tracing::warn!(
+            tokens = args.batch_size * args.input_len,
+            max_num_batched_tokens = args.engine.max_num_batched_tokens,
+            "the prefill is chunked over several steps (raise --max-num-batched-tokens to prefill in one)"
         );
     }
-    // Blocks 1.. (0 is the null block), per_seq each.
-    let tables: Vec<Vec<u32>> = (0..args.batch_size).map(|s| (0..per_seq).map(|i| (1 + s * per_seq + i) as u32).collect()).collect();
-    let mut rng = Rng::new(args.seed);
-    let prompts: Vec<Vec<u32>> =
-        (0..args.batch_size).map(|_| (0..args.input_len).map(|_| (rng.next_u64() % vocab) as u32).collect()).collect();
-    let (threads, isa) = (m.runner.backend.threads(), m.runner.backend.isa());
+    let label = m.runner.backend.label();
+    let path = m.path.display().to_string();
+    let mut llm = args.engine.build(m)?;
+    let e = &mut llm.engine;
     if !args.json {
         eprintln!(
-            "{}: loaded in {load_secs:.2}s; cpu, {threads} threads, {isa} kernels; batch {} x ({} in + {} out)",
-            m.path.display(),
+            "{path}: loaded in {load_secs:.2}s; {}; batch {} x ({} in + {} out)",
+            label_text(&label),
             args.batch_size,
             args.input_len,
             args.output_len
         );
     }
+    let mut rng = Rng::new(args.seed);
+    let mut next_id = 0u64;
     for i in 0..args.num_iters_warmup {
-        let it = run_once(&mut m, &prompts, &tables, args.output_len)?;
+        let prompts = random_prompts(&mut rng, args.batch_size, args.input_len, vocab);
+        let it = run_once(e, &prompts, args.output_len, &mut next_id)?;
         if !args.json {
             eprintln!("warmup {}: {:.3}s", i + 1, it.total);
         }
     }
     let mut iters = Vec::with_capacity(args.num_iters);
     for i in 0..args.num_iters {
-        let it = run_once(&mut m, &prompts, &tables, args.output_len)?;
+        let prompts = random_prompts(&mut rng, args.batch_size, args.input_len, vocab);
+        let it = run_once(e, &prompts, args.output_len, &mut next_id)?;
         if !args.json {
             eprintln!("iter {}: ttft {:.3}s, decode {:.3}s, total {:.3}s", i + 1, it.ttft, it.decode, it.total);
         }
@@ -191,15 +248,13 @@ pub fn run(args: BenchLatencyArgs) -> Result<()> {
     let decode = median(iters.iter().map(|i| i.decode).collect());
     let totals: Vec<f64> = iters.iter().map(|i| i.total).collect();
     let prefill_tps = median(iters.iter().map(|i| b * inp / i.ttft).collect());
-    let decode_tps = median(iters.iter().map(|i| b * steps / i.decode).collect());
+    let decode_tps = median(iters.iter().map(|i| b * steps / i.decode.max(1e-9)).collect());
     let tpot_ms = decode / steps * 1000.0;
     let avg = totals.iter().sum::<f64>() / totals.len() as f64;
+    let pcts = [10.0, 25.0, 50.0, 75.0, 90.0, 99.0];
     if args.json {
-        let v = serde_json::json!({
-            "model": m.path.display().to_string(),
-            "device": "cpu",
-            "threads": threads,
-            "isa": isa.name(),
+        let mut v = serde_json::json!({
+            "model": path,
             "batch_size": args.batch_size,
             "input_len": args.input_len,
             "output_len": args.output_len,
@@ -209,15 +264,21 @@ pub fn run(args: BenchLatencyArgs) -> Result<()> {
             "ttft_s": ttft,
             "tpot_ms": tpot_ms,
             "avg_latency_s": avg,
+            "avg_latency": avg,
             "latencies_s": totals,
+            "latencies": totals,
+            "percentiles": pcts.iter().map(|&p| (format!("{p:.0}"), serde_json::json!(percentile(totals.clone(), p)))).collect::<serde_json::Map<_, _>>(),
             "load_s": load_secs,
         });
+        if let Some(o) = v.as_object_mut() {
+            o.extend(label);
+        }
         println!("{v}");
     } else {
         println!("prefill:   {prefill_tps:>9.1} tok/s   (TTFT {:.1} ms for {} tokens)", ttft * 1000.0, args.batch_size * args.input_len);
         println!("decode:    {decode_tps:>9.1} tok/s   ({tpot_ms:.2} ms per token step, batch {})", args.batch_size);
         println!("Avg latency: {avg:.4} seconds");
-        for p in [10.0, 25.0, 50.0, 75.0, 90.0, 99.0] {
+        for p in pcts {
             println!("{p:.0}% percentile latency: {:.4} seconds", percentile(totals.clone(), p));
         }
     }

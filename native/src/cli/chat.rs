@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tessera_core::sample::RequestOutputKind;
 
 use super::args::{EngineArgs, SamplingArgs};
-use crate::load::{load, ModelArgs};
+use crate::load::ModelArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
@@ -28,7 +28,11 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let mut params = args.sampling.params(None)?;
     params.output_kind = RequestOutputKind::Delta;
     params.n = 1;
-    let m = load(&args.model)?;
+    crate::with_model!(&args.model, |m| chat_on(&args, params, m))
+}
+
+/// The chat loop on the loaded model (any backend).
+fn chat_on<B: tessera_core::backend::Backend>(args: &ChatArgs, params: tessera_core::sample::SamplingParams, m: crate::load::LoadedModel<B>) -> Result<()> {
     if m.tokenizer.is_none() || m.chat_template.is_none() {
         bail!("{}: chat needs the model's tokenizer and chat template", m.path.display());
     }

@@ -10,14 +10,8 @@ use serde_json::Value;
 use tessera_core::engine::Prompt;
 use tessera_core::sample::SamplingParams;
 
-#[cfg(feature = "cuda")]
-use crate::load::cuda_backend;
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-use crate::load::load_with;
-#[cfg(feature = "wgpu")]
-use crate::load::wgpu_backend;
 use super::args::{EngineArgs, SamplingArgs};
-use crate::load::{load, DeviceArg, LoadedModel, ModelArgs};
+use crate::load::{DeviceArg, LoadedModel, ModelArgs};
 use tessera_core::backend::Backend;
 
 #[derive(Debug, clap::Args)]
@@ -63,15 +57,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         None => Vec::new(),
     };
     match args.model.device {
-        #[cfg(feature = "wgpu")]
-        DeviceArg::Wgpu => run_on(&args, params, file_prompts, load_with(&args.model, wgpu_backend(&args.model)?)?),
         #[cfg(not(feature = "wgpu"))]
         DeviceArg::Wgpu => bail!("--device wgpu: this build of tessera has no wgpu backend; rebuild with `--features wgpu`"),
-        #[cfg(feature = "cuda")]
-        DeviceArg::Cuda => run_on(&args, params, file_prompts, load_with(&args.model, cuda_backend(&args.model)?)?),
         #[cfg(not(feature = "cuda"))]
         DeviceArg::Cuda => bail!("--device cuda: this build of tessera has no CUDA backend; rebuild with `--features cuda`"),
-        _ => run_on(&args, params, file_prompts, load(&args.model)?),
+        _ => crate::with_model!(&args.model, |m| run_on(&args, params, file_prompts, m)),
     }
 }
 

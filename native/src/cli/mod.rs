@@ -3,6 +3,7 @@
 pub mod args;
 pub mod bench;
 pub mod bench_serve;
+pub mod bench_throughput;
 pub mod chat;
 pub mod export;
 pub mod generate;
@@ -41,4 +42,6 @@ pub enum BenchCommand {
     Serve(bench_serve::BenchServeArgs),
     /// Latency of one batch, prefill and decode (like `vllm bench latency`).
     Latency(bench::BenchLatencyArgs),
+    /// Offline throughput of many requests at once (like `vllm bench throughput`).
+    Throughput(bench_throughput::BenchThroughputArgs),
 }

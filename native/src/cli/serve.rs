@@ -10,7 +10,8 @@ use tessera_core::sched::SchedulingPolicy;
 use tessera_core::tokenizer::ChatTemplate;
 
 use crate::cli::args::{EngineArgs, PolicyArg};
-use crate::load::{load, ModelArgs};
+use crate::load::{load, resolve_device, DeviceArg, LoadedModel, ModelArgs};
+use tessera_core::backend::Backend;
 use crate::server::core_engine::CoreEngine;
 use crate::server::params::GenDefaults;
 use crate::server::state::{unix_now, ModelInfo, ServerConfig};
@@ -111,41 +112,67 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         },
         shutdown_timeout: std::time::Duration::from_secs_f64(args.shutdown_timeout.max(0.0)),
     };
-    let init = move || -> Result<(CoreEngine<_>, ModelInfo), String> {
-        // Test hook: a slow load, to observe the 503s served while the model loads.
-        if let Some(ms) = std::env::var("TESSERA_DEBUG_LOAD_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
-            std::thread::sleep(std::time::Duration::from_millis(ms));
-        }
-        let m = load(&args.model).map_err(|e| format!("{e:#}"))?;
-        let e = &args.engine;
-        let config = EngineConfig {
-            max_num_seqs: e.max_num_seqs,
-            max_num_batched_tokens: e.max_num_batched_tokens,
-            enable_prefix_caching: !e.no_enable_prefix_caching,
-            policy: match e.scheduling_policy {
-                PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
-                PolicyArg::Priority => SchedulingPolicy::Priority,
-            },
-            ..EngineConfig::new(m.max_model_len)
-        };
-        let eos = m.eos_token_ids();
-        let template = template_override.or(m.chat_template.clone());
-        let chat_template = template.as_deref().map(ChatTemplate::new).transpose().map_err(|e| format!("chat template: {e}"))?;
-        let token = |id: Option<u32>| id.and_then(|i| m.tokenizer.as_ref()?.id_to_token(i));
-        let info = ModelInfo {
-            names,
-            root: m.path.display().to_string(),
-            created: unix_now(),
-            max_model_len: m.max_model_len,
-            vocab_size: m.config.vocab_size,
-            bos_token: token(m.config.bos_token_id),
-            eos_token: token(eos.first().copied()),
-            chat_template,
-            tokenizer: m.tokenizer.clone(),
-            defaults: gen_defaults(&m.generation, args.generation_config),
-        };
-        let engine = Engine::new(m.runner, config, m.tokenizer, eos).map_err(|e| e.to_string())?;
-        Ok((CoreEngine::new(engine), info))
-    };
-    crate::server::serve(opts, init)
+    let names_ = names;
+    let template_ = template_override;
+    match resolve_device(args.model.device) {
+        #[cfg(feature = "cuda")]
+        DeviceArg::Cuda => crate::server::serve(opts, move || {
+            debug_load_delay();
+            let m = crate::load::load_cuda(&args.model).map_err(|e| format!("{e:#}"))?;
+            core_engine(m, &args, names_, template_)
+        }),
+        #[cfg(not(feature = "cuda"))]
+        DeviceArg::Cuda => bail!("--device cuda: this build of tessera has no CUDA backend; rebuild with `--features cuda`"),
+        _ => crate::server::serve(opts, move || {
+            debug_load_delay();
+            let m = load(&args.model).map_err(|e| format!("{e:#}"))?;
+            core_engine(m, &args, names_, template_)
+        }),
+    }
 }
+
+/// Test hook: a slow load, to observe the 503s served while the model loads.
+fn debug_load_delay() {
+    if let Some(ms) = std::env::var("TESSERA_DEBUG_LOAD_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// The engine the server drives, over a model loaded on any backend.
+fn core_engine<B: Backend>(
+    m: LoadedModel<B>,
+    args: &ServeArgs,
+    names: Vec<String>,
+    template_override: Option<String>,
+) -> Result<(CoreEngine<B>, ModelInfo), String> {
+    let e = &args.engine;
+    let config = EngineConfig {
+        max_num_seqs: e.max_num_seqs,
+        max_num_batched_tokens: e.max_num_batched_tokens,
+        enable_prefix_caching: !e.no_enable_prefix_caching,
+        policy: match e.scheduling_policy {
+            PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
+            PolicyArg::Priority => SchedulingPolicy::Priority,
+        },
+        ..EngineConfig::new(m.max_model_len)
+    };
+    let eos = m.eos_token_ids();
+    let template = template_override.or(m.chat_template.clone());
+    let chat_template = template.as_deref().map(ChatTemplate::new).transpose().map_err(|e| format!("chat template: {e}"))?;
+    let token = |id: Option<u32>| id.and_then(|i| m.tokenizer.as_ref()?.id_to_token(i));
+    let info = ModelInfo {
+        names,
+        root: m.path.display().to_string(),
+        created: unix_now(),
+        max_model_len: m.max_model_len,
+        vocab_size: m.config.vocab_size,
+        bos_token: token(m.config.bos_token_id),
+        eos_token: token(eos.first().copied()),
+        chat_template,
+        tokenizer: m.tokenizer.clone(),
+        defaults: gen_defaults(&m.generation, args.generation_config),
+    };
+    let engine = Engine::new(m.runner, config, m.tokenizer, eos).map_err(|e| e.to_string())?;
+    Ok((CoreEngine::new(engine), info))
+}
+

@@ -44,8 +44,9 @@ pub(crate) fn attention_smem(dtype: DType, head_dim: usize) -> usize {
 }
 
 /// `(num_splits, split_len)`: how the key range of each sequence is cut. `forced` > 0 asks
-/// for that many splits; otherwise split only when the grid would not fill the SMs and the
-/// contexts are long, with at least 256 keys per split.
+/// for that many splits; otherwise split only when the grid would not fill the SMs, with at
+/// least 128 keys (one 32-key tile per warp) per split: a lone decode sequence of a few
+/// hundred keys then runs on 4x more blocks, each a single pass, instead of looping.
 pub(crate) fn choose_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize) -> (usize, usize) {
     let none = (1, u32::MAX as usize);
     if max_seq_len == 0 {
@@ -53,10 +54,10 @@ pub(crate) fn choose_splits(forced: u32, blocks: usize, sms: usize, max_seq_len:
     }
     let want = if forced > 0 {
         forced as usize
-    } else if blocks >= sms || max_seq_len < 512 {
+    } else if blocks >= sms || max_seq_len < 2 * ATT_WARPS * ATT_KEYS {
         1
     } else {
-        (2 * sms).div_ceil(blocks.max(1)).min(max_seq_len / 256).clamp(1, 32)
+        (2 * sms).div_ceil(blocks.max(1)).min(max_seq_len / (ATT_WARPS * ATT_KEYS)).clamp(1, 32)
     };
     if want <= 1 {
         return none;
@@ -220,7 +221,9 @@ impl CudaBackend {
         };
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_{s}_{variant}");
-        let f = (self.kernels.function("attention", &name)?, name);
+        // The label (also the profile's row) tells decode-only launches from prefill/mixed ones.
+        let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
+        let f = (self.kernels.function("attention", &name)?, label);
         let smem = attention_smem(dt, d) as u32;
         self.device.allow_shared(op, &f.0, &f.1, smem)?;
 

@@ -57,6 +57,8 @@ pub(crate) struct Device {
     pub info: DeviceInfo,
     err_word: CudaSlice<u32>,
     pub err_ptr: u64,
+    /// `TESSERA_CUDA_PROFILE=1`: per-kernel (calls, seconds), each launch timed alone.
+    profile: Option<std::sync::Mutex<std::collections::HashMap<String, (u64, f64)>>>,
 }
 
 /// The message for a missing shared library.
@@ -83,6 +85,17 @@ pub fn check_libraries() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether an NVIDIA GPU is usable here: the driver and CUDA libraries load and at least one
+/// device is visible (for `--device auto`). Never panics.
+pub fn gpu_present() -> bool {
+    check_libraries().is_ok()
+        && guarded("CUDA probe", || {
+            dres::init().map_err(|e| setup_err(format!("cuInit: {e}")))?;
+            CudaContext::device_count().map_err(|e| setup_err(format!("counting devices: {e}")))
+        })
+        .is_ok_and(|n| n > 0)
 }
 
 /// Runs `f`, turning a panic inside cudarc (e.g. a missing symbol) into an error.
@@ -133,7 +146,8 @@ impl Device {
                 use cudarc::driver::DevicePtr;
                 err_word.device_ptr(&stream).0
             };
-            Ok(Device { ctx, stream, info, err_word, err_ptr })
+            let profile = (std::env::var("TESSERA_CUDA_PROFILE").as_deref() == Ok("1")).then(Default::default);
+            Ok(Device { ctx, stream, info, err_word, err_ptr, profile })
         })
     }
 
@@ -175,6 +189,7 @@ impl Device {
         if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
             return Err(dev_err(op, format!("{name}: grid {:?} exceeds the device limits", cfg.grid_dim)));
         }
+        let t0 = self.profile_start(op)?;
         let mut b = self.stream.launch_builder(f);
         for a in args {
             match a {
@@ -186,11 +201,52 @@ impl Device {
         // SAFETY: each kernel's argument list is written next to its launch and matches the
         // kernel's C signature; buffers are live allocations sized by the checks before it.
         unsafe { b.launch(cfg) }.map_err(|e| dev_err(op, format!("launching {name}: {e}")))?;
+        self.profile_end(op, name, t0)?;
         if sync {
             self.stream.synchronize().map_err(|e| dev_err(op, format!("{name} failed on the device: {e}")))?;
             self.check_error_word()?;
         }
         Ok(())
+    }
+
+    /// With profiling on: waits for earlier work and returns the start time of the next launch.
+    pub fn profile_start(&self, op: Op) -> Result<Option<std::time::Instant>> {
+        if self.profile.is_none() {
+            return Ok(None);
+        }
+        self.stream.synchronize().map_err(|e| dev_err(op, format!("profiling sync: {e}")))?;
+        Ok(Some(std::time::Instant::now()))
+    }
+
+    /// With profiling on: waits for the launch and adds its time to `name`'s row.
+    pub fn profile_end(&self, op: Op, name: &str, t0: Option<std::time::Instant>) -> Result<()> {
+        let (Some(p), Some(t0)) = (&self.profile, t0) else { return Ok(()) };
+        self.stream.synchronize().map_err(|e| dev_err(op, format!("{name} failed on the device: {e}")))?;
+        let dt = t0.elapsed().as_secs_f64();
+        if let Ok(mut m) = p.lock() {
+            let e = m.entry(name.to_string()).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += dt;
+        }
+        Ok(())
+    }
+
+    /// The profile table (kernels by total time), when profiling is on.
+    pub fn profile_report(&self) -> Option<String> {
+        let m = self.profile.as_ref()?.lock().ok()?;
+        let total: f64 = m.values().map(|v| v.1).sum();
+        let mut rows: Vec<_> = m.iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let mut out = format!("PROFILE {:<40}{:>10}{:>12}{:>11}{:>8}\n", "kernel (each launch timed alone)", "calls", "total ms", "avg us", "share");
+        for (name, (n, t)) in rows {
+            out += &format!(
+                "PROFILE {name:<40}{n:>10}{:>12.1}{:>11.1}{:>7.1}%\n",
+                t * 1e3,
+                t / *n as f64 * 1e6,
+                100.0 * t / total.max(1e-12)
+            );
+        }
+        Some(out)
     }
 
     /// Raises a function's dynamic shared memory limit to `bytes` when it needs more than 48 KB.
@@ -225,6 +281,26 @@ impl Device {
         }
         self.memset(Op::ToHost, self.err_ptr, 0, 16)?;
         Err(super::error::decode(word))
+    }
+}
+
+impl Device {
+    /// Waits for queued work, then hands the pool's unused memory back to the driver (after
+    /// loading, so free-memory readings show what the weights really hold).
+    pub fn release_pool_memory(&self) -> Result<()> {
+        self.synchronize()?;
+        self.bind(Op::Upload)?;
+        let mut pool: dsys::CUmemoryPool = std::ptr::null_mut();
+        // SAFETY: plain driver calls on the context's own device with a valid out-pointer.
+        unsafe {
+            if dsys::cuDeviceGetDefaultMemPool(&mut pool, self.ctx.cu_device()) == dsys::CUresult::CUDA_SUCCESS && !pool.is_null() {
+                let r = dsys::cuMemPoolTrimTo(pool, 0);
+                if r != dsys::CUresult::CUDA_SUCCESS {
+                    tracing::debug!(?r, "could not trim the memory pool");
+                }
+            }
+        }
+        Ok(())
     }
 }
 

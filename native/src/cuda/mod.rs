@@ -30,7 +30,7 @@ use tessera_core::backend::{
 };
 use tessera_core::tensor::{DType, HostTensor};
 
-pub use device::{check_libraries, DeviceInfo};
+pub use device::{check_libraries, gpu_present, DeviceInfo};
 pub use tensor::CudaTensor;
 
 use device::{dev_err, Arg, Device};
@@ -60,7 +60,9 @@ impl CudaBackend {
     /// A backend on GPU `ordinal` keeping activations in `dtype` (bf16, f16 or f32). A
     /// machine without an NVIDIA GPU or its libraries gets a clear error, never a panic.
     ///
-    /// Env: `TESSERA_CUDA_SYNC=1` synchronises after every launch, `TESSERA_CUDA_POISON=1`
+    /// Env: `TESSERA_CUDA_PROFILE=1` times every launch alone (synchronising around it) and
+    /// prints a per-kernel table when the backend is dropped; `TESSERA_CUDA_SYNC=1` synchronises
+    /// after every launch, `TESSERA_CUDA_POISON=1`
     /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention;
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
@@ -107,6 +109,11 @@ impl CudaBackend {
     /// (free, total) device memory in bytes.
     pub fn memory_info(&self) -> Result<(usize, usize)> {
         self.device.ctx.mem_get_info().map_err(|e| device::setup_err(format!("cuMemGetInfo: {e}")))
+    }
+
+    /// Waits for queued work and returns the memory pool's unused memory to the driver.
+    pub fn release_pool_memory(&self) -> Result<()> {
+        self.device.release_pool_memory()
     }
 
     /// Waits for all queued work; returns an error a kernel recorded, if any.
@@ -227,6 +234,15 @@ impl CudaBackend {
             return self.cast(op, &staged, to);
         }
         self.cast(op, &staged, to)
+    }
+}
+
+impl Drop for CudaBackend {
+    /// With `TESSERA_CUDA_PROFILE=1`, prints the per-kernel time table to stderr.
+    fn drop(&mut self) {
+        if let Some(report) = self.device.profile_report() {
+            eprint!("{report}");
+        }
     }
 }
 

@@ -115,7 +115,12 @@ impl CudaBackend {
             self.device.memset(op, out.ptr, 0, out.bytes())?;
         } else {
             self.device.bind(op)?;
+            let t0 = self.device.profile_start(op)?;
             self.blas.gemm_xwt(dt, m, n, k, x.ptr, w.ptr, out.ptr)?;
+            if t0.is_some() {
+                let shape = if m == 1 { "m=1".to_string() } else if m <= 64 { "m<=64".into() } else { "m>64".into() };
+                self.device.profile_end(op, &format!("cublas_gemm_{}_n{n}_k{k}_{shape}", suffix(dt).unwrap_or("?")), t0)?;
+            }
             if self.sync_launches.load(std::sync::atomic::Ordering::Relaxed) {
                 self.device.synchronize()?;
             }
@@ -342,7 +347,9 @@ impl CudaBackend {
             return Ok(out);
         }
         let f = self.func(op, "elementwise", "argmax", dt)?;
-        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, THREADS);
+        // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
+        let threads = if cols >= 8192 { 1024 } else { THREADS };
+        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
         self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?)])?;
         Ok(out)
     }

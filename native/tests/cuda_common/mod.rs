@@ -110,6 +110,11 @@ impl Ctx {
     /// so one run reports every case.
     pub fn check(&mut self, op: &str, case: &str, got: &CudaTensor, want: &CpuTensor) {
         let tol = self.tolerance();
+        self.check_tol(op, case, got, want, tol)
+    }
+
+    /// [`check`](Self::check) with an explicit tolerance.
+    pub fn check_tol(&mut self, op: &str, case: &str, got: &CudaTensor, want: &CpuTensor, tol: f64) {
         let line = match (pollster::block_on(self.gpu.to_host(got)), pollster::block_on(self.cpu.to_host(want))) {
             (Ok(g), Ok(w)) if g.shape == w.shape => {
                 let (g, w) = (g.to_f32(), w.to_f32());

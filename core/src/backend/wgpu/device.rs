@@ -24,6 +24,9 @@ pub struct WgpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Accept only a fallback (software) adapter.
     pub force_fallback_adapter: bool,
+    /// Lower the invocations per workgroup below the adapter's (tests of the sizes a small
+    /// adapter gets, e.g. 64; browsers' fallback adapters allow 256).
+    pub max_workgroup_invocations: Option<u32>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
@@ -144,12 +147,13 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.push(e.to_string())));
 
     let l = device.limits();
-    let invocations = l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x);
+    let max_invocations = l.max_compute_invocations_per_workgroup.min(opts.max_workgroup_invocations.unwrap_or(u32::MAX));
+    let invocations = max_invocations.min(l.max_compute_workgroup_size_x);
     let wg = pow2_floor(invocations.min(256));
-    if wg < 32 {
+    if wg < 32 || max_invocations < 64 {
         return Err(device_err(format!("adapter {:?} allows only {invocations} invocations per workgroup", info.name)));
     }
-    let ts = if l.max_compute_invocations_per_workgroup >= 256 && l.max_compute_workgroup_size_y >= 16 { 16 } else { 8 };
+    let ts = if max_invocations >= 256 && l.max_compute_workgroup_size_y >= 16 { 16 } else { 8 };
     let mut max_binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size);
     if let Some(cap) = opts.max_binding_bytes {
         max_binding = max_binding.min(cap.max(256));

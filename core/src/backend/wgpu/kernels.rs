@@ -33,9 +33,14 @@ pub(crate) enum Shader {
     Attention,
     Argmax,
     Matmul,
+    QMatmul,
+    QEmbedding,
+    Sample,
 }
 
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
+/// GGUF block decoders, put in front of the quantized ops' sources.
+const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -49,7 +54,15 @@ impl Shader {
             Shader::Attention => include_str!("../../../../shaders/attention.wgsl"),
             Shader::Argmax => include_str!("../../../../shaders/argmax.wgsl"),
             Shader::Matmul => include_str!("../../../../shaders/matmul.wgsl"),
+            Shader::QMatmul => include_str!("../../../../shaders/qmatmul.wgsl"),
+            Shader::QEmbedding => include_str!("../../../../shaders/qembedding.wgsl"),
+            Shader::Sample => include_str!("../../../../shaders/sample.wgsl"),
         }
+    }
+
+    /// Whether the source reads GGUF blocks (and needs `gguf_blocks.wgsl` and `QT`).
+    fn reads_blocks(self) -> bool {
+        matches!(self, Shader::QMatmul | Shader::QEmbedding)
     }
 }
 
@@ -119,6 +132,10 @@ impl Kernel {
         }
         s.push_str(COMMON);
         s.push('\n');
+        if self.shader.reads_blocks() {
+            s.push_str(GGUF_BLOCKS);
+            s.push('\n');
+        }
         s.push_str(self.shader.source());
         s
     }
@@ -202,14 +219,34 @@ fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
     Ok(Pipeline { pipeline, layout })
 }
 
-fn shader_file(s: Shader) -> String {
-    let name = format!("{s:?}");
-    let mut out = String::from("shaders/");
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
+fn shader_file(s: Shader) -> &'static str {
+    match s {
+        Shader::Embedding => "shaders/embedding.wgsl",
+        Shader::Elementwise => "shaders/elementwise.wgsl",
+        Shader::Act => "shaders/act.wgsl",
+        Shader::RmsNorm => "shaders/rms_norm.wgsl",
+        Shader::Rope => "shaders/rope.wgsl",
+        Shader::Kv => "shaders/kv.wgsl",
+        Shader::Attention => "shaders/attention.wgsl",
+        Shader::Argmax => "shaders/argmax.wgsl",
+        Shader::Matmul => "shaders/matmul.wgsl",
+        Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl)",
+        Shader::QEmbedding => "shaders/qembedding.wgsl (+ gguf_blocks.wgsl)",
+        Shader::Sample => "shaders/sample.wgsl",
     }
-    out + ".wgsl"
+}
+
+/// The `QT` code of `gguf_blocks.wgsl` for a block format the shaders decode.
+pub(crate) fn block_code(d: DType) -> Option<u32> {
+    Some(match d {
+        DType::Q4_0 => 0,
+        DType::Q4_1 => 1,
+        DType::Q5_0 => 2,
+        DType::Q5_1 => 3,
+        DType::Q8_0 => 4,
+        DType::Q4_K => 5,
+        DType::Q5_K => 6,
+        DType::Q6_K => 7,
+        _ => return None,
+    })
 }

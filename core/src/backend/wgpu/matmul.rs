@@ -7,8 +7,8 @@
 //! matmul    one dispatch per chunk, writing columns n0 .. n0 + nc of out
 //! kernel    M < 8: matmul_vec (decode: lanes reduce over K); else matmul_tiled (64x64 tiles)
 //! ```
-//! Weights are matched on their dtype: f32 / f16 today; GGUF block dtypes join as further
-//! arms with their own dequantizing entry points (the chunking is per row either way).
+//! Weights are matched on their dtype: f32 / f16 here, GGUF block dtypes in `quant`
+//! (`qmatmul.wgsl`; the chunking is per row either way).
 
 use super::device::Sizes;
 use super::encoder::Binding;
@@ -19,7 +19,7 @@ use crate::backend::{Op, Result};
 use crate::tensor::DType;
 
 /// Below this many rows of x, the matrix-vector kernel is used.
-const VEC_MAX_ROWS: usize = 8;
+pub(super) const VEC_MAX_ROWS: usize = 8;
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -60,7 +60,7 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
     let (m, k) = dims2(op, "x", x)?;
     let dw = match w.dtype {
         DType::F32 | DType::F16 => float(op, w, be.f16_ok())?,
-        // Quantized GGUF blocks get their own arm (and entry point) here.
+        d if d.is_quantized() => return super::quant::matmul(be, x, w, bias),
         d => return Err(unsupported(op, d)),
     };
     let (n, wk) = dims2(op, "w", w)?;

@@ -12,14 +12,17 @@
 //! ```
 //! Uploads: u32 stays u32; f32 stays f32 (norm weights, biases, RoPE frequencies keep their
 //! precision; an f32 checkpoint keeps f32 weights); f16 / bf16 become the activation dtype
-//! (f16 on an f16 backend, widened to f32 otherwise). Kernels are specialized on the dtypes of
-//! their actual arguments, so mixed f16 activations x f32 weights need no conversions.
+//! (f16 on an f16 backend, widened to f32 otherwise); GGUF block matrices (Q4_0 .. Q6_K) keep
+//! their raw blocks and `matmul` / `embedding` dequantize them in the shader (`quant`).
+//! Kernels are specialized on the dtypes of their actual arguments, so mixed f16 activations
+//! x f32 weights need no conversions. `sample` runs on the device (`sample`): only ids return.
 //!
 //! Weights larger than one storage binding (`maxStorageBufferBindingSize`, 128 MiB on most
 //! adapters) live in one buffer and are bound in row chunks by `matmul` and `embedding`.
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
-//! `matmul`, `attention` (`write_kv`, `paged_attention`).
+//! `matmul`, `quant` (GGUF block weights), `attention` (`write_kv`, `paged_attention`),
+//! `sample` (top-k / top-p / min-p sampling).
 
 mod attention;
 mod device;
@@ -27,6 +30,8 @@ mod encoder;
 mod kernels;
 mod matmul;
 mod ops;
+mod quant;
+mod sample;
 mod tensor;
 
 use std::sync::Arc;
@@ -41,7 +46,7 @@ use crate::tensor::{DType, HostTensor};
 use device::Gpu;
 use encoder::{grid, Binding, Recorder};
 use kernels::{Kernel, PipelineCache};
-use tensor::{device_err, numel_of, shape_err};
+use tensor::{device_err, numel_of, shape_err, BufferPool, DeviceBuffer};
 
 /// The backend's name in logs and errors.
 pub(crate) const NAME: &str = "wgpu";
@@ -60,6 +65,10 @@ pub struct WgpuBackend {
     poison: bool,
     /// Bound where a shader's optional input is absent (e.g. matmul without bias).
     dummy: wgpu::Buffer,
+    /// Bytes of every device buffer created so far (uploads, outputs, caches).
+    allocated: std::sync::atomic::AtomicU64,
+    /// Freed op outputs, reused by later outputs of the same size.
+    pool: Arc<BufferPool>,
 }
 
 impl WgpuBackend {
@@ -79,6 +88,8 @@ impl WgpuBackend {
             dtype,
             poison: opts.poison_outputs,
             dummy,
+            allocated: std::sync::atomic::AtomicU64::new(0),
+            pool: Arc::default(),
         })
     }
 
@@ -112,6 +123,12 @@ impl WgpuBackend {
     /// Command submissions so far (a step normally needs one).
     pub fn submissions(&self) -> usize {
         self.recorder.submissions()
+    }
+
+    /// Bytes of all device buffers created so far (freed ones included): tests use it to
+    /// check that quantized weights stay quantized.
+    pub fn bytes_allocated(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Dispatches recorded and not yet submitted.
@@ -176,6 +193,7 @@ impl WgpuBackend {
                 format!("{bytes} bytes exceed the adapter's largest buffer ({} bytes)", self.sizes().max_buffer),
             ));
         }
+        self.allocated.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         Ok(match init {
             Some(data) => {
                 let padded;
@@ -209,7 +227,12 @@ impl WgpuBackend {
                 ),
             ));
         }
-        let t = WgpuTensor { buffer: Arc::new(self.buffer(op, bytes, None)?), shape, dtype, host_u32: None };
+        let padded = bytes.div_ceil(4).max(1) * 4;
+        let buffer = match self.pool.take(padded) {
+            Some(b) => b,
+            None => self.buffer(op, bytes, None)?,
+        };
+        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, self.pool.clone()), shape, dtype, host_u32: None };
         if self.poison && numel > 0 {
             let word = match dtype {
                 DType::F16 => 0x7e00_7e00,
@@ -245,9 +268,13 @@ impl Backend for WgpuBackend {
 
     fn supports(&self, op: Op, dtype: DType) -> bool {
         match op {
-            // Every host dtype uploads (GGUF blocks are dequantized on the way for now).
+            // Every host dtype uploads: GGUF blocks the shaders decode stay quantized, other
+            // block formats are dequantized on the way.
             Op::Upload => true,
-            Op::ToHost => matches!(dtype, DType::F32 | DType::U32) || (dtype == DType::F16 && self.f16_ok()),
+            Op::ToHost => {
+                matches!(dtype, DType::F32 | DType::U32) || (dtype == DType::F16 && self.f16_ok()) || quant::decodes(dtype)
+            }
+            Op::Matmul | Op::Embedding if quant::decodes(dtype) => true,
             _ => dtype == DType::F32 || (dtype == DType::F16 && self.f16_ok()),
         }
     }
@@ -277,9 +304,12 @@ impl Backend for WgpuBackend {
                 let v: Vec<u8> = t.to_f32().into_iter().flat_map(|x| x.to_le_bytes()).collect();
                 (DType::F32, v.into())
             }
-            // GGUF blocks: dequantized on the host into the activation dtype for now. The
-            // matmul / embedding shaders will read the blocks themselves (the weights then
-            // stay quantized in GPU memory); this arm then keeps the bytes as they are.
+            // GGUF blocks the shaders decode stay as they are (quantized in GPU memory) when
+            // they form a [rows, k] matrix of whole-block rows.
+            q if quant::decodes(q) && t.shape.len() == 2 && t.shape[1] % q.block_len() == 0 => {
+                (q, std::borrow::Cow::Borrowed(&t.data[..]))
+            }
+            // Other block tensors: dequantized on the host into the activation dtype.
             q => {
                 let v = t.to_f32();
                 let bytes: Vec<u8> = if f16_storage {
@@ -293,7 +323,7 @@ impl Backend for WgpuBackend {
         };
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
         let host_u32 = (dtype == DType::U32).then(|| Arc::from(t.to_u32()));
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: t.shape.clone(), dtype, host_u32 })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32 })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
@@ -303,7 +333,7 @@ impl Backend for WgpuBackend {
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
@@ -314,7 +344,7 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
         // wgpu zero-initializes new buffers.
         let buffer = self.buffer(op, bytes as u64, None)?;
-        Ok(WgpuTensor { buffer: Arc::new(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
     }
 
     fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
@@ -385,6 +415,12 @@ impl Backend for WgpuBackend {
 
     fn argmax(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
         ops::argmax(self, x)
+    }
+
+    /// On the device (`sample.wgsl`): only the sampled ids are read back.
+    async fn sample(&self, logits: &WgpuTensor, rows: &[crate::sample::RowSampling]) -> Result<Vec<u32>> {
+        let ids = sample::sample(self, logits, rows)?;
+        Ok(self.to_host(&ids).await?.to_u32())
     }
 
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {

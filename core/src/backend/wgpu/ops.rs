@@ -21,7 +21,7 @@ fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
 }
 
 /// Checks that every host-known index in `t` is below `limit`.
-fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[usize]) -> Result<()> {
+pub(super) fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[usize]) -> Result<()> {
     if let Some(values) = &t.host_u32 {
         if let Some((i, &v)) = values.iter().enumerate().find(|(_, &v)| v as usize >= limit) {
             return Err(shape_err(op, format!("{what} {v} at row {i} is out of range for {against:?}")));
@@ -32,6 +32,9 @@ fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[us
 
 /// `out[t] = table[ids[t]] * scale`, binding the table in row chunks when it is large.
 pub(super) fn embedding(be: &WgpuBackend, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
+    if table.dtype.is_quantized() {
+        return super::quant::embedding(be, table, ids, scale);
+    }
     gather(be, Op::Embedding, table, ids, scale, "id")
 }
 

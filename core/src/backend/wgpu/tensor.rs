@@ -2,24 +2,80 @@
 //!
 //! ```text
 //! WgpuTensor
-//!   buffer     Arc<wgpu::Buffer>, STORAGE | COPY_SRC | COPY_DST, size padded to 4 bytes
+//!   buffer     Arc<DeviceBuffer> (a wgpu::Buffer, STORAGE | COPY_SRC | COPY_DST, size padded
+//!              to 4 bytes; op outputs come from and return to the backend's BufferPool)
 //!   dtype      F32 | F16 (floats)  or  U32 (ids, positions, slots, tables, argmax)
-//!              (later) GGUF block dtypes for matmul / embedding weights
+//!              or a GGUF block dtype (raw blocks) for matmul / embedding weights
 //!   host_u32   for u32 tensors uploaded from the host: a copy of the values, so ops can
 //!              validate ids / slots / block tables without a device read-back
 //! ```
 //! Tensors are immutable except through `&mut` ops (`rope`, `write_kv`), so sharing the
 //! buffer through an `Arc` is safe; there is deliberately no `Clone` (a clone would alias).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use super::NAME;
 use crate::backend::{BackendError, Op, Result, Tensor};
 use crate::tensor::DType;
 
+/// Freed op outputs by buffer size, reused by later outputs of the same size (a decode step
+/// allocates the same few hundred activations every time; creating device buffers is the
+/// slow part of recording). Reuse inside one pass is safe: wgpu orders the dispatches that
+/// read a buffer before the ones that write it again.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+}
+
+impl BufferPool {
+    pub fn take(&self, size: u64) -> Option<wgpu::Buffer> {
+        self.free.lock().ok()?.get_mut(&size)?.pop()
+    }
+
+    fn put(&self, b: wgpu::Buffer) {
+        if let Ok(mut m) = self.free.lock() {
+            m.entry(b.size()).or_default().push(b);
+        }
+    }
+}
+
+/// A device buffer; an op output's goes back to its pool when the last tensor on it drops.
+pub struct DeviceBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl DeviceBuffer {
+    /// A buffer that is freed on drop (uploads, caches, zeros).
+    pub(crate) fn owned(buffer: wgpu::Buffer) -> Arc<Self> {
+        Arc::new(DeviceBuffer { buffer: Some(buffer), pool: None })
+    }
+
+    /// A buffer that returns to `pool` on drop (op outputs: always fully written).
+    pub(crate) fn pooled(buffer: wgpu::Buffer, pool: Arc<BufferPool>) -> Arc<Self> {
+        Arc::new(DeviceBuffer { buffer: Some(buffer), pool: Some(pool) })
+    }
+}
+
+impl std::ops::Deref for DeviceBuffer {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if let (Some(b), Some(pool)) = (self.buffer.take(), &self.pool) {
+            pool.put(b);
+        }
+    }
+}
+
 /// A tensor in a wgpu storage buffer.
 pub struct WgpuTensor {
-    pub(super) buffer: Arc<wgpu::Buffer>,
+    pub(super) buffer: Arc<DeviceBuffer>,
     pub(super) shape: Vec<usize>,
     pub(super) dtype: DType,
     pub(super) host_u32: Option<Arc<[u32]>>,
@@ -28,7 +84,7 @@ pub struct WgpuTensor {
 impl WgpuTensor {
     /// Bytes the elements take (the buffer may be padded past this).
     pub fn byte_len(&self) -> u64 {
-        (self.numel() * self.dtype.size()) as u64
+        self.dtype.bytes_for(self.numel()).unwrap_or(0) as u64
     }
 
     /// The underlying buffer (for interop, e.g. binding it in a caller's own pass).

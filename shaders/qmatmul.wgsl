@@ -1,0 +1,152 @@
+//! `qmatmul`: `out[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N])` with w in a GGUF block format
+//! (`gguf_blocks.wgsl`, format `QT`), dequantized while it is read, f32 accumulation.
+//! Aliases: X, BT (bias), O. `wq` holds the raw blocks of rows n0 .. n0 + nc (a weight larger
+//! than one storage binding is bound in row chunks); row r starts at byte r * row_bytes.
+//!
+//! ```text
+//! qmatmul_vec    (small M, decode): workgroup = VR output columns x (WG / VR) lanes; lanes
+//!                stride over the row's quarters-of-units (8 values each, adjacent lanes
+//!                read adjacent bytes), partial dots reduced in workgroup memory.
+//! qmatmul_tiled  (M >= 8): TS x TS threads compute a (4 TS) x (4 TS) tile, 4 x 4 per thread,
+//!                over K in steps of one 32-element unit; each step stages x and the
+//!                dequantized unit of w (one deq8 per thread and row quarter) in workgroup
+//!                memory (2 x 32 x 64 f32 = 16 KiB, WebGPU's default limit).
+//! ```
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    row_bytes: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<X>;
+@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<BT>;
+@group(0) @binding(4) var<storage, read_write> out: array<O>;
+
+fn store(r: u32, c: u32, acc: f32) {
+    var v = acc;
+    if (p.has_bias != 0u) {
+        v = v + f32(bias[p.n0 + c]);
+    }
+    out[r * p.n + p.n0 + c] = O(v);
+}
+
+fn x4(i: u32) -> vec4<f32> {
+    return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
+}
+
+const LANES: u32 = WG / VR;
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn qmatmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = column groups, z = rows of x.
+    let col_group = linear_wg(wg, nwg);
+    let r = wg.z;
+    let lane = li % LANES;
+    let c = col_group * VR + li / LANES;
+    var acc = 0.0;
+    if (c < p.nc) {
+        let rb = c * p.row_bytes;
+        let quarters = p.k / 8u;
+        for (var g = lane; g < quarters; g = g + LANES) {
+            let u = g / 4u;
+            let q = g % 4u;
+            let d = deq8(rb, u, q);
+            let pos = pos8(q);
+            let xo = r * p.k + u * 32u;
+            acc = acc + dot(d.a, x4(xo + pos.x)) + dot(d.b, x4(xo + pos.y));
+        }
+    }
+    partial[li] = acc;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
+        if (lane < s) {
+            partial[li] = partial[li] + partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && c < p.nc) {
+        store(r, c, partial[li]);
+    }
+}
+
+const BK: u32 = 32u;
+const BM: u32 = 4u * TS;
+const BN: u32 = 4u * TS;
+
+var<workgroup> xs: array<f32, BK * BM>;
+var<workgroup> ws: array<f32, BK * BN>;
+
+@compute @workgroup_size(TS, TS)
+fn qmatmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let tid = lid.y * TS + lid.x;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
+        // x[row0 .. row0 + BM, k0 .. k0 + BK] -> xs[BK][BM]; K is a whole number of units.
+        for (var e = tid; e < BK * BM; e = e + TS * TS) {
+            let mm = e / BK;
+            let kk = e - mm * BK;
+            let r = row0 + mm;
+            var v = 0.0;
+            if (r < p.m) {
+                v = f32(x[r * p.k + k0 + kk]);
+            }
+            xs[kk * BM + mm] = v;
+        }
+        // Unit k0 / 32 of w rows col0 .. col0 + BN -> ws[BK][BN], one quarter per thread.
+        let u = k0 / BK;
+        for (var e = tid; e < 4u * BN; e = e + TS * TS) {
+            let nn = e / 4u;
+            let q = e % 4u;
+            let c = col0 + nn;
+            var d = D8(vec4<f32>(0.0), vec4<f32>(0.0));
+            if (c < p.nc) {
+                d = deq8(c * p.row_bytes, u, q);
+            }
+            let pos = pos8(q);
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                ws[(pos.x + i) * BN + nn] = d.a[i];
+                ws[(pos.y + i) * BN + nn] = d.b[i];
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk = kk + 1u) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                a[i] = xs[kk * BM + lid.y + i * TS];
+                b[i] = ws[kk * BN + lid.x + i * TS];
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let r = row0 + lid.y + i * TS;
+            let c = col0 + lid.x + j * TS;
+            if (r < p.m && c < p.nc) {
+                store(r, c, acc[i * 4u + j]);
+            }
+        }
+    }
+}
