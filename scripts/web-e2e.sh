@@ -13,7 +13,7 @@
 #      equals the native f32 reference token for token; two concurrent requests are batched;
 #      a reload loads from Cache Storage without downloading (web/e2e/demo.test.mjs).
 # Screenshots: $ARTIFACTS_DIR (default target/artifacts)/demo.png, demo-reloaded.png.
-# Installs what is missing (Debian): chromium, nodejs + npm, python3 (apt, as root); the
+# Installs what is missing (Debian): chromium, nodejs + npm, python3 (apt; root or sudo); the
 # wasm32 target and wasm-bindgen-cli (cached in ~/.cache/tessera-tools); playwright-core from
 # web/e2e/package-lock.json (npm ci; never downloads browsers).
 # Env: E2E_MAX_TOKENS (the chat, default 8), E2E_PAIR_MAX_TOKENS (the concurrent pair, 4),
@@ -30,9 +30,11 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== apt-get install ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
 max_tokens="${E2E_MAX_TOKENS:-8}"

@@ -2,7 +2,8 @@
 // WebGPU on SwiftShader): load the real model through the page, chat, and compare the
 // streamed greedy answer token for token with the native `tessera generate` reference; then
 // two concurrent requests (batched: fewer engine steps than run one after the other) and a
-// second load served from Cache Storage (no new download). Screenshots go to $ARTIFACTS_DIR.
+// second load served from Cache Storage (no new download); without WebGPU the page says so.
+// Screenshots go to $ARTIFACTS_DIR.
 //
 // env: DEMO_URL (http://127.0.0.1:PORT/demo/), EXPECTED (JSON file written by web-e2e.sh:
 // { max_tokens, pair_max_tokens, chat: {content, text, token_ids}, pair: [{content, text, token_ids} x2] }),
@@ -58,6 +59,22 @@ async function loadModel() {
   assert.equal(await page.evaluate(() => document.body.dataset.modelState), 'ready', status);
   assert.ok(status.includes(` on ${device} `), `expected the model on ${device}: ${status}`);
   return page.evaluate(() => document.body.dataset.fromCache === 'true');
+}
+
+// 0. Without WebGPU the page says so and falls back to the CPU device.
+{
+  const bare = await context.newPage();
+  await bare.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+  await bare.goto(`${demoUrl}?worker=0`);
+  await bare.waitForFunction(() => document.body.dataset.modelState === 'none');
+  assert.equal(await bare.evaluate(() => document.body.dataset.webgpu), 'false');
+  assert.ok(await bare.isVisible('#webgpu-warning'), 'no WebGPU warning shown');
+  assert.match(await bare.textContent('#webgpu-warning'), /WebGPU is not available/);
+  assert.equal(await bare.inputValue('#device'), 'cpu');
+  const file = path.join(artifacts, 'demo-no-webgpu.png');
+  await bare.screenshot({ path: file });
+  log(`screenshot ${file}`);
+  await bare.close();
 }
 
 // 1. First load: downloaded (not cached), one request for the model file.
