@@ -37,6 +37,12 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    echo "web-e2e: playwright-core needs Node >= 20 (found $(node -v)); Debian trixie's nodejs or NodeSource's" >&2
+    exit 1
+fi
+
 max_tokens="${E2E_MAX_TOKENS:-8}"
 pair_max_tokens="${E2E_PAIR_MAX_TOKENS:-4}"
 artifacts="${ARTIFACTS_DIR:-$root/target/artifacts}"
