@@ -2,7 +2,8 @@
 # Builds the tessera-web npm package's wasm: tessera-web for wasm32-unknown-unknown (release),
 # then wasm-bindgen --target web into web/pkg/ (JS glue, .wasm, .d.ts). Installs what is
 # missing: the wasm32 target (rustup) and wasm-bindgen-cli at exactly Cargo.lock's
-# wasm-bindgen version (cargo install --locked, into $HOME/.cache/tessera-tools).
+# wasm-bindgen version (cargo install, 2-5 min once, into $HOME/.cache/tessera-tools; an
+# existing wasm-bindgen of that version on PATH is used as is).
 # Env: WEB_PROFILE=release|dev (default release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,10 @@ if ! [ -x "$bindgen" ]; then
         bindgen=$(command -v wasm-bindgen)
     else
         echo "== installing wasm-bindgen-cli $version (once, into $tools)" >&2
-        cargo install --locked --root "$tools" wasm-bindgen-cli --version "$version"
+        # --locked first (the CLI's own lockfile); when a crate it pins is missing from the
+        # registry (seen here: webpki-roots 1.0.11), resolve afresh as `cargo install` does.
+        cargo install --locked --root "$tools" wasm-bindgen-cli --version "$version" \
+            || cargo install --root "$tools" wasm-bindgen-cli --version "$version"
     fi
 fi
 

@@ -13,10 +13,12 @@
 #      equals the native f32 reference token for token; two concurrent requests are batched;
 #      a reload loads from Cache Storage without downloading (web/e2e/demo.test.mjs).
 # Screenshots: $ARTIFACTS_DIR (default target/artifacts)/demo.png, demo-reloaded.png.
-# Installs what is missing (Debian): chromium, nodejs + npm, python3 (apt, as root); the
+# Installs what is missing (Debian): chromium, nodejs + npm, python3 (apt; root or sudo); the
 # wasm32 target and wasm-bindgen-cli (cached in ~/.cache/tessera-tools); playwright-core from
 # web/e2e/package-lock.json (npm ci; never downloads browsers).
-# Env: E2E_MAX_TOKENS (default 8), SKIP_PACK=1, SKIP_BROWSER=1.
+# Env: E2E_MAX_TOKENS (the chat, default 8), E2E_PAIR_MAX_TOKENS (the concurrent pair, 4),
+# SKIP_PACK=1, SKIP_BROWSER=1. WebGPU on SwiftShader is slow (seconds per decode step on 2
+# cores), hence the short answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,12 +30,21 @@ command -v npm >/dev/null || need+=(npm)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== apt-get install ${need[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    echo "web-e2e: playwright-core needs Node >= 20 (found $(node -v)); Debian trixie's nodejs or NodeSource's" >&2
+    exit 1
 fi
 
 max_tokens="${E2E_MAX_TOKENS:-8}"
+pair_max_tokens="${E2E_PAIR_MAX_TOKENS:-4}"
 artifacts="${ARTIFACTS_DIR:-$root/target/artifacts}"
 mkdir -p "$artifacts"
 work=$(mktemp -d)
@@ -56,23 +67,25 @@ bin="${CARGO_TARGET_DIR:-target}/debug/tessera"
 chat="What is the capital of France?"
 pair_a="Name three colors."
 pair_b="Write a haiku about the sea."
-node -e '
-  const [chat, a, b] = process.argv.slice(1);
-  for (const c of [chat, a, b]) console.log(JSON.stringify({ messages: [{ role: "user", content: c }] }));
-' "$chat" "$pair_a" "$pair_b" >"$work/prompts.jsonl"
-gen() {
-    "$bin" generate --model "$gguf" --device cpu --temperature 0 --max-tokens "$max_tokens" \
-        --max-model-len 1024 --prompts-file "$work/prompts.jsonl" --json "$@"
+# One JSON line per chat: {"messages": [{"role": "user", "content": ...}]}.
+chats() { node -e 'for (const c of process.argv.slice(1)) console.log(JSON.stringify({ messages: [{ role: "user", content: c }] }))' "$@"; }
+chats "$chat" >"$work/chat.jsonl"
+chats "$pair_a" "$pair_b" >"$work/pair.jsonl"
+gen() { # gen PROMPTS_FILE MAX_TOKENS
+    "$bin" generate --model "$gguf" --device cpu --gguf-dequantize --temperature 0 --max-tokens "$2" \
+        --max-model-len 1024 --prompts-file "$1" --json
 }
-gen --gguf-dequantize >"$work/cpu-f32.jsonl"
+gen "$work/chat.jsonl" "$max_tokens" >"$work/chat-ref.jsonl"
+gen "$work/pair.jsonl" "$pair_max_tokens" >"$work/pair-ref.jsonl"
 node -e '
   const fs = require("fs");
-  const [maxTokens, f32, chat, a, b] = process.argv.slice(1);
-  const rows = fs.readFileSync(f32, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const [maxTokens, pairMax, chatRef, pairRef, chat, a, b] = process.argv.slice(1);
+  const rows = (f) => fs.readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l));
   const pick = (r, content) => ({ content, text: r.outputs[0].text, token_ids: r.outputs[0].token_ids });
-  const out = { max_tokens: Number(maxTokens), chat: pick(rows[0], chat), pair: [pick(rows[1], a), pick(rows[2], b)] };
-  console.log(JSON.stringify(out, null, 1));
-' "$max_tokens" "$work/cpu-f32.jsonl" "$chat" "$pair_a" "$pair_b" >"$work/expected.json"
+  const [c] = rows(chatRef), p = rows(pairRef);
+  const out = { max_tokens: Number(maxTokens), pair_max_tokens: Number(pairMax), chat: pick(c, chat), pair: [pick(p[0], a), pick(p[1], b)] };
+  console.log(JSON.stringify(out));
+' "$max_tokens" "$pair_max_tokens" "$work/chat-ref.jsonl" "$work/pair-ref.jsonl" "$chat" "$pair_a" "$pair_b" >"$work/expected.json"
 cp "$work/expected.json" "$artifacts/web-e2e-expected.json"
 cat "$work/expected.json"
 

@@ -2,10 +2,11 @@
 // WebGPU on SwiftShader): load the real model through the page, chat, and compare the
 // streamed greedy answer token for token with the native `tessera generate` reference; then
 // two concurrent requests (batched: fewer engine steps than run one after the other) and a
-// second load served from Cache Storage (no new download). Screenshots go to $ARTIFACTS_DIR.
+// second load served from Cache Storage (no new download); without WebGPU the page says so.
+// Screenshots go to $ARTIFACTS_DIR.
 //
 // env: DEMO_URL (http://127.0.0.1:PORT/demo/), EXPECTED (JSON file written by web-e2e.sh:
-// { max_tokens, chat: {content, text, token_ids}, pair: [{content, text, token_ids} x2] }),
+// { max_tokens, pair_max_tokens, chat: {content, text, token_ids}, pair: [{content, text, token_ids} x2] }),
 // ARTIFACTS_DIR, DEVICE (webgpu | cpu), WORKER (1 | 0).
 
 import assert from 'node:assert/strict';
@@ -60,6 +61,22 @@ async function loadModel() {
   return page.evaluate(() => document.body.dataset.fromCache === 'true');
 }
 
+// 0. Without WebGPU the page says so and falls back to the CPU device.
+{
+  const bare = await context.newPage();
+  await bare.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+  await bare.goto(`${demoUrl}?worker=0`);
+  await bare.waitForFunction(() => document.body.dataset.modelState === 'none');
+  assert.equal(await bare.evaluate(() => document.body.dataset.webgpu), 'false');
+  assert.ok(await bare.isVisible('#webgpu-warning'), 'no WebGPU warning shown');
+  assert.match(await bare.textContent('#webgpu-warning'), /WebGPU is not available/);
+  assert.equal(await bare.inputValue('#device'), 'cpu');
+  const file = path.join(artifacts, 'demo-no-webgpu.png');
+  await bare.screenshot({ path: file });
+  log(`screenshot ${file}`);
+  await bare.close();
+}
+
 // 1. First load: downloaded (not cached), one request for the model file.
 const firstFromCache = await loadModel();
 assert.equal(firstFromCache, false, 'the first load must download the model');
@@ -96,7 +113,7 @@ const pair = await page.evaluate(async (pairExp) => {
   const rs = await Promise.all(pairExp.items.map((p) => req(p.content)));
   const after = await engine.stats();
   return { steps: after.num_steps_total - before.num_steps_total, results: rs.map((r) => ({ text: r.choices[0].message.content, ids: r.choices[0].token_ids, usage: r.usage, object: r.object })) };
-}, { max_tokens: expected.max_tokens, items: expected.pair });
+}, { max_tokens: expected.pair_max_tokens, items: expected.pair });
 log(`concurrent: ${JSON.stringify(pair)}`);
 pair.results.forEach((r, i) => {
   assert.equal(r.object, 'chat.completion');
