@@ -8,6 +8,7 @@
 //! Composite ops (`add_rms_norm`) have default bodies built from primitives so a new backend
 //! works before it is fast; backends override them with fused kernels.
 
+pub mod attention_checks;
 pub mod cpu;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;

@@ -11,7 +11,8 @@
 //! checked there; a bad entry is reported by the next `to_host`.
 
 use cudarc::driver::LaunchConfig;
-use tessera_core::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
+use tessera_core::backend::attention_checks::check_shapes;
+use tessera_core::backend::{AttentionMetadata, AttentionParams, Op, Result};
 use tessera_core::tensor::DType;
 
 use super::device::{dev_err, Arg};
@@ -144,57 +145,12 @@ impl CudaBackend {
                 return Err(shape_err(op, format!("dtypes differ: q {} and cache {}", dt, t.dtype)));
             }
         }
-        let whole_groups = p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0;
-        if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
-            return Err(shape_err(
-                op,
-                format!(
-                    "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
-                    p.num_heads, p.num_kv_heads, p.head_dim
-                ),
-            ));
-        }
-        if p.sliding_window == Some(0) {
-            return Err(shape_err(op, "sliding_window must be >= 1"));
-        }
-        if let Some(cap) = p.softcap {
-            if !(cap.is_finite() && cap > 0.0) {
-                return Err(shape_err(op, format!("softcap must be finite and > 0, got {cap}")));
-            }
-        }
-        let (tokens, q_width) = dims2(op, "q", q)?;
-        let (nb, bs, kv_width) = cache_dims(op, "k_cache", k_cache)?;
-        if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
-            || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
-            || v_cache.shape != k_cache.shape
-            || bs != meta.block_size
-            || bs == 0
-        {
-            return Err(shape_err(
-                op,
-                format!(
-                    "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
-                    q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
-                ),
-            ));
-        }
         for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables] {
             u32s(op, t)?;
         }
+        let dims = check_shapes(q, k_cache, v_cache, meta, p).map_err(|d| shape_err(op, d))?;
+        let (tokens, nb, bs) = (dims.tokens, dims.num_blocks, dims.block_size);
         let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
-        if meta.query_start_loc.numel() != b_count + 1
-            || meta.seq_lens.numel() != b_count
-            || Some(meta.block_tables.numel()) != b_count.checked_mul(mb)
-        {
-            return Err(shape_err(
-                op,
-                format!(
-                    "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
-                     max_blocks_per_seq {mb}",
-                    meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
-                ),
-            ));
-        }
         let d = p.head_dim;
         let variant = match d {
             0..=64 => "d64",

@@ -16,6 +16,7 @@
 use super::attn_kernel::{attend, Shared, Task};
 use super::fastmath::Simd;
 use super::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of, CpuBackend, CpuTensor};
+use crate::backend::attention_checks::{check_layout, check_shapes};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result};
 
 /// `(num_blocks, block_size, width)` of a rank-3 cache tensor.
@@ -97,78 +98,18 @@ fn validate<'a>(
     p: &AttentionParams,
 ) -> Result<Layout<'a>> {
     let op = Op::PagedAttention;
-    let err = |detail: String| Err(shape_err(op, detail));
-    let whole_groups =
-        p.num_kv_heads > 0 && p.num_heads / p.num_kv_heads * p.num_kv_heads == p.num_heads;
-    if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
-        return err(format!(
-            "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
-            p.num_heads, p.num_kv_heads, p.head_dim
-        ));
-    }
-    if p.sliding_window == Some(0) {
-        return err("sliding_window must be >= 1".into());
-    }
-    if let Some(cap) = p.softcap {
-        if !(cap.is_finite() && cap > 0.0) {
-            return err(format!("softcap must be finite and > 0, got {cap}"));
-        }
-    }
-    let (tokens, q_width) = dims2(op, "q", q)?;
-    let (nb, bs, kv_width) = cache_dims(op, "k_cache", k_cache)?;
-    if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
-        || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
-        || v_cache.shape != k_cache.shape
-        || bs != meta.block_size
-        || bs == 0
-    {
-        return err(format!(
-            "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
-            q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
-        ));
-    }
+    let dims = check_shapes(q, k_cache, v_cache, meta, p).map_err(|d| shape_err(op, d))?;
     let qsl = u32_of(op, &meta.query_start_loc)?;
     let seq_lens = u32_of(op, &meta.seq_lens)?;
     let tables = u32_of(op, &meta.block_tables)?;
-    let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
-    if qsl.len().checked_sub(1) != Some(b_count)
-        || seq_lens.len() != b_count
-        || Some(tables.len()) != b_count.checked_mul(mb)
-    {
-        return err(format!(
-            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
-             max_blocks_per_seq {mb}",
-            meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
-        ));
-    }
-    if qsl.windows(2).any(|w| w[0] > w[1]) || qsl[b_count] as usize > tokens {
-        return err(format!(
-            "query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"
-        ));
-    }
-    let mut rows = vec![None; tokens];
-    for b in 0..b_count {
+    check_layout(qsl, seq_lens, tables, meta, dims).map_err(|d| shape_err(op, d))?;
+    let (mb, bs) = (meta.max_blocks_per_seq, dims.block_size);
+    let mut rows = vec![None; dims.tokens];
+    for b in 0..meta.num_seqs {
         let (start, end) = (qsl[b] as usize, qsl[b + 1] as usize);
-        let (q_len, seq_len) = (end - start, seq_lens[b] as usize);
-        if q_len > seq_len
-            || q_len > meta.max_query_len
-            || seq_len > meta.max_seq_len
-            || seq_len > mb.saturating_mul(bs)
-        {
-            return err(format!(
-                "seq {b}: {q_len} query tokens, seq_len {seq_len} (need q_len <= seq_len, \
-                 q_len <= max_query_len {}, seq_len <= max_seq_len {} and <= {mb} blocks of {bs})",
-                meta.max_query_len, meta.max_seq_len
-            ));
-        }
-        let used = &tables[b * mb..b * mb + seq_len.div_ceil(bs)];
-        if let Some(&bad) = used.iter().find(|&&blk| blk as usize >= nb) {
-            return err(format!(
-                "seq {b}: block id {bad} is outside the cache of {nb} blocks"
-            ));
-        }
+        let seq_len = seq_lens[b] as usize;
         for (i, row) in rows[start..end].iter_mut().enumerate() {
-            *row = Some((b, seq_len - q_len + i));
+            *row = Some((b, seq_len - (end - start) + i));
         }
     }
     Ok(Layout {

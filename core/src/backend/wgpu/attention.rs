@@ -13,6 +13,7 @@ use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
 use super::tensor::{dims1, dims2, dims3, float, index, shape_err, u32_of, WgpuTensor};
 use super::{bits, WgpuBackend};
+use crate::backend::attention_checks::{check_layout, check_shapes};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
 
 pub(super) fn write_kv(
@@ -67,47 +68,6 @@ pub(super) fn write_kv(
     Ok(())
 }
 
-/// The CPU reference's checks of the step layout, on the host copies of the metadata.
-fn validate_metadata(meta: &AttentionMetadata<WgpuTensor>, tokens: usize, num_blocks: usize, bs: usize) -> Result<()> {
-    let op = Op::PagedAttention;
-    let err = |detail: String| Err(shape_err(op, detail));
-    let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
-    if meta.query_start_loc.numel().checked_sub(1) != Some(b_count)
-        || meta.seq_lens.numel() != b_count
-        || Some(meta.block_tables.numel()) != b_count.checked_mul(mb)
-    {
-        return err(format!(
-            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
-             max_blocks_per_seq {mb}",
-            meta.query_start_loc.shape, meta.seq_lens.shape, meta.block_tables.shape
-        ));
-    }
-    let (Some(qsl), Some(seq_lens), Some(tables)) =
-        (&meta.query_start_loc.host_u32, &meta.seq_lens.host_u32, &meta.block_tables.host_u32)
-    else {
-        return Ok(());
-    };
-    if qsl.windows(2).any(|w| w[0] > w[1]) || qsl[b_count] as usize > tokens {
-        return err(format!("query_start_loc {qsl:?} must be non-decreasing and end <= {tokens} query rows"));
-    }
-    for b in 0..b_count {
-        let q_len = (qsl[b + 1] - qsl[b]) as usize;
-        let seq_len = seq_lens[b] as usize;
-        if q_len > seq_len || q_len > meta.max_query_len || seq_len > meta.max_seq_len || seq_len > mb.saturating_mul(bs) {
-            return err(format!(
-                "seq {b}: {q_len} query tokens, seq_len {seq_len} (need q_len <= seq_len, \
-                 q_len <= max_query_len {}, seq_len <= max_seq_len {} and <= {mb} blocks of {bs})",
-                meta.max_query_len, meta.max_seq_len
-            ));
-        }
-        let used = &tables[b * mb..b * mb + seq_len.div_ceil(bs)];
-        if let Some(&bad) = used.iter().find(|&&blk| blk as usize >= num_blocks) {
-            return err(format!("seq {b}: block id {bad} is outside the cache of {num_blocks} blocks"));
-        }
-    }
-    Ok(())
-}
-
 pub(super) fn paged_attention(
     be: &WgpuBackend,
     q: &WgpuTensor,
@@ -126,41 +86,13 @@ pub(super) fn paged_attention(
     for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables] {
         index(op, t)?;
     }
-    let whole_groups = p.num_kv_heads > 0 && p.num_heads / p.num_kv_heads * p.num_kv_heads == p.num_heads;
-    if p.num_heads == 0 || p.head_dim == 0 || !whole_groups {
-        return Err(shape_err(
-            op,
-            format!(
-                "num_heads {} must be a positive multiple of num_kv_heads {}, head_dim {} positive",
-                p.num_heads, p.num_kv_heads, p.head_dim
-            ),
-        ));
-    }
-    if p.sliding_window == Some(0) {
-        return Err(shape_err(op, "sliding_window must be >= 1"));
-    }
-    if let Some(cap) = p.softcap {
-        if !(cap.is_finite() && cap > 0.0) {
-            return Err(shape_err(op, format!("softcap must be finite and > 0, got {cap}")));
-        }
-    }
-    let (tokens, q_width) = dims2(op, "q", q)?;
-    let (nb, bs, kv_width) = dims3(op, "k_cache", k_cache)?;
-    if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
-        || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
-        || v_cache.shape != k_cache.shape
-        || bs != meta.block_size
-        || bs == 0
+    let dims = check_shapes(q, k_cache, v_cache, meta, p).map_err(|d| shape_err(op, d))?;
+    if let (Some(qsl), Some(seq_lens), Some(tables)) =
+        (&meta.query_start_loc.host_u32, &meta.seq_lens.host_u32, &meta.block_tables.host_u32)
     {
-        return Err(shape_err(
-            op,
-            format!(
-                "q {:?}, k_cache {:?}, v_cache {:?} do not fit {} heads, {} kv heads of dim {} with block_size {}",
-                q.shape, k_cache.shape, v_cache.shape, p.num_heads, p.num_kv_heads, p.head_dim, meta.block_size
-            ),
-        ));
+        check_layout(qsl, seq_lens, tables, meta, dims).map_err(|d| shape_err(op, d))?;
     }
-    validate_metadata(meta, tokens, nb, bs)?;
+    let (tokens, bs) = (dims.tokens, dims.block_size);
     u32_of(op, "cache elements", k_cache.numel())?;
     u32_of(op, "q elements", q.numel())?;
     let out = be.output(op, be.dtype, q.shape.clone())?;
