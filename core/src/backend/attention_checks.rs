@@ -1,6 +1,8 @@
-//! The checks of a `paged_attention` call that every backend makes alike, so a malformed
-//! step is the same clear error on the CPU, wgpu and CUDA:
+//! The checks of the paged-KV ops (`write_kv`, `paged_attention`) that every backend makes
+//! alike, so a malformed step is the same clear error on the CPU, wgpu and CUDA:
 //!
+//! - [`check_write_kv`] / [`check_slots`]: cache, k / v and slot_mapping shapes; every slot
+//!   inside the cache (`u32::MAX` = padding, skipped);
 //! - [`check_shapes`]: the params (heads, window, softcap), q / k_cache / v_cache shapes and
 //!   the metadata tensors' lengths;
 //! - [`check_layout`]: the step layout read from the metadata's host copies (query_start_loc
@@ -10,6 +12,70 @@
 //! Dtype checks stay with the backends (which dtypes they take differs).
 
 use super::{AttentionMetadata, AttentionParams, Tensor};
+
+fn rank1(what: &str, s: &[usize]) -> Result<usize, String> {
+    match *s {
+        [n] => Ok(n),
+        _ => Err(format!("{what} must be rank 1, got shape {s:?}")),
+    }
+}
+
+fn rank2(what: &str, s: &[usize]) -> Result<(usize, usize), String> {
+    match *s {
+        [r, c] => Ok((r, c)),
+        _ => Err(format!("{what} must be rank 2, got shape {s:?}")),
+    }
+}
+
+fn cache_dims(what: &str, s: &[usize]) -> Result<(usize, usize, usize), String> {
+    match *s {
+        [nb, bs, w] => Ok((nb, bs, w)),
+        _ => Err(format!("{what} must be [num_blocks, block_size, kv_width], got shape {s:?}")),
+    }
+}
+
+/// What [`check_write_kv`] found: tokens to write and the caches' geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvDims {
+    pub tokens: usize,
+    pub num_blocks: usize,
+    pub block_size: usize,
+    pub k_width: usize,
+    pub v_width: usize,
+}
+
+/// Shapes of one `write_kv` call: caches `[num_blocks, block_size, width]` (k and v may
+/// differ in width), k / v `[tokens, width]`, slot_mapping `[tokens]`.
+pub fn check_write_kv<T: Tensor>(k_cache: &T, v_cache: &T, k: &T, v: &T, slot_mapping: &T) -> Result<KvDims, String> {
+    let (nb, bs, kw) = cache_dims("k_cache", k_cache.shape())?;
+    let (vnb, vbs, vw) = cache_dims("v_cache", v_cache.shape())?;
+    let (kt, kd) = rank2("k", k.shape())?;
+    let (vt, vd) = rank2("v", v.shape())?;
+    let tokens = rank1("slot_mapping", slot_mapping.shape())?;
+    if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
+        return Err(format!(
+            "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
+            k_cache.shape(),
+            v_cache.shape(),
+            k.shape(),
+            v.shape(),
+            slot_mapping.shape()
+        ));
+    }
+    Ok(KvDims { tokens, num_blocks: nb, block_size: bs, k_width: kw, v_width: vw })
+}
+
+/// Every slot of `slots` (the host copy of slot_mapping) is inside the cache or `u32::MAX`.
+pub fn check_slots(slots: &[u32], dims: KvDims) -> Result<(), String> {
+    let num_slots = dims.num_blocks.saturating_mul(dims.block_size);
+    match slots.iter().enumerate().find(|(_, &s)| s != u32::MAX && s as usize >= num_slots) {
+        Some((t, s)) => Err(format!(
+            "slot {s} of token {t} is outside the cache ({} blocks of {})",
+            dims.num_blocks, dims.block_size
+        )),
+        None => Ok(()),
+    }
+}
 
 /// What [`check_shapes`] found: query rows and the cache's geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +108,8 @@ pub fn check_shapes<T: Tensor>(
             return Err(format!("softcap must be finite and > 0, got {cap}"));
         }
     }
-    let (tokens, q_width) = match q.shape() {
-        &[r, c] => (r, c),
-        s => return Err(format!("q must be rank 2, got shape {s:?}")),
-    };
-    let (num_blocks, block_size, kv_width) = match k_cache.shape() {
-        &[nb, bs, w] => (nb, bs, w),
-        s => return Err(format!("k_cache must be [num_blocks, block_size, kv_width], got shape {s:?}")),
-    };
+    let (tokens, q_width) = rank2("q", q.shape())?;
+    let (num_blocks, block_size, kv_width) = cache_dims("k_cache", k_cache.shape())?;
     if Some(q_width) != p.num_heads.checked_mul(p.head_dim)
         || Some(kv_width) != p.num_kv_heads.checked_mul(p.head_dim)
         || v_cache.shape() != k_cache.shape()

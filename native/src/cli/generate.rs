@@ -11,7 +11,9 @@ use tessera_core::engine::Prompt;
 use tessera_core::sample::SamplingParams;
 
 use super::args::{EngineArgs, SamplingArgs};
-use crate::load::{DeviceArg, LoadedModel, ModelArgs};
+#[cfg(not(all(feature = "wgpu", feature = "cuda")))]
+use crate::load::DeviceArg;
+use crate::load::{LoadedModel, ModelArgs};
 use tessera_core::backend::Backend;
 
 #[derive(Debug, clap::Args)]

@@ -11,12 +11,12 @@
 //! checked there; a bad entry is reported by the next `to_host`.
 
 use cudarc::driver::LaunchConfig;
-use tessera_core::backend::attention_checks::check_shapes;
+use tessera_core::backend::attention_checks::{check_shapes, check_write_kv};
 use tessera_core::backend::{AttentionMetadata, AttentionParams, Op, Result};
 use tessera_core::tensor::DType;
 
 use super::device::{dev_err, Arg};
-use super::ops::{dims1, dims2, float, u32_arg, u32s};
+use super::ops::{float, u32_arg, u32s};
 use super::tensor::{suffix, vec_elems};
 use super::{shape_err, CudaBackend, CudaTensor};
 
@@ -26,13 +26,6 @@ const ATT_WARPS: usize = 4;
 const ATT_KEYS: usize = 32;
 /// The largest head_dim the kernels take (32 lanes x 8 dims).
 pub(crate) const MAX_HEAD_DIM: usize = 256;
-
-fn cache_dims(op: Op, what: &str, t: &CudaTensor) -> Result<(usize, usize, usize)> {
-    match t.shape[..] {
-        [nb, bs, w] => Ok((nb, bs, w)),
-        _ => Err(shape_err(op, format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape))),
-    }
-}
 
 /// Dynamic shared memory of one attention block (see the layout in attention.cu).
 pub(crate) fn attention_smem(dtype: DType, head_dim: usize) -> usize {
@@ -92,20 +85,8 @@ impl CudaBackend {
             }
         }
         u32s(op, slot_mapping)?;
-        let (nb, bs, kw) = cache_dims(op, "k_cache", k_cache)?;
-        let (vnb, vbs, vw) = cache_dims(op, "v_cache", v_cache)?;
-        let (kt, kd) = dims2(op, "k", k)?;
-        let (vt, vd) = dims2(op, "v", v)?;
-        let tokens = dims1(op, "slot_mapping", slot_mapping)?;
-        if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
-            return Err(shape_err(
-                op,
-                format!(
-                    "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
-                    k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
-                ),
-            ));
-        }
+        let dims = check_write_kv(&*k_cache, &*v_cache, k, v, slot_mapping).map_err(|d| shape_err(op, d))?;
+        let (tokens, nb, bs, kw, vw) = (dims.tokens, dims.num_blocks, dims.block_size, dims.k_width, dims.v_width);
         if tokens == 0 || (kw == 0 && vw == 0) {
             return Ok(());
         }

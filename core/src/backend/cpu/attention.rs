@@ -15,23 +15,9 @@
 
 use super::attn_kernel::{attend, Shared, Task};
 use super::fastmath::Simd;
-use super::{dims1, dims2, f32_mut, f32_of, f32_tensor, shape_err, u32_of, CpuBackend, CpuTensor};
-use crate::backend::attention_checks::{check_layout, check_shapes};
+use super::{f32_mut, f32_of, f32_tensor, shape_err, u32_of, CpuBackend, CpuTensor};
+use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result};
-
-/// `(num_blocks, block_size, width)` of a rank-3 cache tensor.
-fn cache_dims(op: Op, what: &str, t: &CpuTensor) -> Result<(usize, usize, usize)> {
-    match t.shape[..] {
-        [nb, bs, w] => Ok((nb, bs, w)),
-        _ => Err(shape_err(
-            op,
-            format!(
-                "{what} must be [num_blocks, block_size, kv_width], got shape {:?}",
-                t.shape
-            ),
-        )),
-    }
-}
 
 pub(crate) fn write_kv(
     k_cache: &mut CpuTensor,
@@ -43,31 +29,9 @@ pub(crate) fn write_kv(
     let op = Op::WriteKv;
     let (kv, vv) = (f32_of(op, k)?, f32_of(op, v)?);
     let slots = u32_of(op, slot_mapping)?;
-    let (nb, bs, kw) = cache_dims(op, "k_cache", k_cache)?;
-    let (vnb, vbs, vw) = cache_dims(op, "v_cache", v_cache)?;
-    let (kt, kd) = dims2(op, "k", k)?;
-    let (vt, vd) = dims2(op, "v", v)?;
-    let tokens = dims1(op, "slot_mapping", slot_mapping)?;
-    if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
-        return Err(shape_err(
-            op,
-            format!(
-                "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
-                k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
-            ),
-        ));
-    }
-    let num_slots = nb.saturating_mul(bs);
-    if let Some((t, &s)) = slots
-        .iter()
-        .enumerate()
-        .find(|(_, &s)| s != u32::MAX && s as usize >= num_slots)
-    {
-        return Err(shape_err(
-            op,
-            format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})"),
-        ));
-    }
+    let dims = check_write_kv(k_cache, v_cache, k, v, slot_mapping).map_err(|d| shape_err(op, d))?;
+    check_slots(slots, dims).map_err(|d| shape_err(op, d))?;
+    let (kw, vw) = (dims.k_width, dims.v_width);
     let kc = f32_mut(op, k_cache)?;
     let vc = f32_mut(op, v_cache)?;
     for (t, &s) in slots.iter().enumerate() {

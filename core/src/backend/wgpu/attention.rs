@@ -11,9 +11,9 @@
 
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{dims1, dims2, dims3, float, index, shape_err, u32_of, WgpuTensor};
+use super::tensor::{float, index, shape_err, u32_of, WgpuTensor};
 use super::{bits, WgpuBackend};
-use crate::backend::attention_checks::{check_layout, check_shapes};
+use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
 
 pub(super) fn write_kv(
@@ -29,27 +29,12 @@ pub(super) fn write_kv(
     let (dk, dv) = (float(op, k, f16)?, float(op, v, f16)?);
     let (dkc, dvc) = (float(op, k_cache, f16)?, float(op, v_cache, f16)?);
     index(op, slot_mapping)?;
-    let (nb, bs, kw) = dims3(op, "k_cache", k_cache)?;
-    let (vnb, vbs, vw) = dims3(op, "v_cache", v_cache)?;
-    let (kt, kd) = dims2(op, "k", k)?;
-    let (vt, vd) = dims2(op, "v", v)?;
-    let tokens = dims1(op, "slot_mapping", slot_mapping)?;
-    if (vnb, vbs) != (nb, bs) || kd != kw || vd != vw || kt != tokens || vt != tokens {
-        return Err(shape_err(
-            op,
-            format!(
-                "k_cache {:?}, v_cache {:?}, k {:?}, v {:?}, slot_mapping {:?} are inconsistent",
-                k_cache.shape, v_cache.shape, k.shape, v.shape, slot_mapping.shape
-            ),
-        ));
-    }
-    let num_slots = nb.saturating_mul(bs);
+    let dims = check_write_kv(&*k_cache, &*v_cache, k, v, slot_mapping).map_err(|d| shape_err(op, d))?;
     if let Some(slots) = &slot_mapping.host_u32 {
-        if let Some((t, &s)) = slots.iter().enumerate().find(|(_, &s)| s != u32::MAX && s as usize >= num_slots) {
-            return Err(shape_err(op, format!("slot {s} of token {t} is outside the cache ({nb} blocks of {bs})")));
-        }
+        check_slots(slots, dims).map_err(|d| shape_err(op, d))?;
     }
-    let num_slots = u32_of(op, "cache slots", num_slots)?;
+    let (tokens, kw, vw) = (dims.tokens, dims.k_width, dims.v_width);
+    let num_slots = u32_of(op, "cache slots", dims.num_blocks.saturating_mul(dims.block_size))?;
     for (cache, src, dc, ds, width) in [(&*k_cache, k, dkc, dk, kw), (&*v_cache, v, dvc, dv, vw)] {
         let threads = tokens.saturating_mul(width);
         u32_of(op, "elements", threads)?;

@@ -154,13 +154,6 @@ pub(super) fn dims1(op: Op, what: &str, t: &WgpuTensor) -> Result<usize> {
     }
 }
 
-pub(super) fn dims3(op: Op, what: &str, t: &WgpuTensor) -> Result<(usize, usize, usize)> {
-    match t.shape[..] {
-        [a, b, c] => Ok((a, b, c)),
-        _ => Err(shape_err(op, format!("{what} must be [num_blocks, block_size, kv_width], got shape {:?}", t.shape))),
-    }
-}
-
 /// A count as the u32 the shaders index with, or a shape error.
 pub(super) fn u32_of(op: Op, what: &str, n: usize) -> Result<u32> {
     u32::try_from(n).map_err(|_| shape_err(op, format!("{what} = {n} does not fit the shaders' u32 indices")))
