@@ -5,20 +5,8 @@
 //! act 1 gelu_tanh:  0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g³))), as g / (1 + exp(-2 ·))
 //! act 2 gelu (erf): g 0.5 (1 + erf(g / sqrt(2)))
 //! ```
-//! Grid-stride over the flat tensors; 16-byte accesses when the length allows.
-
-__device__ __forceinline__ float activate(float g, u32 act) {
-    if (act == 0) return g / (1.0f + expf(-g));
-    if (act == 1) {
-        const float k0 = 0.7978845608028654f;  // sqrt(2/pi) rounded to f32, as torch
-        const float k1 = 0.044715f;
-        const float cube = g * g * g;
-        // 0.5 (1 + tanh(z)) = 1 / (1 + exp(-2z)): the same function without the cancellation
-        // of 1 + tanh(z) for negative z.
-        return g / (1.0f + expf(-2.0f * k0 * (g + k1 * cube)));
-    }
-    return g * 0.5f * (1.0f + erff(g * 0.70710678118654752f));
-}
+//! Grid-stride over the flat tensors; 16-byte accesses when the length allows. `activate` lives
+//! in common.cuh (the gated GEMV of gemv.cu applies it in its epilogue too).
 
 template <typename T>
 __device__ __forceinline__ void act_mul_impl(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ out,

@@ -97,3 +97,19 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 
 /// One instantiation of `M(suffix, type)` per storage dtype.
 #define FOR_EACH_FLOAT(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
+
+// ---- gated activations (act.cu, gemv.cu) ------------------------------------------------
+
+/// act 0 silu, 1 gelu_tanh, 2 gelu (erf), f32 math with torch's formulas (see act.cu).
+__device__ __forceinline__ float activate(float g, u32 act) {
+    if (act == 0) return g / (1.0f + expf(-g));
+    if (act == 1) {
+        const float k0 = 0.7978845608028654f;  // sqrt(2/pi) rounded to f32, as torch
+        const float k1 = 0.044715f;
+        const float cube = g * g * g;
+        // 0.5 (1 + tanh(z)) = 1 / (1 + exp(-2z)): the same function without the cancellation
+        // of 1 + tanh(z) for negative z.
+        return g / (1.0f + expf(-2.0f * k0 * (g + k1 * cube)));
+    }
+    return g * 0.5f * (1.0f + erff(g * 0.70710678118654752f));
+}

@@ -1,7 +1,8 @@
 //! CUDA backend op parity: every op against the CPU backend (the specification) on fresh random
 //! inputs (seed printed; `TESSERA_SEED` replays one), f32 / f16 / bf16, many shapes including
 //! odd ones, outputs poisoned with NaN before every kernel, NaN checks, and
-//! ‖out − ref‖₂ / ‖ref‖₂ below 1e-5 (f32) or 1e-2 (f16, bf16). Each case prints one
+//! ‖out − ref‖₂ / ‖ref‖₂ below 1e-5 (f32) or 1e-2 (f16, bf16). Matmul shapes cover both
+//! sides of the GEMV / cuBLAS cutover (M <= 8 / M >= 9); `gemv_bench` (ignored) times them. Each case prints one
 //! `PARITY <op> <dtype> <case> rel=<err> ...` line that scripts/gpu-suite.sh tabulates.
 //!
 //! These tests run on the GPU machine (scripts/gpu-suite.sh); without a GPU they fail (CI only
@@ -86,6 +87,207 @@ fn embedding_matmul_add() {
         }
         c.finish();
     }
+}
+
+/// The small-M GEMV kernels (M <= 8) and the cuBLAS path (M >= 9) behind `matmul`: every
+/// SmolLM3-3B projection shape, tiny and odd N and K (K not a multiple of the 16-byte vector
+/// takes the scalar loop), with and without bias; forced K splits.
+#[test]
+fn gemv_shapes() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "gemv_shapes") else { return };
+        // (N, K, rows M to try)
+        let cases: [(usize, usize, &[usize]); 12] = [
+            (1, 64, &[1, 2, 8, 9]),
+            (7, 576, &[1, 3, 4, 9]),
+            (7, 100, &[1, 2, 5, 8]),
+            (33, 72, &[1, 6, 7, 8, 16]),
+            (512, 2048, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 16]),
+            (2048, 2048, &[1, 4, 8, 9]),
+            (11008, 2048, &[1, 2, 8]),
+            (2048, 11008, &[1, 3, 8, 12]),
+            (512, 72, &[1, 8]),
+            (100, 33, &[1, 3]),
+            (2048, 100, &[2, 7]),
+            (128_256, 2048, &[1, 5, 8]),
+        ];
+        for (n, k, ms) in cases {
+            let w = c.rand(&[n, k], 0.5);
+            let b = c.rand(&[n], 1.0);
+            for (i, &m) in ms.iter().enumerate() {
+                let bias = i % 2 == 1 || n == 7;
+                let x = c.rand(&[m, k], 1.0);
+                let g = c.gpu.matmul(&x.0, &w.0, bias.then_some(&b.0)).unwrap();
+                let r = c.cpu.matmul(&x.1, &w.1, bias.then_some(&b.1)).unwrap();
+                let path = if m <= 8 { "gemv" } else { "cublas" };
+                c.check("matmul", &format!("{path} M{m} K{k} N{n} bias={bias}"), &g, &r);
+            }
+        }
+        // Every K split on one shape (the reduction across warps of a block).
+        let (x, w, b) = (c.rand(&[3, 2048], 1.0), c.rand(&[520, 2048], 0.5), c.rand(&[520], 1.0));
+        let r = c.cpu.matmul(&x.1, &w.1, Some(&b.1)).unwrap();
+        for ks in [1, 2, 4, 8] {
+            c.gpu.set_gemv_splits(ks);
+            let g = c.gpu.matmul(&x.0, &w.0, Some(&b.0)).unwrap();
+            c.check("matmul", &format!("gemv M3 K2048 N520 ks{ks}"), &g, &r);
+        }
+        c.gpu.set_gemv_splits(0);
+        c.finish();
+    }
+}
+
+/// `matmul_many` (q/k/v in one launch; more than 4 matrices take several) and `gated_matmul`
+/// (gate/up + activation in one launch) against the CPU backend's composition, GEMV and
+/// cuBLAS paths.
+#[test]
+fn gemv_fused_ops() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "gemv_fused_ops") else { return };
+        // (K, [(N, bias)])
+        let sets: [(usize, &[(usize, bool)]); 3] = [
+            (2048, &[(2048, false), (512, false), (512, false)]),
+            (72, &[(64, true), (7, false), (33, true), (512, false), (100, true)]),
+            (100, &[(33, true), (1, true)]),
+        ];
+        for (k, mats) in sets {
+            let ws: Vec<_> = mats.iter().map(|&(n, _)| (c.rand(&[n, k], 0.5), c.rand(&[n], 1.0))).collect();
+            for m in [1, 3, 8, 9, 17] {
+                let x = c.rand(&[m, k], 1.0);
+                let gp: Vec<_> = ws.iter().zip(mats).map(|((w, b), &(_, bias))| (&w.0, bias.then_some(&b.0))).collect();
+                let cp: Vec<_> = ws.iter().zip(mats).map(|((w, b), &(_, bias))| (&w.1, bias.then_some(&b.1))).collect();
+                let g = c.gpu.matmul_many(&x.0, &gp).unwrap();
+                let r = c.cpu.matmul_many(&x.1, &cp).unwrap();
+                assert_eq!(g.len(), mats.len());
+                for (j, (g, r)) in g.iter().zip(&r).enumerate() {
+                    c.check("matmul_many", &format!("M{m} K{k} mat{j} N{} of {}", mats[j].0, mats.len()), g, r);
+                }
+            }
+        }
+        // (N, K, activation, bias)
+        let gated = [
+            (11008, 2048, Activation::Silu, false),
+            (7, 100, Activation::GeluTanh, true),
+            (33, 576, Activation::Gelu, true),
+            (1000, 72, Activation::Silu, true),
+        ];
+        for (n, k, act, bias) in gated {
+            let (gw, uw) = (c.rand(&[n, k], 0.5), c.rand(&[n, k], 0.5));
+            let (gb, ub) = (c.rand(&[n], 1.0), c.rand(&[n], 1.0));
+            for m in [1, 2, 4, 5, 8, 9] {
+                let x = c.rand(&[m, k], 1.0);
+                let g = c.gpu.gated_matmul(&x.0, (&gw.0, bias.then_some(&gb.0)), (&uw.0, bias.then_some(&ub.0)), act).unwrap();
+                let r = c.cpu.gated_matmul(&x.1, (&gw.1, bias.then_some(&gb.1)), (&uw.1, bias.then_some(&ub.1)), act).unwrap();
+                // f32: the GPU's expf/erff against the CPU's (see act_mul's tolerance).
+                let tol = if dtype == DType::F32 { 1e-4 } else { c.tolerance() };
+                c.check_tol("gated_matmul", &format!("{act:?} M{m} K{k} N{n} bias={bias}"), &g, &r, tol);
+            }
+        }
+        // Shape errors are immediate, as on the CPU.
+        let x = c.rand(&[2, 64], 1.0);
+        let (a, b) = (c.rand(&[8, 64], 1.0), c.rand(&[9, 64], 1.0));
+        let bad_k = c.rand(&[8, 65], 1.0);
+        assert!(matches!(c.gpu.matmul_many(&x.0, &[(&a.0, None), (&bad_k.0, None)]), Err(BackendError::Shape { op: Op::Matmul, .. })));
+        assert!(matches!(c.gpu.gated_matmul(&x.0, (&a.0, None), (&b.0, None), Activation::Silu), Err(BackendError::Shape { op: Op::ActMul, .. })));
+        c.finish();
+    }
+}
+
+/// Not a parity test: times the SmolLM3-3B decode products (bf16) on the GEMV kernels and on
+/// cuBLAS, each inside a CUDA graph over rotating weight copies (> 2x L2), and prints
+/// `GEMV_BENCH` lines with the achieved weight bandwidth. Run on the GPU machine with
+/// `cuda_ops gemv_bench --ignored --nocapture`.
+#[test]
+#[ignore]
+fn gemv_bench() {
+    use std::time::Instant;
+    let be = tessera::cuda::CudaBackend::new(0, DType::BF16).expect("a GPU");
+    let info = be.device_info().clone();
+    println!("GEMV_BENCH device {} ({} SMs)", info.name, info.multiprocessors);
+    let mut rng = cuda_common::Rng::new(cuda_common::run_seed());
+    // Random bf16 bits in ±[2^-7, 1): sign, exponent 120..126, random mantissa.
+    let mut bf16 = |rows: usize, k: usize| -> HostTensor<'static> {
+        let mut data = Vec::with_capacity(rows * k * 2);
+        for _ in 0..rows * k {
+            let r = rng.next_u64();
+            let bits = (((r >> 16) & 1) << 15) as u16 | ((120 + (r >> 20) % 7) << 7) as u16 | (r & 0x7f) as u16;
+            data.extend_from_slice(&bits.to_le_bytes());
+        }
+        HostTensor { dtype: DType::BF16, shape: vec![rows, k], data: data.into() }
+    };
+    // (name, K, N of each matrix, gated)
+    let ops: [(&str, usize, &[usize], bool); 6] = [
+        ("qkv", 2048, &[2048, 512, 512], false),
+        ("kv", 2048, &[512], false),
+        ("o", 2048, &[2048], false),
+        ("gate_up", 2048, &[11008, 11008], true),
+        ("down", 11008, &[2048], false),
+        ("lm_head", 2048, &[128_256], false),
+    ];
+    let mut table = Vec::new();
+    for (name, k, ns, gated) in ops {
+        let bytes: usize = ns.iter().map(|n| n * k * 2).sum();
+        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 64);
+        let mats: Vec<Vec<_>> = ns
+            .iter()
+            .map(|&n| {
+                let h = bf16(n, k);
+                (0..copies).map(|_| be.upload(&h).unwrap()).collect()
+            })
+            .collect();
+        for m in [1usize, 2, 4, 8, 16] {
+            let x = be.upload(&bf16(m, k)).unwrap();
+            let mut variants: Vec<(String, usize, u32)> = vec![("cublas".into(), 0, 0), ("gemv".into(), 8, 0)];
+            if m == 1 {
+                variants.extend([1, 2, 4, 8].map(|ks| (format!("gemv_ks{ks}"), 8, ks)));
+            }
+            for (variant, max_m, ks) in variants {
+                if m > 8 && max_m > 0 {
+                    continue;
+                }
+                be.set_gemv_max_m(max_m);
+                be.set_gemv_splits(ks);
+                let run = |c: usize| -> Vec<tessera::cuda::CudaTensor> {
+                    if gated {
+                        vec![be.gated_matmul(&x, (&mats[0][c], None), (&mats[1][c], None), Activation::Silu).unwrap()]
+                    } else {
+                        let parts: Vec<_> = mats.iter().map(|w| (&w[c], None)).collect();
+                        be.matmul_many(&x, &parts).unwrap()
+                    }
+                };
+                // Eager once (compiles, allocates), then one graph over every copy.
+                drop(run(0));
+                be.synchronize().unwrap();
+                be.graph_begin().unwrap();
+                let mut outs = Vec::new();
+                for c in 0..copies {
+                    outs.push(run(c));
+                }
+                drop(outs);
+                let id = be.graph_end(true).unwrap();
+                be.graph_replay(id).unwrap();
+                be.synchronize().unwrap();
+                let reps = (2000 / copies).clamp(3, 200);
+                let mut times = Vec::new();
+                for _ in 0..5 {
+                    let t0 = Instant::now();
+                    for _ in 0..reps {
+                        be.graph_replay(id).unwrap();
+                    }
+                    be.synchronize().unwrap();
+                    times.push(t0.elapsed().as_secs_f64() / (reps * copies) as f64);
+                }
+                times.sort_by(f64::total_cmp);
+                let us = times[2] * 1e6;
+                let gbs = bytes as f64 / times[2] / 1e9;
+                let line = format!("GEMV_BENCH {name:<8} M{m:<2} {variant:<10} {us:>9.2} us {gbs:>7.0} GB/s  ({:.1} MB, {copies} copies)", bytes as f64 / 1e6);
+                println!("{line}");
+                table.push(line);
+            }
+        }
+    }
+    be.set_gemv_max_m(8);
+    be.set_gemv_splits(0);
+    println!("GEMV_BENCH summary\n{}", table.join("\n"));
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //! `[tokens, heads * head_dim]` without reshapes. Only reading back to the host is async
 //! (WebGPU requires it); native callers use `pollster::block_on`.
 //!
-//! Composite ops (`add_rms_norm`) have default bodies built from primitives so a new backend
-//! works before it is fast; backends override them with fused kernels.
+//! Composite ops (`add_rms_norm`, `matmul_many`, `gated_matmul`) have default bodies built
+//! from primitives so a new backend works before it is fast; backends override them with
+//! fused kernels.
 
 pub mod attention_checks;
 pub mod cpu;
@@ -149,6 +150,32 @@ pub trait Backend {
 
     /// `x · wᵀ (+ bias)`: x `[M, K]`, w `[N, K]` (HF Linear layout), bias `[N]` -> `[M, N]`.
     fn matmul(&self, x: &Self::Tensor, w: &Self::Tensor, bias: Option<&Self::Tensor>) -> Result<Self::Tensor>;
+
+    /// Several linears on the same input: `[x · w_iᵀ (+ b_i)]` for each `(w_i, b_i)` of `ws`
+    /// (all `w_i` `[N_i, K]`) -> one `[M, N_i]` tensor each, in order. The attention layer runs
+    /// q/k/v through it. Default: one `matmul` each; a backend overrides it to read x once and
+    /// run every matrix in one launch (CUDA does for small M: decode steps).
+    fn matmul_many(&self, x: &Self::Tensor, ws: &[(&Self::Tensor, Option<&Self::Tensor>)]) -> Result<Vec<Self::Tensor>> {
+        ws.iter().map(|(w, bias)| self.matmul(x, w, *bias)).collect()
+    }
+
+    /// The gated MLP's first half: `act(x · gateᵀ (+ bg)) * (x · upᵀ (+ bu))`, gate and up
+    /// `[N, K]` -> `[M, N]`. Default: `matmul_many` of both, then `act_mul` (so an override
+    /// computes the same function: gate and up are rounded to the activation dtype before
+    /// the activation); CUDA fuses it into one GEMV launch for small M.
+    fn gated_matmul(
+        &self,
+        x: &Self::Tensor,
+        gate: (&Self::Tensor, Option<&Self::Tensor>),
+        up: (&Self::Tensor, Option<&Self::Tensor>),
+        act: Activation,
+    ) -> Result<Self::Tensor> {
+        let mut gu = self.matmul_many(x, &[gate, up])?;
+        match (gu.pop(), gu.pop()) {
+            (Some(u), Some(g)) => self.act_mul(&g, &u, act),
+            _ => Err(BackendError::Shape { op: Op::Matmul, detail: "matmul_many returned fewer outputs than matrices".into() }),
+        }
+    }
 
     /// Elementwise `a + b`, same shapes.
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;

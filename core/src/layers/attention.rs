@@ -1,5 +1,6 @@
 //! Self-attention over the paged KV cache: projections, optional q/k norms, RoPE,
-//! `write_kv`, `paged_attention`, output projection.
+//! `write_kv`, `paged_attention`, output projection. q/k/v are one `matmul_many` (one launch on
+//! CUDA for decode batches).
 //!
 //! ```text
 //! x ─┬─ q_proj ─ q_norm? ─ rope? ─┐
@@ -39,9 +40,10 @@ impl<T> Attention<T> {
         k_cache: &mut T,
         v_cache: &mut T,
     ) -> Result<T> {
-        let mut q = self.w.q_proj.forward(b, x)?;
-        let mut k = self.w.k_proj.forward(b, x)?;
-        let v = self.w.v_proj.forward(b, x)?;
+        let qkv = b.matmul_many(x, &[self.w.q_proj.parts(), self.w.k_proj.parts(), self.w.v_proj.parts()])?;
+        let [mut q, mut k, v]: [T; 3] = qkv.try_into().map_err(|_| {
+            crate::backend::BackendError::Shape { op: crate::backend::Op::Matmul, detail: "matmul_many: not 3 outputs for q/k/v".into() }
+        })?;
         if let Some(n) = &self.w.q_norm {
             q = n.forward(b, &q)?;
         }

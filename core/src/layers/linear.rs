@@ -24,6 +24,11 @@ impl<T> Linear<T> {
         Ok(Linear { weight: b.upload(weight)?, bias: bias.map(|t| b.upload(t)).transpose()? })
     }
 
+    /// `(weight, bias)`, as `matmul_many` and `gated_matmul` take them.
+    pub fn parts(&self) -> (&T, Option<&T>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
     pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
         Ok(b.matmul(x, &self.weight, self.bias.as_ref())?)
     }

@@ -1,4 +1,5 @@
-//! Gated MLP: `down(act(gate(x)) * up(x))`.
+//! Gated MLP: `down(act(gate(x)) * up(x))`; the first half is one `gated_matmul` (one fused
+//! launch on CUDA for decode batches).
 
 use super::{Linear, Loader};
 use crate::backend::{Activation, Backend};
@@ -23,9 +24,7 @@ impl<T> GatedMlp<T> {
     }
 
     pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
-        let gate = self.gate_proj.forward(b, x)?;
-        let up = self.up_proj.forward(b, x)?;
-        let h = b.act_mul(&gate, &up, self.act)?;
+        let h = b.gated_matmul(x, self.gate_proj.parts(), self.up_proj.parts(), self.act)?;
         self.down_proj.forward(b, &h)
     }
 }

@@ -132,6 +132,92 @@ fn matmul_matches_f64_reference() {
     }
 }
 
+/// `matmul_many` and `gated_matmul` (the trait's composite defaults, which GPU backends
+/// override with fused kernels) against the f64 reference and the ops they compose.
+#[test]
+fn matmul_many_and_gated_matmul_match_composition() {
+    let be = CpuBackend::new();
+    let mut rng = Rng::new(9);
+    for (m, k) in [(1, 64), (3, 72), (9, 100)] {
+        let x = rng.vec(m * k, 1.0);
+        let xt = up(&be, &x, &[m, k]);
+        // q/k/v-like: different N, bias on some.
+        let ns = [33usize, 7, 7];
+        let ws: Vec<Vec<f32>> = ns.iter().map(|&n| rng.vec(n * k, 0.5)).collect();
+        let bs: Vec<Option<Vec<f32>>> = ns
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (i != 1).then(|| rng.vec(n, 1.0)))
+            .collect();
+        let wt: Vec<CpuTensor> = ws
+            .iter()
+            .zip(&ns)
+            .map(|(w, &n)| up(&be, w, &[n, k]))
+            .collect();
+        let bt: Vec<Option<CpuTensor>> = bs
+            .iter()
+            .zip(&ns)
+            .map(|(b, &n)| b.as_ref().map(|b| up(&be, b, &[n])))
+            .collect();
+        let parts: Vec<(&CpuTensor, Option<&CpuTensor>)> =
+            wt.iter().zip(&bt).map(|(w, b)| (w, b.as_ref())).collect();
+        let outs = be.matmul_many(&xt, &parts).unwrap();
+        assert_eq!(outs.len(), 3);
+        for (i, out) in outs.iter().enumerate() {
+            assert_eq!(out.shape(), &[m, ns[i]]);
+            let reference = ref_matmul(&x, &ws[i], bs[i].as_deref(), m, k, ns[i]);
+            assert_close(&host(&be, out), &reference, 2e-6, &format!("matmul_many {i}"));
+            let single = be.matmul(&xt, &wt[i], bt[i].as_ref()).unwrap();
+            assert_eq!(host(&be, out), host(&be, &single), "matmul_many {i} vs matmul");
+        }
+        assert!(be.matmul_many(&xt, &[]).unwrap().is_empty());
+
+        // Gated: act(x·gateᵀ + bg) * (x·upᵀ + bu).
+        let n = 19;
+        let (g, u) = (rng.vec(n * k, 0.5), rng.vec(n * k, 0.5));
+        let (gb, ub) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+        let (gt, ut) = (up(&be, &g, &[n, k]), up(&be, &u, &[n, k]));
+        let (gbt, ubt) = (up(&be, &gb, &[n]), up(&be, &ub, &[n]));
+        for act in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+            for with_bias in [false, true] {
+                let (bg, bu) = if with_bias {
+                    (Some(&gbt), Some(&ubt))
+                } else {
+                    (None, None)
+                };
+                let out = be.gated_matmul(&xt, (&gt, bg), (&ut, bu), act).unwrap();
+                assert_eq!(out.shape(), &[m, n]);
+                let composed = be
+                    .act_mul(
+                        &be.matmul(&xt, &gt, bg).unwrap(),
+                        &be.matmul(&xt, &ut, bu).unwrap(),
+                        act,
+                    )
+                    .unwrap();
+                assert_eq!(host(&be, &out), host(&be, &composed), "gated {act:?}");
+                if act == Activation::Silu {
+                    let rg = ref_matmul(&x, &g, with_bias.then_some(&gb[..]), m, k, n);
+                    let ru = ref_matmul(&x, &u, with_bias.then_some(&ub[..]), m, k, n);
+                    let reference: Vec<f64> = rg
+                        .iter()
+                        .zip(&ru)
+                        .map(|(&a, &b)| a / (1.0 + (-a).exp()) * b)
+                        .collect();
+                    assert_close(&host(&be, &out), &reference, 1e-5, "gated silu vs f64");
+                }
+            }
+        }
+        // Errors of the composed ops surface: mismatched K, gate/up of different N.
+        let bad = up(&be, &rng.vec(n * (k + 1), 1.0), &[n, k + 1]);
+        is_shape_err(be.matmul_many(&xt, &[(&wt[0], None), (&bad, None)]), Op::Matmul);
+        let other = up(&be, &rng.vec((n + 1) * k, 1.0), &[n + 1, k]);
+        is_shape_err(
+            be.gated_matmul(&xt, (&gt, None), (&other, None), Activation::Silu),
+            Op::ActMul,
+        );
+    }
+}
+
 #[test]
 fn matmul_errors() {
     let be = CpuBackend::new();

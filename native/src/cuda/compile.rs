@@ -36,6 +36,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("kv_cache", include_str!("../../../kernels/kv_cache.cu")),
     ("attention", include_str!("../../../kernels/attention.cu")),
     ("sampling", include_str!("../../../kernels/sampling.cu")),
+    ("gemv", include_str!("../../../kernels/gemv.cu")),
 ];
 
 /// The full text NVRTC compiles for `module`.

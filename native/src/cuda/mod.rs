@@ -6,6 +6,7 @@
 //! CudaBackend ── Device  (context, one stream, memory pool, error word)   device.rs
 //!             ── Kernels (NVRTC, disk cache, modules)                      compile.rs
 //!             ── Blas    (cuBLAS handle on the stream)                     blas.rs
+//!             ── GEMV    (small-M products, q/k/v and gate/up fused)       gemv.rs
 //! ops: ops.rs (elementwise, norms, rope, embedding, selection), attention.rs (KV cache and
 //! paged attention); tensors: tensor.rs; device-side index errors: error.rs; decode-step
 //! CUDA graphs (capture, replay, in-place input writes): graph.rs
@@ -19,6 +20,7 @@ mod blas;
 pub mod compile;
 mod device;
 mod error;
+mod gemv;
 mod graph;
 mod ops;
 mod sampling;
@@ -64,6 +66,10 @@ pub struct CudaBackend {
     attention_hint: AtomicUsize,
     /// Attention blocks per sequence (kv heads x row tiles) of the decode launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<usize>>,
+    /// Products with at most this many rows of x run on the GEMV kernels (0 = cuBLAS only).
+    gemv_max_m: AtomicUsize,
+    /// Force the GEMV kernels' K splits (0 = choose).
+    gemv_splits: AtomicU32,
 }
 
 impl CudaBackend {
@@ -74,6 +80,8 @@ impl CudaBackend {
     /// prints a per-kernel table when the backend is dropped; `TESSERA_CUDA_SYNC=1` synchronises
     /// after every launch, `TESSERA_CUDA_POISON=1`
     /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention;
+    /// `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8, default 8; 0 = none) to
+    /// the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K splits (1, 2, 4 or 8);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -95,6 +103,8 @@ impl CudaBackend {
             capturing: AtomicBool::new(false),
             attention_hint: AtomicUsize::new(0),
             decode_grids: Mutex::new(Default::default()),
+            gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_LIMIT)),
+            gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
         };
         tracing::info!(
             gpu = %be.device.info.name,
@@ -146,6 +156,16 @@ impl CudaBackend {
     /// Forces paged attention to split each sequence's keys into `n` ranges (0 = automatic).
     pub fn set_attention_splits(&self, n: u32) {
         self.attention_splits.store(n, Ordering::Relaxed);
+    }
+
+    /// Products with at most `m` rows of x (capped at 8) run on the GEMV kernels; 0 = cuBLAS only.
+    pub fn set_gemv_max_m(&self, m: usize) {
+        self.gemv_max_m.store(m, Ordering::Relaxed);
+    }
+
+    /// Forces the GEMV kernels' K splits (1, 2, 4 or 8; anything else = choose).
+    pub fn set_gemv_splits(&self, ks: u32) {
+        self.gemv_splits.store(ks, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------
@@ -268,6 +288,11 @@ const _: fn() = || {
     send_sync::<CudaTensor>();
 };
 
+/// A non-negative integer from the environment.
+fn env_usize(key: &str) -> Option<usize> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
 fn shape_err(op: Op, detail: impl Into<String>) -> BackendError {
     BackendError::Shape { op, detail: detail.into() }
 }
@@ -333,6 +358,20 @@ impl Backend for CudaBackend {
 
     fn matmul(&self, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
         self.op_matmul(x, w, bias)
+    }
+
+    fn matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
+        self.op_matmul_many(x, ws)
+    }
+
+    fn gated_matmul(
+        &self,
+        x: &CudaTensor,
+        gate: (&CudaTensor, Option<&CudaTensor>),
+        up: (&CudaTensor, Option<&CudaTensor>),
+        act: Activation,
+    ) -> Result<CudaTensor> {
+        self.op_gated_matmul(x, gate, up, act)
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {

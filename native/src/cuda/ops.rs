@@ -1,6 +1,7 @@
 //! The row-wise and elementwise ops of the CUDA backend: argument checks (the same errors as
 //! the CPU backend: `Unsupported` for dtypes, `Shape` for shapes) and the launches of
-//! kernels/{embedding,rms_norm,rope,act,elementwise}.cu, plus matmul (cuBLAS + bias kernel).
+//! kernels/{embedding,rms_norm,rope,act,elementwise}.cu, plus matmul (cuBLAS + bias kernel; the
+//! GEMV kernels of gemv.rs for small M).
 
 use cudarc::driver::LaunchConfig;
 use tessera_core::backend::{Activation, BackendError, Op, Result, RopeParams, RopeStyle, Tensor};
@@ -91,22 +92,12 @@ impl CudaBackend {
 
     pub(crate) fn op_matmul(&self, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
         let op = Op::Matmul;
-        let dt = same_float(op, x, w)?;
-        let (m, k) = dims2(op, "x", x)?;
-        let (n, wk) = dims2(op, "w", w)?;
-        if wk != k {
-            return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
+        let (dt, m, k, lin) = self.check_linear(x, w, bias)?;
+        if self.gemv_takes(m) {
+            let mut out = self.gemv_many(x, dt, m, k, std::slice::from_ref(&lin))?;
+            return out.pop().ok_or_else(|| shape_err(op, "GEMV returned no output"));
         }
-        let bias = match bias {
-            Some(b) => {
-                float(op, b)?;
-                if dims1(op, "bias", b)? != n {
-                    return Err(shape_err(op, format!("bias {:?} does not match w {:?}", b.shape, w.shape)));
-                }
-                Some(self.as_f32(op, b)?)
-            }
-            None => None,
-        };
+        let (n, bias) = (lin.n, lin.bias);
         let out = self.empty(op, dt, &[m, n])?;
         if m == 0 || n == 0 {
             return Ok(out);

@@ -1,0 +1,226 @@
+//! Small-batch products on the GEMV kernels of kernels/gemv.cu: `matmul`, `matmul_many` (q/k/v
+//! in one launch) and `gated_matmul` (gate/up + activation in one launch) when x has at most
+//! `gemv_max_m` rows (decode steps); larger M goes to cuBLAS (blas.rs).
+//!
+//! ```text
+//! kernel gemv{_gated}_m{MM}_<dtype>, MM = the smallest of 1/2/4/8 >= M
+//! block  = 8 warps in groups of ks (K splits); a group owns R rows (PLAIN_ROWS / GATED_ROWS)
+//! ks     = smallest of 1/2/4/8 giving >= one block per SM, keeping >= 32 chunks per slice
+//! grid   = Σ_j ceil(N_j / (8/ks · R)) blocks, matrix j after matrix j-1 (<= 4 per launch)
+//! ```
+//! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
+//! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (default 8, 0 = always
+//! cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the choices, for measurements.
+
+use std::sync::atomic::Ordering;
+
+use tessera_core::backend::{Activation, Op, Result};
+use tessera_core::tensor::DType;
+
+use super::device::Arg;
+use super::ops::{dims1, dims2, float, u32_arg};
+use super::tensor::{suffix, vec_elems};
+use super::{shape_err, CudaBackend, CudaTensor};
+
+/// (MM, R): the most rows of x a kernel takes, and output rows per warp group; keep in sync
+/// with GEMV_ALL in kernels/gemv.cu.
+const PLAIN_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 2), (8, 4)];
+const GATED_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 1), (8, 2)];
+const WARPS: usize = 8;
+/// Matrices one plain launch takes.
+const MAX_MATS: usize = 4;
+/// The largest M the kernels take.
+pub(crate) const GEMV_LIMIT: usize = 8;
+
+/// A checked `x · wᵀ (+ bias)`: the weight, the bias as f32, N.
+pub(crate) struct LinearArgs {
+    pub w: CudaTensor,
+    pub bias: Option<CudaTensor>,
+    pub n: usize,
+}
+
+impl CudaBackend {
+    /// Checks `x` `[M, K]` against `w` `[N, K]` (same float dtype) and `bias` `[N]`; returns
+    /// (dtype, M, K) and the weight with its bias as f32.
+    pub(crate) fn check_linear(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        bias: Option<&CudaTensor>,
+    ) -> Result<(DType, usize, usize, LinearArgs)> {
+        let op = Op::Matmul;
+        let dt = float(op, x)?;
+        if float(op, w)? != dt {
+            return Err(shape_err(op, format!("dtypes differ: {} {:?} and {} {:?}", x.dtype, x.shape, w.dtype, w.shape)));
+        }
+        let (m, k) = dims2(op, "x", x)?;
+        let (n, wk) = dims2(op, "w", w)?;
+        if wk != k {
+            return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
+        }
+        let bias = match bias {
+            Some(b) => {
+                float(op, b)?;
+                if dims1(op, "bias", b)? != n {
+                    return Err(shape_err(op, format!("bias {:?} does not match w {:?}", b.shape, w.shape)));
+                }
+                Some(self.as_f32(op, b)?)
+            }
+            None => None,
+        };
+        Ok((dt, m, k, LinearArgs { w: w.clone(), bias, n }))
+    }
+
+    /// Whether a product with `m` rows of x runs on the GEMV kernels.
+    pub(crate) fn gemv_takes(&self, m: usize) -> bool {
+        m >= 1 && m <= self.gemv_max_m.load(Ordering::Relaxed).min(GEMV_LIMIT)
+    }
+
+    /// K splits: forced, or the fewest that give every SM a block (each slice keeping at
+    /// least 32 16-byte chunks of a row).
+    fn gemv_splits(&self, chunks: usize, blocks: impl Fn(usize) -> usize) -> usize {
+        let forced = self.gemv_splits.load(Ordering::Relaxed) as usize;
+        if matches!(forced, 1 | 2 | 4 | 8) {
+            return forced;
+        }
+        let sms = self.device.info.multiprocessors as usize;
+        let mut ks = 1;
+        while ks < WARPS && blocks(ks) < sms && chunks / (2 * ks) >= 32 {
+            ks *= 2;
+        }
+        ks
+    }
+
+    /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
+    pub(crate) fn gemv_many(&self, x: &CudaTensor, dt: DType, m: usize, k: usize, mats: &[LinearArgs]) -> Result<Vec<CudaTensor>> {
+        let op = Op::Matmul;
+        let outs = mats.iter().map(|l| self.empty(op, dt, &[m, l.n])).collect::<Result<Vec<_>>>()?;
+        let live: Vec<(&LinearArgs, &CudaTensor)> = mats.iter().zip(&outs).filter(|(l, _)| l.n > 0).collect();
+        if m == 0 || live.is_empty() {
+            return Ok(outs);
+        }
+        let (mm, r) = *PLAIN_ROWS.iter().find(|(mm, _)| *mm >= m).ok_or_else(|| shape_err(op, format!("GEMV takes M <= 8, got {m}")))?;
+        let s = suffix(dt).unwrap_or("?");
+        let f = self.kernels.function("gemv", &format!("gemv_m{mm}_{s}"))?;
+        let ve = vec_elems(dt);
+        let chunks = k / ve;
+        for group in live.chunks(MAX_MATS) {
+            let vec_ok = k % ve == 0 && x.ptr % 16 == 0 && group.iter().all(|(l, _)| l.w.ptr % 16 == 0);
+            let per_block = |ks: usize| (WARPS / ks) * r;
+            let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
+            let mut args = vec![
+                Arg::Ptr(x.ptr),
+                Arg::U32(m as u32),
+                Arg::U32(u32_arg(op, "K", k)?),
+                Arg::U32(vec_ok as u32),
+                Arg::U32(ks as u32),
+                Arg::U32(group.len() as u32),
+            ];
+            let mut first = 0usize;
+            for j in 0..MAX_MATS {
+                let (w, b, o, n) = match group.get(j) {
+                    Some((l, o)) => (l.w.ptr, l.bias.as_ref().map_or(0, |b| b.ptr), o.ptr, l.n),
+                    None => (0, 0, 0, 0),
+                };
+                if j > 0 {
+                    args.push(Arg::U32(u32_arg(op, "GEMV blocks", first)?));
+                }
+                args.extend([Arg::Ptr(w), Arg::Ptr(b), Arg::Ptr(o), Arg::U32(u32_arg(op, "N", n)?)]);
+                first += n.div_ceil(per_block(ks));
+            }
+            let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
+            let name = format!("gemv_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
+            let cfg = cudarc::driver::LaunchConfig {
+                grid_dim: (u32_arg(op, "GEMV blocks", first)?, 1, 1),
+                block_dim: ((WARPS * 32) as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch(op, &(f.clone(), name), cfg, &args)?;
+        }
+        Ok(outs)
+    }
+
+    /// `act(x · gateᵀ + bg) * (x · upᵀ + bu)` on the gated GEMV kernel (one launch).
+    pub(crate) fn gemv_gated(
+        &self,
+        x: &CudaTensor,
+        dt: DType,
+        (m, k): (usize, usize),
+        gate: &LinearArgs,
+        up: &LinearArgs,
+        act: Activation,
+    ) -> Result<CudaTensor> {
+        let op = Op::Matmul;
+        if gate.n != up.n {
+            return Err(shape_err(Op::ActMul, format!("gate {:?} and up {:?} differ", gate.w.shape, up.w.shape)));
+        }
+        let n = gate.n;
+        let out = self.empty(op, dt, &[m, n])?;
+        if m == 0 || n == 0 {
+            return Ok(out);
+        }
+        let (mm, r) = *GATED_ROWS.iter().find(|(mm, _)| *mm >= m).ok_or_else(|| shape_err(op, format!("GEMV takes M <= 8, got {m}")))?;
+        let s = suffix(dt).unwrap_or("?");
+        let f = self.kernels.function("gemv", &format!("gemv_gated_m{mm}_{s}"))?;
+        let ve = vec_elems(dt);
+        let vec_ok = k % ve == 0 && x.ptr % 16 == 0 && gate.w.ptr % 16 == 0 && up.w.ptr % 16 == 0;
+        let per_block = |ks: usize| (WARPS / ks) * r;
+        let ks = self.gemv_splits(k / ve, |ks| n.div_ceil(per_block(ks)));
+        let code = match act {
+            Activation::Silu => 0u32,
+            Activation::GeluTanh => 1,
+            Activation::Gelu => 2,
+        };
+        let args = [
+            Arg::Ptr(x.ptr),
+            Arg::U32(m as u32),
+            Arg::U32(u32_arg(op, "K", k)?),
+            Arg::U32(vec_ok as u32),
+            Arg::U32(ks as u32),
+            Arg::U32(code),
+            Arg::Ptr(gate.w.ptr),
+            Arg::Ptr(gate.bias.as_ref().map_or(0, |b| b.ptr)),
+            Arg::Ptr(up.w.ptr),
+            Arg::Ptr(up.bias.as_ref().map_or(0, |b| b.ptr)),
+            Arg::Ptr(out.ptr),
+            Arg::U32(u32_arg(op, "N", n)?),
+        ];
+        let cfg = cudarc::driver::LaunchConfig {
+            grid_dim: (u32_arg(op, "GEMV blocks", n.div_ceil(per_block(ks)))?, 1, 1),
+            block_dim: ((WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch(op, &(f, format!("gemv_gated_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
+        Ok(out)
+    }
+
+    /// `matmul_many`: the GEMV kernel for small M, else one `matmul` each.
+    pub(crate) fn op_matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
+        let checked = ws.iter().map(|(w, b)| self.check_linear(x, w, *b)).collect::<Result<Vec<_>>>()?;
+        match checked.first() {
+            Some(&(dt, m, k, _)) if self.gemv_takes(m) => {
+                let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
+                self.gemv_many(x, dt, m, k, &mats)
+            }
+            _ => ws.iter().map(|(w, b)| self.op_matmul(x, w, *b)).collect(),
+        }
+    }
+
+    /// `gated_matmul`: one fused GEMV launch for small M, else cuBLAS twice + `act_mul`.
+    pub(crate) fn op_gated_matmul(
+        &self,
+        x: &CudaTensor,
+        gate: (&CudaTensor, Option<&CudaTensor>),
+        up: (&CudaTensor, Option<&CudaTensor>),
+        act: Activation,
+    ) -> Result<CudaTensor> {
+        let (dt, m, k, g) = self.check_linear(x, gate.0, gate.1)?;
+        let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
+        if self.gemv_takes(m) {
+            return self.gemv_gated(x, dt, (m, k), &g, &u, act);
+        }
+        let gv = self.op_matmul(x, gate.0, gate.1)?;
+        let uv = self.op_matmul(x, up.0, up.1)?;
+        self.op_act_mul(&gv, &uv, act)
+    }
+}
