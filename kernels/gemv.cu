@@ -7,9 +7,9 @@
 //! block = 8 warps, split into groups of `ks` warps (ks = K splits, 1/2/4/8, so small N still
 //!         fills every SM): warp w -> group w / ks, K slice w % ks
 //! group g owns R consecutive rows of one matrix (gated: R gate rows and the same R up rows)
-//! lane  : 16-byte chunks c = slice*32 + lane, c += ks*32, U chunks of every row in flight
-//!         (U * rows = 8 loads of 16 B), x chunks of all M rows from L1 (every block reads
-//!         the same x), f32 FMAs into acc[M][rows]
+//! lane  : 16-byte chunks c = slice*32 + lane, c += ks*32; U chunks of every W row (and for
+//!         MM > 1 of every x row) loaded before use, <= 16 loads of 16 B in flight; x comes
+//!         from L1 (every block reads the same x); f32 FMAs into acc[M][rows]
 //! reduce: warp shuffles, then shared memory over the ks slices; one thread per (m, row) adds
 //!         the bias (f32), applies the activation, rounds once and stores
 //! matrices: up to 4, matrix j takes blocks [first_j, first_{j+1}) of a 1-D grid
@@ -46,7 +46,12 @@ template <typename T, int MM, int RR>
 __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, const T* const (&w)[RR],
                                          u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR]) {
     constexpr int V = Vec16<T>::N;
-    constexpr int U = (8 / RR) > 0 ? 8 / RR : 1;
+    // Loads in flight per lane: U chunks of every W row, and (MM > 1) of every x row, <= 16.
+    // With one x row, x is loaded next to its use (fewer registers, more resident warps).
+    constexpr bool XPRE = MM > 1;
+    constexpr int LOADS = RR + (XPRE ? MM : 0);
+    constexpr int U = !XPRE ? (8 / RR > 0 ? 8 / RR : 1)
+                            : ((16 / LOADS) >= 8 ? 8 : ((16 / LOADS) >= 4 ? 4 : ((16 / LOADS) >= 2 ? 2 : 1)));
 #pragma unroll
     for (int mi = 0; mi < MM; ++mi)
 #pragma unroll
@@ -55,31 +60,37 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
     if (vec_ok) {
         const u32 chunks = k / V;
         for (u32 c = slice * 32 + lane; c < chunks; c += U * step) {
-            uint4 wv[U][RR];
+            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const u32 cc = c + u * step;
 #pragma unroll
                 for (int r = 0; r < RR; ++r)
                     wv[u][r] = (cc < chunks && w[r] != nullptr) ? ld_stream(w[r] + (u64)cc * V) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
+                    xv[u][mi] = (cc < chunks && mi < (int)m)
+                                    ? __ldg(reinterpret_cast<const uint4*>(x + (u64)mi * k + (u64)cc * V))
+                                    : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const u32 cc = c + u * step;
-                if (cc < chunks) {
+                if (XPRE || cc < chunks) {
                     float wf[RR][V];
 #pragma unroll
                     for (int r = 0; r < RR; ++r) widen<T>(wv[u][r], wf[r]);
 #pragma unroll
                     for (int mi = 0; mi < MM; ++mi) {
-                        if (mi < (int)m) {
-                            float xf[V];
-                            widen<T>(__ldg(reinterpret_cast<const uint4*>(x + (u64)mi * k + (u64)cc * V)), xf);
+                        uint4 xr;
+                        if constexpr (XPRE) xr = xv[u][mi];
+                        else xr = __ldg(reinterpret_cast<const uint4*>(x + (u64)cc * V));
+                        float xf[V];
+                        widen<T>(xr, xf);
 #pragma unroll
-                            for (int r = 0; r < RR; ++r)
+                        for (int r = 0; r < RR; ++r)
 #pragma unroll
-                                for (int e = 0; e < V; ++e) acc[mi][r] = fmaf(xf[e], wf[r][e], acc[mi][r]);
-                        }
+                            for (int e = 0; e < V; ++e) acc[mi][r] = fmaf(xf[e], wf[r][e], acc[mi][r]);
                     }
                 }
             }
@@ -212,6 +223,6 @@ __device__ __forceinline__ void gemv_gated(const T* __restrict__ x, u32 m, u32 k
 
 // (MM, R): keep in sync with PLAIN_ROWS / GATED_ROWS in native/src/cuda/gemv.rs.
 #define GEMV_ALL(S, T)                                                                                             \
-    GEMV_PLAIN(S, T, 1, 1) GEMV_PLAIN(S, T, 2, 1) GEMV_PLAIN(S, T, 4, 2) GEMV_PLAIN(S, T, 8, 4)                    \
+    GEMV_PLAIN(S, T, 1, 1) GEMV_PLAIN(S, T, 2, 2) GEMV_PLAIN(S, T, 4, 2) GEMV_PLAIN(S, T, 8, 4)                    \
     GEMV_GATED(S, T, 1, 1) GEMV_GATED(S, T, 2, 1) GEMV_GATED(S, T, 4, 1) GEMV_GATED(S, T, 8, 2)
 FOR_EACH_FLOAT(GEMV_ALL)

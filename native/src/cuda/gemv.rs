@@ -1,16 +1,18 @@
 //! Small-batch products on the GEMV kernels of kernels/gemv.cu: `matmul`, `matmul_many` (q/k/v
-//! in one launch) and `gated_matmul` (gate/up + activation in one launch) when x has at most
-//! `gemv_max_m` rows (decode steps); larger M goes to cuBLAS (blas.rs).
+//! in one launch) and `gated_matmul` (gate/up + activation in one launch) when x has few rows
+//! (decode steps: M <= 1 for one matrix, M <= 2 fused, by measurement); larger M goes to cuBLAS
+//! (blas.rs).
 //!
 //! ```text
 //! kernel gemv{_gated}_m{MM}_<dtype>, MM = the smallest of 1/2/4/8 >= M
 //! block  = 8 warps in groups of ks (K splits); a group owns R rows (PLAIN_ROWS / GATED_ROWS)
-//! ks     = smallest of 1/2/4/8 giving >= one block per SM, keeping >= 32 chunks per slice
+//! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row
 //! grid   = Σ_j ceil(N_j / (8/ks · R)) blocks, matrix j after matrix j-1 (<= 4 per launch)
 //! ```
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
-//! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (default 8, 0 = always
-//! cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the choices, for measurements.
+//! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
+//! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
+//! choices, for measurements.
 
 use std::sync::atomic::Ordering;
 
@@ -24,13 +26,19 @@ use super::{shape_err, CudaBackend, CudaTensor};
 
 /// (MM, R): the most rows of x a kernel takes, and output rows per warp group; keep in sync
 /// with GEMV_ALL in kernels/gemv.cu.
-const PLAIN_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 2), (8, 4)];
+const PLAIN_ROWS: [(usize, usize); 4] = [(1, 1), (2, 2), (4, 2), (8, 4)];
 const GATED_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 1), (8, 2)];
 const WARPS: usize = 8;
 /// Matrices one plain launch takes.
 const MAX_MATS: usize = 4;
 /// The largest M the kernels take.
 pub(crate) const GEMV_LIMIT: usize = 8;
+/// Default cutovers (largest M on the GEMV kernels), measured against cuBLAS on an H200
+/// (BENCHMARKS.md): one matrix, and several matrices / gate+up fused into one launch.
+const DEFAULT_MAX_M_SINGLE: usize = 1;
+const DEFAULT_MAX_M_FUSED: usize = 2;
+/// `gemv_max_m` value meaning "the defaults above".
+pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
 /// A checked `x · wᵀ (+ bias)`: the weight, the bias as f32, N.
 pub(crate) struct LinearArgs {
@@ -71,13 +79,20 @@ impl CudaBackend {
         Ok((dt, m, k, LinearArgs { w: w.clone(), bias, n }))
     }
 
-    /// Whether a product with `m` rows of x runs on the GEMV kernels.
-    pub(crate) fn gemv_takes(&self, m: usize) -> bool {
-        m >= 1 && m <= self.gemv_max_m.load(Ordering::Relaxed).min(GEMV_LIMIT)
+    /// Whether a product with `m` rows of x runs on the GEMV kernels (`fused`: several
+    /// matrices or gate+up in one launch, which saves cuBLAS launches and pays off longer).
+    pub(crate) fn gemv_takes(&self, m: usize, fused: bool) -> bool {
+        let limit = match self.gemv_max_m.load(Ordering::Relaxed) {
+            GEMV_MAX_M_DEFAULT if fused => DEFAULT_MAX_M_FUSED,
+            GEMV_MAX_M_DEFAULT => DEFAULT_MAX_M_SINGLE,
+            set => set,
+        };
+        m >= 1 && m <= limit.min(GEMV_LIMIT)
     }
 
-    /// K splits: forced, or the fewest that give every SM a block (each slice keeping at
-    /// least 32 16-byte chunks of a row).
+    /// K splits: forced, or doubled while the grid has fewer than 2 blocks per SM and each
+    /// lane keeps at least 4 16-byte chunks of a row (measured: o_proj 256 -> 512 blocks
+    /// gains 13%, down_proj 256 -> 512 gains 19%; q/k/v's 384 blocks lose 12% at ks 2).
     fn gemv_splits(&self, chunks: usize, blocks: impl Fn(usize) -> usize) -> usize {
         let forced = self.gemv_splits.load(Ordering::Relaxed) as usize;
         if matches!(forced, 1 | 2 | 4 | 8) {
@@ -85,7 +100,7 @@ impl CudaBackend {
         }
         let sms = self.device.info.multiprocessors as usize;
         let mut ks = 1;
-        while ks < WARPS && blocks(ks) < sms && chunks / (2 * ks) >= 32 {
+        while ks < WARPS && blocks(ks) < 2 * sms && chunks / (2 * ks) >= 4 * 32 {
             ks *= 2;
         }
         ks
@@ -198,7 +213,7 @@ impl CudaBackend {
     pub(crate) fn op_matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
         let checked = ws.iter().map(|(w, b)| self.check_linear(x, w, *b)).collect::<Result<Vec<_>>>()?;
         match checked.first() {
-            Some(&(dt, m, k, _)) if self.gemv_takes(m) => {
+            Some(&(dt, m, k, _)) if self.gemv_takes(m, ws.len() > 1) => {
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
                 self.gemv_many(x, dt, m, k, &mats)
             }
@@ -216,7 +231,7 @@ impl CudaBackend {
     ) -> Result<CudaTensor> {
         let (dt, m, k, g) = self.check_linear(x, gate.0, gate.1)?;
         let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
-        if self.gemv_takes(m) {
+        if self.gemv_takes(m, true) {
             return self.gemv_gated(x, dt, (m, k), &g, &u, act);
         }
         let gv = self.op_matmul(x, gate.0, gate.1)?;

@@ -66,7 +66,8 @@ pub struct CudaBackend {
     attention_hint: AtomicUsize,
     /// Attention blocks per sequence (kv heads x row tiles) of the decode launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<usize>>,
-    /// Products with at most this many rows of x run on the GEMV kernels (0 = cuBLAS only).
+    /// Products with at most this many rows of x run on the GEMV kernels (0 = cuBLAS only,
+    /// `gemv::GEMV_MAX_M_DEFAULT` = the measured defaults).
     gemv_max_m: AtomicUsize,
     /// Force the GEMV kernels' K splits (0 = choose).
     gemv_splits: AtomicU32,
@@ -80,8 +81,9 @@ impl CudaBackend {
     /// prints a per-kernel table when the backend is dropped; `TESSERA_CUDA_SYNC=1` synchronises
     /// after every launch, `TESSERA_CUDA_POISON=1`
     /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention;
-    /// `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8, default 8; 0 = none) to
-    /// the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K splits (1, 2, 4 or 8);
+    /// `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
+    /// splits (1, 2, 4 or 8);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -103,7 +105,7 @@ impl CudaBackend {
             capturing: AtomicBool::new(false),
             attention_hint: AtomicUsize::new(0),
             decode_grids: Mutex::new(Default::default()),
-            gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_LIMIT)),
+            gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
         };
         tracing::info!(
@@ -158,9 +160,10 @@ impl CudaBackend {
         self.attention_splits.store(n, Ordering::Relaxed);
     }
 
-    /// Products with at most `m` rows of x (capped at 8) run on the GEMV kernels; 0 = cuBLAS only.
-    pub fn set_gemv_max_m(&self, m: usize) {
-        self.gemv_max_m.store(m, Ordering::Relaxed);
+    /// Products with at most `m` rows of x (capped at 8) run on the GEMV kernels; 0 = cuBLAS
+    /// only; `None` = the measured defaults (one matrix M <= 1, fused launches M <= 2).
+    pub fn set_gemv_max_m(&self, m: Option<usize>) {
+        self.gemv_max_m.store(m.unwrap_or(gemv::GEMV_MAX_M_DEFAULT), Ordering::Relaxed);
     }
 
     /// Forces the GEMV kernels' K splits (1, 2, 4 or 8; anything else = choose).

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One device call for the GEMV work (branch cuda-gemv): parity of the GEMV paths, the GEMV
+# micro-bench (cuBLAS vs GEMV per SmolLM3-3B decode product, inside CUDA graphs), tiny-model
+# parity and graphs-vs-eager, then `bench latency` / `bench throughput` with this build and
+# with a baseline binary (bin/tessera-base) in the same call. Prints a summary last.
+#
+#   GPU_BUNDLE_DIR=/work/main/.gpu-gemv scripts/build-gpu-bundle.sh
+#   cp <main's stripped tessera> /work/main/.gpu-gemv/bin/tessera-base
+#   cp scripts/gpu/gemv-round.sh /work/main/.gpu-gemv/
+#   run(command="bash .gpu-gemv/gemv-round.sh", carry=[".gpu-gemv"])
+set -uo pipefail
+B="$(cd "$(dirname "$0")" && pwd)"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tkc TESSERA_FIXTURES="$B/fixtures"
+export TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1
+L=/tmp/g
+mkdir -p $L
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee $L/device.txt
+cat "$B/COMMIT"
+st() { local n=$1 t=$2; shift 2; local t0=$SECONDS; timeout "$t" "$@" > $L/$n.log 2>&1; echo "STEP $n rc=$? secs=$((SECONDS-t0))" | tee -a $L/steps.txt; }
+M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+OPS="${GEMV_OPS_TESTS:-gemv_shapes gemv_fused_ops embedding_matmul_add nvrtc}"
+st ops 200 "$B/bin/cuda_ops" $OPS --test-threads=3 --nocapture
+st bench_gemv 120 "$B/bin/cuda_ops" gemv_bench --ignored --nocapture
+st models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
+st graphs 100 "$B/bin/cuda_engine" gpu_decode_graphs_match_eager --test-threads=1 --nocapture
+LAT=(bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3)
+TPUT=(bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256)
+st lat_base 60 "$B/bin/tessera-base" "${LAT[@]}"
+st lat_new 60 "$B/bin/tessera" "${LAT[@]}"
+TESSERA_GEMV_MAX_M=0 st lat_new_cublas 60 "$B/bin/tessera" "${LAT[@]}"
+st lat_base2 60 "$B/bin/tessera-base" "${LAT[@]}"
+st lat_new2 60 "$B/bin/tessera" "${LAT[@]}"
+st tput_base 80 "$B/bin/tessera-base" "${TPUT[@]}"
+st tput_new 80 "$B/bin/tessera" "${TPUT[@]}"
+[ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C $L .
+echo "=== parity: failures and results"
+grep -ahE "FAIL|panicked|test result" $L/ops.log $L/models.log $L/graphs.log | head -30
+echo "=== gemv bench (bf16, each product timed inside a CUDA graph over rotating weight copies)"
+grep -a "^GEMV_BENCH" $L/bench_gemv.log | head -120
+grep -a "panicked" $L/bench_gemv.log | head
+echo "=== benches"
+for f in lat_base lat_new lat_new_cublas lat_base2 lat_new2 tput_base tput_new; do
+    echo "--- $f"
+    grep -aE "iter [0-9]|decode:|prefill:|Avg latency|Throughput:|decode-only|rror" $L/$f.log | head -8
+done
+cat $L/steps.txt
