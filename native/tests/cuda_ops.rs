@@ -134,9 +134,9 @@ fn gemv_shapes() {
             c.check("matmul", &format!("gemv M3 K2048 N520 ks{ks}"), &g, &r);
         }
         c.gpu.set_gemv_splits(0);
-        // The default cutover: M1 on the GEMV kernel, M2 on cuBLAS.
+        // The default cutovers (GEMV up to M 2 here, cuBLAS above).
         c.gpu.set_gemv_max_m(None);
-        for m in [1, 2] {
+        for m in [1, 2, 3] {
             let x = c.rand(&[m, 2048], 1.0);
             let g = c.gpu.matmul(&x.0, &w.0, Some(&b.0)).unwrap();
             let r = c.cpu.matmul(&x.1, &w.1, Some(&b.1)).unwrap();

@@ -40,10 +40,20 @@ impl<T> Attention<T> {
         k_cache: &mut T,
         v_cache: &mut T,
     ) -> Result<T> {
-        let qkv = b.matmul_many(x, &[self.w.q_proj.parts(), self.w.k_proj.parts(), self.w.v_proj.parts()])?;
-        let [mut q, mut k, v]: [T; 3] = qkv.try_into().map_err(|_| {
-            crate::backend::BackendError::Shape { op: crate::backend::Op::Matmul, detail: "matmul_many: not 3 outputs for q/k/v".into() }
-        })?;
+        let qkv = b.matmul_many(
+            x,
+            &[
+                self.w.q_proj.parts(),
+                self.w.k_proj.parts(),
+                self.w.v_proj.parts(),
+            ],
+        )?;
+        let [mut q, mut k, v]: [T; 3] =
+            qkv.try_into()
+                .map_err(|_| crate::backend::BackendError::Shape {
+                    op: crate::backend::Op::Matmul,
+                    detail: "matmul_many: not 3 outputs for q/k/v".into(),
+                })?;
         if let Some(n) = &self.w.q_norm {
             q = n.forward(b, &q)?;
         }

@@ -1,7 +1,7 @@
 //! Small-batch products on the GEMV kernels of kernels/gemv.cu: `matmul`, `matmul_many` (q/k/v
 //! in one launch) and `gated_matmul` (gate/up + activation in one launch) when x has few rows
-//! (decode steps: M <= 1 for one matrix, M <= 2 fused, by measurement); larger M goes to cuBLAS
-//! (blas.rs).
+//! (decode steps; the cutovers are measured: M <= 2 for one matrix, M <= 1 for the lm_head,
+//! M <= 4 fused); larger M goes to cuBLAS (blas.rs).
 //!
 //! ```text
 //! kernel gemv{_gated}_m{MM}_<dtype>, MM = the smallest of 1/2/4/8 >= M
@@ -34,9 +34,13 @@ const MAX_MATS: usize = 4;
 /// The largest M the kernels take.
 pub(crate) const GEMV_LIMIT: usize = 8;
 /// Default cutovers (largest M on the GEMV kernels), measured against cuBLAS on an H200
-/// (BENCHMARKS.md): one matrix, and several matrices / gate+up fused into one launch.
-const DEFAULT_MAX_M_SINGLE: usize = 1;
-const DEFAULT_MAX_M_FUSED: usize = 2;
+/// (BENCHMARKS.md, `cuda_ops gemv_bench`): one matrix (o/down proj win up to M 2, M 4 loses
+/// on down), one matrix wider than `WIDE_N` (lm_head: M 2 loses), several matrices or
+/// gate+up fused into one launch (q/k/v win up to M 8, gate/up tie at M 4).
+const DEFAULT_MAX_M_SINGLE: usize = 2;
+const DEFAULT_MAX_M_WIDE: usize = 1;
+const DEFAULT_MAX_M_FUSED: usize = 4;
+const WIDE_N: usize = 32768;
 /// `gemv_max_m` value meaning "the defaults above".
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
@@ -79,11 +83,12 @@ impl CudaBackend {
         Ok((dt, m, k, LinearArgs { w: w.clone(), bias, n }))
     }
 
-    /// Whether a product with `m` rows of x runs on the GEMV kernels (`fused`: several
-    /// matrices or gate+up in one launch, which saves cuBLAS launches and pays off longer).
-    pub(crate) fn gemv_takes(&self, m: usize, fused: bool) -> bool {
+    /// Whether a product with `m` rows of x and `n` output columns runs on the GEMV kernels
+    /// (`fused`: several matrices or gate+up in one launch, which also saves launches).
+    pub(crate) fn gemv_takes(&self, m: usize, n: usize, fused: bool) -> bool {
         let limit = match self.gemv_max_m.load(Ordering::Relaxed) {
             GEMV_MAX_M_DEFAULT if fused => DEFAULT_MAX_M_FUSED,
+            GEMV_MAX_M_DEFAULT if n > WIDE_N => DEFAULT_MAX_M_WIDE,
             GEMV_MAX_M_DEFAULT => DEFAULT_MAX_M_SINGLE,
             set => set,
         };
@@ -120,7 +125,7 @@ impl CudaBackend {
         let ve = vec_elems(dt);
         let chunks = k / ve;
         for group in live.chunks(MAX_MATS) {
-            let vec_ok = k % ve == 0 && x.ptr % 16 == 0 && group.iter().all(|(l, _)| l.w.ptr % 16 == 0);
+            let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
             let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let mut args = vec![
@@ -178,7 +183,7 @@ impl CudaBackend {
         let s = suffix(dt).unwrap_or("?");
         let f = self.kernels.function("gemv", &format!("gemv_gated_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
-        let vec_ok = k % ve == 0 && x.ptr % 16 == 0 && gate.w.ptr % 16 == 0 && up.w.ptr % 16 == 0;
+        let vec_ok = k.is_multiple_of(ve) && [x.ptr, gate.w.ptr, up.w.ptr].iter().all(|p| p.is_multiple_of(16));
         let per_block = |ks: usize| (WARPS / ks) * r;
         let ks = self.gemv_splits(k / ve, |ks| n.div_ceil(per_block(ks)));
         let code = match act {
@@ -213,7 +218,7 @@ impl CudaBackend {
     pub(crate) fn op_matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
         let checked = ws.iter().map(|(w, b)| self.check_linear(x, w, *b)).collect::<Result<Vec<_>>>()?;
         match checked.first() {
-            Some(&(dt, m, k, _)) if self.gemv_takes(m, ws.len() > 1) => {
+            Some(&(dt, m, k, ref l)) if self.gemv_takes(m, l.n, ws.len() > 1) => {
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
                 self.gemv_many(x, dt, m, k, &mats)
             }
@@ -231,7 +236,7 @@ impl CudaBackend {
     ) -> Result<CudaTensor> {
         let (dt, m, k, g) = self.check_linear(x, gate.0, gate.1)?;
         let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
-        if self.gemv_takes(m, true) {
+        if self.gemv_takes(m, g.n, true) {
             return self.gemv_gated(x, dt, (m, k), &g, &u, act);
         }
         let gv = self.op_matmul(x, gate.0, gate.1)?;

@@ -161,7 +161,7 @@ impl CudaBackend {
     }
 
     /// Products with at most `m` rows of x (capped at 8) run on the GEMV kernels; 0 = cuBLAS
-    /// only; `None` = the measured defaults (one matrix M <= 1, fused launches M <= 2).
+    /// only; `None` = the measured defaults (see gemv.rs).
     pub fn set_gemv_max_m(&self, m: Option<usize>) {
         self.gemv_max_m.store(m.unwrap_or(gemv::GEMV_MAX_M_DEFAULT), Ordering::Relaxed);
     }

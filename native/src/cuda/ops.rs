@@ -93,7 +93,7 @@ impl CudaBackend {
     pub(crate) fn op_matmul(&self, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
         let op = Op::Matmul;
         let (dt, m, k, lin) = self.check_linear(x, w, bias)?;
-        if self.gemv_takes(m, false) {
+        if self.gemv_takes(m, lin.n, false) {
             let mut out = self.gemv_many(x, dt, m, k, std::slice::from_ref(&lin))?;
             return out.pop().ok_or_else(|| shape_err(op, "GEMV returned no output"));
         }
