@@ -19,28 +19,27 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 cat "$B/COMMIT"
 st() { local n=$1 t=$2; shift 2; local t0=$SECONDS; timeout "$t" "$@" > $L/$n.log 2>&1; echo "STEP $n rc=$? secs=$((SECONDS-t0))" | tee -a $L/steps.txt; }
 M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
-OPS="${GEMV_OPS_TESTS:-gemv_shapes gemv_fused_ops embedding_matmul_add nvrtc}"
+OPS="${GEMV_OPS_TESTS:-gemv_shapes gemv_fused_ops embedding_matmul_add norms_and_activations nvrtc}"
 st ops 200 "$B/bin/cuda_ops" $OPS --test-threads=3 --nocapture
 st bench_gemv 120 "$B/bin/cuda_ops" gemv_bench --ignored --nocapture
 st models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
-st graphs 100 "$B/bin/cuda_engine" gpu_decode_graphs_match_eager --test-threads=1 --nocapture
+st engine 120 "$B/bin/cuda_engine" --test-threads=1 --nocapture
 LAT=(bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3)
 TPUT=(bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256)
 st lat_base 60 "$B/bin/tessera-base" "${LAT[@]}"
 st lat_new 60 "$B/bin/tessera" "${LAT[@]}"
-TESSERA_GEMV_MAX_M=0 st lat_new_cublas 60 "$B/bin/tessera" "${LAT[@]}"
-st lat_base2 60 "$B/bin/tessera-base" "${LAT[@]}"
-st lat_new2 60 "$B/bin/tessera" "${LAT[@]}"
 st tput_base 80 "$B/bin/tessera-base" "${TPUT[@]}"
 st tput_new 80 "$B/bin/tessera" "${TPUT[@]}"
+st tput_base2 80 "$B/bin/tessera-base" "${TPUT[@]}"
+st tput_new2 80 "$B/bin/tessera" "${TPUT[@]}"
 [ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C $L .
 echo "=== parity: failures and results"
-grep -ahE "FAIL|panicked|test result" $L/ops.log $L/models.log $L/graphs.log | head -30
+grep -ahE "FAIL|panicked|test result|GRAPHS .* batch 1:" $L/ops.log $L/models.log $L/engine.log | head -30
 echo "=== gemv bench (bf16, each product timed inside a CUDA graph over rotating weight copies)"
-grep -a "^GEMV_BENCH" $L/bench_gemv.log | head -120
+grep -a "^GEMV_BENCH" $L/bench_gemv.log | grep -E "cublas|default|device" | head -60
 grep -a "panicked" $L/bench_gemv.log | head
 echo "=== benches"
-for f in lat_base lat_new lat_new_cublas lat_base2 lat_new2 tput_base tput_new; do
+for f in lat_base lat_new tput_base tput_new tput_base2 tput_new2; do
     echo "--- $f"
     grep -aE "iter [0-9]|decode:|prefill:|Avg latency|Throughput:|decode-only|rror" $L/$f.log | head -8
 done
