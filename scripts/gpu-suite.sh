@@ -7,6 +7,7 @@
 #   run(command="bash .gpu/gpu-suite.sh bench", carry=[".gpu"])     #   or benchmarks only
 #   run(command="bash .gpu/gpu-suite.sh quick bench", carry=[".gpu"]) # CUDA-only parity + benchmarks
 #   run(command="bash .gpu/gpu-suite.sh graphs", carry=[".gpu"])   # CUDA graphs: equality + benches
+#   run(command="bash .gpu/gpu-suite.sh attn", carry=[".gpu"])     # attention parity + before/after
 #
 # quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
@@ -21,6 +22,9 @@
 #   then bench latency (1 x 128/256) and bench throughput (256 x 512/256) with graphs and
 #   with --enforce-eager, tessera only (~4 min); a summary of the lines that matter is
 #   printed last.
+# attn: the paged-attention op parity cases, the engine tests (graphs vs eager, mixed steps),
+#   then bench latency / throughput and their kernel profiles for bin/tessera and, when the
+#   bundle has one, bin/tessera-base (the version to compare with); a summary printed last.
 # Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
 # $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
@@ -143,14 +147,53 @@ graphs() {
     done > "$LOG/graphs-summary.txt" 2>&1
 }
 
+attn() { # attention work: its op parity, the engine tests, then before/after benches
+    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
+    step attn_ops 240 "$BUNDLE/bin/cuda_ops" paged_attention nvrtc --test-threads=3 --nocapture
+    step cuda_engine 150 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
+    # bin/tessera-base (optional): the binary to compare with, e.g. main's, run the same way.
+    local v bin
+    for v in new base; do
+        bin="$T"
+        [ "$v" = base ] && bin="$BUNDLE/bin/tessera-base"
+        [ -x "$bin" ] || continue
+        step "${v}_latency" 90 "$bin" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 2
+        step "${v}_throughput" 120 "$bin" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256
+        TESSERA_CUDA_PROFILE=1 step "${v}_profile_decode" 90 "$bin" bench latency "${m[@]}" --batch-size 1 \
+            --input-len 128 --output-len 32 --num-iters 1 --num-iters-warmup 0
+        TESSERA_CUDA_PROFILE=1 step "${v}_profile_tput" 120 "$bin" bench throughput "${m[@]}" --input-len 512 \
+            --output-len 32 --num-prompts 64
+    done
+    {
+        grep -aE "^PARITY .*FAIL|test result|panicked" "$LOG/attn_ops.log" | head -30
+        grep -aE "test result|panicked|FAILED" "$LOG/cuda_engine.log" | head -10
+        for f in new_latency base_latency new_throughput base_throughput; do
+            [ -f "$LOG/$f.log" ] || continue
+            echo "--- $f"
+            grep -aE "decode:|prefill:|Avg latency|Throughput:|decode-only|rror" "$LOG/$f.log" | head -8
+        done
+        for f in new_profile_decode base_profile_decode new_profile_tput base_profile_tput; do
+            [ -f "$LOG/$f.log" ] || continue
+            echo "--- $f (the top 8, then every attention row)"
+            grep -a "^PROFILE" "$LOG/$f.log" | head -9
+            grep -a "^PROFILE.*attention" "$LOG/$f.log" | head -8
+        done
+    } > "$LOG/attn-summary.txt" 2>&1
+}
+
 for mode in $MODES; do
     case "$mode" in
-        parity | quick | bench | graphs) "$mode" ;;
-        *) echo "unknown mode $mode (parity, quick, bench, graphs)" >&2 ;;
+        parity | quick | bench | graphs | attn) "$mode" ;;
+        *) echo "unknown mode $mode (parity, quick, bench, graphs, attn)" >&2 ;;
     esac
 done
 python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"
 rc=${PIPESTATUS[0]}
+if [ -f "$LOG/attn-summary.txt" ]; then
+    echo "=== attention summary"
+    cat "$LOG/attn-summary.txt"
+    cat "$LOG/steps.txt"
+fi
 if [ -f "$LOG/graphs-summary.txt" ]; then
     echo "=== graphs summary"
     cat "$LOG/graphs-summary.txt"

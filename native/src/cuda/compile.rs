@@ -35,6 +35,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
     ("kv_cache", include_str!("../../../kernels/kv_cache.cu")),
     ("attention", include_str!("../../../kernels/attention.cu")),
+    ("attention_decode", include_str!("../../../kernels/attention_decode.cu")),
     ("sampling", include_str!("../../../kernels/sampling.cu")),
 ];
 

@@ -62,8 +62,8 @@ pub struct CudaBackend {
     capturing: AtomicBool,
     /// The real longest context of a batch whose metadata carries a bound (0 = none).
     attention_hint: AtomicUsize,
-    /// Attention blocks per sequence (kv heads x row tiles) of the decode launches seen.
-    decode_grids: Mutex<std::collections::BTreeSet<usize>>,
+    /// Attention grids per sequence of the decode-only launches seen.
+    decode_grids: Mutex<std::collections::BTreeSet<attention::DecodeGrid>>,
 }
 
 impl CudaBackend {
