@@ -148,35 +148,45 @@ graphs() {
 }
 
 attn() { # attention work: its op parity, the engine tests, then before/after benches
-    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
     step attn_ops 240 "$BUNDLE/bin/cuda_ops" paged_attention nvrtc --test-threads=3 --nocapture
     step cuda_engine 150 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
-    # bin/tessera-base (optional): the binary to compare with, e.g. main's, run the same way.
-    local v bin
-    for v in new base; do
-        bin="$T"
+    # Variants: new = bin/tessera; simt = the same with TESSERA_ATTN_TC=0 (prefill rows on the
+    # SIMT kernel); base = bin/tessera-base when the bundle has one (e.g. main's binary).
+    # ATTN_BENCH lists variant:step pairs (steps: latency, throughput, profile_decode,
+    # profile_tput).
+    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
+    local want="${ATTN_BENCH:-new:latency new:throughput new:profile_decode new:profile_tput base:latency base:throughput base:profile_decode base:profile_tput}"
+    local vs v st bin env
+    for vs in $want; do
+        v=${vs%%:*} st=${vs#*:}
+        bin="$T" env=()
         [ "$v" = base ] && bin="$BUNDLE/bin/tessera-base"
+        [ "$v" = simt ] && env=(TESSERA_ATTN_TC=0)
         [ -x "$bin" ] || continue
-        step "${v}_latency" 90 "$bin" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 2
-        step "${v}_throughput" 120 "$bin" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256
-        TESSERA_CUDA_PROFILE=1 step "${v}_profile_decode" 90 "$bin" bench latency "${m[@]}" --batch-size 1 \
-            --input-len 128 --output-len 32 --num-iters 1 --num-iters-warmup 0
-        TESSERA_CUDA_PROFILE=1 step "${v}_profile_tput" 120 "$bin" bench throughput "${m[@]}" --input-len 512 \
-            --output-len 32 --num-prompts 64
+        case "$st" in
+            latency) step "${v}_latency" 90 env "${env[@]}" "$bin" bench latency "${m[@]}" --batch-size 1 --input-len 128 \
+                --output-len 256 --num-iters 2 ;;
+            throughput) step "${v}_throughput" 120 env "${env[@]}" "$bin" bench throughput "${m[@]}" --input-len 512 \
+                --output-len 256 --num-prompts 256 ;;
+            profile_decode) step "${v}_profile_decode" 90 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench latency "${m[@]}" \
+                --batch-size 1 --input-len 128 --output-len 32 --num-iters 1 --num-iters-warmup 0 ;;
+            profile_tput) step "${v}_profile_tput" 120 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench throughput "${m[@]}" \
+                --input-len 512 --output-len 32 --num-prompts 64 ;;
+        esac
     done
     {
         grep -aE "^PARITY .*FAIL|test result|panicked" "$LOG/attn_ops.log" | head -30
         grep -aE "test result|panicked|FAILED" "$LOG/cuda_engine.log" | head -10
-        for f in new_latency base_latency new_throughput base_throughput; do
-            [ -f "$LOG/$f.log" ] || continue
-            echo "--- $f"
-            grep -aE "decode:|prefill:|Avg latency|Throughput:|decode-only|rror" "$LOG/$f.log" | head -8
+        for f in "$LOG"/*_latency.log "$LOG"/*_throughput.log; do
+            [ -f "$f" ] || continue
+            echo "--- $(basename "$f" .log)"
+            grep -aE "decode:|prefill:|Avg latency|Throughput:|decode-only|rror" "$f" | head -8
         done
-        for f in new_profile_decode base_profile_decode new_profile_tput base_profile_tput; do
-            [ -f "$LOG/$f.log" ] || continue
-            echo "--- $f (the top 8, then every attention row)"
-            grep -a "^PROFILE" "$LOG/$f.log" | head -9
-            grep -a "^PROFILE.*attention" "$LOG/$f.log" | head -8
+        for f in "$LOG"/*_profile_*.log; do
+            [ -f "$f" ] || continue
+            echo "--- $(basename "$f" .log) (the top 8, then every attention row)"
+            grep -a "^PROFILE" "$f" | head -9
+            grep -a "^PROFILE.*attention" "$f" | head -8
         done
     } > "$LOG/attn-summary.txt" 2>&1
 }

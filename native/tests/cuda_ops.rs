@@ -348,6 +348,44 @@ fn paged_attention_decode_kernel() {
     }
 }
 
+/// Prefill and mixed steps on the tensor-core kernel (kernels/attention_prefill.cu, bf16 and
+/// f16; f32 runs the SIMT kernel on the same cases): chunks after cached prefixes, row tiles
+/// cut mid-sequence, GQA groups of 1, 4 and 8, head_dim 64/128/256, odd block sizes,
+/// window and softcap, decode rows in between; then the same case with the tensor cores off.
+#[test]
+fn paged_attention_prefill_tensor_cores() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "paged_attention_prefill") else { return };
+        let case = |seqs: Vec<(usize, usize)>, heads, kv_heads, head_dim, block_size, window, softcap| AttnCase {
+            seqs,
+            heads,
+            kv_heads,
+            head_dim,
+            block_size,
+            window,
+            softcap,
+            splits: 0,
+        };
+        let cases = [
+            case(vec![(300, 300), (64, 1000), (1, 50), (17, 17)], 16, 4, 128, 16, None, None),
+            case(vec![(129, 200), (1, 7), (33, 33)], 8, 1, 64, 7, Some(50), Some(30.0)),
+            case(vec![(100, 150), (1, 20), (65, 65)], 8, 8, 256, 32, Some(64), None),
+            case(vec![(77, 500), (200, 200), (1, 333)], 32, 4, 128, 5, None, Some(20.0)),
+            case(vec![(1024, 1500)], 16, 4, 128, 16, None, None),
+            case(vec![(2, 2), (3, 90), (1, 1)], 4, 4, 64, 1, None, None),
+        ];
+        for case in &cases {
+            let (g, r, label) = pair_attention_case(&mut c, case);
+            c.check("paged_attention", &label, &g, &r);
+        }
+        c.gpu.set_tensor_core_prefill(false);
+        let (g, r, label) = pair_attention_case(&mut c, &cases[0]);
+        c.check("paged_attention", &format!("{label} simt"), &g, &r);
+        c.gpu.set_tensor_core_prefill(true);
+        c.finish();
+    }
+}
+
 #[test]
 fn device_checked_indices_are_errors_not_crashes() {
     let Some(mut c) = Ctx::new(DType::F32, "device_errors") else { return };

@@ -1,5 +1,5 @@
 //! `write_kv` and `paged_attention` on the device (kernels/kv_cache.cu, kernels/attention.cu,
-//! kernels/attention_decode.cu): host-side checks of shapes and dtypes, which kernel takes
+//! kernels/attention_decode.cu, kernels/attention_prefill.cu): host-side checks of shapes and dtypes, which kernel takes
 //! which sequences, the split-K choices, shared-memory sizing, launches.
 //!
 //! ```text
@@ -8,8 +8,11 @@
 //!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block)
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
 //!   merged by attention_decode_combine
-//! other sequences (prefill chunks; all of them for other head dims): attention, grid
-//!   x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles
+//! other sequences (prefill chunks; all of them for other head dims):
+//!   bf16/f16, head_dim 64/128/256: attention_prefill (tensor cores), grid x = seqs,
+//!   y = kv heads, z = ceil(max_query_len * G / 64) row tiles, no key split
+//!   otherwise (f32, other head dims, forced splits, TESSERA_ATTN_TC=0): attention, grid
+//!   x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles;
 //!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
 //! ```
@@ -38,6 +41,9 @@ const ATT_KEYS: usize = 32;
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 /// Warps per block of the decode kernel (kernels/attention_decode.cu).
 const DEC_WARPS: usize = 4;
+/// Query rows and warps per block of the tensor-core prefill kernel (attention_prefill.cu).
+const PF_ROWS: usize = 64;
+const PF_WARPS: usize = 4;
 
 /// One decode-only launch's shape per sequence, as graph.rs keys graphs on it:
 /// `keys_per_tile` 0 = the general kernel (its splits: [`choose_splits`]), else the decode
@@ -260,10 +266,16 @@ impl CudaBackend {
         }
     }
 
-    /// attention.cu over seq_order[first .. first + count].
+    /// attention.cu over seq_order[first .. first + count] (attention_prefill.cu's tensor-core
+    /// kernel instead for 16-bit dtypes and head_dim 64/128/256, unless splits are forced or
+    /// `TESSERA_ATTN_TC=0`).
     fn launch_general(&self, l: &Launch, first: usize, count: usize) -> Result<()> {
         let op = Op::PagedAttention;
         let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
+        let forced = self.attention_splits.load(Ordering::Relaxed);
+        if forced == 0 && matches!(dt, DType::F16 | DType::BF16) && decode_head_dim(d) && self.tc_prefill.load(Ordering::Relaxed) {
+            return self.launch_prefill_tc(l, first, count);
+        }
         let variant = match d {
             0..=64 => "d64",
             65..=128 => "d128",
@@ -276,7 +288,6 @@ impl CudaBackend {
         }
         let sms = self.device.info.multiprocessors as usize;
         let blocks = count * p.num_kv_heads * tiles;
-        let forced = self.attention_splits.load(Ordering::Relaxed);
         self.note_decode_grid(l, DecodeGrid { blocks_per_seq: p.num_kv_heads * tiles, keys_per_tile: 0 });
         let (splits, split_len) = choose_splits(forced, blocks, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
@@ -342,6 +353,56 @@ impl CudaBackend {
             self.launch(op, &fc, cfg, &args)?;
         }
         Ok(())
+    }
+
+    /// attention_prefill.cu (mma.sync, 64 rows a block, no key split) over
+    /// seq_order[first .. first + count].
+    fn launch_prefill_tc(&self, l: &Launch, first: usize, count: usize) -> Result<()> {
+        let op = Op::PagedAttention;
+        let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
+        let g = p.num_heads / p.num_kv_heads;
+        let tiles = (meta.max_query_len.saturating_mul(g)).div_ceil(PF_ROWS);
+        if tiles > 65535 {
+            return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
+        }
+        let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
+        let name = format!("paged_attention_tc_{s}_d{d}");
+        let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
+        let f = (self.kernels.function("attention_prefill", &name)?, label);
+        let smem = (3 * PF_ROWS * (d + 8) * dt.size()) as u32;
+        if !self.capturing.load(Ordering::Relaxed) {
+            self.device.allow_shared(op, &f.0, &f.1, smem)?;
+        }
+        let args = [
+            Arg::Ptr(l.q.ptr),
+            Arg::Ptr(l.k_cache.ptr),
+            Arg::Ptr(l.v_cache.ptr),
+            Arg::Ptr(l.out.ptr),
+            Arg::Ptr(meta.query_start_loc.ptr),
+            Arg::Ptr(meta.seq_lens.ptr),
+            Arg::Ptr(meta.block_tables.ptr),
+            Arg::Ptr(meta.seq_order.ptr),
+            Arg::U32(u32_arg(op, "first sequence", first)?),
+            Arg::U32(u32_arg(op, "num_seqs", meta.num_seqs)?),
+            Arg::U32(u32_arg(op, "tokens", l.dims.tokens)?),
+            Arg::U32(u32_arg(op, "max_blocks_per_seq", meta.max_blocks_per_seq)?),
+            Arg::U32(u32_arg(op, "block_size", l.dims.block_size)?),
+            Arg::U32(u32_arg(op, "num_blocks", l.dims.num_blocks)?),
+            Arg::U32(u32_arg(op, "num_heads", p.num_heads)?),
+            Arg::U32(u32_arg(op, "num_kv_heads", p.num_kv_heads)?),
+            Arg::F32(p.scale),
+            Arg::F32(p.softcap.unwrap_or(0.0)),
+            Arg::U32(l.window),
+            Arg::U32(u32_arg(op, "max_query_len", meta.max_query_len)?),
+            Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::Ptr(self.device.err_ptr),
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: (u32_arg(op, "sequences", count)?, p.num_kv_heads as u32, tiles as u32),
+            block_dim: ((PF_WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        self.launch(op, &f, cfg, &args)
     }
 
     /// attention_decode.cu over the decode sequences seq_order[.. num_decode].

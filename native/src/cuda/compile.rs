@@ -36,6 +36,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("kv_cache", include_str!("../../../kernels/kv_cache.cu")),
     ("attention", include_str!("../../../kernels/attention.cu")),
     ("attention_decode", include_str!("../../../kernels/attention_decode.cu")),
+    ("attention_prefill", include_str!("../../../kernels/attention_prefill.cu")),
     ("sampling", include_str!("../../../kernels/sampling.cu")),
 ];
 

@@ -62,6 +62,8 @@ pub struct CudaBackend {
     capturing: AtomicBool,
     /// The real longest context of a batch whose metadata carries a bound (0 = none).
     attention_hint: AtomicUsize,
+    /// Prefill rows of bf16/f16 attention on the tensor-core kernel (`TESSERA_ATTN_TC=0`: off).
+    tc_prefill: AtomicBool,
     /// Attention grids per sequence of the decode-only launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<attention::DecodeGrid>>,
 }
@@ -73,7 +75,9 @@ impl CudaBackend {
     /// Env: `TESSERA_CUDA_PROFILE=1` times every launch alone (synchronising around it) and
     /// prints a per-kernel table when the backend is dropped; `TESSERA_CUDA_SYNC=1` synchronises
     /// after every launch, `TESSERA_CUDA_POISON=1`
-    /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention;
+    /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention (and
+    /// the SIMT kernel for prefill rows), `TESSERA_ATTN_TC=0` keeps bf16/f16 prefill rows off
+    /// the tensor-core kernel;
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -94,6 +98,7 @@ impl CudaBackend {
             attention_splits: AtomicU32::new(std::env::var("TESSERA_ATTN_SPLITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
             capturing: AtomicBool::new(false),
             attention_hint: AtomicUsize::new(0),
+            tc_prefill: AtomicBool::new(std::env::var("TESSERA_ATTN_TC").map(|v| v != "0").unwrap_or(true)),
             decode_grids: Mutex::new(Default::default()),
         };
         tracing::info!(
@@ -146,6 +151,11 @@ impl CudaBackend {
     /// Forces paged attention to split each sequence's keys into `n` ranges (0 = automatic).
     pub fn set_attention_splits(&self, n: u32) {
         self.attention_splits.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether bf16/f16 prefill rows take the tensor-core attention kernel (default on).
+    pub fn set_tensor_core_prefill(&self, on: bool) {
+        self.tc_prefill.store(on, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------
