@@ -13,6 +13,7 @@
 mod cuda_common;
 
 use cuda_common::{pair_attention_case, AttnCase, Ctx, DTYPES};
+use tessera::cuda::TensorCorePrefill;
 use tessera_core::backend::{Activation, Backend, BackendError, Op, RopeParams, RopeStyle};
 use tessera_core::tensor::{DType, HostTensor};
 
@@ -356,6 +357,7 @@ fn paged_attention_decode_kernel() {
 fn paged_attention_prefill_tensor_cores() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "paged_attention_prefill") else { return };
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Always);
         let case = |seqs: Vec<(usize, usize)>, heads, kv_heads, head_dim, block_size, window, softcap| AttnCase {
             seqs,
             heads,
@@ -378,10 +380,10 @@ fn paged_attention_prefill_tensor_cores() {
             let (g, r, label) = pair_attention_case(&mut c, case);
             c.check("paged_attention", &label, &g, &r);
         }
-        c.gpu.set_tensor_core_prefill(false);
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Off);
         let (g, r, label) = pair_attention_case(&mut c, &cases[0]);
         c.check("paged_attention", &format!("{label} simt"), &g, &r);
-        c.gpu.set_tensor_core_prefill(true);
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Auto);
         c.finish();
     }
 }

@@ -6,12 +6,13 @@
 //! cache [num_blocks, block_size, num_kv_heads * head_dim]
 //! decode sequences (seq_order[..num_decode_seqs], head_dim 64/128/256): attention_decode,
 //!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block)
-//!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
-//!   merged by attention_decode_combine
+//!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2]
+//!   and a split counter per (decode seq, y), merged by the last split block to finish
 //! other sequences (prefill chunks; all of them for other head dims):
-//!   bf16/f16, head_dim 64/128/256: attention_prefill (tensor cores), grid x = seqs,
-//!   y = kv heads, z = ceil(max_query_len * G / 64) row tiles, no key split
-//!   otherwise (f32, other head dims, forced splits, TESSERA_ATTN_TC=0): attention, grid
+//!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
+//!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
+//!   z = ceil(max_query_len * G / 64) row tiles, no key split
+//!   otherwise (f32, other head dims, small grids, forced splits): attention, grid
 //!   x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles;
 //!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
@@ -31,7 +32,7 @@ use tessera_core::tensor::DType;
 use super::device::{dev_err, Arg};
 use super::ops::{float, u32_arg, u32s};
 use super::tensor::{suffix, vec_elems};
-use super::{shape_err, CudaBackend, CudaTensor};
+use super::{shape_err, CudaBackend, CudaTensor, TensorCorePrefill};
 
 /// Rows (token, head) per block, warps per block, keys per warp tile: kernels/attention.cu.
 const ATT_ROWS: usize = 8;
@@ -91,8 +92,8 @@ pub(crate) fn decode_keys_per_tile(dtype: DType, head_dim: usize, gh: usize) -> 
 }
 
 /// `(num_splits, split_len)` of the decode kernel: `forced` > 0 asks for that many splits;
-/// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits of
-/// at least one tile. split_len and num_splits are powers of two (trailing splits may be
+/// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits,
+/// down to one tile each (a lone short decode: one tile a block, all in flight at once). split_len and num_splits are powers of two (trailing splits may be
 /// empty and exit at once), so a graph replays one variant over a range of contexts.
 pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize, kpb: usize) -> (usize, usize) {
     let none = (1, u32::MAX as usize);
@@ -104,7 +105,7 @@ pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_s
         let n = max_seq_len.div_ceil(split_len);
         return if n <= 1 { none } else { (n, split_len) };
     }
-    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len / kpb.max(1)).min(64);
+    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len.div_ceil(kpb.max(1))).min(64);
     if want <= 1 {
         return none;
     }
@@ -267,14 +268,20 @@ impl CudaBackend {
     }
 
     /// attention.cu over seq_order[first .. first + count] (attention_prefill.cu's tensor-core
-    /// kernel instead for 16-bit dtypes and head_dim 64/128/256, unless splits are forced or
-    /// `TESSERA_ATTN_TC=0`).
+    /// kernel instead for 16-bit dtypes and head_dim 64/128/256 as [`TensorCorePrefill`]
+    /// says, unless splits are forced).
     fn launch_general(&self, l: &Launch, first: usize, count: usize) -> Result<()> {
         let op = Op::PagedAttention;
         let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
         let forced = self.attention_splits.load(Ordering::Relaxed);
-        if forced == 0 && matches!(dt, DType::F16 | DType::BF16) && decode_head_dim(d) && self.tc_prefill.load(Ordering::Relaxed) {
-            return self.launch_prefill_tc(l, first, count);
+        let sms = self.device.info.multiprocessors as usize;
+        if forced == 0 && matches!(dt, DType::F16 | DType::BF16) && decode_head_dim(d) {
+            let g = p.num_heads / p.num_kv_heads;
+            let tc_blocks = count * p.num_kv_heads * meta.max_query_len.saturating_mul(g).div_ceil(PF_ROWS);
+            let mode = self.tc_prefill.load(Ordering::Relaxed);
+            if mode == TensorCorePrefill::Always as u32 || (mode == TensorCorePrefill::Auto as u32 && 2 * tc_blocks >= sms) {
+                return self.launch_prefill_tc(l, first, count);
+            }
         }
         let variant = match d {
             0..=64 => "d64",
@@ -286,7 +293,6 @@ impl CudaBackend {
         if tiles > 65535 {
             return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
         }
-        let sms = self.device.info.multiprocessors as usize;
         let blocks = count * p.num_kv_heads * tiles;
         self.note_decode_grid(l, DecodeGrid { blocks_per_seq: p.num_kv_heads * tiles, keys_per_tile: 0 });
         let (splits, split_len) = choose_splits(forced, blocks, sms, self.split_basis(meta.max_seq_len));
@@ -421,12 +427,16 @@ impl CudaBackend {
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_decode_{s}_d{d}_g{gh}");
         let f = (self.kernels.function("attention_decode", &name)?, name);
+        // Split partials, then (max, sum) pairs and the per-(sequence, block row) split
+        // counters in one zeroed buffer.
+        let rows = splits * num_decode * p.num_heads;
         let (part_acc, part_ml) = if splits > 1 {
-            let rows = splits * num_decode * p.num_heads;
-            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
+            let counters = num_decode * per_seq;
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2 + counters])?))
         } else {
             (None, None)
         };
+        let counters_ptr = part_ml.as_ref().map_or(0, |t| t.ptr + (rows * 2 * 4) as u64);
         let args = [
             Arg::Ptr(l.q.ptr),
             Arg::Ptr(l.k_cache.ptr),
@@ -452,6 +462,7 @@ impl CudaBackend {
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::Ptr(counters_ptr),
             Arg::Ptr(self.device.err_ptr),
         ];
         let cfg = LaunchConfig {
@@ -459,27 +470,7 @@ impl CudaBackend {
             block_dim: ((DEC_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.launch(op, &f, cfg, &args)?;
-
-        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
-            let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
-            let args = [
-                Arg::Ptr(acc.ptr),
-                Arg::Ptr(ml.ptr),
-                Arg::Ptr(l.out.ptr),
-                Arg::Ptr(meta.query_start_loc.ptr),
-                Arg::Ptr(meta.seq_order.ptr),
-                Arg::U32(num_decode as u32),
-                Arg::U32(meta.num_seqs as u32),
-                Arg::U32(l.dims.tokens as u32),
-                Arg::U32(p.num_heads as u32),
-                Arg::U32(d as u32),
-                Arg::U32(splits as u32),
-            ];
-            let cfg = LaunchConfig { grid_dim: (num_decode as u32, p.num_heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-            self.launch(op, &fc, cfg, &args)?;
-        }
-        Ok(())
+        self.launch(op, &f, cfg, &args)
     }
 }
 
