@@ -2,7 +2,7 @@
 //! block per (sequence, kv head, group of GH query heads, key split), K/V rows read once
 //! straight from the cache with 16-byte loads (K and V of U keys in flight per lane), every
 //! row serving all GH query heads of its group (GQA), online softmax in f32, and with
-//! num_splits > 1 f32 partials that the last split block to finish merges (no second launch).
+//! num_splits > 1 f32 partials merged by `attention_decode_combine`.
 //!
 //! ```text
 //! grid  x = num_decode * num_splits   (i = x / num_splits: seq b = seq_order[i], split = x % ..)
@@ -14,16 +14,12 @@
 //!         per-warp max -> one __syncthreads -> block max -> p = exp(s - m), acc += p * v in
 //!         registers (m is block-uniform, so warps only add up acc and l at the end)
 //! keys of seq b: [max(0, seq_len - W), seq_len) ∩ [split * split_len, (split + 1) * split_len)
-//! partials: row o = (split * num_decode + i) * num_heads + head: acc [o][D], (max, sum) [o][2];
-//!   each split block then bumps counters[i * gridDim.y + y] (zeroed by the host); the one that
-//!   brings it to num_splits merges every split's partials into the output
+//! partials: row o = (split * num_decode + i) * num_heads + head: acc [o][D], (max, sum) [o][2]
 //! ```
 //! head_dim is a template constant (64, 128, 256; q pre-scaled by `scale`); other head dims
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
 
 #define DEC_WARPS 4
-/// Blocks an SM must hold (caps registers at 168 for GH <= 4; GH = 8 needs ~250 unspilled).
-#define DEC_MIN_BLOCKS(GH) ((GH) > 4 ? 1 : 3)
 
 /// Lane layout of one (dtype, head_dim, heads per block) variant; mirrored on the host by
 /// `decode_keys_per_tile` in native/src/cuda/attention.rs.
@@ -52,37 +48,6 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& raw, fl
     for (int k = 0; k < Vec16<T>::N; ++k) out[k] = to_f32(e[k]);
 }
 
-/// Merges every split's partials of decode sequence i, heads g0 .. g0 + GH of kv head kvh,
-/// into the output (run by the block that finished last; the others' stores were fenced
-/// before they counted themselves, and are read past L1).
-template <typename T, int D, int GH>
-__device__ __forceinline__ void decode_merge(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                                            T* __restrict__ out, u32 token, u32 i, u32 kvh, u32 g0, u32 G,
-                                          u32 num_decode, u32 num_heads, u32 num_splits) {
-    __threadfence();
-    for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
-        const u32 g = idx / D, d = idx % D;
-        if (g0 + g >= G) break;
-        const u64 head = kvh * G + g0 + g;
-        float M = TESSERA_NEG_INF;
-        for (u32 s = 0; s < num_splits; ++s) {
-            const u64 o = ((u64)s * num_decode + i) * num_heads + head;
-            if (__ldcg(&part_ml[o * 2 + 1]) > 0.0f) M = fmaxf(M, __ldcg(&part_ml[o * 2]));
-        }
-        float L = 0.0f, A = 0.0f;
-        for (u32 s = 0; s < num_splits; ++s) {
-            const u64 o = ((u64)s * num_decode + i) * num_heads + head;
-            const float lw = __ldcg(&part_ml[o * 2 + 1]);
-            if (lw > 0.0f) {
-                const float e = expf(__ldcg(&part_ml[o * 2]) - M);
-                L += lw * e;
-                A += __ldcg(&part_acc[o * D + d]) * e;
-            }
-        }
-        out[((u64)token * num_heads + head) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
-    }
-}
-
 template <typename T, int D, int GH>
 __device__ __forceinline__ void paged_attention_decode_impl(
     const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, T* __restrict__ out,
@@ -90,7 +55,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, const u32* __restrict__ seq_order,
     u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,
     u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window, u32 num_splits, u32 split_len,
-    u32 max_seq_len, u32* __restrict__ counters, u32* err) {
+    u32 max_seq_len, u32* err) {
     using S = DecodeShape<T, D, GH>;
     constexpr int N = S::N, TG = S::TG, VPL = S::VPL, KPI = S::KPI, U = S::U, KPW = S::KPW, KPB = S::KPB;
     constexpr int E = VPL * N;  // elements of a row per lane
@@ -98,7 +63,6 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     __shared__ __align__(16) float s_acc[DEC_WARPS][GH][D];
     __shared__ float s_l[DEC_WARPS][GH];
     __shared__ float s_m[GH];
-    __shared__ u32 s_last;
 
     const u32 G = num_heads / num_kv_heads;
     const u32 chunks = (G + GH - 1) / GH;
@@ -125,17 +89,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         lo = max(lo, split * split_len);
         hi = min(hi, split * split_len + split_len);
     }
-    // An empty split leaves its (max, sum) as the host zeroed them; it still counts itself.
-    if (lo >= hi) {
-        if (threadIdx.x == 0) {
-            __threadfence();
-            const u32 done = atomicAdd(&counters[i * gridDim.y + blockIdx.y], 1u) + 1;
-            s_last = done == num_splits;
-        }
-        __syncthreads();
-        if (s_last) decode_merge<T, D, GH>(part_acc, part_ml, out, token, i, kvh, g0, G, num_decode, num_heads, num_splits);
-        return;
-    }
+    if (lo >= hi) return;  // an empty split: its (max, sum) stay as the host zeroed them
 
     // This lane's slice of every row: vectors t + TG * v, v < VPL.
     float qf[GH][E];
@@ -316,31 +270,53 @@ __device__ __forceinline__ void paged_attention_decode_impl(
             }
         }
     }
-    if (num_splits == 1) return;
-    // Publish the partials, count this split; the last one merges them all.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const u32 done = atomicAdd(&counters[i * gridDim.y + blockIdx.y], 1u) + 1;
-        s_last = done == num_splits;
+}
+
+/// Merges the split partials of one (decode sequence, head) row per block.
+template <typename T>
+__device__ __forceinline__ void attention_decode_combine_impl(const float* __restrict__ part_acc,
+                                                              const float* __restrict__ part_ml, T* __restrict__ out,
+                                                              const u32* __restrict__ qsl,
+                                                              const u32* __restrict__ seq_order, u32 num_decode,
+                                                              u32 num_seqs, u32 num_tokens, u32 num_heads, u32 D,
+                                                              u32 num_splits) {
+    const u32 i = blockIdx.x, head = blockIdx.y;
+    const u32 b = seq_order[i];
+    if (b >= num_seqs) return;
+    const u32 token = qsl[b];
+    if (token >= num_tokens) return;
+    float M = TESSERA_NEG_INF;
+    for (u32 s = 0; s < num_splits; ++s) {
+        const float* ml = part_ml + (((u64)s * num_decode + i) * num_heads + head) * 2;
+        if (ml[1] > 0.0f) M = fmaxf(M, ml[0]);
     }
-    __syncthreads();
-    if (s_last) decode_merge<T, D, GH>(part_acc, part_ml, out, token, i, kvh, g0, G, num_decode, num_heads, num_splits);
+    for (u32 d = threadIdx.x; d < D; d += blockDim.x) {
+        float L = 0.0f, A = 0.0f;
+        for (u32 s = 0; s < num_splits; ++s) {
+            const u64 o = ((u64)s * num_decode + i) * num_heads + head;
+            const float lw = part_ml[o * 2 + 1];
+            if (lw > 0.0f) {
+                const float e = expf(part_ml[o * 2] - M);
+                L += lw * e;
+                A += part_acc[o * D + d] * e;
+            }
+        }
+        out[((u64)token * num_heads + head) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
+    }
 }
 
 #define PAGED_ATTENTION_DECODE(S, T, D, GH)                                                           \
-    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_MIN_BLOCKS(GH)) paged_attention_decode_##S##_d##D##_g##GH( \
+    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32) paged_attention_decode_##S##_d##D##_g##GH( \
         const T* q, const T* k_cache, const T* v_cache, T* out, float* part_acc, float* part_ml,       \
         const u32* qsl, const u32* seq_lens, const u32* block_tables, const u32* seq_order,          \
         u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size,                 \
         u32 num_blocks, u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window,      \
-        u32 num_splits, u32 split_len, u32 max_seq_len, u32* counters, u32* err) {                    \
+        u32 num_splits, u32 split_len, u32 max_seq_len, u32* err) {                                   \
         paged_attention_decode_impl<T, D, GH>(q, k_cache, v_cache, out, part_acc, part_ml, qsl,       \
                                               seq_lens, block_tables, seq_order, num_decode,          \
                                               num_seqs, num_tokens, max_blocks, block_size,           \
                                               num_blocks, num_heads, num_kv_heads, scale, softcap,    \
-                                              window, num_splits, split_len, max_seq_len, counters,   \
-                                              err);                                                   \
+                                              window, num_splits, split_len, max_seq_len, err);       \
     }
 
 #define DECODE_HEADS(S, T, D)                                                                          \
@@ -352,5 +328,11 @@ __device__ __forceinline__ void paged_attention_decode_impl(
 #define ATTENTION_DECODE(S, T)                                                                         \
     DECODE_HEADS(S, T, 64)                                                                             \
     DECODE_HEADS(S, T, 128)                                                                            \
-    DECODE_HEADS(S, T, 256)
+    DECODE_HEADS(S, T, 256)                                                                            \
+    extern "C" __global__ void attention_decode_combine_##S(                                          \
+        const float* part_acc, const float* part_ml, T* out, const u32* qsl, const u32* seq_order,    \
+        u32 num_decode, u32 num_seqs, u32 num_tokens, u32 num_heads, u32 D, u32 num_splits) {         \
+        attention_decode_combine_impl<T>(part_acc, part_ml, out, qsl, seq_order, num_decode,          \
+                                         num_seqs, num_tokens, num_heads, D, num_splits);             \
+    }
 FOR_EACH_FLOAT(ATTENTION_DECODE)

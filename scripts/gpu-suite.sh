@@ -153,7 +153,7 @@ attn() { # attention work: its op parity, the engine tests, then before/after be
     # Variants: new = bin/tessera; simt = the same with TESSERA_ATTN_TC=0 (prefill rows on the
     # SIMT kernel); base = bin/tessera-base when the bundle has one (e.g. main's binary).
     # ATTN_BENCH lists variant:step pairs (steps: latency, throughput, profile_decode,
-    # profile_tput).
+    # profile_tput = 64 x (512 + 32), profile_tput256 = 256 x (512 + 32): decode at batch 256).
     local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
     local want="${ATTN_BENCH:-new:latency new:throughput new:profile_decode new:profile_tput base:latency base:throughput base:profile_decode base:profile_tput}"
     local vs v st bin env
@@ -172,6 +172,8 @@ attn() { # attention work: its op parity, the engine tests, then before/after be
                 --batch-size 1 --input-len 128 --output-len 32 --num-iters 1 --num-iters-warmup 0 ;;
             profile_tput) step "${v}_profile_tput" 120 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench throughput "${m[@]}" \
                 --input-len 512 --output-len 32 --num-prompts 64 ;;
+            profile_tput256) step "${v}_profile_tput256" 150 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench throughput \
+                "${m[@]}" --input-len 512 --output-len 32 --num-prompts 256 ;;
         esac
     done
     {

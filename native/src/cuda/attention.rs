@@ -6,8 +6,8 @@
 //! cache [num_blocks, block_size, num_kv_heads * head_dim]
 //! decode sequences (seq_order[..num_decode_seqs], head_dim 64/128/256): attention_decode,
 //!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block)
-//!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2]
-//!   and a split counter per (decode seq, y), merged by the last split block to finish
+//!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
+//!   merged by attention_decode_combine
 //! other sequences (prefill chunks; all of them for other head dims):
 //!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
 //!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
@@ -92,8 +92,8 @@ pub(crate) fn decode_keys_per_tile(dtype: DType, head_dim: usize, gh: usize) -> 
 }
 
 /// `(num_splits, split_len)` of the decode kernel: `forced` > 0 asks for that many splits;
-/// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits,
-/// down to one tile each (a lone short decode: one tile a block, all in flight at once). split_len and num_splits are powers of two (trailing splits may be
+/// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits of
+/// at least one tile. split_len and num_splits are powers of two (trailing splits may be
 /// empty and exit at once), so a graph replays one variant over a range of contexts.
 pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize, kpb: usize) -> (usize, usize) {
     let none = (1, u32::MAX as usize);
@@ -105,7 +105,7 @@ pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_s
         let n = max_seq_len.div_ceil(split_len);
         return if n <= 1 { none } else { (n, split_len) };
     }
-    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len.div_ceil(kpb.max(1))).min(64);
+    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len / kpb.max(1)).min(64);
     if want <= 1 {
         return none;
     }
@@ -427,16 +427,12 @@ impl CudaBackend {
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_decode_{s}_d{d}_g{gh}");
         let f = (self.kernels.function("attention_decode", &name)?, name);
-        // Split partials, then (max, sum) pairs and the per-(sequence, block row) split
-        // counters in one zeroed buffer.
-        let rows = splits * num_decode * p.num_heads;
         let (part_acc, part_ml) = if splits > 1 {
-            let counters = num_decode * per_seq;
-            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2 + counters])?))
+            let rows = splits * num_decode * p.num_heads;
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
         } else {
             (None, None)
         };
-        let counters_ptr = part_ml.as_ref().map_or(0, |t| t.ptr + (rows * 2 * 4) as u64);
         let args = [
             Arg::Ptr(l.q.ptr),
             Arg::Ptr(l.k_cache.ptr),
@@ -462,7 +458,6 @@ impl CudaBackend {
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
-            Arg::Ptr(counters_ptr),
             Arg::Ptr(self.device.err_ptr),
         ];
         let cfg = LaunchConfig {
@@ -470,7 +465,27 @@ impl CudaBackend {
             block_dim: ((DEC_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.launch(op, &f, cfg, &args)
+        self.launch(op, &f, cfg, &args)?;
+
+        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
+            let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
+            let args = [
+                Arg::Ptr(acc.ptr),
+                Arg::Ptr(ml.ptr),
+                Arg::Ptr(l.out.ptr),
+                Arg::Ptr(meta.query_start_loc.ptr),
+                Arg::Ptr(meta.seq_order.ptr),
+                Arg::U32(num_decode as u32),
+                Arg::U32(meta.num_seqs as u32),
+                Arg::U32(l.dims.tokens as u32),
+                Arg::U32(p.num_heads as u32),
+                Arg::U32(d as u32),
+                Arg::U32(splits as u32),
+            ];
+            let cfg = LaunchConfig { grid_dim: (num_decode as u32, p.num_heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+            self.launch(op, &fc, cfg, &args)?;
+        }
+        Ok(())
     }
 }
 
