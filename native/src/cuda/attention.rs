@@ -501,3 +501,43 @@ struct Launch<'a> {
     dt: DType,
     window: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_keys_per_tile_mirrors_the_kernel() {
+        // DecodeShape<T, D, GH>::KPB of attention_decode.cu.
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 4), 64);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 64, 4), 128);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 256, 4), 16);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 8), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 128, 1), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 256, 8), 8);
+        assert_eq!(decode_heads_per_block(7), 8);
+        assert_eq!(decode_heads_per_block(3), 4);
+    }
+
+    #[test]
+    fn decode_splits_cover_every_key_in_powers_of_two() {
+        let none = (1, u32::MAX as usize);
+        // A lone short decode on 132 SMs: one-tile splits; a full batch: none.
+        assert_eq!(choose_decode_splits(0, 4, 132, 192, 64), (4, 64));
+        assert_eq!(choose_decode_splits(0, 1024, 132, 640, 64), none);
+        assert_eq!(choose_decode_splits(0, 4, 132, 40, 64), none);
+        // Forced: exactly that many ranges.
+        assert_eq!(choose_decode_splits(3, 4, 132, 10, 64), (3, 4));
+        for blocks in [1, 4, 16, 64, 200, 527] {
+            for ctx in [1, 63, 64, 65, 191, 192, 1000, 5000, 131072] {
+                let (n, len) = choose_decode_splits(0, blocks, 132, ctx, 64);
+                if n == 1 {
+                    continue;
+                }
+                assert!(n.is_power_of_two() && len.is_power_of_two() && len >= 64 && n <= 64, "{blocks} {ctx}: {n} x {len}");
+                // Every key in some split; at most half the splits empty (n was rounded up).
+                assert!(n * len >= ctx && 2 * ctx > (n / 2) * len, "{blocks} {ctx}: {n} x {len}");
+            }
+        }
+    }
+}
