@@ -1,9 +1,11 @@
-//! Paged attention over varlen queries (prefill, decode and mixed batches in one kernel),
-//! FlashAttention-style: K/V tiles staged in shared memory, online softmax in f32, and an
-//! optional split of the key range (split-K, "flash decoding") merged by a combine kernel.
+//! Paged attention over varlen queries (prefill and mixed batches; decode rows too where the
+//! decode kernel of attention_decode.cu does not take the head_dim), FlashAttention-style:
+//! K/V tiles staged in shared memory, online softmax in f32, and an optional split of the key
+//! range (split-K) merged by a combine kernel.
 //!
 //! ```text
-//! grid  x = num_seqs * num_splits     (seq b = x / num_splits, split = x % num_splits)
+//! grid  x = count * num_splits        (seq b = seq_order[first + x / num_splits],
+//!                                      split = x % num_splits)
 //!       y = num_kv_heads              (kv head h_kv; its G = num_heads / num_kv_heads q heads)
 //!       z = row tiles                 (ATT_ROWS consecutive rows of seq b's q_len * G rows)
 //! row r of a tile  = (token tq, head g) with tq * G + g = z * ATT_ROWS + r
@@ -16,8 +18,9 @@
 //! Lanes own key `lane` of a tile for the scores (16-byte loads of its K row from shared
 //! memory) and dims `lane + 32 i` (i < DPL) for the output, so head_dim <= 32 * DPL.
 //! With num_splits > 1 the blocks write unnormalised partials (acc, max, sum) per split and
-//! `attention_combine` merges them. Output rows outside every sequence stay as the host
-//! zeroed them. Bad metadata or block ids are recorded in the error word.
+//! `attention_combine` merges them. Output rows of no launched sequence stay as they were (the
+//! host zeroed them; the decode kernel writes its own). Bad metadata or block ids are
+//! recorded in the error word.
 
 #define ATT_ROWS 8
 #define ATT_WARPS 4
@@ -61,8 +64,9 @@ template <typename T, int DPL>
 __device__ __forceinline__ void paged_attention_impl(
     const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, T* __restrict__ out,
     float* __restrict__ part_acc, float* __restrict__ part_ml, const u32* __restrict__ qsl,
-    const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, u32 num_tokens,
-    u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads, u32 num_kv_heads, u32 D,
+    const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, const u32* __restrict__ seq_order,
+    u32 first, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads,
+    u32 num_kv_heads, u32 D,
     float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_query_len,
     u32 max_seq_len, u32 vec_ok, u32* err) {
     constexpr int N = Vec16<T>::N;
@@ -73,9 +77,13 @@ __device__ __forceinline__ void paged_attention_impl(
     float* smem = reinterpret_cast<float*>(smem4);
 
     const u32 G = num_heads / num_kv_heads;
-    const u32 b = blockIdx.x / num_splits, split = blockIdx.x % num_splits;
+    const u32 b = seq_order[first + blockIdx.x / num_splits], split = blockIdx.x % num_splits;
     const u32 kvh = blockIdx.y;
     const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (b >= num_seqs) {
+        if (threadIdx.x == 0 && split == 0 && kvh == 0 && blockIdx.z == 0) report_error(err, ERR_ATTN_METADATA, b, num_seqs);
+        return;
+    }
 
     const u32 q_start = qsl[b], q_end = qsl[b + 1], seq_len = seq_lens[b];
     const bool bad = q_end < q_start || q_end > num_tokens || q_end - q_start > seq_len ||
@@ -262,7 +270,7 @@ __device__ __forceinline__ void paged_attention_impl(
 }
 
 /// Merges the split partials of one (token, head) row per block; rows no split wrote (their
-/// sums were zeroed by the host) come out as zeros.
+/// sums were zeroed by the host: padding, or decode rows of a mixed step) are left alone.
 template <typename T>
 __device__ __forceinline__ void attention_combine_impl(const float* __restrict__ part_acc,
                                                        const float* __restrict__ part_ml, T* __restrict__ out,
@@ -273,6 +281,7 @@ __device__ __forceinline__ void attention_combine_impl(const float* __restrict__
         const float* ml = part_ml + ((u64)s * num_rows + row) * 2;
         if (ml[1] > 0.0f) M = fmaxf(M, ml[0]);
     }
+    if (M == TESSERA_NEG_INF) return;
     for (u32 d = threadIdx.x; d < D; d += blockDim.x) {
         float L = 0.0f, A = 0.0f;
         for (u32 s = 0; s < num_splits; ++s) {
@@ -291,12 +300,14 @@ __device__ __forceinline__ void attention_combine_impl(const float* __restrict__
 #define PAGED_ATTENTION(S, T, DPL, NAME)                                                             \
     extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32) paged_attention_##S##_##NAME(      \
         const T* q, const T* k_cache, const T* v_cache, T* out, float* part_acc, float* part_ml,     \
-        const u32* qsl, const u32* seq_lens, const u32* block_tables, u32 num_tokens,               \
-        u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads, u32 num_kv_heads, u32 D,     \
+        const u32* qsl, const u32* seq_lens, const u32* block_tables, const u32* seq_order,         \
+        u32 first, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,    \
+        u32 num_heads, u32 num_kv_heads, u32 D,                                                     \
         float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_query_len,   \
         u32 max_seq_len, u32 vec_ok, u32* err) {                                                    \
         paged_attention_impl<T, DPL>(q, k_cache, v_cache, out, part_acc, part_ml, qsl, seq_lens,    \
-                                     block_tables, num_tokens, max_blocks, block_size, num_blocks,  \
+                                     block_tables, seq_order, first, num_seqs, num_tokens,          \
+                                     max_blocks, block_size, num_blocks,                            \
                                      num_heads, num_kv_heads, D, scale, softcap, window,            \
                                      num_splits, split_len, max_query_len, max_seq_len, vec_ok,     \
                                      err);                                                           \

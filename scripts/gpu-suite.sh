@@ -7,6 +7,7 @@
 #   run(command="bash .gpu/gpu-suite.sh bench", carry=[".gpu"])     #   or benchmarks only
 #   run(command="bash .gpu/gpu-suite.sh quick bench", carry=[".gpu"]) # CUDA-only parity + benchmarks
 #   run(command="bash .gpu/gpu-suite.sh graphs", carry=[".gpu"])   # CUDA graphs: equality + benches
+#   run(command="bash .gpu/gpu-suite.sh attn", carry=[".gpu"])     # attention parity + before/after
 #
 # quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
@@ -21,6 +22,9 @@
 #   then bench latency (1 x 128/256) and bench throughput (256 x 512/256) with graphs and
 #   with --enforce-eager, tessera only (~4 min); a summary of the lines that matter is
 #   printed last.
+# attn: the paged-attention op parity cases, the engine tests (graphs vs eager, mixed steps),
+#   then bench latency / throughput and their kernel profiles for bin/tessera and, when the
+#   bundle has one, bin/tessera-base (the version to compare with); a summary printed last.
 # Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
 # $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
@@ -143,14 +147,65 @@ graphs() {
     done > "$LOG/graphs-summary.txt" 2>&1
 }
 
+attn() { # attention work: its op parity, the engine tests, then before/after benches
+    step attn_ops 240 "$BUNDLE/bin/cuda_ops" paged_attention nvrtc --test-threads=3 --nocapture
+    step cuda_engine 150 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
+    # Variants: new = bin/tessera; simt = the same with TESSERA_ATTN_TC=0 (prefill rows on the
+    # SIMT kernel); base = bin/tessera-base when the bundle has one (e.g. main's binary).
+    # ATTN_BENCH lists variant:step pairs (steps: latency, throughput, profile_decode,
+    # profile_tput = 64 x (512 + 32), profile_tput256 = 256 x (512 + 32): decode at batch 256).
+    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
+    local want="${ATTN_BENCH:-new:latency new:throughput new:profile_decode new:profile_tput base:latency base:throughput base:profile_decode base:profile_tput}"
+    local vs v st bin env
+    for vs in $want; do
+        v=${vs%%:*} st=${vs#*:}
+        bin="$T" env=()
+        [ "$v" = base ] && bin="$BUNDLE/bin/tessera-base"
+        [ "$v" = simt ] && env=(TESSERA_ATTN_TC=0)
+        [ -x "$bin" ] || continue
+        case "$st" in
+            latency) step "${v}_latency" 90 env "${env[@]}" "$bin" bench latency "${m[@]}" --batch-size 1 --input-len 128 \
+                --output-len 256 --num-iters 2 ;;
+            throughput) step "${v}_throughput" 120 env "${env[@]}" "$bin" bench throughput "${m[@]}" --input-len 512 \
+                --output-len 256 --num-prompts 256 ;;
+            profile_decode) step "${v}_profile_decode" 90 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench latency "${m[@]}" \
+                --batch-size 1 --input-len 128 --output-len 32 --num-iters 1 --num-iters-warmup 0 ;;
+            profile_tput) step "${v}_profile_tput" 120 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench throughput "${m[@]}" \
+                --input-len 512 --output-len 32 --num-prompts 64 ;;
+            profile_tput256) step "${v}_profile_tput256" 150 env "${env[@]}" TESSERA_CUDA_PROFILE=1 "$bin" bench throughput \
+                "${m[@]}" --input-len 512 --output-len 32 --num-prompts 256 ;;
+        esac
+    done
+    {
+        grep -aE "^PARITY .*FAIL|test result|panicked" "$LOG/attn_ops.log" | head -30
+        grep -aE "test result|panicked|FAILED" "$LOG/cuda_engine.log" | head -10
+        for f in "$LOG"/*_latency.log "$LOG"/*_throughput.log; do
+            [ -f "$f" ] || continue
+            echo "--- $(basename "$f" .log)"
+            grep -aE "decode:|prefill:|Avg latency|Throughput:|decode-only|rror" "$f" | head -8
+        done
+        for f in "$LOG"/*_profile_*.log; do
+            [ -f "$f" ] || continue
+            echo "--- $(basename "$f" .log) (the top 8, then every attention row)"
+            grep -a "^PROFILE" "$f" | head -9
+            grep -a "^PROFILE.*attention" "$f" | head -8
+        done
+    } > "$LOG/attn-summary.txt" 2>&1
+}
+
 for mode in $MODES; do
     case "$mode" in
-        parity | quick | bench | graphs) "$mode" ;;
-        *) echo "unknown mode $mode (parity, quick, bench, graphs)" >&2 ;;
+        parity | quick | bench | graphs | attn) "$mode" ;;
+        *) echo "unknown mode $mode (parity, quick, bench, graphs, attn)" >&2 ;;
     esac
 done
 python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"
 rc=${PIPESTATUS[0]}
+if [ -f "$LOG/attn-summary.txt" ]; then
+    echo "=== attention summary"
+    cat "$LOG/attn-summary.txt"
+    cat "$LOG/steps.txt"
+fi
 if [ -f "$LOG/graphs-summary.txt" ]; then
     echo "=== graphs summary"
     cat "$LOG/graphs-summary.txt"

@@ -14,6 +14,7 @@
 mod cuda_common;
 
 use cuda_common::{pair_attention_case, AttnCase, Ctx, DTYPES};
+use tessera::cuda::TensorCorePrefill;
 use tessera_core::backend::{Activation, Backend, BackendError, Op, RopeParams, RopeStyle};
 use tessera_core::tensor::{DType, HostTensor};
 
@@ -511,6 +512,93 @@ fn paged_attention_prefill_decode_mixed() {
             c.check("paged_attention", &label, &g, &r);
         }
         c.gpu.set_attention_splits(0);
+        c.finish();
+    }
+}
+
+/// The decode kernel (kernels/attention_decode.cu) alone and beside the general kernel:
+/// decode-only batches with odd context lengths, GQA groups of 1, 2, 4, 7, 8 and 16 (a group
+/// of more than 8 takes several blocks), head_dim 64/128/256 (80: the general kernel),
+/// block sizes 1 to 32, window, softcap, split-K on a 5000-token context (automatic and
+/// forced), batch 256, and mixed steps whose decode rows sit between prefill rows.
+#[test]
+fn paged_attention_decode_kernel() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "paged_attention_decode") else { return };
+        let odd = vec![(1, 1), (1, 17), (1, 129), (1, 333), (1, 1000), (1, 64)];
+        let long = vec![(1, 5000), (1, 4097), (1, 3)];
+        let batch: Vec<(usize, usize)> = (0..256).map(|_| (1, 1 + c.rng.below(400))).collect();
+        let mixed = vec![(7, 300), (1, 37), (1, 513), (33, 33), (1, 1), (5, 140), (1, 200)];
+        let case = |seqs: &Vec<(usize, usize)>, heads, kv_heads, head_dim, block_size, window, softcap, splits| AttnCase {
+            seqs: seqs.clone(),
+            heads,
+            kv_heads,
+            head_dim,
+            block_size,
+            window,
+            softcap,
+            splits,
+        };
+        let cases = [
+            case(&odd, 16, 4, 128, 16, None, None, 0),
+            case(&odd, 8, 8, 64, 32, None, None, 0),
+            case(&odd, 32, 4, 256, 8, Some(100), Some(30.0), 0),
+            case(&odd, 14, 2, 64, 1, None, None, 0),
+            case(&odd, 16, 1, 128, 5, Some(1000), None, 0),
+            case(&odd, 4, 2, 256, 16, None, Some(10.0), 3),
+            case(&odd, 12, 4, 80, 16, Some(50), None, 0),
+            case(&long, 16, 4, 128, 16, None, None, 0),
+            case(&long, 16, 4, 128, 16, Some(777), None, 0),
+            case(&long, 8, 1, 64, 16, None, None, 7),
+            case(&batch, 16, 4, 128, 16, None, None, 0),
+            case(&mixed, 16, 4, 128, 16, None, None, 0),
+            case(&mixed, 16, 2, 64, 7, Some(64), Some(20.0), 0),
+            case(&mixed, 8, 8, 256, 32, None, None, 4),
+        ];
+        for case in &cases {
+            let (g, r, label) = pair_attention_case(&mut c, case);
+            c.check("paged_attention", &label, &g, &r);
+        }
+        c.gpu.set_attention_splits(0);
+        c.finish();
+    }
+}
+
+/// Prefill and mixed steps on the tensor-core kernel (kernels/attention_prefill.cu, bf16 and
+/// f16; f32 runs the SIMT kernel on the same cases): chunks after cached prefixes, row tiles
+/// cut mid-sequence, GQA groups of 1, 4 and 8, head_dim 64/128/256, odd block sizes,
+/// window and softcap, decode rows in between; then the same case with the tensor cores off.
+#[test]
+fn paged_attention_prefill_tensor_cores() {
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "paged_attention_prefill") else { return };
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Always);
+        let case = |seqs: Vec<(usize, usize)>, heads, kv_heads, head_dim, block_size, window, softcap| AttnCase {
+            seqs,
+            heads,
+            kv_heads,
+            head_dim,
+            block_size,
+            window,
+            softcap,
+            splits: 0,
+        };
+        let cases = [
+            case(vec![(300, 300), (64, 1000), (1, 50), (17, 17)], 16, 4, 128, 16, None, None),
+            case(vec![(129, 200), (1, 7), (33, 33)], 8, 1, 64, 7, Some(50), Some(30.0)),
+            case(vec![(100, 150), (1, 20), (65, 65)], 8, 8, 256, 32, Some(64), None),
+            case(vec![(77, 500), (200, 200), (1, 333)], 32, 4, 128, 5, None, Some(20.0)),
+            case(vec![(1024, 1500)], 16, 4, 128, 16, None, None),
+            case(vec![(2, 2), (3, 90), (1, 1)], 4, 4, 64, 1, None, None),
+        ];
+        for case in &cases {
+            let (g, r, label) = pair_attention_case(&mut c, case);
+            c.check("paged_attention", &label, &g, &r);
+        }
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Off);
+        let (g, r, label) = pair_attention_case(&mut c, &cases[0]);
+        c.check("paged_attention", &format!("{label} simt"), &g, &r);
+        c.gpu.set_tensor_core_prefill(TensorCorePrefill::Auto);
         c.finish();
     }
 }

@@ -4,7 +4,8 @@
 //! - [`check_write_kv`] / [`check_slots`]: cache, k / v and slot_mapping shapes; every slot
 //!   inside the cache (`u32::MAX` = padding, skipped);
 //! - [`check_shapes`]: the params (heads, window, softcap), q / k_cache / v_cache shapes and
-//!   the metadata tensors' lengths;
+//!   the metadata tensors' lengths (seq_order's too; its entries are the backends' to check
+//!   where they use them);
 //! - [`check_layout`]: the step layout read from the metadata's host copies (query_start_loc
 //!   non-decreasing, every sequence within its limits and its blocks inside the cache).
 //!
@@ -131,13 +132,17 @@ pub fn check_shapes<T: Tensor>(
     if meta.query_start_loc.numel().checked_sub(1) != Some(b_count)
         || meta.seq_lens.numel() != b_count
         || Some(meta.block_tables.numel()) != b_count.checked_mul(mb)
+        || meta.seq_order.numel() != b_count
+        || meta.num_decode_seqs > b_count
     {
         return Err(format!(
-            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?} do not fit num_seqs {b_count}, \
-             max_blocks_per_seq {mb}",
+            "query_start_loc {:?}, seq_lens {:?}, block_tables {:?}, seq_order {:?} do not fit \
+             num_seqs {b_count}, max_blocks_per_seq {mb}, num_decode_seqs {}",
             meta.query_start_loc.shape(),
             meta.seq_lens.shape(),
-            meta.block_tables.shape()
+            meta.block_tables.shape(),
+            meta.seq_order.shape(),
+            meta.num_decode_seqs
         ));
     }
     Ok(StepDims { tokens, num_blocks, block_size })

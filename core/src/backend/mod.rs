@@ -98,18 +98,37 @@ pub struct AttentionParams {
 /// query_start_loc  [B+1] u32   tokens of seq b are rows query_start_loc[b]..query_start_loc[b+1]
 /// seq_lens         [B]   u32   context length of seq b after this step (cached + new tokens)
 /// block_tables     [B, max_blocks_per_seq] u32   physical block ids, logical order
+/// seq_order        [B]   u32   sequence indices, decode sequences (q_len 1) first, then the
+///                              others, each group in batch order; `num_decode_seqs` decodes
 /// ```
 /// The query rows of seq b sit at positions `seq_lens[b] - q_len_b ..seq_lens[b]`.
+/// `seq_order` / `num_decode_seqs` let a backend run a decode-only kernel on the first group
+/// and its prefill kernel on the rest of a mixed step (the scheduler may interleave them);
+/// backends with one kernel for every row ignore them. Build them with [`decode_first`].
 #[derive(Debug)]
 pub struct AttentionMetadata<T> {
     pub query_start_loc: T,
     pub seq_lens: T,
     pub block_tables: T,
+    pub seq_order: T,
     pub num_seqs: usize,
+    pub num_decode_seqs: usize,
     pub max_blocks_per_seq: usize,
     pub block_size: usize,
     pub max_query_len: usize,
     pub max_seq_len: usize,
+}
+
+/// `(seq_order, num_decode_seqs)` of [`AttentionMetadata`] for the host copy of
+/// `query_start_loc`: the sequences with exactly one query row first, then the others, each
+/// group in batch order.
+pub fn decode_first(query_start_loc: &[u32]) -> (Vec<u32>, usize) {
+    let q_len = |b: usize| query_start_loc[b + 1].saturating_sub(query_start_loc[b]);
+    let n = query_start_loc.len().saturating_sub(1);
+    let mut order: Vec<u32> = (0..n).filter(|&b| q_len(b) == 1).map(|b| b as u32).collect();
+    let num_decode = order.len();
+    order.extend((0..n).filter(|&b| q_len(b) != 1).map(|b| b as u32));
+    (order, num_decode)
 }
 
 /// What every device tensor can tell about itself.

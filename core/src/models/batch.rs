@@ -7,10 +7,11 @@
 //! slot_mapping (block * block_size + offset, where each token's K/V goes)
 //! seq_lens (context after this step)           4            10   5
 //! block_tables [B, max_blocks]                 physical blocks of each sequence, in order
+//! seq_order                                    decode sequences first (1), then the rest (0, 2)
 //! logits_indices                               rows that need logits (3, 4, 6)
 //! ```
 
-use crate::backend::{AttentionMetadata, Backend};
+use crate::backend::{decode_first, AttentionMetadata, Backend};
 use crate::error::{Error, Result};
 
 /// The host half: plain vectors, filled by the model runner from the scheduler's decision.
@@ -61,11 +62,14 @@ impl BatchInput {
             tables[i * max_blocks..i * max_blocks + row.len()].copy_from_slice(row);
         }
         let max_query_len = self.query_start_loc.windows(2).map(|w| w[1].saturating_sub(w[0]) as usize).max().unwrap_or(0);
+        let (seq_order, num_decode_seqs) = decode_first(&self.query_start_loc);
         let attn = AttentionMetadata {
             query_start_loc: b.upload_u32(&self.query_start_loc, &[n + 1])?,
             seq_lens: b.upload_u32(&self.seq_lens, &[n])?,
             block_tables: b.upload_u32(&tables, &[n, max_blocks])?,
+            seq_order: b.upload_u32(&seq_order, &[n])?,
             num_seqs: n,
+            num_decode_seqs,
             max_blocks_per_seq: max_blocks,
             block_size,
             max_query_len,

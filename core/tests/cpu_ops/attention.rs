@@ -1,7 +1,7 @@
 //! CPU backend: paged attention vs a dense f64 reference, hand-checked cases, errors.
 
 use super::*;
-use tessera_core::backend::Backend;
+use tessera_core::backend::{decode_first, Backend};
 // ---- paged attention ------------------------------------------------------------------------
 
 const BS: usize = 4;
@@ -48,7 +48,9 @@ fn meta(
         query_start_loc: up_u32(be, qsl, &[b + 1]),
         seq_lens: up_u32(be, seq_lens, &[b]),
         block_tables: up_u32(be, tables, &[b, mb]),
+        seq_order: up_u32(be, &decode_first(qsl).0, &[b]),
         num_seqs: b,
+        num_decode_seqs: decode_first(qsl).1,
         max_blocks_per_seq: mb,
         block_size: BS,
         max_query_len: qsl

@@ -6,7 +6,7 @@
 //! In f16 runs the random inputs are rounded to f16 first and uploaded as f16, so both
 //! backends see identical values and only the computation differs.
 
-use tessera_core::backend::{Activation, AttentionMetadata, AttentionParams, Backend, BackendError, RopeParams, RopeStyle};
+use tessera_core::backend::{decode_first, Activation, AttentionMetadata, AttentionParams, Backend, BackendError, RopeParams, RopeStyle};
 use tessera_core::tensor::{DType, HostTensor};
 
 /// xorshift64*: a tiny seeded PRNG.
@@ -389,7 +389,9 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
                 query_start_loc: be.upload_u32(&qsl, &[seqs.len() + 1])?,
                 seq_lens: be.upload_u32(&lens, &[seqs.len()])?,
                 block_tables: be.upload_u32(&tables, &[seqs.len(), max_blocks])?,
+                seq_order: be.upload_u32(&decode_first(&qsl).0, &[seqs.len()])?,
                 num_seqs: seqs.len(),
+                num_decode_seqs: decode_first(&qsl).1,
                 max_blocks_per_seq: max_blocks,
                 block_size: bs,
                 max_query_len: seqs.iter().map(|s| s.0).max().unwrap_or(0),

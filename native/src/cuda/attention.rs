@@ -1,24 +1,38 @@
-//! `write_kv` and `paged_attention` on the device (kernels/kv_cache.cu, kernels/attention.cu):
-//! host-side checks of shapes and dtypes, the split-K choice, shared-memory sizing, launches.
+//! `write_kv` and `paged_attention` on the device (kernels/kv_cache.cu, kernels/attention.cu,
+//! kernels/attention_decode.cu, kernels/attention_prefill.cu): host-side checks of shapes and dtypes, which kernel takes
+//! which sequences, the split-K choices, shared-memory sizing, launches.
 //!
 //! ```text
 //! cache [num_blocks, block_size, num_kv_heads * head_dim]
-//! attention grid: x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles
-//! splits > 1 (few blocks for the SMs, long contexts: decode): each split writes f32 partials
+//! decode sequences (seq_order[..num_decode_seqs], head_dim 64/128/256): attention_decode,
+//!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block)
+//!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
+//!   merged by attention_decode_combine
+//! other sequences (prefill chunks; all of them for other head dims):
+//!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
+//!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
+//!   z = ceil(max_query_len * G / 64) row tiles, no key split
+//!   otherwise (f32, other head dims, small grids, forced splits): attention, grid
+//!   x = seqs * splits, y = kv heads, z = ceil(max_query_len * G / 8) row tiles;
+//!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
 //! ```
+//! Both write disjoint rows of one zeroed output. The split counts depend only on the batch
+//! size and the (hinted) longest context, so a decode graph replays the same launches.
 //! Per-sequence metadata (query_start_loc, seq_lens, block tables) stays on the device and is
 //! checked there; a bad entry is reported by the next `to_host`.
 
+use std::sync::atomic::Ordering;
+
 use cudarc::driver::LaunchConfig;
-use tessera_core::backend::attention_checks::{check_shapes, check_write_kv};
+use tessera_core::backend::attention_checks::{check_shapes, check_write_kv, StepDims};
 use tessera_core::backend::{AttentionMetadata, AttentionParams, Op, Result};
 use tessera_core::tensor::DType;
 
 use super::device::{dev_err, Arg};
 use super::ops::{float, u32_arg, u32s};
 use super::tensor::{suffix, vec_elems};
-use super::{shape_err, CudaBackend, CudaTensor};
+use super::{shape_err, CudaBackend, CudaTensor, TensorCorePrefill};
 
 /// Rows (token, head) per block, warps per block, keys per warp tile: kernels/attention.cu.
 const ATT_ROWS: usize = 8;
@@ -26,6 +40,83 @@ const ATT_WARPS: usize = 4;
 const ATT_KEYS: usize = 32;
 /// The largest head_dim the kernels take (32 lanes x 8 dims).
 pub(crate) const MAX_HEAD_DIM: usize = 256;
+/// Warps per block of the decode kernel (kernels/attention_decode.cu).
+const DEC_WARPS: usize = 4;
+/// Query rows and warps per block of the tensor-core prefill kernel (attention_prefill.cu).
+const PF_ROWS: usize = 64;
+const PF_WARPS: usize = 4;
+
+/// One decode-only launch's shape per sequence, as graph.rs keys graphs on it:
+/// `keys_per_tile` 0 = the general kernel (its splits: [`choose_splits`]), else the decode
+/// kernel's keys per tile (its splits: [`choose_decode_splits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct DecodeGrid {
+    pub blocks_per_seq: usize,
+    pub keys_per_tile: usize,
+}
+
+impl DecodeGrid {
+    /// `(num_splits, split_len)` of this launch for `num_seqs` sequences.
+    pub fn splits(&self, forced: u32, num_seqs: usize, sms: usize, max_seq_len: usize) -> (usize, usize) {
+        let blocks = num_seqs * self.blocks_per_seq;
+        match self.keys_per_tile {
+            0 => choose_splits(forced, blocks, sms, max_seq_len),
+            kpb => choose_decode_splits(forced, blocks, sms, max_seq_len, kpb),
+        }
+    }
+}
+
+/// Whether the decode kernel has a variant for `head_dim`.
+pub(crate) fn decode_head_dim(head_dim: usize) -> bool {
+    matches!(head_dim, 64 | 128 | 256)
+}
+
+/// Query heads a decode block serves (1, 2, 4 or 8; groups of more take several blocks).
+pub(crate) fn decode_heads_per_block(group: usize) -> usize {
+    match group {
+        0..=1 => 1,
+        2 => 2,
+        3..=4 => 4,
+        _ => 8,
+    }
+}
+
+/// Keys one decode block covers per tile: `DecodeShape<T, D, GH>::KPB` in attention_decode.cu.
+pub(crate) fn decode_keys_per_tile(dtype: DType, head_dim: usize, gh: usize) -> usize {
+    let vecs = head_dim / vec_elems(dtype);
+    let tg = vecs.min(32);
+    let vpl = vecs / tg;
+    let kpi = 32 / tg;
+    let u = ((if gh > 4 || (gh == 4 && vecs >= 32) { 4 } else { 8 }) / vpl).max(1);
+    DEC_WARPS * kpi * u
+}
+
+/// `(num_splits, split_len)` of the decode kernel: `forced` > 0 asks for that many splits;
+/// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits of
+/// at least one tile. split_len and num_splits are powers of two (trailing splits may be
+/// empty and exit at once), so a graph replays one variant over a range of contexts.
+pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize, kpb: usize) -> (usize, usize) {
+    let none = (1, u32::MAX as usize);
+    if max_seq_len == 0 {
+        return none;
+    }
+    if forced > 0 {
+        let split_len = max_seq_len.div_ceil(forced as usize);
+        let n = max_seq_len.div_ceil(split_len);
+        return if n <= 1 { none } else { (n, split_len) };
+    }
+    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len / kpb.max(1)).min(64);
+    if want <= 1 {
+        return none;
+    }
+    let split_len = max_seq_len.div_ceil(want).next_power_of_two().max(kpb);
+    let n = max_seq_len.div_ceil(split_len).next_power_of_two();
+    if n <= 1 {
+        none
+    } else {
+        (n, split_len)
+    }
+}
 
 /// Dynamic shared memory of one attention block (see the layout in attention.cu).
 pub(crate) fn attention_smem(dtype: DType, head_dim: usize) -> usize {
@@ -126,56 +217,96 @@ impl CudaBackend {
                 return Err(shape_err(op, format!("dtypes differ: q {} and cache {}", dt, t.dtype)));
             }
         }
-        for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables] {
+        for t in [&meta.query_start_loc, &meta.seq_lens, &meta.block_tables, &meta.seq_order] {
             u32s(op, t)?;
         }
         let dims = check_shapes(q, k_cache, v_cache, meta, p).map_err(|d| shape_err(op, d))?;
-        let (tokens, nb, bs) = (dims.tokens, dims.num_blocks, dims.block_size);
-        let (b_count, mb) = (meta.num_seqs, meta.max_blocks_per_seq);
         let d = p.head_dim;
+        if d > MAX_HEAD_DIM {
+            return Err(dev_err(op, format!("head_dim {d} is larger than the {MAX_HEAD_DIM} the CUDA kernels take")));
+        }
+        let out = self.zeroed(op, dt, &q.shape)?;
+        if dims.tokens == 0 || meta.num_seqs == 0 || meta.max_query_len == 0 || meta.max_seq_len == 0 {
+            return Ok(out);
+        }
+        let window = match p.sliding_window {
+            Some(w) if w < meta.max_seq_len => w as u32,
+            _ => 0,
+        };
+        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window };
+        // Decode rows (the first num_decode_seqs of seq_order) take the decode kernel where it
+        // has the head_dim; the rest (prefill rows, or everything) the general one.
+        let num_decode = if decode_head_dim(d) { meta.num_decode_seqs } else { 0 };
+        if num_decode < meta.num_seqs {
+            self.launch_general(&l, num_decode, meta.num_seqs - num_decode)?;
+        }
+        if num_decode > 0 {
+            self.launch_decode(&l, num_decode)?;
+        }
+        Ok(out)
+    }
+
+    /// The longest context the split choice is made for: a graph's metadata carries the
+    /// longest any replay may see, so the split follows the batch's real one (the hint), as
+    /// the eager step before the recording did.
+    fn split_basis(&self, max_seq_len: usize) -> usize {
+        let hint = self.attention_hint.load(Ordering::Relaxed);
+        if hint > 0 {
+            hint.min(max_seq_len)
+        } else {
+            max_seq_len
+        }
+    }
+
+    /// Records the per-sequence grid of a decode-only launch (graph.rs keys graphs on it).
+    fn note_decode_grid(&self, l: &Launch, grid: DecodeGrid) {
+        if l.meta.max_query_len == 1 {
+            if let Ok(mut seen) = self.decode_grids.lock() {
+                seen.insert(grid);
+            }
+        }
+    }
+
+    /// attention.cu over seq_order[first .. first + count] (attention_prefill.cu's tensor-core
+    /// kernel instead for 16-bit dtypes and head_dim 64/128/256 as [`TensorCorePrefill`]
+    /// says, unless splits are forced).
+    fn launch_general(&self, l: &Launch, first: usize, count: usize) -> Result<()> {
+        let op = Op::PagedAttention;
+        let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
+        let forced = self.attention_splits.load(Ordering::Relaxed);
+        let sms = self.device.info.multiprocessors as usize;
+        if forced == 0 && matches!(dt, DType::F16 | DType::BF16) && decode_head_dim(d) {
+            let g = p.num_heads / p.num_kv_heads;
+            let tc_blocks = count * p.num_kv_heads * meta.max_query_len.saturating_mul(g).div_ceil(PF_ROWS);
+            let mode = self.tc_prefill.load(Ordering::Relaxed);
+            if mode == TensorCorePrefill::Always as u32 || (mode == TensorCorePrefill::Auto as u32 && 2 * tc_blocks >= sms) {
+                return self.launch_prefill_tc(l, first, count);
+            }
+        }
         let variant = match d {
             0..=64 => "d64",
             65..=128 => "d128",
-            129..=MAX_HEAD_DIM => "d256",
-            _ => return Err(dev_err(op, format!("head_dim {d} is larger than the {MAX_HEAD_DIM} the CUDA kernels take"))),
+            _ => "d256",
         };
-        let out = self.zeroed(op, dt, &q.shape)?;
-        if tokens == 0 || b_count == 0 || meta.max_query_len == 0 || meta.max_seq_len == 0 {
-            return Ok(out);
-        }
         let g = p.num_heads / p.num_kv_heads;
         let tiles = (meta.max_query_len.saturating_mul(g)).div_ceil(ATT_ROWS);
         if tiles > 65535 {
             return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
         }
-        let sms = self.device.info.multiprocessors as usize;
-        let blocks = b_count * p.num_kv_heads * tiles;
-        let forced = self.attention_splits.load(std::sync::atomic::Ordering::Relaxed);
-        // A graph's metadata carries the longest context any replay may see; the split is
-        // chosen from the batch's real one (the hint), as the eager step would.
-        let hint = self.attention_hint.load(std::sync::atomic::Ordering::Relaxed);
-        let split_basis = if hint > 0 { hint.min(meta.max_seq_len) } else { meta.max_seq_len };
-        if meta.max_query_len == 1 {
-            if let Ok(mut seen) = self.decode_grids.lock() {
-                seen.insert(p.num_kv_heads * tiles);
-            }
-        }
-        let (splits, split_len) = choose_splits(forced, blocks, sms, split_basis);
-        let window = match p.sliding_window {
-            Some(w) if w < meta.max_seq_len => w as u32,
-            _ => 0,
-        };
+        let blocks = count * p.num_kv_heads * tiles;
+        self.note_decode_grid(l, DecodeGrid { blocks_per_seq: p.num_kv_heads * tiles, keys_per_tile: 0 });
+        let (splits, split_len) = choose_splits(forced, blocks, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_{s}_{variant}");
         // The label (also the profile's row) tells decode-only launches from prefill/mixed ones.
         let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
         let f = (self.kernels.function("attention", &name)?, label);
         let smem = attention_smem(dt, d) as u32;
-        if !self.capturing.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.capturing.load(Ordering::Relaxed) {
             // Set by the eager step that precedes every recording.
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
         }
-
+        let tokens = l.dims.tokens;
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * tokens * p.num_heads;
             (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
@@ -183,25 +314,28 @@ impl CudaBackend {
             (None, None)
         };
         let args = [
-            Arg::Ptr(q.ptr),
-            Arg::Ptr(k_cache.ptr),
-            Arg::Ptr(v_cache.ptr),
-            Arg::Ptr(out.ptr),
+            Arg::Ptr(l.q.ptr),
+            Arg::Ptr(l.k_cache.ptr),
+            Arg::Ptr(l.v_cache.ptr),
+            Arg::Ptr(l.out.ptr),
             Arg::Ptr(part_acc.as_ref().map_or(0, |t| t.ptr)),
             Arg::Ptr(part_ml.as_ref().map_or(0, |t| t.ptr)),
             Arg::Ptr(meta.query_start_loc.ptr),
             Arg::Ptr(meta.seq_lens.ptr),
             Arg::Ptr(meta.block_tables.ptr),
+            Arg::Ptr(meta.seq_order.ptr),
+            Arg::U32(u32_arg(op, "first sequence", first)?),
+            Arg::U32(u32_arg(op, "num_seqs", meta.num_seqs)?),
             Arg::U32(u32_arg(op, "tokens", tokens)?),
-            Arg::U32(u32_arg(op, "max_blocks_per_seq", mb)?),
-            Arg::U32(u32_arg(op, "block_size", bs)?),
-            Arg::U32(u32_arg(op, "num_blocks", nb)?),
+            Arg::U32(u32_arg(op, "max_blocks_per_seq", meta.max_blocks_per_seq)?),
+            Arg::U32(u32_arg(op, "block_size", l.dims.block_size)?),
+            Arg::U32(u32_arg(op, "num_blocks", l.dims.num_blocks)?),
             Arg::U32(u32_arg(op, "num_heads", p.num_heads)?),
             Arg::U32(u32_arg(op, "num_kv_heads", p.num_kv_heads)?),
             Arg::U32(d as u32),
             Arg::F32(p.scale),
             Arg::F32(p.softcap.unwrap_or(0.0)),
-            Arg::U32(window),
+            Arg::U32(l.window),
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_query_len", meta.max_query_len)?),
@@ -209,7 +343,7 @@ impl CudaBackend {
             Arg::U32((d % vec_elems(dt) == 0) as u32),
             Arg::Ptr(self.device.err_ptr),
         ];
-        let grid_x = u32_arg(op, "seqs x splits", b_count * splits)?;
+        let grid_x = u32_arg(op, "seqs x splits", count * splits)?;
         let cfg = LaunchConfig {
             grid_dim: (grid_x, p.num_kv_heads as u32, tiles as u32),
             block_dim: ((ATT_WARPS * 32) as u32, 1, 1),
@@ -220,10 +354,190 @@ impl CudaBackend {
         if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
             let fc = self.func(op, "attention", "attention_combine", dt)?;
             let rows = u32_arg(op, "rows", tokens * p.num_heads)?;
-            let args = [Arg::Ptr(acc.ptr), Arg::Ptr(ml.ptr), Arg::Ptr(out.ptr), Arg::U32(rows), Arg::U32(d as u32), Arg::U32(splits as u32)];
+            let args = [Arg::Ptr(acc.ptr), Arg::Ptr(ml.ptr), Arg::Ptr(l.out.ptr), Arg::U32(rows), Arg::U32(d as u32), Arg::U32(splits as u32)];
             let cfg = LaunchConfig { grid_dim: (rows, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
             self.launch(op, &fc, cfg, &args)?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// attention_prefill.cu (mma.sync, 64 rows a block, no key split) over
+    /// seq_order[first .. first + count].
+    fn launch_prefill_tc(&self, l: &Launch, first: usize, count: usize) -> Result<()> {
+        let op = Op::PagedAttention;
+        let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
+        let g = p.num_heads / p.num_kv_heads;
+        let tiles = (meta.max_query_len.saturating_mul(g)).div_ceil(PF_ROWS);
+        if tiles > 65535 {
+            return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
+        }
+        let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
+        let name = format!("paged_attention_tc_{s}_d{d}");
+        let label = format!("{name}[{}]", if meta.max_query_len == 1 { "decode" } else { "prefill" });
+        let f = (self.kernels.function("attention_prefill", &name)?, label);
+        let smem = (3 * PF_ROWS * (d + 8) * dt.size()) as u32;
+        if !self.capturing.load(Ordering::Relaxed) {
+            self.device.allow_shared(op, &f.0, &f.1, smem)?;
+        }
+        let args = [
+            Arg::Ptr(l.q.ptr),
+            Arg::Ptr(l.k_cache.ptr),
+            Arg::Ptr(l.v_cache.ptr),
+            Arg::Ptr(l.out.ptr),
+            Arg::Ptr(meta.query_start_loc.ptr),
+            Arg::Ptr(meta.seq_lens.ptr),
+            Arg::Ptr(meta.block_tables.ptr),
+            Arg::Ptr(meta.seq_order.ptr),
+            Arg::U32(u32_arg(op, "first sequence", first)?),
+            Arg::U32(u32_arg(op, "num_seqs", meta.num_seqs)?),
+            Arg::U32(u32_arg(op, "tokens", l.dims.tokens)?),
+            Arg::U32(u32_arg(op, "max_blocks_per_seq", meta.max_blocks_per_seq)?),
+            Arg::U32(u32_arg(op, "block_size", l.dims.block_size)?),
+            Arg::U32(u32_arg(op, "num_blocks", l.dims.num_blocks)?),
+            Arg::U32(u32_arg(op, "num_heads", p.num_heads)?),
+            Arg::U32(u32_arg(op, "num_kv_heads", p.num_kv_heads)?),
+            Arg::F32(p.scale),
+            Arg::F32(p.softcap.unwrap_or(0.0)),
+            Arg::U32(l.window),
+            Arg::U32(u32_arg(op, "max_query_len", meta.max_query_len)?),
+            Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::Ptr(self.device.err_ptr),
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: (u32_arg(op, "sequences", count)?, p.num_kv_heads as u32, tiles as u32),
+            block_dim: ((PF_WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        self.launch(op, &f, cfg, &args)
+    }
+
+    /// attention_decode.cu over the decode sequences seq_order[.. num_decode].
+    fn launch_decode(&self, l: &Launch, num_decode: usize) -> Result<()> {
+        let op = Op::PagedAttention;
+        let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
+        let g = p.num_heads / p.num_kv_heads;
+        let gh = decode_heads_per_block(g);
+        let chunks = g.div_ceil(gh);
+        let kpb = decode_keys_per_tile(dt, d, gh);
+        let sms = self.device.info.multiprocessors as usize;
+        let per_seq = p.num_kv_heads * chunks;
+        let forced = self.attention_splits.load(Ordering::Relaxed);
+        self.note_decode_grid(l, DecodeGrid { blocks_per_seq: per_seq, keys_per_tile: kpb });
+        let (splits, split_len) = choose_decode_splits(forced, num_decode * per_seq, sms, self.split_basis(meta.max_seq_len), kpb);
+        let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
+        let name = format!("paged_attention_decode_{s}_d{d}_g{gh}");
+        let f = (self.kernels.function("attention_decode", &name)?, name);
+        let (part_acc, part_ml) = if splits > 1 {
+            let rows = splits * num_decode * p.num_heads;
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
+        } else {
+            (None, None)
+        };
+        let args = [
+            Arg::Ptr(l.q.ptr),
+            Arg::Ptr(l.k_cache.ptr),
+            Arg::Ptr(l.v_cache.ptr),
+            Arg::Ptr(l.out.ptr),
+            Arg::Ptr(part_acc.as_ref().map_or(0, |t| t.ptr)),
+            Arg::Ptr(part_ml.as_ref().map_or(0, |t| t.ptr)),
+            Arg::Ptr(meta.query_start_loc.ptr),
+            Arg::Ptr(meta.seq_lens.ptr),
+            Arg::Ptr(meta.block_tables.ptr),
+            Arg::Ptr(meta.seq_order.ptr),
+            Arg::U32(u32_arg(op, "decode sequences", num_decode)?),
+            Arg::U32(u32_arg(op, "num_seqs", meta.num_seqs)?),
+            Arg::U32(u32_arg(op, "tokens", l.dims.tokens)?),
+            Arg::U32(u32_arg(op, "max_blocks_per_seq", meta.max_blocks_per_seq)?),
+            Arg::U32(u32_arg(op, "block_size", l.dims.block_size)?),
+            Arg::U32(u32_arg(op, "num_blocks", l.dims.num_blocks)?),
+            Arg::U32(u32_arg(op, "num_heads", p.num_heads)?),
+            Arg::U32(u32_arg(op, "num_kv_heads", p.num_kv_heads)?),
+            Arg::F32(p.scale),
+            Arg::F32(p.softcap.unwrap_or(0.0)),
+            Arg::U32(l.window),
+            Arg::U32(splits as u32),
+            Arg::U32(split_len.min(u32::MAX as usize) as u32),
+            Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::Ptr(self.device.err_ptr),
+        ];
+        let cfg = LaunchConfig {
+            grid_dim: (u32_arg(op, "decode seqs x splits", num_decode * splits)?, u32_arg(op, "kv heads x chunks", per_seq)?, 1),
+            block_dim: ((DEC_WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.launch(op, &f, cfg, &args)?;
+
+        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
+            let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
+            let args = [
+                Arg::Ptr(acc.ptr),
+                Arg::Ptr(ml.ptr),
+                Arg::Ptr(l.out.ptr),
+                Arg::Ptr(meta.query_start_loc.ptr),
+                Arg::Ptr(meta.seq_order.ptr),
+                Arg::U32(num_decode as u32),
+                Arg::U32(meta.num_seqs as u32),
+                Arg::U32(l.dims.tokens as u32),
+                Arg::U32(p.num_heads as u32),
+                Arg::U32(d as u32),
+                Arg::U32(splits as u32),
+            ];
+            let cfg = LaunchConfig { grid_dim: (num_decode as u32, p.num_heads as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+            self.launch(op, &fc, cfg, &args)?;
+        }
+        Ok(())
+    }
+}
+
+/// The arguments both attention launches share.
+struct Launch<'a> {
+    q: &'a CudaTensor,
+    k_cache: &'a CudaTensor,
+    v_cache: &'a CudaTensor,
+    out: &'a CudaTensor,
+    meta: &'a AttentionMetadata<CudaTensor>,
+    p: &'a AttentionParams,
+    dims: StepDims,
+    dt: DType,
+    window: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_keys_per_tile_mirrors_the_kernel() {
+        // DecodeShape<T, D, GH>::KPB of attention_decode.cu.
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 4), 64);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 64, 4), 128);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 256, 4), 16);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 8), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 128, 1), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 256, 8), 8);
+        assert_eq!(decode_heads_per_block(7), 8);
+        assert_eq!(decode_heads_per_block(3), 4);
+    }
+
+    #[test]
+    fn decode_splits_cover_every_key_in_powers_of_two() {
+        let none = (1, u32::MAX as usize);
+        // A lone short decode on 132 SMs: one-tile splits; a full batch: none.
+        assert_eq!(choose_decode_splits(0, 4, 132, 192, 64), (4, 64));
+        assert_eq!(choose_decode_splits(0, 1024, 132, 640, 64), none);
+        assert_eq!(choose_decode_splits(0, 4, 132, 40, 64), none);
+        // Forced: exactly that many ranges.
+        assert_eq!(choose_decode_splits(3, 4, 132, 10, 64), (3, 4));
+        for blocks in [1, 4, 16, 64, 200, 527] {
+            for ctx in [1, 63, 64, 65, 191, 192, 1000, 5000, 131072] {
+                let (n, len) = choose_decode_splits(0, blocks, 132, ctx, 64);
+                if n == 1 {
+                    continue;
+                }
+                assert!(n.is_power_of_two() && len.is_power_of_two() && len >= 64 && n <= 64, "{blocks} {ctx}: {n} x {len}");
+                // Every key in some split; at most half the splits empty (n was rounded up).
+                assert!(n * len >= ctx && 2 * ctx > (n / 2) * len, "{blocks} {ctx}: {n} x {len}");
+            }
+        }
     }
 }

@@ -35,6 +35,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
     ("kv_cache", include_str!("../../../kernels/kv_cache.cu")),
     ("attention", include_str!("../../../kernels/attention.cu")),
+    ("attention_decode", include_str!("../../../kernels/attention_decode.cu")),
+    ("attention_prefill", include_str!("../../../kernels/attention_prefill.cu")),
     ("sampling", include_str!("../../../kernels/sampling.cu")),
     ("gemv", include_str!("../../../kernels/gemv.cu")),
 ];

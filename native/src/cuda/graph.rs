@@ -7,9 +7,9 @@
 //!   allocations/frees (graph memory nodes: every temporary is freed inside the graph)
 //! graph_end ─── end capture, instantiate, keep as graphs[id]
 //! graph_replay ─ cuGraphLaunch on the stream
-//! graph_variant: per distinct decode grid (kv heads x row tiles per sequence) the attention
-//!   key split choose_splits(...) makes for (num_seqs, longest context): equal variants,
-//!   equal launches
+//! graph_variant: per distinct decode grid (blocks per sequence, which kernel) the attention
+//!   key split (attention::DecodeGrid::splits) for (num_seqs, longest context): equal
+//!   variants, equal launches
 //! ```
 
 use std::collections::hash_map::DefaultHasher;
@@ -20,7 +20,6 @@ use cudarc::driver::{result as dres, sys as dsys, CudaGraph};
 use tessera_core::backend::{Op, Result, Tensor};
 use tessera_core::tensor::DType;
 
-use super::attention::choose_splits;
 use super::device::{dev_err, setup_err};
 use super::{shape_err, CudaBackend, CudaTensor};
 
@@ -45,8 +44,8 @@ impl CudaBackend {
         let forced = self.attention_splits.load(Ordering::Relaxed);
         let sms = self.device.info.multiprocessors as usize;
         let mut h = DefaultHasher::new();
-        for &per_seq in seen.iter() {
-            choose_splits(forced, num_seqs * per_seq, sms, max_seq_len).hash(&mut h);
+        for grid in seen.iter() {
+            grid.splits(forced, num_seqs, sms, max_seq_len).hash(&mut h);
         }
         Some(h.finish())
     }

@@ -6,7 +6,7 @@
 
 use tessera::cuda::{CudaBackend, CudaTensor};
 use tessera_core::backend::cpu::{CpuBackend, CpuTensor};
-use tessera_core::backend::{AttentionMetadata, AttentionParams, Backend, Tensor};
+use tessera_core::backend::{decode_first, AttentionMetadata, AttentionParams, Backend, Tensor};
 use tessera_core::tensor::{DType, HostTensor};
 
 pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
@@ -219,11 +219,15 @@ pub fn pair_attention_case(c: &mut Ctx, a: &AttnCase) -> (CudaTensor, CpuTensor,
     let (gt, ct) = c.pair_u32(&tables, &[n, max_blocks]);
     let max_query_len = a.seqs.iter().map(|s| s.0).max().unwrap_or(0);
     let max_seq_len = a.seqs.iter().map(|s| s.1).max().unwrap_or(0);
+    let (order, num_decode_seqs) = decode_first(&qsl);
+    let (go, co) = c.pair_u32(&order, &[n]);
     let gmeta = AttentionMetadata {
         query_start_loc: gq,
         seq_lens: gs,
         block_tables: gt,
+        seq_order: go,
         num_seqs: n,
+        num_decode_seqs,
         max_blocks_per_seq: max_blocks,
         block_size: bs,
         max_query_len,
@@ -233,7 +237,9 @@ pub fn pair_attention_case(c: &mut Ctx, a: &AttnCase) -> (CudaTensor, CpuTensor,
         query_start_loc: cq,
         seq_lens: cs,
         block_tables: ct,
+        seq_order: co,
         num_seqs: n,
+        num_decode_seqs,
         max_blocks_per_seq: max_blocks,
         block_size: bs,
         max_query_len,
