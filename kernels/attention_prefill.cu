@@ -16,8 +16,9 @@
 //! shared: Q [64][D + 8] | K [64][D + 8] | V [64][D + 8]  (T; the 8-element pad spreads the
 //!         ldmatrix rows over the banks)
 //! ```
-//! No key split: the host takes this kernel for 16-bit prefill rows unless splits are
-//! forced. Bad metadata or block ids go to the error word.
+//! No key split: the host takes this kernel for 16-bit prefill rows when its grid has at least
+//! half as many blocks as the device has SMs and splits are not forced (TensorCorePrefill in
+//! native/src/cuda/mod.rs). Bad metadata or block ids go to the error word.
 
 #define PF_WARPS 4
 #define PF_ROWS 64
