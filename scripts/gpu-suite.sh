@@ -8,6 +8,7 @@
 #   run(command="bash .gpu/gpu-suite.sh quick bench", carry=[".gpu"]) # CUDA-only parity + benchmarks
 #   run(command="bash .gpu/gpu-suite.sh graphs", carry=[".gpu"])   # CUDA graphs: equality + benches
 #   run(command="bash .gpu/gpu-suite.sh attn", carry=[".gpu"])     # attention parity + before/after
+#   run(command="bash .gpu/gpu-suite.sh final", carry=[".gpu"])    # one call: quick + benches + HF
 #
 # quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
@@ -25,6 +26,9 @@
 # attn: the paged-attention op parity cases, the engine tests (graphs vs eager, mixed steps),
 #   then bench latency / throughput and their kernel profiles for bin/tessera and, when the
 #   bundle has one, bin/tessera-base (the version to compare with); a summary printed last.
+# final: what a closing measurement needs in one call (~8 min): quick, serve, the roofline,
+#   both benches (throughput also at --max-num-batched-tokens 16384, vLLM's offline default
+#   on large GPUs), the decode profile, and the HF baselines; no bf16 HF model parity.
 # Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
 # $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
@@ -193,14 +197,42 @@ attn() { # attention work: its op parity, the engine tests, then before/after be
     } > "$LOG/attn-summary.txt" 2>&1
 }
 
+final() {
+    quick
+    export T BUNDLE
+    export -f serve_check
+    step serve 90 bash -c serve_check
+    local m=(--model "$DUMMY" --load-format dummy --device cuda --dtype bfloat16)
+    step roofline 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/roofline.json" --roofline
+    step bench_latency 120 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3 --json
+    step bench_throughput 120 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
+    step bench_throughput_16k 120 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 \
+        --max-num-batched-tokens 16384
+    TESSERA_CUDA_PROFILE=1 step profile_decode 90 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 \
+        --output-len 64 --num-iters 1 --num-iters-warmup 0 --json
+    step hf_latency 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_latency.json" --latency
+    step hf_throughput 240 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_throughput.json" --throughput
+    {
+        for f in bench_throughput_16k profile_decode; do
+            echo "--- $f"
+            grep -aE "^PROFILE|decode:|prefill:|Throughput:|decode-only|rror" "$LOG/$f.log" | head -14
+        done
+    } > "$LOG/final-summary.txt" 2>&1
+}
+
 for mode in $MODES; do
     case "$mode" in
-        parity | quick | bench | graphs | attn) "$mode" ;;
-        *) echo "unknown mode $mode (parity, quick, bench, graphs, attn)" >&2 ;;
+        parity | quick | bench | graphs | attn | final) "$mode" ;;
+        *) echo "unknown mode $mode (parity, quick, bench, graphs, attn, final)" >&2 ;;
     esac
 done
 python3 "$S/gpu_report.py" "$LOG" | tee "$LOG/report.txt"
 rc=${PIPESTATUS[0]}
+if [ -f "$LOG/final-summary.txt" ]; then
+    echo "=== final summary"
+    cat "$LOG/final-summary.txt"
+    cat "$LOG/steps.txt"
+fi
 if [ -f "$LOG/attn-summary.txt" ]; then
     echo "=== attention summary"
     cat "$LOG/attn-summary.txt"
