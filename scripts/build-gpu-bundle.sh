@@ -38,8 +38,10 @@ for name in ("cuda_ops", "cuda_models", "cuda_engine"):
 PY
 rm -f "$BUNDLE/build.json"
 
-echo "== building tessera (release, --features cuda)"
-cargo build --release --locked -p tessera --features cuda --bin tessera
+# BUNDLE_FEATURES=cuda,wgpu gives a binary that also runs the wgpu bench (scripts/wgpu-bench).
+FEATURES="${BUNDLE_FEATURES:-cuda}"
+echo "== building tessera (release, --features $FEATURES)"
+cargo build --release --locked -p tessera --features "$FEATURES" --bin tessera
 cp "$TARGET_DIR/release/tessera" "$BUNDLE/bin/tessera"
 
 # Debug info is not needed there and would crowd the 64 MiB carry limit.
