@@ -30,8 +30,8 @@ pub(super) fn write_kv(
     let (dkc, dvc) = (float(op, k_cache, f16)?, float(op, v_cache, f16)?);
     index(op, slot_mapping)?;
     let dims = check_write_kv(&*k_cache, &*v_cache, k, v, slot_mapping).map_err(|d| shape_err(op, d))?;
-    if let Some(slots) = &slot_mapping.host_u32 {
-        check_slots(slots, dims).map_err(|d| shape_err(op, d))?;
+    if let Some(slots) = slot_mapping.host_u32.get() {
+        check_slots(&slots, dims).map_err(|d| shape_err(op, d))?;
     }
     let (tokens, kw, vw) = (dims.tokens, dims.k_width, dims.v_width);
     let num_slots = u32_of(op, "cache slots", dims.num_blocks.saturating_mul(dims.block_size))?;
@@ -73,9 +73,9 @@ pub(super) fn paged_attention(
     }
     let dims = check_shapes(q, k_cache, v_cache, meta, p).map_err(|d| shape_err(op, d))?;
     if let (Some(qsl), Some(seq_lens), Some(tables)) =
-        (&meta.query_start_loc.host_u32, &meta.seq_lens.host_u32, &meta.block_tables.host_u32)
+        (meta.query_start_loc.host_u32.get(), meta.seq_lens.host_u32.get(), meta.block_tables.host_u32.get())
     {
-        check_layout(qsl, seq_lens, tables, meta, dims).map_err(|d| shape_err(op, d))?;
+        check_layout(&qsl, &seq_lens, &tables, meta, dims).map_err(|d| shape_err(op, d))?;
     }
     let (tokens, bs) = (dims.tokens, dims.block_size);
     u32_of(op, "cache elements", k_cache.numel())?;

@@ -83,6 +83,8 @@ pub(crate) struct Gpu {
     pub has_f16: bool,
     pub sizes: Sizes,
     pub errors: ErrorSink,
+    /// `TESSERA_WGPU_PROFILE` asked for step timings (`profile`).
+    pub profile: bool,
 }
 
 fn pow2_floor(x: u32) -> u32 {
@@ -129,7 +131,12 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
             )))
         }
     };
-    let features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+    let mut features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+    let profile = super::profile::requested();
+    let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    if profile && adapter.features().contains(timestamps) {
+        features |= timestamps;
+    }
     let limits = adapter.limits();
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
@@ -169,5 +176,5 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
         max_groups: l.max_compute_workgroups_per_dimension.max(1),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");
-    Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors }, dtype))
+    Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors, profile }, dtype))
 }

@@ -145,6 +145,8 @@ impl Kernel {
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// The entry point (profiles are kept per entry).
+    pub entry: &'static str,
 }
 
 /// Pipelines compiled so far.
@@ -216,7 +218,7 @@ fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
         cache: None,
     });
     gpu.errors.check(&format!("compiling {}:{} ({:?}, {:?})", shader_file(k.shader), k.entry, k.types, k.consts))?;
-    Ok(Pipeline { pipeline, layout })
+    Ok(Pipeline { pipeline, layout, entry: k.entry })
 }
 
 fn shader_file(s: Shader) -> &'static str {

@@ -22,7 +22,7 @@ fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
 
 /// Checks that every host-known index in `t` is below `limit`.
 pub(super) fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[usize]) -> Result<()> {
-    if let Some(values) = &t.host_u32 {
+    if let Some(values) = t.host_u32.get() {
         if let Some((i, &v)) = values.iter().enumerate().find(|(_, &v)| v as usize >= limit) {
             return Err(shape_err(op, format!("{what} {v} at row {i} is out of range for {against:?}")));
         }

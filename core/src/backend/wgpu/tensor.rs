@@ -7,7 +7,8 @@
 //!   dtype      F32 | F16 (floats)  or  U32 (ids, positions, slots, tables, argmax)
 //!              or a GGUF block dtype (raw blocks) for matmul / embedding weights
 //!   host_u32   for u32 tensors uploaded from the host: a copy of the values, so ops can
-//!              validate ids / slots / block tables without a device read-back
+//!              validate ids / slots / block tables without a device read-back (kept
+//!              current by `write_u32`, the one in-place write of a u32 tensor)
 //! ```
 //! Tensors are immutable except through `&mut` ops (`rope`, `write_kv`), so sharing the
 //! buffer through an `Arc` is safe; there is deliberately no `Clone` (a clone would alias).
@@ -78,7 +79,28 @@ pub struct WgpuTensor {
     pub(super) buffer: Arc<DeviceBuffer>,
     pub(super) shape: Vec<usize>,
     pub(super) dtype: DType,
-    pub(super) host_u32: Option<Arc<[u32]>>,
+    pub(super) host_u32: HostCopy,
+}
+
+/// The host copy of a u32 tensor's values (see [`WgpuTensor`]); replaced by `write_u32`.
+#[derive(Default)]
+pub(crate) struct HostCopy(Mutex<Option<Arc<[u32]>>>);
+
+impl HostCopy {
+    pub fn new(values: Option<Arc<[u32]>>) -> Self {
+        HostCopy(Mutex::new(values))
+    }
+
+    /// The values, when the host knows them.
+    pub fn get(&self) -> Option<Arc<[u32]>> {
+        self.0.lock().ok()?.clone()
+    }
+
+    pub fn set(&self, values: Option<Arc<[u32]>>) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = values;
+        }
+    }
 }
 
 impl WgpuTensor {
