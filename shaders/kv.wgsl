@@ -1,6 +1,8 @@
 //! `write_kv`: scatters one of k or v [T, width] into its paged cache
 //! [num_blocks, block_size, width] at `slot_mapping[t]` (u32::MAX = padding, skipped; slots
 //! past the cache are skipped too). One thread per element. Aliases: C (cache), S (source).
+//! `write_kv_pair`: k and v of equal widths and dtypes in one dispatch (the usual case),
+//! each thread writing one element of each.
 
 struct Params {
     tokens: u32,
@@ -28,4 +30,24 @@ fn write_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
         return;
     }
     cache[slot * p.width + c] = C(f32(src[i]));
+}
+
+@group(0) @binding(4) var<storage, read_write> v_cache: array<C>;
+@group(0) @binding(5) var<storage, read> v_src: array<S>;
+
+@compute @workgroup_size(WG)
+fn write_kv_pair(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = linear_wg(wg, nwg) * WG + li;
+    if (i >= p.tokens * p.width) {
+        return;
+    }
+    let t = i / p.width;
+    let c = i - t * p.width;
+    let slot = slots[t];
+    if (slot >= p.num_slots) {
+        return;
+    }
+    cache[slot * p.width + c] = C(f32(src[i]));
+    v_cache[slot * p.width + c] = C(f32(v_src[i]));
 }

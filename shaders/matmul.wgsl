@@ -6,7 +6,7 @@
 //! matmul_tiled  (M >= 8): workgroup TS x TS threads computes a (4 TS) x (4 TS) output tile,
 //!               4 x 4 per thread, over K in steps of BK staged in workgroup memory.
 //! matmul_vec    (small M, decode): workgroup = VR output columns x (WG / VR) lanes; lanes
-//!               stride over K, partial dots reduced in workgroup memory.
+//!               stride over K in runs of 4 elements, partial dots reduced in workgroup memory.
 //! ```
 //! Quantized weights (GGUF blocks) will get their own entry points here, dequantizing the
 //! blocks of w while staging them.
@@ -120,7 +120,14 @@ fn matmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (c < p.nc) {
         let xb = r * p.k;
         let wb = c * p.k;
-        for (var kk = lane; kk < p.k; kk = kk + LANES) {
+        // Runs of 4 elements per lane (independent loads in flight), then the tail.
+        let k4 = p.k / 4u * 4u;
+        for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
+            let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
+            let wv = vec4<f32>(f32(w[wb + kk]), f32(w[wb + kk + 1u]), f32(w[wb + kk + 2u]), f32(w[wb + kk + 3u]));
+            acc = acc + dot(xv, wv);
+        }
+        for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
             acc = acc + f32(x[xb + kk]) * f32(w[wb + kk]);
         }
     }

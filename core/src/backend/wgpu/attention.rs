@@ -35,6 +35,30 @@ pub(super) fn write_kv(
     }
     let (tokens, kw, vw) = (dims.tokens, dims.k_width, dims.v_width);
     let num_slots = u32_of(op, "cache slots", dims.num_blocks.saturating_mul(dims.block_size))?;
+    if kw == vw && dk == dv && dkc == dvc {
+        // Both caches in one dispatch.
+        let threads = tokens.saturating_mul(kw);
+        u32_of(op, "elements", threads)?;
+        u32_of(op, "cache elements", k_cache.numel().max(v_cache.numel()))?;
+        let kern = Kernel::new(Shader::Kv, "write_kv_pair")
+            .ty("C", dkc)
+            .ty("S", dk)
+            .konst("WG", be.sizes().wg)
+            .rw(1)
+            .read(2)
+            .read(3)
+            .rw(4)
+            .read(5);
+        let params = [tokens as u32, kw as u32, num_slots, 0];
+        let bindings = [
+            be.bind(op, 1, k_cache)?,
+            be.bind(op, 2, k)?,
+            be.bind(op, 3, slot_mapping)?,
+            be.bind(op, 4, v_cache)?,
+            be.bind(op, 5, v)?,
+        ];
+        return be.run(kern, &params, &bindings, be.grid_threads(op, threads, be.sizes().wg)?);
+    }
     for (cache, src, dc, ds, width) in [(&*k_cache, k, dkc, dk, kw), (&*v_cache, v, dvc, dv, vw)] {
         let threads = tokens.saturating_mul(width);
         u32_of(op, "elements", threads)?;
@@ -86,13 +110,26 @@ pub(super) fn paged_attention(
         return Ok(out);
     }
     let wg = be.sizes().attn_wg;
-    let acc = p.head_dim.div_ceil(wg as usize) as u32;
+    let hd4 = p.head_dim.div_ceil(4) as u32;
+    if hd4 > wg {
+        return Err(shape_err(op, format!("head_dim {} needs workgroups of {} invocations (the adapter allows {wg})", p.head_dim, hd4)));
+    }
+    // Keys per chunk: the largest power of two whose scores and slots fit next to the rest
+    // of the workgroup memory (q, value partials, the reduction buffer).
+    let fixed = 16 * hd4 + 16 * wg + 4 * wg + 16;
+    let free = be.sizes().wg_storage.saturating_sub(fixed) / 8;
+    if free < 32 {
+        return Err(shape_err(op, format!("head_dim {}: too little workgroup memory for attention", p.head_dim)));
+    }
+    let ch = (1u32 << (31 - free.leading_zeros())).min(1024);
     let kern = Kernel::new(Shader::Attention, "paged_attention")
         .ty("Q", dq)
         .ty("KV", dkv)
         .ty("O", be.dtype)
         .konst("WG", wg)
-        .konst("ACC", acc)
+        .konst("HD", p.head_dim as u32)
+        .konst("HD4", hd4)
+        .konst("CH", ch)
         .read(1)
         .read(2)
         .read(3)

@@ -36,8 +36,10 @@ pub(crate) struct Sizes {
     pub wg: u32,
     /// Threads per side of the tiled matmul (16 if 256 invocations fit, else 8).
     pub matmul_ts: u32,
-    /// Workgroup size of paged attention (<= 64, a power of two).
+    /// Workgroup size of paged attention (the 1-D size).
     pub attn_wg: u32,
+    /// Bytes of workgroup memory a workgroup may use.
+    pub wg_storage: u32,
     /// Largest storage binding in bytes.
     pub max_binding: u64,
     /// Largest buffer in bytes.
@@ -168,7 +170,8 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     let sizes = Sizes {
         wg,
         matmul_ts: ts,
-        attn_wg: wg.min(64),
+        attn_wg: wg,
+        wg_storage: l.max_compute_workgroup_storage_size,
         max_binding,
         max_buffer: l.max_buffer_size,
         storage_align: u64::from(l.min_storage_buffer_offset_alignment.max(4)),
