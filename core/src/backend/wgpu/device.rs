@@ -36,7 +36,7 @@ pub(crate) struct Sizes {
     pub wg: u32,
     /// Threads per side of the tiled matmul (16 if 256 invocations fit, else 8).
     pub matmul_ts: u32,
-    /// Workgroup size of paged attention (the 1-D size).
+    /// Workgroup size of paged attention (the 1-D size; <= 64 on software adapters).
     pub attn_wg: u32,
     /// Bytes of workgroup memory a workgroup may use.
     pub wg_storage: u32,
@@ -170,7 +170,8 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     let sizes = Sizes {
         wg,
         matmul_ts: ts,
-        attn_wg: wg,
+        // Software adapters run a workgroup's threads one after another between barriers.
+        attn_wg: if info.device_type == wgpu::DeviceType::Cpu { wg.min(64) } else { wg },
         wg_storage: l.max_compute_workgroup_storage_size,
         max_binding,
         max_buffer: l.max_buffer_size,

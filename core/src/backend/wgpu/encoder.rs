@@ -38,6 +38,8 @@ use crate::backend::Result;
 const ARENA_BYTES: u64 = 256 * 1024;
 /// Largest parameter block of any shader, in bytes.
 const MAX_PARAMS: usize = 256;
+/// Bytes of op outputs a graph gets as fresh buffers before it reuses its own freed ones.
+const FRESH_BYTES: u64 = 64 << 20;
 
 /// One storage binding of a dispatch: `size` bytes of `buffer` from `offset` (None = to the end).
 pub(crate) struct Binding<'a> {
@@ -94,6 +96,8 @@ struct Capture {
     cmds: Vec<Cmd>,
     arenas: Vec<Arena>,
     pool: Arc<BufferPool>,
+    /// Bytes of fresh (never reused) outputs so far.
+    fresh_bytes: u64,
 }
 
 /// A recorded graph: its commands, the arenas their parameters live in, and the pool its
@@ -306,13 +310,23 @@ impl Recorder {
         if st.capture.is_some() {
             return Err(device_err("a graph is already being recorded"));
         }
-        st.capture = Some(Capture { cmds: Vec::new(), arenas: Vec::new(), pool: Arc::default() });
+        st.capture = Some(Capture { cmds: Vec::new(), arenas: Vec::new(), pool: Arc::default(), fresh_bytes: 0 });
         Ok(())
     }
 
-    /// The pool op outputs come from while a graph is recorded.
-    pub fn capture_pool(&self) -> Option<Arc<BufferPool>> {
-        self.state.lock().ok()?.capture.as_ref().map(|c| c.pool.clone())
+    /// While a graph is recorded: the pool an output of `bytes` bytes returns to, and whether
+    /// it may reuse one of that pool's buffers. The first `FRESH_BYTES` of a graph's outputs
+    /// are fresh buffers: an op that writes a buffer nothing earlier in the step touched needs
+    /// no barrier after the ops before it, so independent dispatches (q / k / v, gate / up)
+    /// can overlap on the GPU.
+    pub fn capture_output(&self, bytes: u64) -> Option<(Arc<BufferPool>, bool)> {
+        let mut st = self.state.lock().ok()?;
+        let c = st.capture.as_mut()?;
+        let fresh = c.fresh_bytes + bytes <= FRESH_BYTES;
+        if fresh {
+            c.fresh_bytes += bytes;
+        }
+        Some((c.pool.clone(), !fresh))
     }
 
     /// Ends the recording; `ok == false` discards it. Returns the new graph's id.

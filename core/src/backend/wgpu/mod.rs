@@ -6,7 +6,9 @@
 //!   gpu        device, queue, limits -> Sizes (workgroup sizes, binding limits), error sink
 //!   pipelines  (shader, entry, dtype aliases, sizes, layout) -> compiled pipeline, built once
 //!   recorder   one pending command encoder + compute pass; ops only record dispatches;
-//!              `to_host` (the one async op) submits, copies out and maps
+//!              `to_host` (the one async op) submits, copies out and maps; decode-step
+//!              graphs (the trait's graph_*): a step's dispatches with their bind groups
+//!              recorded once and re-encoded by each replay (no op code, no allocations)
 //!   dtype      activations and KV pages: f16 where the adapter has shader-f16 (or as asked),
 //!              else f32; math is always f32 inside the shaders
 //! ```
@@ -22,7 +24,8 @@
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
 //! `matmul`, `quant` (GGUF block weights), `attention` (`write_kv`, `paged_attention`),
-//! `sample` (top-k / top-p / min-p sampling).
+//! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
+//! step's time goes).
 
 mod attention;
 mod device;
@@ -234,8 +237,8 @@ impl WgpuBackend {
         }
         let padded = bytes.div_ceil(4).max(1) * 4;
         // While a graph is recorded, outputs come from (and return to) the graph's own pool.
-        let pool = self.recorder.capture_pool().unwrap_or_else(|| self.pool.clone());
-        let buffer = match pool.take(padded) {
+        let (pool, reuse) = self.recorder.capture_output(padded).unwrap_or_else(|| (self.pool.clone(), true));
+        let buffer = match reuse.then(|| pool.take(padded)).flatten() {
             Some(b) => b,
             None => self.buffer(op, bytes, None)?,
         };
