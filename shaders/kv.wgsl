@@ -16,20 +16,28 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src: array<S>;
 @group(0) @binding(3) var<storage, read> slots: array<u32>;
 
+/// Element index in the cache of source element `i`, or u32::MAX (past the end, padding,
+/// or a slot outside the cache).
+fn cache_index(i: u32) -> u32 {
+    if (i >= p.tokens * p.width) {
+        return 0xffffffffu;
+    }
+    let t = i / p.width;
+    let slot = slots[t];
+    if (slot >= p.num_slots) {
+        return 0xffffffffu;
+    }
+    return slot * p.width + (i - t * p.width);
+}
+
 @compute @workgroup_size(WG)
 fn write_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
     let i = linear_wg(wg, nwg) * WG + li;
-    if (i >= p.tokens * p.width) {
-        return;
+    let dst = cache_index(i);
+    if (dst != 0xffffffffu) {
+        cache[dst] = C(f32(src[i]));
     }
-    let t = i / p.width;
-    let c = i - t * p.width;
-    let slot = slots[t];
-    if (slot >= p.num_slots) {
-        return;
-    }
-    cache[slot * p.width + c] = C(f32(src[i]));
 }
 
 @group(0) @binding(4) var<storage, read_write> v_cache: array<C>;
@@ -39,15 +47,9 @@ fn write_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 fn write_kv_pair(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
     let i = linear_wg(wg, nwg) * WG + li;
-    if (i >= p.tokens * p.width) {
-        return;
+    let dst = cache_index(i);
+    if (dst != 0xffffffffu) {
+        cache[dst] = C(f32(src[i]));
+        v_cache[dst] = C(f32(v_src[i]));
     }
-    let t = i / p.width;
-    let c = i - t * p.width;
-    let slot = slots[t];
-    if (slot >= p.num_slots) {
-        return;
-    }
-    cache[slot * p.width + c] = C(f32(src[i]));
-    v_cache[slot * p.width + c] = C(f32(v_src[i]));
 }

@@ -33,8 +33,9 @@ LONG=${LONG:-528}
 # Extra environment of the wgpu runs: one rate per word, e.g. WGPU_ENVS="TESSERA_WGPU_GRAPHS=0
 # TESSERA_WGPU_GRAPHS=1" compares eager steps with graph replays in one call.
 WGPU_ENVS=${WGPU_ENVS:-TESSERA_WGPU_GRAPHS=1}
-# PROFILE=1: also one profiled wgpu run per model (TESSERA_WGPU_PROFILE: host record / submit /
-# wait times and GPU time per shader entry from timestamps), its last summary printed.
+# PROFILE=1: also profiled wgpu runs per model and PROFILE_MODES word (TESSERA_WGPU_PROFILE:
+# "host" = host record / submit / wait times, "1" = plus GPU time per shader entry from
+# timestamps), the last summary of each printed.
 PROFILE=${PROFILE:-0}
 RUN_ENV=""
 
@@ -79,12 +80,13 @@ for dev in cuda $WGPU_ENVS; do
 done
 grep -ah "adapter\|GGUF weights\|CUDA backend" "$OUTDIR"/log-*-$SHORT.txt | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-220 | sort -u
 if [ "$PROFILE" = 1 ]; then
-    for m in "--model /tmp/smollm2-q4_1.gguf" "--model /tmp/smollm2-f16 --dtype float16"; do
-        RUN_ENV="TESSERA_WGPU_PROFILE=1 ${WGPU_PROFILE_ENV:-}"
+    # host: host times only (replays prepared ahead as usual); 1: plus GPU timestamps per entry.
+    for mode in ${PROFILE_MODES:-host 1}; do for m in "--model /tmp/smollm2-q4_1.gguf" "--model /tmp/smollm2-f16 --dtype float16"; do
+        RUN_ENV="TESSERA_WGPU_PROFILE=$mode ${WGPU_PROFILE_ENV:-}"
         gen wgpu 256 $m >/dev/null
-        echo "== profile ($m, 256 tokens)"
+        echo "== profile $mode ($m, 256 tokens)"
         sed 's/\x1b\[[0-9;]*m//g' "$OUTDIR/log-wgpu-256.txt" | grep -a "wgpu profile" | tail -1 | sed 's/.*wgpu profile/wgpu profile/' | tee -a "$OUTDIR/profile.txt"
-    done
+    done; done
 fi
 echo "== table"
 cat "$OUTDIR/table.txt"

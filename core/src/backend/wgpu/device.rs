@@ -136,7 +136,7 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     let mut features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
     let profile = super::profile::requested();
     let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
-    if profile && adapter.features().contains(timestamps) {
+    if super::profile::timestamps_requested() && adapter.features().contains(timestamps) {
         features |= timestamps;
     }
     let limits = adapter.limits();

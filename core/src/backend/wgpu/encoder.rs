@@ -116,9 +116,16 @@ struct Pending {
     pipeline: usize,
     arena: Option<Arena>,
     dispatches: usize,
+    /// Command buffers of this submission finished ahead of `encoder` (a prepared replay
+    /// and whatever was recorded before it), submitted before it.
+    finished: Vec<wgpu::CommandBuffer>,
     capture: Option<Capture>,
     graphs: HashMap<u64, Arc<Graph>>,
     next_graph: u64,
+    /// The graph replayed since the last read-back.
+    replayed: Option<u64>,
+    /// A replay of a graph encoded while the GPU ran the previous step.
+    prepared: Option<(u64, wgpu::CommandBuffer)>,
     profile: profile::Pending,
 }
 
@@ -127,6 +134,8 @@ pub(crate) struct Recorder {
     state: Mutex<Pending>,
     submissions: std::sync::atomic::AtomicUsize,
     profiler: Profiler,
+    /// Whether a read-back that follows a replay encodes the next replay while it waits.
+    prepare: bool,
 }
 
 /// Workgroup grid for `n` groups along one axis, wrapped into y past the per-dimension limit.
@@ -140,7 +149,10 @@ pub(crate) fn grid(n: u32, max: u32) -> [u32; 3] {
 
 impl Recorder {
     pub fn new(gpu: &Gpu) -> Self {
-        Recorder { state: Mutex::default(), submissions: Default::default(), profiler: Profiler::new(gpu) }
+        let profiler = Profiler::new(gpu);
+        // GPU timestamps are written only by commands encoded in the pending encoder.
+        let prepare = !profiler.timestamps() && std::env::var("TESSERA_WGPU_PREPARE").map_or(true, |v| v != "0");
+        Recorder { state: Mutex::default(), submissions: Default::default(), profiler, prepare }
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Pending>> {
@@ -248,10 +260,11 @@ impl Recorder {
         }
     }
 
-    /// Ends the pass, runs `extra` on the encoder, writes the arena and submits.
+    /// Ends the pass, runs `extra` on the encoder, writes the arena and submits (the finished
+    /// command buffers first, then the encoder's).
     fn submit(&self, gpu: &Gpu, st: &mut Pending, extra: Option<&dyn Fn(&mut wgpu::CommandEncoder)>) {
         st.pass = None;
-        if st.encoder.is_none() && extra.is_none() {
+        if st.encoder.is_none() && extra.is_none() && st.finished.is_empty() {
             return;
         }
         let mut enc = st.encoder.take().unwrap_or_else(|| gpu.device.create_command_encoder(&Default::default()));
@@ -265,7 +278,10 @@ impl Recorder {
                 a.bytes.clear();
             }
         }
-        gpu.queue.submit([enc.finish()]);
+        let mut buffers = std::mem::take(&mut st.finished);
+        buffers.push(enc.finish());
+        self.profiler.finished(&mut st.profile);
+        gpu.queue.submit(buffers);
         self.profiler.submitted(&mut st.profile);
         st.dispatches = 0;
         self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -285,7 +301,7 @@ impl Recorder {
         if st.capture.is_some() {
             return Err(device_err("writing a buffer while recording a graph"));
         }
-        if st.encoder.is_some() {
+        if st.encoder.is_some() || !st.finished.is_empty() {
             self.submit(gpu, &mut st, None);
         }
         gpu.queue.write_buffer(dst, 0, bytes);
@@ -349,17 +365,65 @@ impl Recorder {
         Ok(id)
     }
 
-    /// Records graph `id`'s commands into the pending encoder.
+    /// Records graph `id`'s commands: the replay prepared during the last read-back when
+    /// there is one for this graph (what was recorded before it is finished first), else
+    /// re-encoded into the pending encoder.
     pub fn replay(&self, gpu: &Gpu, id: u64) -> Result<()> {
-        let mut st = self.lock()?;
+        let mut guard = self.lock()?;
+        let st = &mut *guard;
         if st.capture.is_some() {
             return Err(device_err("replaying a graph while recording one"));
         }
         let g = st.graphs.get(&id).cloned().ok_or_else(|| device_err(format!("no graph {id}")))?;
-        for cmd in &g.cmds {
-            self.encode(gpu, &mut st, cmd);
+        st.replayed = Some(id);
+        match st.prepared.take() {
+            Some((pid, cb)) if pid == id => {
+                st.pass = None;
+                if let Some(enc) = st.encoder.take() {
+                    st.finished.push(enc.finish());
+                }
+                st.finished.push(cb);
+                st.dispatches += g.cmds.len();
+            }
+            _ => {
+                for cmd in &g.cmds {
+                    self.encode(gpu, st, cmd);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Encodes graph `id` into a command buffer of its own, for the next step's replay.
+    fn prepare_replay(&self, gpu: &Gpu, st: &mut Pending, id: u64) {
+        let Some(g) = st.graphs.get(&id).cloned() else { return };
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera prepared replay") });
+        let mut pass: Option<wgpu::ComputePass<'_>> = None;
+        let mut last = 0usize;
+        for cmd in &g.cmds {
+            match cmd {
+                Cmd::Dispatch { pipe, bind_group, groups } => {
+                    let p = pass.get_or_insert_with(|| {
+                        last = 0;
+                        enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("tessera step"), timestamp_writes: None })
+                            .forget_lifetime()
+                    });
+                    let pid = Arc::as_ptr(pipe) as usize;
+                    if last != pid {
+                        p.set_pipeline(&pipe.pipeline);
+                        last = pid;
+                    }
+                    p.set_bind_group(0, bind_group, &[]);
+                    p.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                }
+                Cmd::Copy { src, dst, size } => {
+                    pass = None;
+                    enc.copy_buffer_to_buffer(src, 0, dst, 0, *size);
+                }
+            }
+        }
+        drop(pass);
+        st.prepared = Some((id, enc.finish()));
     }
 
     /// Submits the pending work followed by a copy of `bytes` bytes of `src` into a mappable
@@ -379,6 +443,10 @@ impl Recorder {
             }
             let copy = |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
             self.submit(gpu, &mut st, Some(&copy));
+            // While the GPU runs this step, encode the replay the next decode step will want.
+            if let (true, Some(id)) = (self.prepare, st.replayed.take()) {
+                self.prepare_replay(gpu, &mut st, id);
+            }
         }
         let (tx, rx) = oneshot();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r.map_err(|e| e.to_string())));

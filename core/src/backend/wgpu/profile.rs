@@ -23,6 +23,12 @@ pub(crate) fn requested() -> bool {
     cfg!(not(target_arch = "wasm32")) && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Whether the profile includes GPU timestamps (`TESSERA_WGPU_PROFILE=host`: host times only,
+/// so replays are still prepared ahead as without profiling).
+pub(crate) fn timestamps_requested() -> bool {
+    requested() && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| v != "host")
+}
+
 #[cfg(target_arch = "wasm32")]
 mod web {
     /// No profiling in the browser (no monotonic clock in `std` there).
@@ -39,10 +45,14 @@ mod web {
         pub fn on(&self) -> bool {
             false
         }
+        pub fn timestamps(&self) -> bool {
+            false
+        }
         pub fn recorded(&self, _p: &mut Pending) {}
         pub fn pass_begin(&self, _p: &mut Pending, _pass: &mut wgpu::ComputePass<'static>) {}
         pub fn after_dispatch(&self, _p: &mut Pending, _pass: &mut wgpu::ComputePass<'static>, _label: &'static str) {}
         pub fn before_submit(&self, _gpu: &super::super::device::Gpu, _p: &mut Pending, _enc: &mut wgpu::CommandEncoder) {}
+        pub fn finished(&self, _p: &mut Pending) {}
         pub fn submitted(&self, _p: &mut Pending) {}
         pub fn waited(&self, _gpu: &super::super::device::Gpu, _p: &mut Pending) {}
     }
@@ -69,6 +79,7 @@ mod native {
         /// When the first command of the submission being recorded was recorded.
         started: Option<Instant>,
         submit_at: Option<Instant>,
+        finished_at: Option<Instant>,
         /// Label of every timestamp written so far in this submission ("" = pass begin).
         labels: Vec<&'static str>,
         /// Resolved timestamps of submitted work, waiting to be mapped.
@@ -82,6 +93,8 @@ mod native {
         dispatches: u64,
         record: Duration,
         submit: Duration,
+        /// The `queue.submit` call alone (the rest of `submit` is finishing the encoder).
+        queue_submit: Duration,
         wait: Duration,
         /// Read-back to read-back (one engine step each, normally; counted after the warm-up).
         step: Duration,
@@ -123,6 +136,11 @@ mod native {
 
         pub fn on(&self) -> bool {
             self.on
+        }
+
+        /// Whether GPU timestamps are written.
+        pub fn timestamps(&self) -> bool {
+            self.queries.is_some()
         }
 
         /// A command is being recorded into the pending submission.
@@ -172,6 +190,13 @@ mod native {
             }
         }
 
+        /// The command buffers are finished (encoded); `queue.submit` follows.
+        pub fn finished(&self, p: &mut Pending) {
+            if self.on {
+                p.finished_at = Some(Instant::now());
+            }
+        }
+
         pub fn submitted(&self, p: &mut Pending) {
             if !self.on {
                 return;
@@ -184,6 +209,9 @@ mod native {
                 }
                 if let Some(b) = p.submit_at {
                     s.submit += now - b;
+                }
+                if let Some(f) = p.finished_at.take() {
+                    s.queue_submit += now - f;
                 }
             }
         }
@@ -247,13 +275,14 @@ mod native {
             .collect();
         tracing::info!(
             "wgpu profile: {} read-backs, {} submissions, {:.0} dispatches/read-back; per read-back (us): step {:.0}, \
-             record {:.0}, submit {:.0}, wait {:.0}, gpu (timestamps) {:.0}; gpu per entry (per read-back/per dispatch x count): {}",
+             record {:.0}, submit {:.0} (queue.submit {:.0}), wait {:.0}, gpu (timestamps) {:.0}; gpu per entry (per read-back/per dispatch x count): {}",
             s.reads,
             s.submissions,
             s.dispatches as f64 / s.reads.max(1) as f64,
             per(s.step),
             per(s.record),
             per(s.submit),
+            per(s.queue_submit),
             per(s.wait),
             gpu_total / 1e3 / s.reads.max(1) as f64,
             table.join(", ")
