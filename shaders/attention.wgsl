@@ -31,6 +31,15 @@ struct Params {
     softcap: f32,
     _pad0: u32,
     _pad1: u32,
+    // RoPE of q (deferred `rope` of q, applied as q is loaded): as rope.wgsl's parameters.
+    rope_on: u32,
+    half: u32,
+    interleaved: u32,
+    per_token: u32,
+    rope_scaling: f32,
+    _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,6 +50,22 @@ struct Params {
 @group(0) @binding(5) var<storage, read> seq_lens: array<u32>;
 @group(0) @binding(6) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<O>;
+@group(0) @binding(8) var<storage, read> positions: array<u32>;
+@group(0) @binding(9) var<storage, read> inv_freq: array<f32>;
+
+/// Element d of q row t, head h (base = its first element), rotated when `rope_on` and
+/// rounded to Q as the separate `rope` would have stored it.
+fn q_value(t: u32, base: u32, d: u32) -> f32 {
+    let x = f32(q[base + d]);
+    if (p.rope_on == 0u || d >= 2u * p.half) {
+        return x;
+    }
+    let il = p.interleaved != 0u;
+    let f = inv_freq[select(0u, t * p.half, p.per_token != 0u) + rope_pair(d, p.half, il)];
+    let cs = sincos_f32(f32(positions[t]) * f) * p.rope_scaling;
+    let partner = f32(q[base + rope_partner(d, p.half, il)]);
+    return f32(Q(rope_elem(x, partner, d, p.half, il, cs)));
+}
 
 const NEG: f32 = -3.0e38;
 const G: u32 = WG / HD4;
@@ -160,7 +185,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     for (var c = li; c < HD4; c = c + WG) {
         var v = vec4<f32>(0.0);
         for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
-            v[i] = f32(q[out_base + 4u * c + i]);
+            v[i] = q_value(t, out_base, 4u * c + i);
         }
         qs[c] = v;
     }

@@ -103,6 +103,7 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
         .read(2)
         .read(3)
         .rw(4);
+    be.settle(w)?;
     let x_bind = be.bind(op, 1, x)?;
     let bias_bind = match bias {
         Some(b) => be.bind(op, 3, b)?,

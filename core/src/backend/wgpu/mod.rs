@@ -75,6 +75,9 @@ pub struct WgpuBackend {
     pool: Arc<BufferPool>,
     /// Whether decode-step graphs are offered (`graph_supported`).
     graphs: bool,
+    /// Whether `rope` is deferred into `write_kv` / `paged_attention` (`TESSERA_WGPU_FUSE_ROPE=0`:
+    /// never, for comparisons).
+    fuse_rope: bool,
 }
 
 impl WgpuBackend {
@@ -98,6 +101,7 @@ impl WgpuBackend {
             allocated: std::sync::atomic::AtomicU64::new(0),
             pool: Arc::default(),
             graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
+            fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
         })
     }
 
@@ -176,8 +180,17 @@ impl WgpuBackend {
         Ok(g)
     }
 
-    /// Binds all of `t`, which must fit one storage binding.
+    /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
+    fn settle(&self, t: &WgpuTensor) -> Result<()> {
+        match t.pending_rope.take() {
+            Some(r) => ops::record_rope(self, &t.buffer, t.dtype, &r),
+            None => Ok(()),
+        }
+    }
+
+    /// Binds all of `t`, which must fit one storage binding (its deferred rope recorded first).
     fn bind<'a>(&self, op: Op, index: u32, t: &'a WgpuTensor) -> Result<Binding<'a>> {
+        self.settle(t)?;
         if t.byte_len() > self.sizes().max_binding {
             return Err(shape_err(
                 op,
@@ -242,7 +255,7 @@ impl WgpuBackend {
             Some(b) => b,
             None => self.buffer(op, bytes, None)?,
         };
-        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, pool), shape, dtype, host_u32: HostCopy::default() };
+        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, pool), shape, dtype, host_u32: HostCopy::default(), pending_rope: Default::default() };
         if self.poison && numel > 0 {
             let word = match dtype {
                 DType::F16 => 0x7e00_7e00,
@@ -333,7 +346,7 @@ impl Backend for WgpuBackend {
         };
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
         let host_u32 = HostCopy::new((dtype == DType::U32).then(|| Arc::from(t.to_u32())));
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32 })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32, pending_rope: Default::default() })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
@@ -343,7 +356,7 @@ impl Backend for WgpuBackend {
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: HostCopy::new(Some(values.into())) })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: HostCopy::new(Some(values.into())), pending_rope: Default::default() })
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
@@ -354,7 +367,7 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
         // wgpu zero-initializes new buffers.
         let buffer = self.buffer(op, bytes as u64, None)?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: HostCopy::default() })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: HostCopy::default(), pending_rope: Default::default() })
     }
 
     fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
@@ -482,6 +495,7 @@ impl Backend for WgpuBackend {
             ));
         }
         let size = src.byte_len().div_ceil(4) * 4;
+        self.settle(src)?;
         if size > 0 {
             self.recorder.copy(&self.gpu, &src.buffer, &dst.buffer, size)?;
         }
@@ -490,6 +504,7 @@ impl Backend for WgpuBackend {
     }
 
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {
+        self.settle(t)?;
         let data = self.recorder.read(&self.gpu, &t.buffer, t.byte_len()).await?;
         Ok(HostTensor { dtype: t.dtype(), shape: t.shape.clone(), data: data.into() })
     }

@@ -78,6 +78,7 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
         .read(2)
         .read(3)
         .rw(4);
+    be.settle(w)?;
     let x_bind = be.bind(op, 1, x)?;
     let bias_buf = match bias {
         Some(b) => be.bind(op, 3, b)?.buffer,

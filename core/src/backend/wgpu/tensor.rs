@@ -12,6 +12,10 @@
 //! ```
 //! Tensors are immutable except through `&mut` ops (`rope`, `write_kv`), so sharing the
 //! buffer through an `Arc` is safe; there is deliberately no `Clone` (a clone would alias).
+//!
+//! A `rope` is deferred (`pending_rope`): `write_kv` and `paged_attention` apply it while
+//! reading k / q (one dispatch fewer each, per layer), every other reader first records it
+//! in place (`WgpuBackend::settle`), so every op still sees the rotated values.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,6 +84,32 @@ pub struct WgpuTensor {
     pub(super) shape: Vec<usize>,
     pub(super) dtype: DType,
     pub(super) host_u32: HostCopy,
+    /// A `rope` of this tensor not yet recorded (see the module doc).
+    pub(super) pending_rope: Deferred,
+}
+
+/// A deferred in-place `rope`: its parameter words (as `rope.wgsl` takes them) and inputs.
+#[derive(Clone)]
+pub(crate) struct PendingRope {
+    pub params: [u32; 8],
+    pub positions: Arc<DeviceBuffer>,
+    pub inv_freq: Arc<DeviceBuffer>,
+}
+
+/// The slot of a tensor's deferred rope.
+#[derive(Default)]
+pub(crate) struct Deferred(Mutex<Option<PendingRope>>);
+
+impl Deferred {
+    pub fn take(&self) -> Option<PendingRope> {
+        self.0.lock().ok()?.take()
+    }
+
+    pub fn set(&self, r: Option<PendingRope>) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = r;
+        }
+    }
 }
 
 /// The host copy of a u32 tensor's values (see [`WgpuTensor`]); replaced by `write_u32`.
