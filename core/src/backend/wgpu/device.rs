@@ -85,7 +85,8 @@ pub(crate) struct Gpu {
     pub has_f16: bool,
     pub sizes: Sizes,
     pub errors: ErrorSink,
-    /// `TESSERA_WGPU_PROFILE` asked for step timings (`profile`).
+    /// `TESSERA_WGPU_PROFILE` asked for step timings (`profile`; native only).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub profile: bool,
 }
 
