@@ -111,27 +111,23 @@ fn slot_of(b: u32, j: u32) -> u32 {
     return blk * p.block_size + j % p.block_size;
 }
 
-/// Dims 4c .. 4c + 4 of a K or V row starting at element `base` (zeros past HD).
-fn k4(base: u32, c: u32) -> vec4<f32> {
-    let d = 4u * c;
-    if (HD % 4u == 0u || d + 3u < HD) {
-        return vec4<f32>(f32(k_cache[base + d]), f32(k_cache[base + d + 1u]), f32(k_cache[base + d + 2u]), f32(k_cache[base + d + 3u]));
+/// Element i of the K cache (`is_v` false) or the V cache.
+fn kv_at(is_v: bool, i: u32) -> f32 {
+    if (is_v) {
+        return f32(v_cache[i]);
     }
-    var r = vec4<f32>(0.0);
-    for (var i = 0u; d + i < HD; i = i + 1u) {
-        r[i] = f32(k_cache[base + d + i]);
-    }
-    return r;
+    return f32(k_cache[i]);
 }
 
-fn v4(base: u32, c: u32) -> vec4<f32> {
-    let d = 4u * c;
-    if (HD % 4u == 0u || d + 3u < HD) {
-        return vec4<f32>(f32(v_cache[base + d]), f32(v_cache[base + d + 1u]), f32(v_cache[base + d + 2u]), f32(v_cache[base + d + 3u]));
+/// Dims 4c .. 4c + 4 of a K or V row starting at element `base` (zeros past HD).
+fn kv4(is_v: bool, base: u32, c: u32) -> vec4<f32> {
+    let d = base + 4u * c;
+    if (HD % 4u == 0u || 4u * c + 3u < HD) {
+        return vec4<f32>(kv_at(is_v, d), kv_at(is_v, d + 1u), kv_at(is_v, d + 2u), kv_at(is_v, d + 3u));
     }
     var r = vec4<f32>(0.0);
-    for (var i = 0u; d + i < HD; i = i + 1u) {
-        r[i] = f32(v_cache[base + d + i]);
+    for (var i = 0u; 4u * c + i < HD; i = i + 1u) {
+        r[i] = kv_at(is_v, d + i);
     }
     return r;
 }
@@ -206,7 +202,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             let kb = slot * kv_width + kv_off;
             var qk = 0.0;
             for (var cc = 0u; cc < HD4; cc = cc + 1u) {
-                qk = qk + dot(qs[cc], k4(kb, cc));
+                qk = qk + dot(qs[cc], kv4(false, kb, cc));
             }
             var s = qk * p.scale;
             if (p.softcap > 0.0) {
@@ -228,7 +224,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         acc = acc * alpha;
         if (g < G) {
             for (var i = g; i < n; i = i + G) {
-                acc = acc + sc[i] * v4(sl[i] * kv_width + kv_off, c);
+                acc = acc + sc[i] * kv4(true, sl[i] * kv_width + kv_off, c);
             }
         }
         workgroupBarrier();
