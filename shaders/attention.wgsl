@@ -1,5 +1,6 @@
 //! `paged_attention`: causal attention of varlen queries over paged K/V, one workgroup per
-//! (query row t, head h), online softmax in f32 over chunks of WG keys.
+//! (query row t, head h), all WG threads over the keys, online softmax in f32 over chunks of
+//! up to CH keys.
 //!
 //! ```text
 //! seq b of row t: query_start_loc[b] <= t < query_start_loc[b+1] (binary search)
@@ -7,10 +8,15 @@
 //! keys      j in [first, pos], first = max(0, pos + 1 - window) (window 0 = none)
 //! slot(j)   = block_tables[b, j / block_size] * block_size + j % block_size
 //! kv head   = h / (num_heads / num_kv_heads)
-//! per chunk: scores s_j = q·k_j * scale (softcapped), running max m, sum l, acc over V
+//! per chunk of n <= CH keys:
+//!   scores   thread i: keys i, i + WG, ...: s_j = q·k_j * scale (softcapped) -> sc[], slot -> sl[]
+//!   softmax  m_new = max(m, max_j s_j); p_j = exp(s_j - m_new); l = l * alpha + sum p_j
+//!   values   thread (column c of 4 dims, key group g): acc += p_j v_j[4c .. 4c + 4] over
+//!            keys j = g, g + G, ... (G = WG / HD4 groups; adjacent threads read adjacent dims)
+//! end: the G partial sums of each column are added, / l.
 //! ```
-//! Rows past query_start_loc[num_seqs] are padding and come out as zeros. Thread i keeps
-//! output dims i, i + WG, ... (ACC of them). Aliases: Q, KV (caches), O. WG a power of two.
+//! Rows past query_start_loc[num_seqs] are padding and come out as zeros. Aliases: Q, KV
+//! (caches), O. Constants: WG (a power of two), HD (head_dim), HD4 = ceil(HD / 4) <= WG, CH.
 
 struct Params {
     tokens: u32,
@@ -25,6 +31,15 @@ struct Params {
     softcap: f32,
     _pad0: u32,
     _pad1: u32,
+    // RoPE of q (deferred `rope` of q, applied as q is loaded): as rope.wgsl's parameters.
+    rope_on: u32,
+    half: u32,
+    interleaved: u32,
+    per_token: u32,
+    rope_scaling: f32,
+    _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,12 +50,30 @@ struct Params {
 @group(0) @binding(5) var<storage, read> seq_lens: array<u32>;
 @group(0) @binding(6) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<O>;
+@group(0) @binding(8) var<storage, read> positions: array<u32>;
+@group(0) @binding(9) var<storage, read> inv_freq: array<f32>;
+
+/// Element d of q row t, head h (base = its first element), rotated when `rope_on` and
+/// rounded to Q as the separate `rope` would have stored it.
+fn q_value(t: u32, base: u32, d: u32) -> f32 {
+    let x = f32(q[base + d]);
+    if (p.rope_on == 0u || d >= 2u * p.half) {
+        return x;
+    }
+    let il = p.interleaved != 0u;
+    let f = inv_freq[select(0u, t * p.half, p.per_token != 0u) + rope_pair(d, p.half, il)];
+    let cs = sincos_f32(f32(positions[t]) * f) * p.rope_scaling;
+    let partner = f32(q[base + rope_partner(d, p.half, il)]);
+    return f32(Q(rope_elem(x, partner, d, p.half, il, cs)));
+}
 
 const NEG: f32 = -3.0e38;
+const G: u32 = WG / HD4;
 
-var<workgroup> qs: array<f32, ACC * WG>;
-var<workgroup> probs: array<f32, WG>;
-var<workgroup> slots: array<u32, WG>;
+var<workgroup> qs: array<vec4<f32>, HD4>;
+var<workgroup> sc: array<f32, CH>;
+var<workgroup> sl: array<u32, CH>;
+var<workgroup> part: array<vec4<f32>, WG>;
 var<workgroup> red: array<f32, WG>;
 // Row layout, computed by thread 0: (seq, pos, first key, valid).
 var<workgroup> row_info: vec4<u32>;
@@ -78,6 +111,27 @@ fn slot_of(b: u32, j: u32) -> u32 {
     return blk * p.block_size + j % p.block_size;
 }
 
+/// Element i of the K cache (`is_v` false) or the V cache.
+fn kv_at(is_v: bool, i: u32) -> f32 {
+    if (is_v) {
+        return f32(v_cache[i]);
+    }
+    return f32(k_cache[i]);
+}
+
+/// Dims 4c .. 4c + 4 of a K or V row starting at element `base` (zeros past HD).
+fn kv4(is_v: bool, base: u32, c: u32) -> vec4<f32> {
+    let d = base + 4u * c;
+    if (HD % 4u == 0u || 4u * c + 3u < HD) {
+        return vec4<f32>(kv_at(is_v, d), kv_at(is_v, d + 1u), kv_at(is_v, d + 2u), kv_at(is_v, d + 3u));
+    }
+    var r = vec4<f32>(0.0);
+    for (var i = 0u; 4u * c + i < HD; i = i + 1u) {
+        r[i] = kv_at(is_v, d + i);
+    }
+    return r;
+}
+
 @compute @workgroup_size(WG)
 fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
@@ -87,8 +141,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
     let t = idx / p.num_heads;
     let h = idx - t * p.num_heads;
-    let d_len = p.head_dim;
-    let out_base = t * p.num_heads * d_len + h * d_len;
+    let out_base = t * p.num_heads * HD + h * HD;
     if (li == 0u) {
         var info = vec4<u32>(0u, 0u, 0u, 0u);
         if (t < query_start_loc[p.num_seqs]) {
@@ -115,7 +168,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
     let info = workgroupUniformLoad(&row_info);
     if (info.w == 0u) {
-        for (var d = li; d < d_len; d = d + WG) {
+        for (var d = li; d < HD; d = d + WG) {
             out[out_base + d] = O(0.0);
         }
         return;
@@ -123,61 +176,69 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let b = info.x;
     let pos = info.y;
     let first = info.z;
-    let kv_width = (p.num_heads / p.group) * d_len;
-    let kv_off = (h / p.group) * d_len;
-    for (var d = li; d < d_len; d = d + WG) {
-        qs[d] = f32(q[out_base + d]);
+    let kv_width = (p.num_heads / p.group) * HD;
+    let kv_off = (h / p.group) * HD;
+    for (var c = li; c < HD4; c = c + WG) {
+        var v = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
+            v[i] = q_value(t, out_base, 4u * c + i);
+        }
+        qs[c] = v;
     }
     workgroupBarrier();
 
+    // Value phase mapping: column c (4 dims), key group g.
+    let c = li % HD4;
+    let g = li / HD4;
     var m = NEG;
     var l = 0.0;
-    var acc: array<f32, ACC>;
-    for (var a = 0u; a < ACC; a = a + 1u) {
-        acc[a] = 0.0;
-    }
-    for (var j0 = first; j0 <= pos; j0 = j0 + WG) {
-        let j = j0 + li;
-        var s = NEG;
-        if (j <= pos) {
-            let slot = slot_of(b, j);
-            slots[li] = slot;
+    var acc = vec4<f32>(0.0);
+    for (var j0 = first; j0 <= pos; j0 = j0 + CH) {
+        let n = min(CH, pos + 1u - j0);
+        var local_max = NEG;
+        for (var i = li; i < n; i = i + WG) {
+            let slot = slot_of(b, j0 + i);
+            sl[i] = slot;
             let kb = slot * kv_width + kv_off;
             var qk = 0.0;
-            for (var d = 0u; d < d_len; d = d + 1u) {
-                qk = qk + qs[d] * f32(k_cache[kb + d]);
+            for (var cc = 0u; cc < HD4; cc = cc + 1u) {
+                qk = qk + dot(qs[cc], kv4(false, kb, cc));
             }
-            s = qk * p.scale;
+            var s = qk * p.scale;
             if (p.softcap > 0.0) {
                 s = tanh_f32(s / p.softcap) * p.softcap;
             }
+            sc[i] = s;
+            local_max = max(local_max, s);
         }
-        let m_new = max(m, reduce_max(li, s));
-        var pj = 0.0;
-        if (j <= pos) {
-            pj = exp(s - m_new);
+        let m_new = max(m, reduce_max(li, local_max));
+        var local_sum = 0.0;
+        for (var i = li; i < n; i = i + WG) {
+            let e = exp(sc[i] - m_new);
+            sc[i] = e;
+            local_sum = local_sum + e;
         }
-        probs[li] = pj;
         let alpha = exp(m - m_new);
-        l = l * alpha + reduce_sum(li, pj);
+        l = l * alpha + reduce_sum(li, local_sum);
         m = m_new;
-        let count = min(WG, pos + 1u - j0);
-        for (var a = 0u; a < ACC; a = a + 1u) {
-            let d = li + a * WG;
-            if (d < d_len) {
-                var v = acc[a] * alpha;
-                for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    v = v + probs[jj] * f32(v_cache[slots[jj] * kv_width + kv_off + d]);
-                }
-                acc[a] = v;
+        acc = acc * alpha;
+        if (g < G) {
+            for (var i = g; i < n; i = i + G) {
+                acc = acc + sc[i] * kv4(true, sl[i] * kv_width + kv_off, c);
             }
         }
         workgroupBarrier();
     }
-    for (var a = 0u; a < ACC; a = a + 1u) {
-        let d = li + a * WG;
-        if (d < d_len) {
-            out[out_base + d] = O(acc[a] / l);
+    part[li] = acc;
+    workgroupBarrier();
+    for (var cc = li; cc < HD4; cc = cc + WG) {
+        var sum = vec4<f32>(0.0);
+        for (var gg = 0u; gg < G; gg = gg + 1u) {
+            sum = sum + part[gg * HD4 + cc];
+        }
+        let o = sum / l;
+        for (var i = 0u; i < 4u && 4u * cc + i < HD; i = i + 1u) {
+            out[out_base + 4u * cc + i] = O(o[i]);
         }
     }
 }

@@ -65,3 +65,33 @@ fn sincos_f32(a: f32) -> vec2<f32> {
     if (q == 2) { return vec2<f32>(-s, -c); }
     return vec2<f32>(-c, s);
 }
+
+/// RoPE of one element: dim `d` of a head, given its pair partner's value (`rope_partner`),
+/// `cs` = (sin, cos) * attention_scaling of the pair's angle (`rope_pair`). Dims past the
+/// rotary part (d >= 2 half) stay. As `rope.wgsl` computes it, element by element.
+fn rope_elem(x_d: f32, x_partner: f32, d: u32, half: u32, interleaved: bool, cs: vec2<f32>) -> f32 {
+    if (d >= 2u * half) {
+        return x_d;
+    }
+    let first = select(d < half, d % 2u == 0u, interleaved);
+    if (first) {
+        return x_d * cs.y - x_partner * cs.x;
+    }
+    return x_d * cs.y + x_partner * cs.x;
+}
+
+/// The dim paired with dim `d` (d itself past the rotary part).
+fn rope_partner(d: u32, half: u32, interleaved: bool) -> u32 {
+    if (d >= 2u * half) {
+        return d;
+    }
+    if (interleaved) {
+        return d ^ 1u;
+    }
+    return select(d - half, d + half, d < half);
+}
+
+/// Index of dim `d`'s pair in inv_freq's row.
+fn rope_pair(d: u32, half: u32, interleaved: bool) -> u32 {
+    return select(d % half, d / 2u, interleaved);
+}

@@ -6,10 +6,10 @@
 //! matmul_tiled  (M >= 8): workgroup TS x TS threads computes a (4 TS) x (4 TS) output tile,
 //!               4 x 4 per thread, over K in steps of BK staged in workgroup memory.
 //! matmul_vec    (small M, decode): workgroup = VR output columns x (WG / VR) lanes; lanes
-//!               stride over K, partial dots reduced in workgroup memory.
+//!               stride over K in runs of 4 elements, partial dots reduced in workgroup memory.
 //! ```
-//! Quantized weights (GGUF blocks) will get their own entry points here, dequantizing the
-//! blocks of w while staging them.
+//! The register tile is `tile.wgsl`'s (shared with `qmatmul_tiled`, which dequantizes GGUF
+//! blocks of w while staging them).
 
 struct Params {
     m: u32,
@@ -29,11 +29,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<O>;
 
 const BK: u32 = 16u;
-const BM: u32 = 4u * TS;
-const BN: u32 = 4u * TS;
-
-var<workgroup> xs: array<f32, BK * BM>;
-var<workgroup> ws: array<f32, BK * BN>;
 
 fn store(r: u32, c: u32, acc: f32) {
     var v = acc;
@@ -78,30 +73,10 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
             ws[kk * BN + nn] = v;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk = kk + 1u) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                a[i] = xs[kk * BM + lid.y + i * TS];
-                b[i] = ws[kk * BN + lid.x + i * TS];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
-                }
-            }
-        }
+        tile_accumulate(lid, &acc);
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let r = row0 + lid.y + i * TS;
-            let c = col0 + lid.x + j * TS;
-            if (r < p.m && c < p.nc) {
-                store(r, c, acc[i * 4u + j]);
-            }
-        }
-    }
+    tile_store(row0, col0, lid, &acc);
 }
 
 const LANES: u32 = WG / VR;
@@ -120,7 +95,14 @@ fn matmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (c < p.nc) {
         let xb = r * p.k;
         let wb = c * p.k;
-        for (var kk = lane; kk < p.k; kk = kk + LANES) {
+        // Runs of 4 elements per lane (independent loads in flight), then the tail.
+        let k4 = p.k / 4u * 4u;
+        for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
+            let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
+            let wv = vec4<f32>(f32(w[wb + kk]), f32(w[wb + kk + 1u]), f32(w[wb + kk + 2u]), f32(w[wb + kk + 3u]));
+            acc = acc + dot(xv, wv);
+        }
+        for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
             acc = acc + f32(x[xb + kk]) * f32(w[wb + kk]);
         }
     }

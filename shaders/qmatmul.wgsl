@@ -10,7 +10,8 @@
 //! qmatmul_tiled  (M >= 8): TS x TS threads compute a (4 TS) x (4 TS) tile, 4 x 4 per thread,
 //!                over K in steps of one 32-element unit; each step stages x and the
 //!                dequantized unit of w (one deq8 per thread and row quarter) in workgroup
-//!                memory (2 x 32 x 64 f32 = 16 KiB, WebGPU's default limit).
+//!                memory (2 x 32 x 64 f32 = 16 KiB, WebGPU's default limit); the register
+//!                tile is `tile.wgsl`'s.
 //! ```
 
 struct Params {
@@ -81,11 +82,6 @@ fn qmatmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 const BK: u32 = 32u;
-const BM: u32 = 4u * TS;
-const BN: u32 = 4u * TS;
-
-var<workgroup> xs: array<f32, BK * BM>;
-var<workgroup> ws: array<f32, BK * BN>;
 
 @compute @workgroup_size(TS, TS)
 fn qmatmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -125,28 +121,8 @@ fn qmatmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
             }
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < BK; kk = kk + 1u) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                a[i] = xs[kk * BM + lid.y + i * TS];
-                b[i] = ws[kk * BN + lid.x + i * TS];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
-                }
-            }
-        }
+        tile_accumulate(lid, &acc);
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let r = row0 + lid.y + i * TS;
-            let c = col0 + lid.x + j * TS;
-            if (r < p.m && c < p.nc) {
-                store(r, c, acc[i * 4u + j]);
-            }
-        }
-    }
+    tile_store(row0, col0, lid, &acc);
 }

@@ -87,3 +87,30 @@ fn device_sampling_in_the_engine_matches_cpu_one_submission_per_step() {
     let alone = run(&mut e, &reqs[..1], |_| {});
     assert_eq!(alone[reqs[0].0], got[reqs[0].0]);
 }
+
+#[test]
+fn decode_graphs_replay_the_same_tokens_in_one_submission_per_step() {
+    let reqs = requests();
+    let want = run(&mut engine(CpuBackend::new()), &reqs, |_| {});
+    let be = WgpuBackend::new_blocking(WgpuOptions { dtype: Some(DType::F32), ..Default::default() })
+        .unwrap_or_else(|e| panic!("no wgpu adapter ({e}); install Mesa lavapipe: bash scripts/ci-deps.sh"));
+    let mut e = engine(be);
+    assert!(e.runner.enable_decode_graphs(8, 256), "the wgpu backend refused graphs");
+    let mut last = e.runner.backend.submissions();
+    let got = run(&mut e, &reqs, |e| {
+        let now = e.runner.backend.submissions();
+        assert_eq!(now - last, 1, "{} submissions in one step", now - last);
+        last = now;
+    });
+    let (captures, replays) = e.runner.graph_stats();
+    assert!(captures >= 1, "no graph recorded");
+    assert!(replays >= 8, "only {replays} replays");
+    for (id, tokens) in &want {
+        assert_eq!(&got[id], tokens, "{id}: tokens through graphs differ from the CPU's");
+    }
+    // Fewer sequences than the bucket (padded rows) and a second bucket: still the CPU's tokens.
+    let alone = run(&mut e, &reqs[2..3], |_| {});
+    assert_eq!(alone[reqs[2].0], want[reqs[2].0]);
+    let (captures2, replays2) = e.runner.graph_stats();
+    assert!(captures2 > captures && replays2 > replays);
+}

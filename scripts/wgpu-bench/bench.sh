@@ -30,10 +30,19 @@ T="$B/tessera"
 SHORT=16
 LONG=${LONG:-528}
 
+# Extra environment of the wgpu runs: one rate per word, e.g. WGPU_ENVS="TESSERA_WGPU_GRAPHS=0
+# TESSERA_WGPU_GRAPHS=1" compares eager steps with graph replays in one call.
+WGPU_ENVS=${WGPU_ENVS:-TESSERA_WGPU_GRAPHS=1}
+# PROFILE=1: also profiled wgpu runs per model and PROFILE_MODES word (TESSERA_WGPU_PROFILE:
+# "host" = host record / submit / wait times, "1" = plus GPU time per shader entry from
+# timestamps), the last summary of each printed.
+PROFILE=${PROFILE:-0}
+RUN_ENV=""
+
 # secs <device> <model args...> -> seconds of the generate call (engine time) for --max-tokens $N
 gen() {
     local dev=$1 n=$2; shift 2
-    TESSERA_LOG=info "$T" generate --device "$dev" --prompt "The history of the city begins" --max-tokens "$n" \
+    env $RUN_ENV TESSERA_LOG=info "$T" generate --device "$dev" --prompt "The history of the city begins" --max-tokens "$n" \
         --ignore-eos --temperature 0 "$@" 2>"$OUTDIR/log-$dev-$n.txt" >/dev/null
     local rc=$?
     local secs
@@ -63,10 +72,21 @@ except Exception as e:
 }
 
 : > "$OUTDIR/table.txt"
-for dev in cuda wgpu; do
-    rate "$dev" "smollm2 Q4_1 gguf" --model /tmp/smollm2-q4_1.gguf
-    rate "$dev" "smollm2 f16 safetensors" --model /tmp/smollm2-f16 --dtype float16
+for dev in cuda $WGPU_ENVS; do
+    case $dev in cuda) RUN_ENV="" ;; *) RUN_ENV=$dev; dev=wgpu ;; esac
+    tag=${RUN_ENV:+ ${RUN_ENV#TESSERA_WGPU_}}
+    rate "$dev" "Q4_1 gguf$tag" --model /tmp/smollm2-q4_1.gguf
+    rate "$dev" "f16$tag" --model /tmp/smollm2-f16 --dtype float16
 done
 grep -ah "adapter\|GGUF weights\|CUDA backend" "$OUTDIR"/log-*-$SHORT.txt | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-220 | sort -u
+if [ "$PROFILE" = 1 ]; then
+    # host: host times only (replays prepared ahead as usual); 1: plus GPU timestamps per entry.
+    for mode in ${PROFILE_MODES:-host 1}; do for m in "--model /tmp/smollm2-q4_1.gguf" "--model /tmp/smollm2-f16 --dtype float16"; do
+        RUN_ENV="TESSERA_WGPU_PROFILE=$mode ${WGPU_PROFILE_ENV:-}"
+        gen wgpu 256 $m >/dev/null
+        echo "== profile $mode ($m, 256 tokens)"
+        sed 's/\x1b\[[0-9;]*m//g' "$OUTDIR/log-wgpu-256.txt" | grep -a "wgpu profile" | tail -1 | sed 's/.*wgpu profile/wgpu profile/' | tee -a "$OUTDIR/profile.txt"
+    done; done
+fi
 echo "== table"
 cat "$OUTDIR/table.txt"

@@ -76,6 +76,10 @@ pub enum Kind {
         softcap: Option<f32>,
         pad_rows: usize,
     },
+    /// A decode step's attention part as the layers call it: `rope(q)`, `rope(k)`, `write_kv`,
+    /// `paged_attention`, one query per sequence of `seq_lens`; outputs the attention, q and
+    /// the k cache (the wgpu backend defers the ropes into write_kv / attention).
+    RopeKvAttention { seq_lens: Vec<usize>, heads: usize, kv_heads: usize, head_dim: usize, rotary_dim: usize, style: RopeStyle },
     GatherRows { rows: usize, cols: usize, count: usize },
     Softcap { rows: usize, cols: usize, cap: f32 },
     /// `special`: 0 = random, 1 = many ties, 2 = a NaN in every other row.
@@ -202,6 +206,9 @@ pub fn all_cases() -> Vec<Case> {
     v.push(case("attention/long_window", attn(&[(2, 300), (1, 150)], 2, 1, 32, 16, Some(100), None, 0)));
     v.push(case("attention/block_size_1", attn(&[(4, 6)], 1, 1, 8, 1, None, None, 1)));
     v.push(case("attention/empty_seq", attn(&[(0, 5), (3, 3)], 2, 1, 16, 4, None, None, 0)));
+    let rka = |seq_lens: &[usize], heads, kv_heads, head_dim, rotary_dim, style| RopeKvAttention { seq_lens: seq_lens.to_vec(), heads, kv_heads, head_dim, rotary_dim, style };
+    v.push(case("rope_kv_attention/neox", rka(&[5, 40, 17], 4, 2, 16, 16, RopeStyle::Neox)));
+    v.push(case("rope_kv_attention/interleaved_partial", rka(&[9, 1], 3, 1, 24, 12, RopeStyle::Interleaved)));
     v
 }
 
@@ -406,6 +413,55 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
                 softcap: *softcap,
             };
             Ok(vec![floats(be, &be.paged_attention(&q, &kc, &vc, &meta, &p)?).await?])
+        }
+        Kind::RopeKvAttention { seq_lens, heads, kv_heads, head_dim, rotary_dim, style } => {
+            let (bs, n) = (4usize, seq_lens.len());
+            let max_blocks = seq_lens.iter().map(|l| l.div_ceil(bs)).max().unwrap_or(0);
+            let num_blocks = n * max_blocks + 1;
+            let mut free: Vec<u32> = (1..num_blocks as u32).collect();
+            inp.rng.shuffle(&mut free);
+            let mut tables = vec![0u32; n * max_blocks];
+            let mut slots = Vec::new();
+            for (b, &l) in seq_lens.iter().enumerate() {
+                for j in 0..l.div_ceil(bs) {
+                    tables[b * max_blocks + j] = free.pop().expect("enough blocks");
+                }
+                slots.push(tables[b * max_blocks + (l - 1) / bs] * bs as u32 + ((l - 1) % bs) as u32);
+            }
+            let positions: Vec<u32> = seq_lens.iter().map(|&l| l as u32 - 1).collect();
+            let mut q = inp.float(&[n, heads * head_dim], 1.0, false)?;
+            let mut k = inp.float(&[n, kv_heads * head_dim], 1.0, false)?;
+            let v = inp.float(&[n, kv_heads * head_dim], 1.0, false)?;
+            let mut kc = inp.float(&[num_blocks, bs, kv_heads * head_dim], 1.0, false)?;
+            let mut vc = inp.float(&[num_blocks, bs, kv_heads * head_dim], 1.0, false)?;
+            let half = rotary_dim / 2;
+            let freqs: Vec<f32> = (0..half).map(|i| 10000f32.powf(-((2 * i) as f32) / *rotary_dim as f32)).collect();
+            let inv_freq = be.upload(&HostTensor::from_f32(&freqs, &[half]))?;
+            let positions = be.upload_u32(&positions, &[n])?;
+            let rp = RopeParams { head_dim: *head_dim, rotary_dim: *rotary_dim, style: *style, attention_scaling: 1.0 };
+            be.rope(&mut q, &positions, &inv_freq, rp)?;
+            be.rope(&mut k, &positions, &inv_freq, rp)?;
+            be.write_kv(&mut kc, &mut vc, &k, &v, &be.upload_u32(&slots, &[n])?)?;
+            let meta = AttentionMetadata {
+                query_start_loc: be.upload_u32(&(0..=n as u32).collect::<Vec<_>>(), &[n + 1])?,
+                seq_lens: be.upload_u32(&seq_lens.iter().map(|&l| l as u32).collect::<Vec<_>>(), &[n])?,
+                block_tables: be.upload_u32(&tables, &[n, max_blocks])?,
+                num_seqs: n,
+                max_blocks_per_seq: max_blocks,
+                block_size: bs,
+                max_query_len: 1,
+                max_seq_len: seq_lens.iter().copied().max().unwrap_or(0),
+            };
+            let p = AttentionParams {
+                num_heads: *heads,
+                num_kv_heads: *kv_heads,
+                head_dim: *head_dim,
+                scale: 1.0 / (*head_dim as f32).sqrt(),
+                sliding_window: None,
+                softcap: None,
+            };
+            let o = be.paged_attention(&q, &kc, &vc, &meta, &p)?;
+            Ok(vec![floats(be, &o).await?, floats(be, &q).await?, floats(be, &kc).await?])
         }
         Kind::GatherRows { rows, cols, count } => {
             let x = inp.float(&[*rows, *cols], 1.0, false)?;

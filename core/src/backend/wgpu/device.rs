@@ -36,8 +36,10 @@ pub(crate) struct Sizes {
     pub wg: u32,
     /// Threads per side of the tiled matmul (16 if 256 invocations fit, else 8).
     pub matmul_ts: u32,
-    /// Workgroup size of paged attention (<= 64, a power of two).
+    /// Workgroup size of paged attention (the 1-D size; <= 64 on software adapters).
     pub attn_wg: u32,
+    /// Bytes of workgroup memory a workgroup may use.
+    pub wg_storage: u32,
     /// Largest storage binding in bytes.
     pub max_binding: u64,
     /// Largest buffer in bytes.
@@ -83,6 +85,9 @@ pub(crate) struct Gpu {
     pub has_f16: bool,
     pub sizes: Sizes,
     pub errors: ErrorSink,
+    /// `TESSERA_WGPU_PROFILE` asked for step timings (`profile`; native only).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub profile: bool,
 }
 
 fn pow2_floor(x: u32) -> u32 {
@@ -129,7 +134,12 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
             )))
         }
     };
-    let features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+    let mut features = if adapter_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+    let profile = super::profile::requested();
+    let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+    if super::profile::timestamps_requested() && adapter.features().contains(timestamps) {
+        features |= timestamps;
+    }
     let limits = adapter.limits();
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
@@ -161,7 +171,9 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     let sizes = Sizes {
         wg,
         matmul_ts: ts,
-        attn_wg: wg.min(64),
+        // Software adapters run a workgroup's threads one after another between barriers.
+        attn_wg: if info.device_type == wgpu::DeviceType::Cpu { wg.min(64) } else { wg },
+        wg_storage: l.max_compute_workgroup_storage_size,
         max_binding,
         max_buffer: l.max_buffer_size,
         storage_align: u64::from(l.min_storage_buffer_offset_alignment.max(4)),
@@ -169,5 +181,5 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
         max_groups: l.max_compute_workgroups_per_dimension.max(1),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");
-    Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors }, dtype))
+    Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors, profile }, dtype))
 }

@@ -41,6 +41,8 @@ pub(crate) enum Shader {
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
 /// GGUF block decoders, put in front of the quantized ops' sources.
 const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
+/// The register tile of the tiled matmuls, appended to their sources.
+const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -63,6 +65,11 @@ impl Shader {
     /// Whether the source reads GGUF blocks (and needs `gguf_blocks.wgsl` and `QT`).
     fn reads_blocks(self) -> bool {
         matches!(self, Shader::QMatmul | Shader::QEmbedding)
+    }
+
+    /// Whether the source has a tiled matmul (and needs `tile.wgsl`).
+    fn has_tile(self) -> bool {
+        matches!(self, Shader::Matmul | Shader::QMatmul)
     }
 }
 
@@ -137,6 +144,10 @@ impl Kernel {
             s.push('\n');
         }
         s.push_str(self.shader.source());
+        if self.shader.has_tile() {
+            s.push('\n');
+            s.push_str(TILE);
+        }
         s
     }
 }
@@ -145,6 +156,8 @@ impl Kernel {
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// The entry point (profiles are kept per entry).
+    pub entry: &'static str,
 }
 
 /// Pipelines compiled so far.
@@ -216,7 +229,7 @@ fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
         cache: None,
     });
     gpu.errors.check(&format!("compiling {}:{} ({:?}, {:?})", shader_file(k.shader), k.entry, k.types, k.consts))?;
-    Ok(Pipeline { pipeline, layout })
+    Ok(Pipeline { pipeline, layout, entry: k.entry })
 }
 
 fn shader_file(s: Shader) -> &'static str {
@@ -229,8 +242,8 @@ fn shader_file(s: Shader) -> &'static str {
         Shader::Kv => "shaders/kv.wgsl",
         Shader::Attention => "shaders/attention.wgsl",
         Shader::Argmax => "shaders/argmax.wgsl",
-        Shader::Matmul => "shaders/matmul.wgsl",
-        Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl)",
+        Shader::Matmul => "shaders/matmul.wgsl (+ tile.wgsl)",
+        Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl, tile.wgsl)",
         Shader::QEmbedding => "shaders/qembedding.wgsl (+ gguf_blocks.wgsl)",
         Shader::Sample => "shaders/sample.wgsl",
     }

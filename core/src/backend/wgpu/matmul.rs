@@ -56,13 +56,45 @@ pub(super) fn chunk_range(row0: usize, n: usize, row_bytes: u64) -> (u64, u64) {
 
 pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
     let op = Op::Matmul;
-    let dx = float(op, x, be.f16_ok())?;
-    let (m, k) = dims2(op, "x", x)?;
+    float(op, x, be.f16_ok())?;
+    dims2(op, "x", x)?;
     let dw = match w.dtype {
         DType::F32 | DType::F16 => float(op, w, be.f16_ok())?,
         d if d.is_quantized() => return super::quant::matmul(be, x, w, bias),
         d => return Err(unsupported(op, d)),
     };
+    let k = dims2(op, "x", x)?.1;
+    u32_of(op, "w elements", dims2(op, "w", w)?.0.saturating_mul(k))?;
+    let row_bytes = (k * dw.size()) as u64;
+    let entries = Entries { shader: Shader::Matmul, vec: "matmul_vec", tiled: "matmul_tiled" };
+    run_rows(be, x, w, bias, row_bytes, |k: Kernel| k.ty("W", dw), entries, 0)
+}
+
+/// A shader and its matrix-vector and tiled entry points.
+pub(super) struct Entries {
+    pub shader: Shader,
+    pub vec: &'static str,
+    pub tiled: &'static str,
+}
+
+/// What `matmul.wgsl` and `qmatmul.wgsl` share: the checks of x `[M, K]` · w `[N, K]`ᵀ
+/// (+ bias `[N]`), the output, and one dispatch per row chunk of w (`row_bytes` a row), with
+/// the kernel specialized by `spec` (W or QT) and `word6` as the seventh parameter word
+/// (`row_bytes` for blocks). The caller checks w's own size against u32 indexing.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_rows(
+    be: &WgpuBackend,
+    x: &WgpuTensor,
+    w: &WgpuTensor,
+    bias: Option<&WgpuTensor>,
+    row_bytes: u64,
+    spec: impl Fn(Kernel) -> Kernel,
+    entries: Entries,
+    word6: u32,
+) -> Result<WgpuTensor> {
+    let op = Op::Matmul;
+    let dx = float(op, x, be.f16_ok())?;
+    let (m, k) = dims2(op, "x", x)?;
     let (n, wk) = dims2(op, "w", w)?;
     if wk != k {
         return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
@@ -80,20 +112,16 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
     let numel = m.checked_mul(n).ok_or_else(|| shape_err(op, format!("output [{m}, {n}] overflows")))?;
     u32_of(op, "output elements", numel)?;
     u32_of(op, "x elements", m * k)?;
-    u32_of(op, "w elements", n.saturating_mul(k))?;
     let out = be.output(op, be.dtype, vec![m, n])?;
     if numel == 0 {
         return Ok(out);
     }
-    let row_bytes = (k * dw.size()) as u64;
     let chunks = row_chunks(be.sizes(), n, row_bytes)
         .ok_or_else(|| shape_err(op, format!("one row of w {:?} exceeds a storage binding", w.shape)))?;
-
     let s = be.sizes();
     let vec = m < VEC_MAX_ROWS;
-    let base = Kernel::new(Shader::Matmul, if vec { "matmul_vec" } else { "matmul_tiled" })
+    let kernel = spec(Kernel::new(entries.shader, if vec { entries.vec } else { entries.tiled }))
         .ty("X", dx)
-        .ty("W", dw)
         .ty("BT", db)
         .ty("O", be.dtype)
         .konst("WG", s.wg)
@@ -103,18 +131,18 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
         .read(2)
         .read(3)
         .rw(4);
+    be.settle(w)?;
     let x_bind = be.bind(op, 1, x)?;
-    let bias_bind = match bias {
-        Some(b) => be.bind(op, 3, b)?,
-        None => Binding::whole(3, &be.dummy),
+    let bias_buf = match bias {
+        Some(b) => be.bind(op, 3, b)?.buffer,
+        None => &be.dummy,
     };
     let out_bind = be.bind(op, 4, &out)?;
     for &(n0, nc) in &chunks {
         let (offset, size) = chunk_range(n0, nc, row_bytes);
-        let params = [m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), 0, 0];
+        let params = [m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), word6, 0];
         let groups = if vec {
-            let cols = (nc as u32).div_ceil(s.wg / 32);
-            let mut g = be.grid_groups(op, cols)?;
+            let mut g = be.grid_groups(op, (nc as u32).div_ceil(s.wg / 32))?;
             g[2] = m as u32;
             g
         } else {
@@ -128,10 +156,10 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
         let bindings = [
             Binding { index: 1, buffer: x_bind.buffer, offset: 0, size: None },
             Binding { index: 2, buffer: &w.buffer, offset, size: Some(size) },
-            Binding { index: 3, buffer: bias_bind.buffer, offset: 0, size: None },
+            Binding { index: 3, buffer: bias_buf, offset: 0, size: None },
             Binding { index: 4, buffer: out_bind.buffer, offset: 0, size: None },
         ];
-        be.run(base.clone(), &params, &bindings, groups)?;
+        be.run(kernel.clone(), &params, &bindings, groups)?;
     }
     Ok(out)
 }

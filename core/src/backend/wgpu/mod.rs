@@ -6,7 +6,9 @@
 //!   gpu        device, queue, limits -> Sizes (workgroup sizes, binding limits), error sink
 //!   pipelines  (shader, entry, dtype aliases, sizes, layout) -> compiled pipeline, built once
 //!   recorder   one pending command encoder + compute pass; ops only record dispatches;
-//!              `to_host` (the one async op) submits, copies out and maps
+//!              `to_host` (the one async op) submits, copies out and maps; decode-step
+//!              graphs (the trait's graph_*): a step's dispatches with their bind groups
+//!              recorded once and re-encoded by each replay (no op code, no allocations)
 //!   dtype      activations and KV pages: f16 where the adapter has shader-f16 (or as asked),
 //!              else f32; math is always f32 inside the shaders
 //! ```
@@ -22,7 +24,8 @@
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
 //! `matmul`, `quant` (GGUF block weights), `attention` (`write_kv`, `paged_attention`),
-//! `sample` (top-k / top-p / min-p sampling).
+//! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
+//! step's time goes).
 
 mod attention;
 mod device;
@@ -30,6 +33,7 @@ mod encoder;
 mod kernels;
 mod matmul;
 mod ops;
+mod profile;
 mod quant;
 mod sample;
 mod tensor;
@@ -46,7 +50,7 @@ use crate::tensor::{DType, HostTensor};
 use device::Gpu;
 use encoder::{grid, Binding, Recorder};
 use kernels::{Kernel, PipelineCache};
-use tensor::{device_err, numel_of, shape_err, BufferPool, DeviceBuffer};
+use tensor::{device_err, numel_of, shape_err, BufferPool, DeviceBuffer, HostCopy};
 
 /// The backend's name in logs and errors.
 pub(crate) const NAME: &str = "wgpu";
@@ -69,6 +73,11 @@ pub struct WgpuBackend {
     allocated: std::sync::atomic::AtomicU64,
     /// Freed op outputs, reused by later outputs of the same size.
     pool: Arc<BufferPool>,
+    /// Whether decode-step graphs are offered (`graph_supported`).
+    graphs: bool,
+    /// Whether `rope` is deferred into `write_kv` / `paged_attention` (`TESSERA_WGPU_FUSE_ROPE=0`:
+    /// never, for comparisons).
+    fuse_rope: bool,
 }
 
 impl WgpuBackend {
@@ -81,15 +90,18 @@ impl WgpuBackend {
             usage: STORAGE,
             mapped_at_creation: false,
         });
+        let recorder = Recorder::new(&gpu);
         Ok(WgpuBackend {
             gpu,
             pipelines: PipelineCache::default(),
-            recorder: Recorder::default(),
+            recorder,
             dtype,
             poison: opts.poison_outputs,
             dummy,
             allocated: std::sync::atomic::AtomicU64::new(0),
             pool: Arc::default(),
+            graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
+            fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
         })
     }
 
@@ -168,8 +180,17 @@ impl WgpuBackend {
         Ok(g)
     }
 
-    /// Binds all of `t`, which must fit one storage binding.
+    /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
+    fn settle(&self, t: &WgpuTensor) -> Result<()> {
+        match t.pending_rope.take() {
+            Some(r) => ops::record_rope(self, &t.buffer, t.dtype, &r),
+            None => Ok(()),
+        }
+    }
+
+    /// Binds all of `t`, which must fit one storage binding (its deferred rope recorded first).
     fn bind<'a>(&self, op: Op, index: u32, t: &'a WgpuTensor) -> Result<Binding<'a>> {
+        self.settle(t)?;
         if t.byte_len() > self.sizes().max_binding {
             return Err(shape_err(
                 op,
@@ -228,11 +249,13 @@ impl WgpuBackend {
             ));
         }
         let padded = bytes.div_ceil(4).max(1) * 4;
-        let buffer = match self.pool.take(padded) {
+        // While a graph is recorded, outputs come from (and return to) the graph's own pool.
+        let (pool, reuse) = self.recorder.capture_output(padded).unwrap_or_else(|| (self.pool.clone(), true));
+        let buffer = match reuse.then(|| pool.take(padded)).flatten() {
             Some(b) => b,
             None => self.buffer(op, bytes, None)?,
         };
-        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, self.pool.clone()), shape, dtype, host_u32: None };
+        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, pool), shape, dtype, host_u32: HostCopy::default(), pending_rope: Default::default() };
         if self.poison && numel > 0 {
             let word = match dtype {
                 DType::F16 => 0x7e00_7e00,
@@ -322,8 +345,8 @@ impl Backend for WgpuBackend {
             }
         };
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        let host_u32 = (dtype == DType::U32).then(|| Arc::from(t.to_u32()));
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32 })
+        let host_u32 = HostCopy::new((dtype == DType::U32).then(|| Arc::from(t.to_u32())));
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32, pending_rope: Default::default() })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
@@ -333,7 +356,7 @@ impl Backend for WgpuBackend {
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: Some(values.into()) })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: HostCopy::new(Some(values.into())), pending_rope: Default::default() })
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
@@ -344,7 +367,7 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
         // wgpu zero-initializes new buffers.
         let buffer = self.buffer(op, bytes as u64, None)?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: None })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: HostCopy::default(), pending_rope: Default::default() })
     }
 
     fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {
@@ -423,7 +446,65 @@ impl Backend for WgpuBackend {
         Ok(self.to_host(&ids).await?.to_u32())
     }
 
+    /// Graphs record the step's commands (bind groups included) once and re-encode them;
+    /// `TESSERA_WGPU_GRAPHS=0` turns them off (every step eager, for comparisons).
+    fn graph_supported(&self) -> bool {
+        self.graphs
+    }
+
+    /// One graph per batch size: no kernel choice depends on the context length.
+    fn graph_variant(&self, _num_seqs: usize, _max_seq_len: usize) -> Option<u64> {
+        self.graphs.then_some(0)
+    }
+
+    fn graph_begin(&self) -> Result<()> {
+        self.recorder.begin_capture()
+    }
+
+    fn graph_end(&self, ok: bool) -> Result<u64> {
+        let id = self.recorder.end_capture(&self.gpu, ok);
+        self.gpu.errors.check("device error while recording a graph")?;
+        id
+    }
+
+    fn graph_replay(&self, id: u64) -> Result<()> {
+        self.recorder.replay(&self.gpu, id)
+    }
+
+    fn write_u32(&self, dst: &WgpuTensor, values: &[u32]) -> Result<()> {
+        let op = Op::Upload;
+        tensor::index(op, dst)?;
+        if values.len() != dst.numel() {
+            return Err(shape_err(op, format!("{} values do not fill {:?}", values.len(), dst.shape)));
+        }
+        if values.is_empty() {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.recorder.write(&self.gpu, &dst.buffer, &bytes)?;
+        dst.host_u32.set(Some(values.into()));
+        Ok(())
+    }
+
+    fn copy_into(&self, dst: &WgpuTensor, src: &WgpuTensor) -> Result<()> {
+        let op = Op::Upload;
+        if dst.dtype != src.dtype || dst.byte_len() != src.byte_len() {
+            return Err(shape_err(
+                op,
+                format!("copy_into: {} {:?} into {} {:?}", src.dtype, src.shape, dst.dtype, dst.shape),
+            ));
+        }
+        let size = src.byte_len().div_ceil(4) * 4;
+        self.settle(src)?;
+        if size > 0 {
+            self.recorder.copy(&self.gpu, &src.buffer, &dst.buffer, size)?;
+        }
+        dst.host_u32.set(src.host_u32.get());
+        Ok(())
+    }
+
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {
+        self.settle(t)?;
         let data = self.recorder.read(&self.gpu, &t.buffer, t.byte_len()).await?;
         Ok(HostTensor { dtype: t.dtype(), shape: t.shape.clone(), data: data.into() })
     }

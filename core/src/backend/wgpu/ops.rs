@@ -8,7 +8,7 @@
 
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{dims1, dims2, float, index, shape_err, u32_of, WgpuTensor};
+use super::tensor::{dims1, dims2, float, index, shape_err, u32_of, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::{Activation, Op, Result, RopeParams, RopeStyle, Tensor};
 use crate::tensor::DType;
@@ -22,7 +22,7 @@ fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
 
 /// Checks that every host-known index in `t` is below `limit`.
 pub(super) fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[usize]) -> Result<()> {
-    if let Some(values) = &t.host_u32 {
+    if let Some(values) = t.host_u32.get() {
         if let Some((i, &v)) = values.iter().enumerate().find(|(_, &v)| v as usize >= limit) {
             return Err(shape_err(op, format!("{what} {v} at row {i} is out of range for {against:?}")));
         }
@@ -53,6 +53,7 @@ fn gather(be: &WgpuBackend, op: Op, table: &WgpuTensor, ids: &WgpuTensor, scale:
     if tokens == 0 || hidden == 0 {
         return Ok(out);
     }
+    be.settle(table)?;
     let row_bytes = (hidden * tab_dtype.size()) as u64;
     let chunks = super::matmul::row_chunks(be.sizes(), rows, row_bytes)
         .ok_or_else(|| shape_err(op, format!("one row of {:?} exceeds a storage binding", table.shape)))?;
@@ -249,9 +250,25 @@ pub(super) fn rope(be: &WgpuBackend, x: &mut WgpuTensor, positions: &WgpuTensor,
         0,
     ];
     u32_of(op, "rotated pairs", threads)?;
+    be.bind(op, 1, x)?; // records an earlier deferred rope of x, checks the binding size
+    be.bind(op, 2, positions)?;
+    be.bind(op, 3, inv_freq)?;
+    let r = PendingRope { params, positions: positions.buffer.clone(), inv_freq: inv_freq.buffer.clone() };
+    if be.fuse_rope {
+        // Deferred: write_kv / paged_attention apply it as they read x, other readers settle it.
+        x.pending_rope.set(Some(r));
+        return Ok(());
+    }
+    record_rope(be, &x.buffer, dx, &r)
+}
+
+/// Records the in-place rope `r` of `x` (of dtype `dx`).
+pub(super) fn record_rope(be: &WgpuBackend, x: &wgpu::Buffer, dx: DType, r: &PendingRope) -> Result<()> {
+    let op = Op::Rope;
+    let threads = r.params[0] as usize * r.params[1] as usize * r.params[3] as usize;
     let k = Kernel::new(Shader::Rope, "rope").ty("X", dx).konst("WG", be.sizes().wg).rw(1).read(2).read(3);
-    let bindings = [be.bind(op, 1, x)?, be.bind(op, 2, positions)?, be.bind(op, 3, inv_freq)?];
-    be.run(k, &params, &bindings, be.grid_threads(op, threads, be.sizes().wg)?)
+    let bindings = [Binding::whole(1, x), Binding::whole(2, &r.positions), Binding::whole(3, &r.inv_freq)];
+    be.run(k, &r.params, &bindings, be.grid_threads(op, threads, be.sizes().wg)?)
 }
 
 pub(super) fn argmax(be: &WgpuBackend, x: &WgpuTensor) -> Result<WgpuTensor> {

@@ -14,8 +14,8 @@
 
 use super::encoder::Binding;
 use super::kernels::{block_code, Kernel, Shader};
-use super::matmul::{chunk_range, row_chunks, VEC_MAX_ROWS};
-use super::tensor::{dims1, dims2, float, index, shape_err, u32_of, unsupported, WgpuTensor};
+use super::matmul::{chunk_range, row_chunks, run_rows, Entries};
+use super::tensor::{dims1, dims2, index, shape_err, u32_of, unsupported, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::{Op, Result};
 use crate::tensor::DType;
@@ -37,77 +37,12 @@ fn geometry(op: Op, w: &WgpuTensor, k: usize) -> Result<(u32, u64)> {
 /// `x · wᵀ (+ bias)` with `w` `[N, K]` in a block format.
 pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
     let op = Op::Matmul;
-    let dx = float(op, x, be.f16_ok())?;
-    let (m, k) = dims2(op, "x", x)?;
-    let (n, wk) = dims2(op, "w", w)?;
-    if wk != k {
-        return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ: inner dims {k} and {wk} differ", x.shape, w.shape)));
-    }
+    super::tensor::float(op, x, be.f16_ok())?;
+    let k = dims2(op, "x", x)?.1;
     let (qt, row_bytes) = geometry(op, w, k)?;
-    let db = match bias {
-        Some(b) => {
-            let d = float(op, b, be.f16_ok())?;
-            if dims1(op, "bias", b)? != n {
-                return Err(shape_err(op, format!("bias {:?} does not match w {:?}", b.shape, w.shape)));
-            }
-            d
-        }
-        None => DType::F32,
-    };
-    let numel = m.checked_mul(n).ok_or_else(|| shape_err(op, format!("output [{m}, {n}] overflows")))?;
-    u32_of(op, "output elements", numel)?;
-    u32_of(op, "x elements", m * k)?;
-    u32_of(op, "w bytes", n.saturating_mul(row_bytes as usize))?;
-    let out = be.output(op, be.dtype, vec![m, n])?;
-    if numel == 0 {
-        return Ok(out);
-    }
-    let chunks = row_chunks(be.sizes(), n, row_bytes)
-        .ok_or_else(|| shape_err(op, format!("one row of w {:?} exceeds a storage binding", w.shape)))?;
-    let s = be.sizes();
-    let vec = m < VEC_MAX_ROWS;
-    let kernel = Kernel::new(Shader::QMatmul, if vec { "qmatmul_vec" } else { "qmatmul_tiled" })
-        .ty("X", dx)
-        .ty("BT", db)
-        .ty("O", be.dtype)
-        .konst("QT", qt)
-        .konst("WG", s.wg)
-        .konst("TS", s.matmul_ts)
-        .konst("VR", s.wg / 32)
-        .read(1)
-        .read(2)
-        .read(3)
-        .rw(4);
-    let x_bind = be.bind(op, 1, x)?;
-    let bias_buf = match bias {
-        Some(b) => be.bind(op, 3, b)?.buffer,
-        None => &be.dummy,
-    };
-    let out_bind = be.bind(op, 4, &out)?;
-    for &(n0, nc) in &chunks {
-        let (offset, size) = chunk_range(n0, nc, row_bytes);
-        let params = [m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), row_bytes as u32, 0];
-        let groups = if vec {
-            let mut g = be.grid_groups(op, (nc as u32).div_ceil(s.wg / 32))?;
-            g[2] = m as u32;
-            g
-        } else {
-            let tile = 4 * s.matmul_ts;
-            let g = [(nc as u32).div_ceil(tile), (m as u32).div_ceil(tile), 1];
-            if g[0] > s.max_groups || g[1] > s.max_groups {
-                return Err(shape_err(op, format!("x {:?} · w {:?}ᵀ needs a grid of {g:?} workgroups", x.shape, w.shape)));
-            }
-            g
-        };
-        let bindings = [
-            Binding { index: 1, buffer: x_bind.buffer, offset: 0, size: None },
-            Binding { index: 2, buffer: &w.buffer, offset, size: Some(size) },
-            Binding { index: 3, buffer: bias_buf, offset: 0, size: None },
-            Binding { index: 4, buffer: out_bind.buffer, offset: 0, size: None },
-        ];
-        be.run(kernel.clone(), &params, &bindings, groups)?;
-    }
-    Ok(out)
+    u32_of(op, "w bytes", dims2(op, "w", w)?.0.saturating_mul(row_bytes as usize))?;
+    let entries = Entries { shader: Shader::QMatmul, vec: "qmatmul_vec", tiled: "qmatmul_tiled" };
+    run_rows(be, x, w, bias, row_bytes, |k: Kernel| k.konst("QT", qt), entries, row_bytes as u32)
 }
 
 /// `out[t] = dequant(table[ids[t]]) * scale` with `table` `[V, H]` in a block format.

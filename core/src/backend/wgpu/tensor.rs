@@ -7,10 +7,15 @@
 //!   dtype      F32 | F16 (floats)  or  U32 (ids, positions, slots, tables, argmax)
 //!              or a GGUF block dtype (raw blocks) for matmul / embedding weights
 //!   host_u32   for u32 tensors uploaded from the host: a copy of the values, so ops can
-//!              validate ids / slots / block tables without a device read-back
+//!              validate ids / slots / block tables without a device read-back (kept
+//!              current by `write_u32`, the one in-place write of a u32 tensor)
 //! ```
 //! Tensors are immutable except through `&mut` ops (`rope`, `write_kv`), so sharing the
 //! buffer through an `Arc` is safe; there is deliberately no `Clone` (a clone would alias).
+//!
+//! A `rope` is deferred (`pending_rope`): `write_kv` and `paged_attention` apply it while
+//! reading k / q (one dispatch fewer each, per layer), every other reader first records it
+//! in place (`WgpuBackend::settle`), so every op still sees the rotated values.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,7 +83,54 @@ pub struct WgpuTensor {
     pub(super) buffer: Arc<DeviceBuffer>,
     pub(super) shape: Vec<usize>,
     pub(super) dtype: DType,
-    pub(super) host_u32: Option<Arc<[u32]>>,
+    pub(super) host_u32: HostCopy,
+    /// A `rope` of this tensor not yet recorded (see the module doc).
+    pub(super) pending_rope: Deferred,
+}
+
+/// A deferred in-place `rope`: its parameter words (as `rope.wgsl` takes them) and inputs.
+#[derive(Clone)]
+pub(crate) struct PendingRope {
+    pub params: [u32; 8],
+    pub positions: Arc<DeviceBuffer>,
+    pub inv_freq: Arc<DeviceBuffer>,
+}
+
+/// The slot of a tensor's deferred rope.
+#[derive(Default)]
+pub(crate) struct Deferred(Mutex<Option<PendingRope>>);
+
+impl Deferred {
+    pub fn take(&self) -> Option<PendingRope> {
+        self.0.lock().ok()?.take()
+    }
+
+    pub fn set(&self, r: Option<PendingRope>) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = r;
+        }
+    }
+}
+
+/// The host copy of a u32 tensor's values (see [`WgpuTensor`]); replaced by `write_u32`.
+#[derive(Default)]
+pub(crate) struct HostCopy(Mutex<Option<Arc<[u32]>>>);
+
+impl HostCopy {
+    pub fn new(values: Option<Arc<[u32]>>) -> Self {
+        HostCopy(Mutex::new(values))
+    }
+
+    /// The values, when the host knows them.
+    pub fn get(&self) -> Option<Arc<[u32]>> {
+        self.0.lock().ok()?.clone()
+    }
+
+    pub fn set(&self, values: Option<Arc<[u32]>>) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = values;
+        }
+    }
 }
 
 impl WgpuTensor {
