@@ -442,10 +442,14 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
             be.rope(&mut q, &positions, &inv_freq, rp)?;
             be.rope(&mut k, &positions, &inv_freq, rp)?;
             be.write_kv(&mut kc, &mut vc, &k, &v, &be.upload_u32(&slots, &[n])?)?;
+            let qsl: Vec<u32> = (0..=n as u32).collect();
+            let (order, num_decode_seqs) = decode_first(&qsl);
             let meta = AttentionMetadata {
-                query_start_loc: be.upload_u32(&(0..=n as u32).collect::<Vec<_>>(), &[n + 1])?,
+                query_start_loc: be.upload_u32(&qsl, &[n + 1])?,
                 seq_lens: be.upload_u32(&seq_lens.iter().map(|&l| l as u32).collect::<Vec<_>>(), &[n])?,
                 block_tables: be.upload_u32(&tables, &[n, max_blocks])?,
+                seq_order: be.upload_u32(&order, &[n])?,
+                num_decode_seqs,
                 num_seqs: n,
                 max_blocks_per_seq: max_blocks,
                 block_size: bs,
