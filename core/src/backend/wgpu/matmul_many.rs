@@ -8,7 +8,8 @@
 //!                 out per weight: 3 on native adapters, 2 on WebGPU's minimum of 8)
 //!   gated_matmul  gate and up in one workgroup per column group, act(g) * u in the epilogue
 //!                 (6 storage bindings)
-//! otherwise: the trait's defaults (one `matmul` per weight, then `act_mul`)
+//! otherwise: the trait's defaults (one `matmul` per weight, then `act_mul`); so too with
+//!   TESSERA_WGPU_FUSE_MATMUL=0 (for comparisons)
 //! ```
 //! The fused kernels are the matrix-vector kernels' `vec_dot` with the weight slot picked
 //! per workgroup (`kernels::Kernel::slots`), so every weight format the single matmul
@@ -43,8 +44,12 @@ struct Plan {
     row_bytes: u64,
 }
 
-/// Weights per `matmul_many` dispatch on this adapter (1: no fusion).
+/// Weights per `matmul_many` dispatch on this adapter (1: no fusion; also with
+/// `TESSERA_WGPU_FUSE_MATMUL=0`).
 fn slots_per_dispatch(be: &WgpuBackend) -> usize {
+    if !be.fuse_matmul {
+        return 1;
+    }
     ((be.sizes().storage_buffers.saturating_sub(1) / 3) as usize).min(MAX_SLOTS)
 }
 

@@ -80,6 +80,9 @@ pub struct WgpuBackend {
     /// Whether `rope` is deferred into `write_kv` / `paged_attention` (`TESSERA_WGPU_FUSE_ROPE=0`:
     /// never, for comparisons).
     fuse_rope: bool,
+    /// Whether `matmul_many` / `gated_matmul` fuse at decode (`TESSERA_WGPU_FUSE_MATMUL=0`:
+    /// never, the trait's defaults run, for comparisons).
+    fuse_matmul: bool,
 }
 
 impl WgpuBackend {
@@ -104,6 +107,7 @@ impl WgpuBackend {
             pool: Arc::default(),
             graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
             fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
+            fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
         })
     }
 
