@@ -6,8 +6,9 @@
 //! ```text
 //! matmul_many   S = NW weights [n_s, K] on one x: workgroups range over the concatenated
 //!               column groups (slot s from group g0[s]); out_s[r, c] = x[r] · w_s[c] (+ b_s[c])
-//! gated_matmul  gate (slot 0) and up (slot 1) [n, K]: each workgroup reduces both dots for
-//!               its VR columns, then out[r, c] = act(O(g + bg)) * O(u + bu) (rounded to the
+//! gated_matmul  gate (slot 0) and up (slot 1) [n, K]: a workgroup covers VR / 2 columns,
+//!               the lanes of a column's gate dot next to those of its up dot (both at
+//!               once), then out[r, c] = act(O(g + bg)) * O(u + bu) (rounded to the
 //!               activation dtype first, as `matmul` then `act_mul` compute it)
 //! ```
 //! Weight slot s >= 1 is binding 2 + 3 s, its bias 3 + 3 s, its output 4 + 3 s (slot 0:
@@ -65,18 +66,12 @@ fn vec_reduce(li: u32, lane: u32, acc: f32) -> f32 {
     return partial[li];
 }
 
-/// Row r, column c of x · w_sᵀ (+ b_s), reduced over the workgroup (valid on lane 0).
-fn slot_dot(s: u32, r: u32, c: u32, n: u32, li: u32, lane: u32) -> f32 {
-    wsel = s;
-    var acc = 0.0;
-    if (c < n) {
-        acc = vec_dot(r, c, lane);
+/// `v` (+ b_s[c] where slot s has a bias).
+fn biased(s: u32, c: u32, v: f32) -> f32 {
+    if (p.hb[s] != 0u) {
+        return v + bias_of(s, c);
     }
-    let sum = vec_reduce(li, lane, acc);
-    if (p.hb[s] != 0u && c < n) {
-        return sum + bias_of(s, c);
-    }
-    return sum;
+    return v;
 }
 
 @compute @workgroup_size(WG)
@@ -94,23 +89,37 @@ fn matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let lane = li % LANES;
     let n = p.ns[s];
     let c = (group - p.g0[s]) * VR + li / LANES;
-    let v = slot_dot(s, r, c, n, li, lane);
+    wsel = s;
+    var acc = 0.0;
+    if (c < n) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
     if (lane == 0u && c < n) {
-        put(s, r * n + c, v);
+        put(s, r * n + c, biased(s, c, sum));
     }
 }
 
 @compute @workgroup_size(WG)
 fn gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    // Grid: x (wrapping into y) = column groups, z = rows of x.
+    // Grid: x (wrapping into y) = groups of VR / 2 columns, z = rows of x. The lane groups of
+    // a column come in pairs: the even one reduces gate's dot, the odd one up's, at once.
     let r = wg.z;
     let lane = li % LANES;
+    let group = li / LANES;
+    let s = group % 2u;
     let n = p.ns.x;
-    let c = linear_wg(wg, nwg) * VR + li / LANES;
-    let g = slot_dot(0u, r, c, n, li, lane);
-    let u = slot_dot(1u, r, c, n, li, lane);
-    if (lane == 0u && c < n) {
+    let c = linear_wg(wg, nwg) * (VR / 2u) + group / 2u;
+    wsel = s;
+    var acc = 0.0;
+    if (c < n) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
+    if (lane == 0u && s == 0u && c < n) {
+        let g = biased(0u, c, sum);
+        let u = biased(1u, c, partial[li + LANES]);
         out[r * n + c] = O(act_f32(f32(O(g)), p.act) * f32(O(u)));
     }
 }

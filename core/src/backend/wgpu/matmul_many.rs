@@ -6,7 +6,8 @@
 //!   matmul_many   workgroups over the concatenated column groups of up to S weights, with
 //!                 S = (maxStorageBuffersPerShaderStage - 1) / 3 capped at 3 (x + w, bias,
 //!                 out per weight: 3 on native adapters, 2 on WebGPU's minimum of 8)
-//!   gated_matmul  gate and up in one workgroup per column group, act(g) * u in the epilogue
+//!   gated_matmul  gate and up dots of a column side by side in one workgroup (VR / 2
+//!                 columns each), act(g) * u in the epilogue
 //!                 (6 storage bindings)
 //! otherwise: the trait's defaults (one `matmul` per weight, then `act_mul`); so too with
 //!   TESSERA_WGPU_FUSE_MATMUL=0 (for comparisons)
@@ -150,8 +151,9 @@ fn dispatch(be: &WgpuBackend, plan: &Plan, x: &WgpuTensor, ws: &[Weight<'_>], ou
         params[16 + i] = group;
         group += (n as u32).div_ceil(vr);
     }
-    // gated_matmul: one workgroup per column group of gate (= up) covers both.
-    let groups = if plan.entry == "gated_matmul" { (ws[0].0.shape[0] as u32).div_ceil(vr) } else { group };
+    // gated_matmul: a workgroup covers VR / 2 columns of gate and of up (VR >= 2: the 1-D
+    // workgroup has at least 64 threads).
+    let groups = if plan.entry == "gated_matmul" { (ws[0].0.shape[0] as u32).div_ceil(vr / 2) } else { group };
     let mut g = be.grid_groups(op, groups)?;
     g[2] = plan.m as u32;
     be.run(kernel, &params, &bindings, g)
