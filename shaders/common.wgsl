@@ -95,3 +95,17 @@ fn rope_partner(d: u32, half: u32, interleaved: bool) -> u32 {
 fn rope_pair(d: u32, half: u32, interleaved: bool) -> u32 {
     return select(d % half, d / 2u, interleaved);
 }
+
+/// The gated MLP's activation: silu (0), gelu tanh (1) or exact gelu (2), in torch's formulas
+/// (`act_mul` in act.wgsl, and `gated_matmul`'s epilogue).
+fn act_f32(g: f32, kind: u32) -> f32 {
+    if (kind == 0u) {
+        return g / (1.0 + exp(-g));
+    }
+    if (kind == 1u) {
+        // torch: kBeta = sqrt(2) * (2 / sqrt(pi)) * 0.5, kKappa = 0.044715.
+        let inner = 0.7978845608028654 * (g + 0.044715 * (g * g * g));
+        return 0.5 * g * (1.0 + tanh_f32(inner));
+    }
+    return g * 0.5 * (1.0 + erf_f32(g * 0.7071067811865476));
+}

@@ -1,6 +1,7 @@
 //! GGUF (ggml) block decoders shared by the quantized ops (`qmatmul.wgsl`, `qembedding.wgsl`).
-//! The including shader declares `wq: array<u32>` (the raw block bytes of the bound rows,
-//! little-endian, packed four to a word) and the preamble sets `QT`, the block format:
+//! The including shader defines `wl(i) -> u32`, word i of the raw block bytes of the bound
+//! rows (little-endian, four to a word; `qmatmul`'s reads weight slot `wsel`, see
+//! `matmul_many.wgsl`) and the preamble sets `QT`, the block format:
 //!
 //! ```text
 //! QT  format  block  bytes  layout (as core/src/quant/dequant.rs)
@@ -55,19 +56,19 @@ fn pos8(q: u32) -> vec2<u32> {
 fn ld32(b: u32) -> u32 {
     let i = b >> 2u;
     let s = (b & 3u) * 8u;
-    let lo = wq[i];
+    let lo = wl(i);
     if (s == 0u) {
         return lo;
     }
-    return (lo >> s) | (wq[i + 1u] << (32u - s));
+    return (lo >> s) | (wl(i + 1u) << (32u - s));
 }
 
 fn byte_at(b: u32) -> u32 {
-    return (wq[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+    return (wl(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu;
 }
 
 fn f16_at(b: u32) -> f32 {
-    return unpack2x16float(wq[b >> 2u] >> ((b & 2u) * 8u)).x;
+    return unpack2x16float(wl(b >> 2u) >> ((b & 2u) * 8u)).x;
 }
 
 /// Nibbles 0..3 of `v` (low nibble of each byte) or, with `hi`, the high nibbles.

@@ -6,37 +6,17 @@
 //! matmul_tiled  (M >= 8): workgroup TS x TS threads computes a (4 TS) x (4 TS) output tile,
 //!               4 x 4 per thread, over K in steps of BK staged in workgroup memory.
 //! matmul_vec    (small M, decode): workgroup = VR output columns x (WG / VR) lanes; lanes
-//!               stride over K in runs of 4 elements, partial dots reduced in workgroup memory.
+//!               stride over K in runs of 4 elements (`vec_dot`), partial dots reduced in
+//!               workgroup memory (`vec_reduce`).
 //! ```
 //! The register tile is `tile.wgsl`'s (shared with `qmatmul_tiled`, which dequantizes GGUF
-//! blocks of w while staging them).
+//! blocks of w while staging them). The parameters, x, bias, out, `store`, the lane reduction and the
+//! fused decode kernels (`matmul_many`, `gated_matmul`, over `vec_dot`) are in
+//! `matmul_many.wgsl`, appended with the weight slots `wl` reads (`kernels::slots`).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,
-    nc: u32,
-    has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<X>;
 @group(0) @binding(2) var<storage, read> w: array<W>;
-@group(0) @binding(3) var<storage, read> bias: array<BT>;
-@group(0) @binding(4) var<storage, read_write> out: array<O>;
 
 const BK: u32 = 16u;
-
-fn store(r: u32, c: u32, acc: f32) {
-    var v = acc;
-    if (p.has_bias != 0u) {
-        v = v + f32(bias[p.n0 + c]);
-    }
-    out[r * p.n + p.n0 + c] = O(v);
-}
 
 @compute @workgroup_size(TS, TS)
 fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -79,42 +59,37 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     tile_store(row0, col0, lid, &acc);
 }
 
-const LANES: u32 = WG / VR;
-
-var<workgroup> partial: array<f32, WG>;
+/// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`wl`): runs of 4 elements
+/// per lane (independent loads in flight), then the tail.
+fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
+    var acc = 0.0;
+    let xb = r * p.k;
+    let wb = c * p.k;
+    let k4 = p.k / 4u * 4u;
+    for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
+        let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
+        let wv = vec4<f32>(f32(wl(wb + kk)), f32(wl(wb + kk + 1u)), f32(wl(wb + kk + 2u)), f32(wl(wb + kk + 3u)));
+        acc = acc + dot(xv, wv);
+    }
+    for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
+        acc = acc + f32(x[xb + kk]) * f32(wl(wb + kk));
+    }
+    return acc;
+}
 
 @compute @workgroup_size(WG)
 fn matmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     // Grid: x (wrapping into y) = column groups, z = rows of x.
-    let col_group = linear_wg(wg, nwg);
     let r = wg.z;
     let lane = li % LANES;
-    let c = col_group * VR + li / LANES;
+    let c = linear_wg(wg, nwg) * VR + li / LANES;
     var acc = 0.0;
     if (c < p.nc) {
-        let xb = r * p.k;
-        let wb = c * p.k;
-        // Runs of 4 elements per lane (independent loads in flight), then the tail.
-        let k4 = p.k / 4u * 4u;
-        for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
-            let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
-            let wv = vec4<f32>(f32(w[wb + kk]), f32(w[wb + kk + 1u]), f32(w[wb + kk + 2u]), f32(w[wb + kk + 3u]));
-            acc = acc + dot(xv, wv);
-        }
-        for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
-            acc = acc + f32(x[xb + kk]) * f32(w[wb + kk]);
-        }
+        acc = vec_dot(r, c, lane);
     }
-    partial[li] = acc;
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
-        if (lane < s) {
-            partial[li] = partial[li] + partial[li + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = vec_reduce(li, lane, acc);
     if (lane == 0u && c < p.nc) {
-        store(r, c, partial[li]);
+        store(r, c, sum);
     }
 }

@@ -22,6 +22,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<O>;
 
+/// Word i of the table's blocks (what `gguf_blocks.wgsl` reads).
+fn wl(i: u32) -> u32 {
+    return wq[i];
+}
+
 @compute @workgroup_size(WG)
 fn qembedding(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {

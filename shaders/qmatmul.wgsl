@@ -13,71 +13,46 @@
 //!                memory (2 x 32 x 64 f32 = 16 KiB, WebGPU's default limit); the register
 //!                tile is `tile.wgsl`'s.
 //! ```
+//! The parameters, x, bias, out, `store`, the lane reduction and the fused decode kernels
+//! (`matmul_many`, `gated_matmul`, over `vec_dot`) are `matmul_many.wgsl`'s.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,
-    nc: u32,
-    has_bias: u32,
-    row_bytes: u32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<X>;
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
-@group(0) @binding(3) var<storage, read> bias: array<BT>;
-@group(0) @binding(4) var<storage, read_write> out: array<O>;
-
-fn store(r: u32, c: u32, acc: f32) {
-    var v = acc;
-    if (p.has_bias != 0u) {
-        v = v + f32(bias[p.n0 + c]);
-    }
-    out[r * p.n + p.n0 + c] = O(v);
-}
 
 fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
 }
 
-const LANES: u32 = WG / VR;
-
-var<workgroup> partial: array<f32, WG>;
+/// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`deq8` reads it through
+/// `wl`): lanes stride over the row's quarters-of-units.
+fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
+    var acc = 0.0;
+    let rb = c * p.row_bytes;
+    let quarters = p.k / 8u;
+    for (var g = lane; g < quarters; g = g + LANES) {
+        let u = g / 4u;
+        let q = g % 4u;
+        let d = deq8(rb, u, q);
+        let pos = pos8(q);
+        let xo = r * p.k + u * 32u;
+        acc = acc + dot(d.a, x4(xo + pos.x)) + dot(d.b, x4(xo + pos.y));
+    }
+    return acc;
+}
 
 @compute @workgroup_size(WG)
 fn qmatmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     // Grid: x (wrapping into y) = column groups, z = rows of x.
-    let col_group = linear_wg(wg, nwg);
     let r = wg.z;
     let lane = li % LANES;
-    let c = col_group * VR + li / LANES;
+    let c = linear_wg(wg, nwg) * VR + li / LANES;
     var acc = 0.0;
     if (c < p.nc) {
-        let rb = c * p.row_bytes;
-        let quarters = p.k / 8u;
-        for (var g = lane; g < quarters; g = g + LANES) {
-            let u = g / 4u;
-            let q = g % 4u;
-            let d = deq8(rb, u, q);
-            let pos = pos8(q);
-            let xo = r * p.k + u * 32u;
-            acc = acc + dot(d.a, x4(xo + pos.x)) + dot(d.b, x4(xo + pos.y));
-        }
+        acc = vec_dot(r, c, lane);
     }
-    partial[li] = acc;
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
-        if (lane < s) {
-            partial[li] = partial[li] + partial[li + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = vec_reduce(li, lane, acc);
     if (lane == 0u && c < p.nc) {
-        store(r, c, partial[li]);
+        store(r, c, sum);
     }
 }
 

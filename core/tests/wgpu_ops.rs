@@ -88,6 +88,45 @@ fn op_parity_small_workgroups() {
     assert!(matches!(too_small, Err(BackendError::Device { .. })));
 }
 
+/// At decode size `matmul_many` (q/k/v) and `gated_matmul` are one dispatch each (q/k/v two
+/// where the adapter allows only 8 storage buffers per stage, WebGPU's minimum and the
+/// browsers' fallback adapters'), at M = 8 one tiled matmul per weight (+ `act_mul`); with 8
+/// storage buffers the fused cases still match the CPU.
+#[test]
+fn fused_matmuls_are_one_dispatch_at_decode() {
+    for (limit, qkv) in [(None, 1), (Some(8), 2)] {
+        let be = backend(WgpuOptions { dtype: Some(DType::F32), max_storage_buffers: limit, ..Default::default() });
+        let weight = |n: usize, k: usize| be.upload(&HostTensor::from_f32(&vec![0.25; n * k], &[n, k])).unwrap();
+        let (wq, wk, wv, gate, up) = (weight(64, 64), weight(32, 64), weight(32, 64), weight(96, 64), weight(96, 64));
+        for m in [1, 5, 8] {
+            let x = be.upload(&HostTensor::from_f32(&vec![1.0; m * 64], &[m, 64])).unwrap();
+            let before = be.pending_dispatches();
+            let qkv_out = be.matmul_many(&x, &[(&wq, None), (&wk, None), (&wv, None)]).unwrap();
+            let fused = be.pending_dispatches() - before;
+            let before = be.pending_dispatches();
+            let h = be.gated_matmul(&x, (&gate, None), (&up, None), tessera_core::backend::Activation::Silu).unwrap();
+            let gated = be.pending_dispatches() - before;
+            if m < 8 {
+                assert_eq!((fused, gated), (qkv, 1), "M = {m}, storage buffers {limit:?}");
+            } else {
+                assert_eq!((fused, gated), (3, 3), "M = {m}");
+            }
+            let shapes: Vec<_> = qkv_out.iter().map(|t| t.shape().to_vec()).collect();
+            assert_eq!(shapes, [vec![m, 64], vec![m, 32], vec![m, 32]]);
+            // Every x · w is 64 * 0.25 = 16; silu(16) * 16.
+            let want = 16.0 / (1.0 + (-16.0f32).exp()) * 16.0;
+            let got = pollster::block_on(be.to_host(&h)).unwrap().to_f32();
+            assert!(got.iter().all(|v| (v - want).abs() < 1e-3), "gated_matmul M = {m}: {:?}", &got[..4]);
+            let got = pollster::block_on(be.to_host(&qkv_out[2])).unwrap().to_f32();
+            assert!(got.iter().all(|&v| v == 16.0), "matmul_many M = {m}: {:?}", &got[..4]);
+        }
+    }
+    let be = backend(WgpuOptions { dtype: Some(DType::F32), poison_outputs: true, max_storage_buffers: Some(8), ..Default::default() });
+    let mut failures = parity(&be, Dt::F32, Some("matmul_many"));
+    failures.extend(parity(&be, Dt::F32, Some("gated_matmul")));
+    assert!(failures.is_empty(), "{} fused cases failed with 8 storage buffers:\n{}", failures.len(), failures.join("\n"));
+}
+
 #[test]
 fn a_filter_matching_nothing_is_an_error() {
     assert!(select(Some("no-such-op")).is_err());

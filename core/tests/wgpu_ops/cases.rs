@@ -89,6 +89,11 @@ pub enum Kind {
     QMatmul { m: usize, k: usize, n: usize, dtype: DType, bias: bool },
     /// Embedding rows of a table in a GGUF block format.
     QEmbedding { vocab: usize, hidden: usize, tokens: usize, dtype: DType, scale: f32 },
+    /// `matmul_many`: weights `[n, k]` for each n of `ns` on one x (q/k/v); `quant` = a GGUF
+    /// block format (else float, kept f32 in f16 runs with `f32_weight`); outputs all.
+    MatmulMany { m: usize, k: usize, ns: Vec<usize>, bias: bool, quant: Option<DType>, f32_weight: bool },
+    /// `gated_matmul`: act(x · gateᵀ (+ bg)) * (x · upᵀ (+ bu)), gate and up `[n, k]`.
+    GatedMatmul { m: usize, k: usize, n: usize, bias: bool, quant: Option<DType>, act: Activation },
 }
 
 #[derive(Clone, Debug)]
@@ -165,7 +170,35 @@ pub fn all_cases() -> Vec<Case> {
         }
         v.push(case(&format!("qembedding/{q}"), QEmbedding { vocab: 37, hidden: k, tokens: 9, dtype, scale: 1.5 }));
     }
-    for (act, name) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh"), (Activation::Gelu, "gelu")] {
+    // The fused decode matmuls (one dispatch for M < 8 on the wgpu backend, the tiled
+    // matmuls per weight above): float and every GGUF format, M = 1, 2, 5 and 33.
+    let many = |m, k, ns: &[usize], bias, quant, f32_weight| MatmulMany { m, k, ns: ns.to_vec(), bias, quant, f32_weight };
+    for (m, bias) in [(1, false), (2, true), (5, false), (33, true)] {
+        let b = if bias { "+bias" } else { "" };
+        v.push(case(&format!("matmul_many/{m}x67x[65,19,19]{b}"), many(m, 67, &[65, 19, 19], bias, None, false)));
+    }
+    v.push(case("matmul_many/f32_weight", many(2, 96, &[50, 17, 17], true, None, true)));
+    v.push(case("matmul_many/two", many(1, 64, &[33, 70], true, None, false)));
+    v.push(case("matmul_many/four", many(3, 40, &[9, 31, 5, 12], false, None, false)));
+    let formats = [(DType::Q4_0, 96), (DType::Q4_1, 288), (DType::Q5_0, 160), (DType::Q5_1, 64), (DType::Q8_0, 224), (DType::Q4_K, 256), (DType::Q5_K, 512), (DType::Q6_K, 768)];
+    let acts = [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh"), (Activation::Gelu, "gelu")];
+    for (i, &(dtype, k)) in formats.iter().enumerate() {
+        let q = dtype.hf_name().to_lowercase();
+        let (m, bias) = [(1, false), (2, true), (5, true)][i % 3];
+        let b = if bias { "+bias" } else { "" };
+        v.push(case(&format!("matmul_many/{q}/{m}x{k}x[33,17,17]{b}"), many(m, k, &[33, 17, 17], bias, Some(dtype), false)));
+        let (act, a) = acts[i % 3];
+        v.push(case(&format!("gated_matmul/{q}/{a}/{m}x{k}x33{b}"), GatedMatmul { m, k, n: 33, bias, quant: Some(dtype), act }));
+    }
+    v.push(case("matmul_many/q4_k/9x256x[33,17,17]", many(9, 256, &[33, 17, 17], true, Some(DType::Q4_K), false)));
+    v.push(case("gated_matmul/q4_1/silu/9x288x33", GatedMatmul { m: 9, k: 288, n: 33, bias: false, quant: Some(DType::Q4_1), act: Activation::Silu }));
+    for (act, name) in acts {
+        for (m, bias) in [(1, false), (2, true), (5, false), (33, true)] {
+            let b = if bias { "+bias" } else { "" };
+            v.push(case(&format!("gated_matmul/{name}/{m}x67x65{b}"), GatedMatmul { m, k: 67, n: 65, bias, quant: None, act }));
+        }
+    }
+    for (act, name) in acts {
         v.push(case(&format!("act_mul/{name}"), ActMul { rows: 13, cols: 37, act }));
         v.push(case(&format!("act_mul/{name}_row"), ActMul { rows: 1, cols: 1536, act }));
     }
@@ -443,14 +476,14 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
             be.rope(&mut k, &positions, &inv_freq, rp)?;
             be.write_kv(&mut kc, &mut vc, &k, &v, &be.upload_u32(&slots, &[n])?)?;
             let qsl: Vec<u32> = (0..=n as u32).collect();
-            let (order, num_decode_seqs) = decode_first(&qsl);
+            let (order, decodes) = decode_first(&qsl);
             let meta = AttentionMetadata {
                 query_start_loc: be.upload_u32(&qsl, &[n + 1])?,
                 seq_lens: be.upload_u32(&seq_lens.iter().map(|&l| l as u32).collect::<Vec<_>>(), &[n])?,
                 block_tables: be.upload_u32(&tables, &[n, max_blocks])?,
                 seq_order: be.upload_u32(&order, &[n])?,
-                num_decode_seqs,
                 num_seqs: n,
+                num_decode_seqs: decodes,
                 max_blocks_per_seq: max_blocks,
                 block_size: bs,
                 max_query_len: 1,
@@ -496,6 +529,38 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
             let table = quant_weight(be, &mut inp.rng, *dtype, &[*vocab, *hidden])?;
             let ids = inp.ids(*tokens, *vocab as u32)?;
             Ok(vec![floats(be, &be.embedding(&table, &ids, *scale)?).await?])
+        }
+        Kind::MatmulMany { m, k, ns, bias, quant, f32_weight } => {
+            let x = inp.float(&[*m, *k], 1.0, false)?;
+            let mut ws = Vec::new();
+            for &n in ns {
+                let w = match quant {
+                    Some(d) => quant_weight(be, &mut inp.rng, *d, &[n, *k])?,
+                    None => inp.float(&[n, *k], 0.5, *f32_weight)?,
+                };
+                let b = if *bias { Some(inp.float(&[n], 1.0, *f32_weight)?) } else { None };
+                ws.push((w, b));
+            }
+            let parts: Vec<_> = ws.iter().map(|(w, b)| (w, b.as_ref())).collect();
+            let mut outs = Vec::new();
+            for t in be.matmul_many(&x, &parts)? {
+                outs.push(floats(be, &t).await?);
+            }
+            Ok(outs)
+        }
+        Kind::GatedMatmul { m, k, n, bias, quant, act } => {
+            let x = inp.float(&[*m, *k], 1.0, false)?;
+            let mut ws = Vec::new();
+            for _ in 0..2 {
+                let w = match quant {
+                    Some(d) => quant_weight(be, &mut inp.rng, *d, &[*n, *k])?,
+                    None => inp.float(&[*n, *k], 0.5, false)?,
+                };
+                let b = if *bias { Some(inp.float(&[*n], 1.0, false)?) } else { None };
+                ws.push((w, b));
+            }
+            let h = be.gated_matmul(&x, (&ws[0].0, ws[0].1.as_ref()), (&ws[1].0, ws[1].1.as_ref()), *act)?;
+            Ok(vec![floats(be, &h).await?])
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct WgpuOptions {
     /// Lower the invocations per workgroup below the adapter's (tests of the sizes a small
     /// adapter gets, e.g. 64; browsers' fallback adapters allow 256).
     pub max_workgroup_invocations: Option<u32>,
+    /// Lower the storage buffers per shader stage below the adapter's (tests of the fused
+    /// matmuls on adapters with WebGPU's minimum of 8, as browsers' fallback adapters).
+    pub max_storage_buffers: Option<u32>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
@@ -50,6 +53,8 @@ pub(crate) struct Sizes {
     pub uniform_align: u64,
     /// Workgroups per grid dimension.
     pub max_groups: u32,
+    /// Storage buffers one kernel may bind (`maxStorageBuffersPerShaderStage`).
+    pub storage_buffers: u32,
 }
 
 /// Device errors reported by wgpu's callback, waiting to be returned.
@@ -179,6 +184,7 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
         storage_align: u64::from(l.min_storage_buffer_offset_alignment.max(4)),
         uniform_align: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
         max_groups: l.max_compute_workgroups_per_dimension.max(1),
+        storage_buffers: l.max_storage_buffers_per_shader_stage.min(opts.max_storage_buffers.unwrap_or(u32::MAX)),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");
     Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors, profile }, dtype))

@@ -43,6 +43,8 @@ const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
 const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
 /// The register tile of the tiled matmuls, appended to their sources.
 const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
+/// What the matmuls share (parameters, reduction, the fused decode kernels), appended too.
+const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -67,7 +69,8 @@ impl Shader {
         matches!(self, Shader::QMatmul | Shader::QEmbedding)
     }
 
-    /// Whether the source has a tiled matmul (and needs `tile.wgsl`).
+    /// Whether the source has a tiled matmul (and needs `tile.wgsl`, `matmul_many.wgsl` and
+    /// the weight slots).
     fn has_tile(self) -> bool {
         matches!(self, Shader::Matmul | Shader::QMatmul)
     }
@@ -147,7 +150,44 @@ impl Kernel {
         if self.shader.has_tile() {
             s.push('\n');
             s.push_str(TILE);
+            s.push('\n');
+            s.push_str(MATMUL_MANY);
+            s.push_str(&self.slots());
         }
+        s
+    }
+
+    /// The value of const `name` (`default` if the kernel does not set it).
+    fn konst_of(&self, name: &str, default: u32) -> u32 {
+        self.consts.iter().find(|(n, _)| *n == name).map_or(default, |&(_, v)| v)
+    }
+
+    /// The weight slots of a matmul kernel (`matmul_many.wgsl`): bindings of weights and
+    /// biases 1 .. NW and outputs 1 .. NO (slot 0's are the shader's own), and `wl` (word i
+    /// of weight slot `wsel`), `bias_of(s, c)`, `put(s, i, v)` switching over them. With one
+    /// slot, `wl` reads slot 0 directly (the single matmuls' loops stay as they were).
+    fn slots(&self) -> String {
+        let (nw, no) = (self.konst_of("NW", 1), self.konst_of("NO", 1));
+        let (w, elem) = if self.shader == Shader::QMatmul { ("wq", "u32") } else { ("w", "W") };
+        let mut s = String::new();
+        let (mut wl, mut bias_of, mut put) = (String::new(), String::new(), String::new());
+        for i in 1..nw {
+            s.push_str(&format!("@group(0) @binding({}) var<storage, read> {w}{i}: array<{elem}>;\n", 2 + 3 * i));
+            s.push_str(&format!("@group(0) @binding({}) var<storage, read> bias{i}: array<BT>;\n", 3 + 3 * i));
+            wl.push_str(&format!("        case {i}u: {{ return {w}{i}[i]; }}\n"));
+            bias_of.push_str(&format!("        case {i}u: {{ return f32(bias{i}[c]); }}\n"));
+        }
+        for i in 1..no {
+            s.push_str(&format!("@group(0) @binding({}) var<storage, read_write> out{i}: array<O>;\n", 4 + 3 * i));
+            put.push_str(&format!("        case {i}u: {{ out{i}[i] = O(v); }}\n"));
+        }
+        if nw == 1 {
+            s.push_str(&format!("fn wl(i: u32) -> {elem} {{\n    return {w}[i];\n}}\n"));
+        } else {
+            s.push_str(&format!("fn wl(i: u32) -> {elem} {{\n    switch wsel {{\n{wl}        default: {{ return {w}[i]; }}\n    }}\n}}\n"));
+        }
+        s.push_str(&format!("fn bias_of(s: u32, c: u32) -> f32 {{\n    switch s {{\n{bias_of}        default: {{ return f32(bias[c]); }}\n    }}\n}}\n"));
+        s.push_str(&format!("fn put(s: u32, i: u32, v: f32) {{\n    switch s {{\n{put}        default: {{ out[i] = O(v); }}\n    }}\n}}\n"));
         s
     }
 }
@@ -242,8 +282,8 @@ fn shader_file(s: Shader) -> &'static str {
         Shader::Kv => "shaders/kv.wgsl",
         Shader::Attention => "shaders/attention.wgsl",
         Shader::Argmax => "shaders/argmax.wgsl",
-        Shader::Matmul => "shaders/matmul.wgsl (+ tile.wgsl)",
-        Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl, tile.wgsl)",
+        Shader::Matmul => "shaders/matmul.wgsl (+ tile.wgsl, matmul_many.wgsl)",
+        Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl, tile.wgsl, matmul_many.wgsl)",
         Shader::QEmbedding => "shaders/qembedding.wgsl (+ gguf_blocks.wgsl)",
         Shader::Sample => "shaders/sample.wgsl",
     }

@@ -6,6 +6,7 @@
 //!            offset that is a multiple of minStorageBufferOffsetAlignment
 //! matmul    one dispatch per chunk, writing columns n0 .. n0 + nc of out
 //! kernel    M < 8: matmul_vec (decode: lanes reduce over K); else matmul_tiled (64x64 tiles)
+//! fused     M < 8: matmul_many / gated_matmul, one dispatch for several weights (`matmul_many`)
 //! ```
 //! Weights are matched on their dtype: f32 / f16 here, GGUF block dtypes in `quant`
 //! (`qmatmul.wgsl`; the chunking is per row either way).
@@ -18,8 +19,12 @@ use super::WgpuBackend;
 use crate::backend::{Op, Result};
 use crate::tensor::DType;
 
-/// Below this many rows of x, the matrix-vector kernel is used.
+/// Below this many rows of x, the matrix-vector kernel is used (and the fused
+/// `matmul_many` / `gated_matmul`, which are that kernel over several weights).
 pub(super) const VEC_MAX_ROWS: usize = 8;
+
+/// u32 words of `matmul_many.wgsl`'s `Params` (8 words, then `ns`, `hb`, `g0`).
+pub(super) const PARAM_WORDS: usize = 20;
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -127,6 +132,8 @@ pub(super) fn run_rows(
         .konst("WG", s.wg)
         .konst("TS", s.matmul_ts)
         .konst("VR", s.wg / 32)
+        .konst("NW", 1)
+        .konst("NO", 1)
         .read(1)
         .read(2)
         .read(3)
@@ -140,7 +147,8 @@ pub(super) fn run_rows(
     let out_bind = be.bind(op, 4, &out)?;
     for &(n0, nc) in &chunks {
         let (offset, size) = chunk_range(n0, nc, row_bytes);
-        let params = [m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), word6, 0];
+        let mut params = [0u32; PARAM_WORDS];
+        params[..7].copy_from_slice(&[m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), word6]);
         let groups = if vec {
             let mut g = be.grid_groups(op, (nc as u32).div_ceil(s.wg / 32))?;
             g[2] = m as u32;

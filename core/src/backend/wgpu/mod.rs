@@ -23,7 +23,8 @@
 //! adapters) live in one buffer and are bound in row chunks by `matmul` and `embedding`.
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
-//! `matmul`, `quant` (GGUF block weights), `attention` (`write_kv`, `paged_attention`),
+//! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode), `quant` (GGUF
+//! block weights), `attention` (`write_kv`, `paged_attention`),
 //! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
 //! step's time goes).
 
@@ -32,6 +33,7 @@ mod device;
 mod encoder;
 mod kernels;
 mod matmul;
+mod matmul_many;
 mod ops;
 mod profile;
 mod quant;
@@ -78,6 +80,9 @@ pub struct WgpuBackend {
     /// Whether `rope` is deferred into `write_kv` / `paged_attention` (`TESSERA_WGPU_FUSE_ROPE=0`:
     /// never, for comparisons).
     fuse_rope: bool,
+    /// Whether `matmul_many` / `gated_matmul` fuse at decode (`TESSERA_WGPU_FUSE_MATMUL=0`:
+    /// never, the trait's defaults run, for comparisons).
+    fuse_matmul: bool,
 }
 
 impl WgpuBackend {
@@ -102,6 +107,7 @@ impl WgpuBackend {
             pool: Arc::default(),
             graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
             fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
+            fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
         })
     }
 
@@ -376,6 +382,20 @@ impl Backend for WgpuBackend {
 
     fn matmul(&self, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
         matmul::matmul(self, x, w, bias)
+    }
+
+    fn matmul_many(&self, x: &WgpuTensor, ws: &[(&WgpuTensor, Option<&WgpuTensor>)]) -> Result<Vec<WgpuTensor>> {
+        matmul_many::matmul_many(self, x, ws)
+    }
+
+    fn gated_matmul(
+        &self,
+        x: &WgpuTensor,
+        gate: (&WgpuTensor, Option<&WgpuTensor>),
+        up: (&WgpuTensor, Option<&WgpuTensor>),
+        act: Activation,
+    ) -> Result<WgpuTensor> {
+        matmul_many::gated_matmul(self, x, gate, up, act)
     }
 
     fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {

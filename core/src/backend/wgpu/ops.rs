@@ -129,6 +129,15 @@ pub(super) fn softcap(be: &WgpuBackend, x: &WgpuTensor, cap: f32) -> Result<Wgpu
     Ok(out)
 }
 
+/// `act_f32`'s code of an activation (common.wgsl).
+pub(super) fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::Silu => 0,
+        Activation::GeluTanh => 1,
+        Activation::Gelu => 2,
+    }
+}
+
 pub(super) fn act_mul(be: &WgpuBackend, gate: &WgpuTensor, up: &WgpuTensor, act: Activation) -> Result<WgpuTensor> {
     let op = Op::ActMul;
     let (dg, du) = (float(op, gate, be.f16_ok())?, float(op, up, be.f16_ok())?);
@@ -137,11 +146,7 @@ pub(super) fn act_mul(be: &WgpuBackend, gate: &WgpuTensor, up: &WgpuTensor, act:
     }
     let out = be.output(op, be.dtype, gate.shape.clone())?;
     let n = u32_of(op, "numel", gate.numel())?;
-    let code = match act {
-        Activation::Silu => 0,
-        Activation::GeluTanh => 1,
-        Activation::Gelu => 2,
-    };
+    let code = act_code(act);
     let k = Kernel::new(Shader::Act, "act_mul")
         .ty("G", dg)
         .ty("U", du)

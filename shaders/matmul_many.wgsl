@@ -1,0 +1,125 @@
+//! What `matmul.wgsl` and `qmatmul.wgsl` share (appended to both): the parameters, x, bias
+//! and out (slot 0), `store`, the lane reduction of the matrix-vector kernels, and the fused
+//! decode kernels over the including shader's `vec_dot(r, c, lane)` (lane's part of row r of
+//! x · row c of weight slot `wsel`, read through `wl`):
+//!
+//! ```text
+//! matmul_many   S = NW weights [n_s, K] on one x: workgroups range over the concatenated
+//!               column groups (slot s from group g0[s]); out_s[r, c] = x[r] · w_s[c] (+ b_s[c])
+//! gated_matmul  gate (slot 0) and up (slot 1) [n, K]: a workgroup covers VR / 2 columns,
+//!               the lanes of a column's gate dot next to those of its up dot (both at
+//!               once), then out[r, c] = act(O(g + bg)) * O(u + bu) (rounded to the
+//!               activation dtype first, as `matmul` then `act_mul` compute it)
+//! ```
+//! Weight slot s >= 1 is binding 2 + 3 s, its bias 3 + 3 s, its output 4 + 3 s (slot 0:
+//! 2, 3, 4); `kernels::slots` declares slots 1 .. NW and defines `wl`, `bias_of`, `put`.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    row_bytes: u32,
+    /// `gated_matmul`'s activation (`act_f32`).
+    act: u32,
+    /// Columns of each weight slot (`matmul_many`, `gated_matmul`).
+    ns: vec4<u32>,
+    /// Whether each slot has a bias.
+    hb: vec4<u32>,
+    /// First column group of each slot (`matmul_many`).
+    g0: vec4<u32>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<X>;
+@group(0) @binding(3) var<storage, read> bias: array<BT>;
+@group(0) @binding(4) var<storage, read_write> out: array<O>;
+
+/// The weight slot `wl` reads.
+var<private> wsel: u32;
+
+const LANES: u32 = WG / VR;
+
+var<workgroup> partial: array<f32, WG>;
+
+/// Stores row r, column c of a row-chunked `matmul` (columns n0 + c of out).
+fn store(r: u32, c: u32, acc: f32) {
+    var v = acc;
+    if (p.has_bias != 0u) {
+        v = v + f32(bias[p.n0 + c]);
+    }
+    out[r * p.n + p.n0 + c] = O(v);
+}
+
+/// Sum of `acc` over the LANES lanes of this thread's column (valid on lane 0).
+fn vec_reduce(li: u32, lane: u32, acc: f32) -> f32 {
+    partial[li] = acc;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
+        if (lane < s) {
+            partial[li] = partial[li] + partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[li];
+}
+
+/// `v` (+ b_s[c] where slot s has a bias).
+fn biased(s: u32, c: u32, v: f32) -> f32 {
+    if (p.hb[s] != 0u) {
+        return v + bias_of(s, c);
+    }
+    return v;
+}
+
+@compute @workgroup_size(WG)
+fn matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = column groups of all slots, z = rows of x.
+    let group = linear_wg(wg, nwg);
+    var s = 0u;
+    for (var i = 1u; i < NW; i = i + 1u) {
+        if (group >= p.g0[i]) {
+            s = i;
+        }
+    }
+    let r = wg.z;
+    let lane = li % LANES;
+    let n = p.ns[s];
+    let c = (group - p.g0[s]) * VR + li / LANES;
+    wsel = s;
+    var acc = 0.0;
+    if (c < n) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
+    if (lane == 0u && c < n) {
+        put(s, r * n + c, biased(s, c, sum));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = groups of VR / 2 columns, z = rows of x. The lane groups of
+    // a column come in pairs: the even one reduces gate's dot, the odd one up's, at once.
+    let r = wg.z;
+    let lane = li % LANES;
+    let group = li / LANES;
+    let s = group % 2u;
+    let n = p.ns.x;
+    let c = linear_wg(wg, nwg) * (VR / 2u) + group / 2u;
+    wsel = s;
+    var acc = 0.0;
+    if (c < n) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
+    if (lane == 0u && s == 0u && c < n) {
+        let g = biased(0u, c, sum);
+        let u = biased(1u, c, partial[li + LANES]);
+        out[r * n + c] = O(act_f32(f32(O(g)), p.act) * f32(O(u)));
+    }
+}
