@@ -274,7 +274,10 @@ where
     let memory = wanted.min(opts.kv_cache_mib << 20);
     let num_blocks = num_blocks_for(memory, per_block, None)?;
     let dtype = backend.activation_dtype().to_string();
-    let runner = ModelRunner::new(backend, model, num_blocks, opts.block_size)?;
+    let mut runner = ModelRunner::new(backend, model, num_blocks, opts.block_size)?;
+    // Decode steps replay a recorded graph (dispatches + bind groups made once), as natively:
+    // in a browser every dispatch encoded costs the page's thread far more than on Vulkan.
+    runner.enable_decode_graphs(opts.max_num_seqs, max_model_len);
     let eos = if generation.eos_token_ids.is_empty() { config.eos_token_ids.clone() } else { generation.eos_token_ids.clone() };
     let token = |id: Option<u32>| id.and_then(|id| tokenizer.as_ref()?.id_to_token(id));
     let (bos_token, eos_token) = (token(config.bos_token_id), token(eos.first().copied()));
