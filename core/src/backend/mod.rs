@@ -5,9 +5,9 @@
 //! `[tokens, heads * head_dim]` without reshapes. Only reading back to the host is async
 //! (WebGPU requires it); native callers use `pollster::block_on`.
 //!
-//! Composite ops (`add_rms_norm`, `matmul_many`, `gated_matmul`) have default bodies built
-//! from primitives so a new backend works before it is fast; backends override them with
-//! fused kernels.
+//! Composite ops (`add_rms_norm`, `matmul_many`, `gated_matmul`, `norm_matmul_many`,
+//! `norm_gated_matmul`) have default bodies built from primitives so a new backend works
+//! before it is fast; backends override them with fused kernels.
 
 pub mod attention_checks;
 pub mod cpu;
@@ -90,6 +90,18 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
     /// `tanh(s / cap) * cap` on the scores (Gemma 2 style), before masking.
     pub softcap: Option<f32>,
+}
+
+/// The input of a projection that starts with an RMSNorm: `rms_norm(x + residual)` (or
+/// `rms_norm(x)` without a residual) with `weight`, `eps` and Gemma's `offset`. The `norm_*`
+/// ops take it so a backend can fold the norm into the matmul's prologue (one launch fewer
+/// per norm in a decode step) instead of writing the normalized rows out first.
+pub struct Normed<'a, T> {
+    pub x: &'a T,
+    pub residual: Option<&'a T>,
+    pub weight: &'a T,
+    pub eps: f32,
+    pub offset: f32,
 }
 
 /// Per-step batch layout that attention reads (the device half of `ForwardBatch`).
@@ -194,6 +206,32 @@ pub trait Backend {
             (Some(u), Some(g)) => self.act_mul(&g, &u, act),
             _ => Err(BackendError::Shape { op: Op::Matmul, detail: "matmul_many returned fewer outputs than matrices".into() }),
         }
+    }
+
+    /// `matmul_many` of the normalized input: returns `(outputs, x + residual)`, the second
+    /// `None` when `n.residual` is `None` (the stream is then `x` itself). Default:
+    /// `add_rms_norm` (or `rms_norm`), then `matmul_many`; an override must compute the same
+    /// function (the normalized rows rounded to the activation dtype before the products).
+    fn norm_matmul_many(
+        &self,
+        n: Normed<'_, Self::Tensor>,
+        ws: &[(&Self::Tensor, Option<&Self::Tensor>)],
+    ) -> Result<(Vec<Self::Tensor>, Option<Self::Tensor>)> {
+        let (h, sum) = normalize(self, n)?;
+        Ok((self.matmul_many(&h, ws)?, sum))
+    }
+
+    /// `gated_matmul` of the normalized input: returns `(act(gate) * up, x + residual)` as
+    /// [`Backend::norm_matmul_many`] does.
+    fn norm_gated_matmul(
+        &self,
+        n: Normed<'_, Self::Tensor>,
+        gate: (&Self::Tensor, Option<&Self::Tensor>),
+        up: (&Self::Tensor, Option<&Self::Tensor>),
+        act: Activation,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
+        let (h, sum) = normalize(self, n)?;
+        Ok((self.gated_matmul(&h, gate, up, act)?, sum))
     }
 
     /// Elementwise `a + b`, same shapes.
@@ -314,4 +352,16 @@ pub trait Backend {
 
     /// Copy to the host. The only async op: WebGPU read-backs must await.
     async fn to_host(&self, t: &Self::Tensor) -> Result<HostTensor<'static>>;
+}
+
+/// `(rms_norm(x + residual), Some(x + residual))`, or `(rms_norm(x), None)`: the unfused
+/// body of the `norm_*` ops.
+pub fn normalize<B: Backend + ?Sized>(b: &B, n: Normed<'_, B::Tensor>) -> Result<(B::Tensor, Option<B::Tensor>)> {
+    match n.residual {
+        Some(r) => {
+            let (h, sum) = b.add_rms_norm(n.x, r, n.weight, n.eps, n.offset)?;
+            Ok((h, Some(sum)))
+        }
+        None => Ok((b.rms_norm(n.x, n.weight, n.eps, n.offset)?, None)),
+    }
 }

@@ -1,15 +1,15 @@
 //! Self-attention over the paged KV cache: projections, optional q/k norms, RoPE,
-//! `write_kv`, `paged_attention`, output projection. q/k/v are one `matmul_many` (one launch on
-//! CUDA for decode batches).
+//! `write_kv`, `paged_attention`, output projection. The input norm and q/k/v are one
+//! `norm_matmul_many` (one launch on CUDA for decode batches).
 //!
 //! ```text
-//! x ─┬─ q_proj ─ q_norm? ─ rope? ─┐
-//!    ├─ k_proj ─ k_norm? ─ rope? ─┼─ write_kv(slot_mapping) ─ paged_attention(block_tables) ─ o_proj
-//!    └─ v_proj ───────────────────┘
+//! norm(x) ─┬─ q_proj ─ q_norm? ─ rope? ─┐
+//!          ├─ k_proj ─ k_norm? ─ rope? ─┼─ write_kv(slot_mapping) ─ paged_attention(block_tables) ─ o_proj
+//!          └─ v_proj ───────────────────┘
 //! ```
 
 use super::{Linear, RmsNorm, Rope};
-use crate::backend::{AttentionParams, Backend};
+use crate::backend::{AttentionParams, Backend, Normed};
 use crate::error::Result;
 use crate::models::ForwardBatch;
 
@@ -31,16 +31,18 @@ pub struct Attention<T> {
 }
 
 impl<T> Attention<T> {
-    /// Runs the layer on `x` `[T, hidden]`, writing this step's K/V into `k_cache`/`v_cache`.
+    /// Runs the layer on the normalized `x` `[T, hidden]`, writing this step's K/V into
+    /// `k_cache`/`v_cache`; returns `(o_proj output, x + residual)` (the second `None`
+    /// without residual).
     pub fn forward<B: Backend<Tensor = T>>(
         &self,
         b: &B,
-        x: &T,
+        x: Normed<'_, T>,
         batch: &ForwardBatch<T>,
         k_cache: &mut T,
         v_cache: &mut T,
-    ) -> Result<T> {
-        let qkv = b.matmul_many(
+    ) -> Result<(T, Option<T>)> {
+        let (qkv, sum) = b.norm_matmul_many(
             x,
             &[
                 self.w.q_proj.parts(),
@@ -66,6 +68,6 @@ impl<T> Attention<T> {
         }
         b.write_kv(k_cache, v_cache, &k, &v, &batch.slot_mapping)?;
         let o = b.paged_attention(&q, k_cache, v_cache, &batch.attn, &self.params)?;
-        self.w.o_proj.forward(b, &o)
+        Ok((self.w.o_proj.forward(b, &o)?, sum))
     }
 }

@@ -1,8 +1,8 @@
-//! Gated MLP: `down(act(gate(x)) * up(x))`; the first half is one `gated_matmul` (one fused
-//! launch on CUDA for decode batches).
+//! Gated MLP: `down(act(gate(x)) * up(x))` of a normalized input; the norm and the first half
+//! are one `norm_gated_matmul` (one fused launch on CUDA for decode batches).
 
 use super::{Linear, Loader};
-use crate::backend::{Activation, Backend};
+use crate::backend::{Activation, Backend, Normed};
 use crate::error::Result;
 
 pub struct GatedMlp<T> {
@@ -23,8 +23,9 @@ impl<T> GatedMlp<T> {
         })
     }
 
-    pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
-        let h = b.gated_matmul(x, self.gate_proj.parts(), self.up_proj.parts(), self.act)?;
-        self.down_proj.forward(b, &h)
+    /// Returns `(down(...), x + residual)` (the second `None` without residual).
+    pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: Normed<'_, T>) -> Result<(T, Option<T>)> {
+        let (h, sum) = b.norm_gated_matmul(x, self.gate_proj.parts(), self.up_proj.parts(), self.act)?;
+        Ok((self.down_proj.forward(b, &h)?, sum))
     }
 }

@@ -1,7 +1,7 @@
 //! RMSNorm, with Gemma's `(1 + w)` variant as a weight offset.
 
 use super::Loader;
-use crate::backend::Backend;
+use crate::backend::{Backend, Normed};
 use crate::error::Result;
 
 pub struct RmsNorm<T> {
@@ -18,6 +18,12 @@ impl<T> RmsNorm<T> {
 
     pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
         Ok(b.rms_norm(x, &self.weight, self.eps, self.offset)?)
+    }
+
+    /// This norm of `x + residual` (of `x` alone without residual), as the input of a
+    /// `norm_*` projection that may fold it into its prologue.
+    pub fn input<'a>(&'a self, x: &'a T, residual: Option<&'a T>) -> Normed<'a, T> {
+        Normed { x, residual, weight: &self.weight, eps: self.eps, offset: self.offset }
     }
 
     /// `(norm(x + residual), x + residual)`.

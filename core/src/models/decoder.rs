@@ -49,16 +49,16 @@ impl<T> DecoderLayer<T> {
         k_cache: &mut T,
         v_cache: &mut T,
     ) -> Result<(T, T)> {
-        let (h, residual) = match residual {
-            None => (self.input_layernorm.forward(b, &x)?, x),
-            Some(r) => self.input_layernorm.forward_residual(b, &x, &r)?,
-        };
-        let mut a = self.self_attn.forward(b, &h, batch, k_cache, v_cache)?;
+        let (mut a, sum) = self.self_attn.forward(b, self.input_layernorm.input(&x, residual.as_ref()), batch, k_cache, v_cache)?;
+        let residual = sum.unwrap_or(x);
         if let Some(n) = &self.post_attention_norm {
             a = n.forward(b, &a)?;
         }
-        let (h, residual) = self.pre_mlp_norm.forward_residual(b, &a, &residual)?;
-        let mut m = self.mlp.forward(b, &h)?;
+        let (mut m, sum) = self.mlp.forward(b, self.pre_mlp_norm.input(&a, Some(&residual)))?;
+        let residual = sum.ok_or_else(|| crate::backend::BackendError::Shape {
+            op: crate::backend::Op::AddRmsNorm,
+            detail: "norm_gated_matmul with a residual returned no residual stream".into(),
+        })?;
         if let Some(n) = &self.post_mlp_norm {
             m = n.forward(b, &m)?;
         }
