@@ -101,4 +101,5 @@ pub(crate) fn is_unsupported<T: std::fmt::Debug>(r: Result<T, BackendError>, op:
 
 
 mod attention;
+mod norm_rope;
 mod ops;
