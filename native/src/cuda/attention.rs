@@ -17,7 +17,9 @@
 //!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
 //! ```
-//! Both write disjoint rows of one zeroed output. The split counts depend only on the batch
+//! Both write disjoint rows of one zeroed output. A deferred rope of q (tensor.rs) is applied
+//! by the decode kernel as it loads q when it takes every row, else settled first; write_kv
+//! applies k's as it writes the cache. The split counts depend only on the batch
 //! size and the (hinted) longest context, so a decode graph replays the same launches.
 //! Per-sequence metadata (query_start_loc, seq_lens, block tables) stays on the device and is
 //! checked there; a bad entry is reported by the next `to_host`.
@@ -183,8 +185,12 @@ impl CudaBackend {
         }
         self.make_unique(op, k_cache)?;
         self.make_unique(op, v_cache)?;
+        // A deferred rope of k is applied as the rows are written; v is taken as it is.
+        self.settle(v)?;
+        let rope = self.rope_args(k, tokens, None)?;
         let f = self.func(op, "kv_cache", "write_kv", dt)?;
         let n = vec_elems(dt);
+        let [rp, rf, rd, rh, rt, ri, rs] = rope;
         let args = [
             Arg::Ptr(k_cache.ptr),
             Arg::Ptr(v_cache.ptr),
@@ -197,6 +203,13 @@ impl CudaBackend {
             Arg::U32((kw % n == 0) as u32),
             Arg::U32((vw % n == 0) as u32),
             Arg::Ptr(self.device.err_ptr),
+            rp,
+            rf,
+            rd,
+            rh,
+            rt,
+            ri,
+            rs,
         ];
         let cfg = LaunchConfig { grid_dim: (u32_arg(op, "tokens", tokens)?, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         self.launch(op, &f, cfg, &args)
@@ -233,10 +246,16 @@ impl CudaBackend {
             Some(w) if w < meta.max_seq_len => w as u32,
             _ => 0,
         };
-        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window };
         // Decode rows (the first num_decode_seqs of seq_order) take the decode kernel where it
         // has the head_dim; the rest (prefill rows, or everything) the general one.
         let num_decode = if decode_head_dim(d) { meta.num_decode_seqs } else { 0 };
+        // q's deferred rope: applied by the decode kernel as it loads q when it takes every
+        // row, else here in one launch first.
+        if num_decode < meta.num_seqs {
+            self.settle(q)?;
+        }
+        let rope = self.rope_args(q, dims.tokens, Some(d))?;
+        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window, rope };
         if num_decode < meta.num_seqs {
             self.launch_general(&l, num_decode, meta.num_seqs - num_decode)?;
         }
@@ -459,6 +478,12 @@ impl CudaBackend {
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
             Arg::Ptr(self.device.err_ptr),
+            l.rope[0],
+            l.rope[1],
+            l.rope[3],
+            l.rope[4],
+            l.rope[5],
+            l.rope[6],
         ];
         let cfg = LaunchConfig {
             grid_dim: (u32_arg(op, "decode seqs x splits", num_decode * splits)?, u32_arg(op, "kv heads x chunks", per_seq)?, 1),
@@ -500,6 +525,8 @@ struct Launch<'a> {
     dims: StepDims,
     dt: DType,
     window: u32,
+    /// q's deferred rope for the decode kernel (`CudaBackend::rope_args`).
+    rope: [Arg; 7],
 }
 
 #[cfg(test)]

@@ -3,12 +3,15 @@
 //! kernels/{embedding,rms_norm,rope,act,elementwise}.cu, plus matmul (cuBLAS + bias kernel; the
 //! GEMV kernels of gemv.rs for small M).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use cudarc::driver::LaunchConfig;
 use tessera_core::backend::{Activation, BackendError, Op, Result, RopeParams, RopeStyle, Tensor};
 use tessera_core::tensor::DType;
 
 use super::device::Arg;
-use super::tensor::{suffix, vec_elems};
+use super::tensor::{suffix, vec_elems, PendingRope};
 use super::{shape_err, CudaBackend, CudaTensor, NAME, THREADS};
 
 /// A float tensor (f32/f16/bf16), or `Unsupported` naming its dtype.
@@ -94,7 +97,7 @@ impl CudaBackend {
         let op = Op::Matmul;
         let (dt, m, k, lin) = self.check_linear(x, w, bias)?;
         if self.gemv_takes(m, lin.n, false) {
-            let mut out = self.gemv_many(x, dt, m, k, std::slice::from_ref(&lin))?;
+            let mut out = self.gemv_many(x, dt, (m, k), std::slice::from_ref(&lin), None)?;
             return out.pop().ok_or_else(|| shape_err(op, "GEMV returned no output"));
         }
         let (n, bias) = (lin.n, lin.bias);
@@ -217,7 +220,7 @@ impl CudaBackend {
 
     pub(crate) fn op_rope(&self, x: &mut CudaTensor, positions: &CudaTensor, inv_freq: &CudaTensor, p: RopeParams) -> Result<()> {
         let op = Op::Rope;
-        let dt = float(op, x)?;
+        float(op, x)?;
         u32s(op, positions)?;
         float(op, inv_freq)?;
         let (tokens, width) = dims2(op, "x", x)?;
@@ -244,22 +247,83 @@ impl CudaBackend {
             return Ok(());
         }
         let freq = self.as_f32(op, inv_freq)?;
+        // A rotation still pending on x goes in first; then x gets its own buffer.
+        self.settle(x)?;
         self.make_unique(op, x)?;
-        let f = self.func(op, "rope", "rope", dt)?;
-        let total = (tokens * (width / p.head_dim) * half) as u64;
+        let r = PendingRope {
+            positions: positions.clone(),
+            inv_freq: freq,
+            head_dim: p.head_dim,
+            half,
+            per_token: freqs != half,
+            interleaved: p.style == RopeStyle::Interleaved,
+            scaling: p.attention_scaling,
+            applied: AtomicBool::new(false),
+        };
+        if self.fuse_rope.load(Ordering::Relaxed) {
+            // Deferred: write_kv / decode attention apply it as they read x, others settle it.
+            x.rope = Some(Arc::new(r));
+            return Ok(());
+        }
+        self.launch_rope(x, &r)
+    }
+
+    /// Applies `t`'s deferred rope in place now (one launch), for a reader that does not fuse
+    /// it; every clone of `t` shares the buffer and sees it applied. No-op without one.
+    pub(crate) fn settle(&self, t: &CudaTensor) -> Result<()> {
+        match t.rope.as_deref() {
+            Some(r) if !r.applied.swap(true, Ordering::AcqRel) => self.launch_rope(t, r),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rope kernel over `x` `[T, width]` in place (checked by `op_rope`).
+    fn launch_rope(&self, x: &CudaTensor, r: &PendingRope) -> Result<()> {
+        let op = Op::Rope;
+        let (tokens, width) = dims2(op, "x", x)?;
+        let f = self.func(op, "rope", "rope", x.dtype)?;
+        let total = (tokens * (width / r.head_dim) * r.half) as u64;
         let args = [
             Arg::Ptr(x.ptr),
-            Arg::Ptr(positions.ptr),
-            Arg::Ptr(freq.ptr),
+            Arg::Ptr(r.positions.ptr),
+            Arg::Ptr(r.inv_freq.ptr),
             Arg::U32(u32_arg(op, "tokens", tokens)?),
             Arg::U32(u32_arg(op, "width", width)?),
-            Arg::U32(u32_arg(op, "head_dim", p.head_dim)?),
-            Arg::U32(half as u32),
-            Arg::U32((freqs != half) as u32),
-            Arg::U32((p.style == RopeStyle::Interleaved) as u32),
-            Arg::F32(p.attention_scaling),
+            Arg::U32(u32_arg(op, "head_dim", r.head_dim)?),
+            Arg::U32(r.half as u32),
+            Arg::U32(r.per_token as u32),
+            Arg::U32(r.interleaved as u32),
+            Arg::F32(r.scaling),
         ];
         self.launch(op, &f, self.grid_for(total), &args)
+    }
+
+    /// The kernel arguments of `t`'s pending rope for a fused reader whose rows are
+    /// `[tokens, n * head_dim]`: (positions, inv_freq, head_dim, half, per_token,
+    /// interleaved, scaling); all zero without one. A rope that does not fit that shape is
+    /// settled here instead.
+    pub(crate) fn rope_args(&self, t: &CudaTensor, tokens: usize, head_dim: Option<usize>) -> Result<[Arg; 7]> {
+        let none = [Arg::Ptr(0), Arg::Ptr(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::F32(1.0)];
+        let Some(r) = t.pending_rope() else { return Ok(none) };
+        let width = t.shape.get(1).copied().unwrap_or(0);
+        let fits = r.positions.numel() == tokens
+            && t.shape.len() == 2
+            && r.head_dim > 0
+            && width % r.head_dim == 0
+            && head_dim.is_none_or(|d| d == r.head_dim);
+        if !fits {
+            self.settle(t)?;
+            return Ok(none);
+        }
+        Ok([
+            Arg::Ptr(r.positions.ptr),
+            Arg::Ptr(r.inv_freq.ptr),
+            Arg::U32(r.head_dim as u32),
+            Arg::U32(r.half as u32),
+            Arg::U32(r.per_token as u32),
+            Arg::U32(r.interleaved as u32),
+            Arg::F32(r.scaling),
+        ])
     }
 
     pub(crate) fn op_act_mul(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
