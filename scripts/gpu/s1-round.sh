@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One device call for the fused single-stream decode work (RMSNorm in the GEMV prologue,
+# RoPE deferred into write_kv / decode attention), from a bundle built by
+#   BUNDLE_FEATURES=cuda GPU_BUNDLE_DIR=/work/main/.gpu-s1 scripts/build-gpu-bundle.sh
+# plus bin/tessera-base (the binary to compare with) and this script, then
+#   run(command="bash .gpu-s1/s1-round.sh", carry=[".gpu-s1"])
+#
+# 1. parity: cuda_fused (fused vs CPU and vs unfused), then the ops / engine suites that
+#    the fused paths touch (rope, gemv, norms, attention; graphs vs eager; tiny models);
+# 2. bench latency 1 x (128 / 256) bf16 SmolLM3-3B dummy: new, base, new with each switch
+#    off (TESSERA_CUDA_FUSE_NORM=0, TESSERA_CUDA_FUSE_ROPE=0), new and base again;
+# 3. ncu per-node durations (--graph-profiling node) of a short run of new and base: the
+#    last decode step's nodes per layer (scripts/gpu/ncu_step.py).
+# S1_STAGES (default "parity bench ncu") picks stages. A summary is printed last.
+set -uo pipefail
+B="$(cd "$(dirname "$0")" && pwd)"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
+export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+L=/tmp/s1
+mkdir -p "$L"
+STAGES="${S1_STAGES:-parity bench ncu}"
+M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+{
+    echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+    echo "seed $TESSERA_SEED"
+} | tee "$L/device.txt"
+: > "$L/steps.txt"
+step() { # name timeout command...
+    local name=$1 limit=$2 t0=$SECONDS
+    shift 2
+    timeout "$limit" "$@" > "$L/$name.log" 2>&1
+    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
+}
+
+if [[ " $STAGES " == *" parity "* ]]; then
+    step cuda_fused 150 "$B/bin/cuda_fused" --test-threads=2 --nocapture
+    step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture
+    step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture
+    step cuda_models 120 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
+fi
+if [[ " $STAGES " == *" bench "* ]]; then
+    lat() { # name env... -- binary
+        local name=$1
+        shift
+        step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
+    }
+    lat new "$B/bin/tessera"
+    lat base "$B/bin/tessera-base"
+    lat norm_off TESSERA_CUDA_FUSE_NORM=0 "$B/bin/tessera"
+    lat rope_off TESSERA_CUDA_FUSE_ROPE=0 "$B/bin/tessera"
+    lat both_off TESSERA_CUDA_FUSE_NORM=0 TESSERA_CUDA_FUSE_ROPE=0 "$B/bin/tessera"
+    lat new2 "$B/bin/tessera"
+    lat base2 "$B/bin/tessera-base"
+fi
+if [[ " $STAGES " == *" ncu "* ]]; then
+    for v in new base; do
+        bin="$B/bin/tessera"
+        [ "$v" = base ] && bin="$B/bin/tessera-base"
+        step "ncu_$v" 150 ncu --graph-profiling node --metrics gpu__time_duration.sum --clock-control none \
+            --cache-control none --csv --print-units base --log-file "$L/ncu_$v.csv" \
+            "$bin" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 6 --num-iters 1 --num-iters-warmup 0
+        python3 "$B/ncu_step.py" "$L/ncu_$v.csv" 36 > "$L/ncu_$v.txt" 2>&1
+    done
+fi
+
+{
+    echo "=== device"; cat "$L/device.txt"
+    for f in cuda_fused cuda_ops cuda_engine cuda_models; do
+        [ -f "$L/$f.log" ] || continue
+        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
+        grep -aE "^PARITY .*FAIL|test result|panicked" "$L/$f.log" | head -12
+    done
+    grep -aE "^PARITY (norm|rope_deferred).* bfloat16 .*(M1 K2048 residual=true offset=0|vs_unfused.*M4 K2048|D128 rope)" "$L/cuda_fused.log" 2> /dev/null | head -8
+    echo "=== latency 1 x (128 / 256)"
+    for f in "$L"/lat_*.log; do
+        [ -f "$f" ] || continue
+        printf '%-10s %s | %s\n' "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
+    done
+    for v in new base; do
+        [ -f "$L/ncu_$v.txt" ] && { echo "=== ncu $v (last decode step)"; cat "$L/ncu_$v.txt"; }
+    done
+    echo "=== steps"; cat "$L/steps.txt"
+} | tee "$L/summary.txt"
+[ -n "${OUT:-}" ] && tar czf "$OUT/s1-logs.tgz" -C "$L" . 2> /dev/null
+exit 0
