@@ -238,7 +238,12 @@ impl CudaBackend {
         if d > MAX_HEAD_DIM {
             return Err(dev_err(op, format!("head_dim {d} is larger than the {MAX_HEAD_DIM} the CUDA kernels take")));
         }
-        let out = self.zeroed(op, dt, &q.shape)?;
+        // Decode rows only, one token each and no other rows: every output row is written
+        // (by the decode kernel or its combine), so the output needs no zero fill (a memset
+        // node a layer fewer in decode graphs).
+        let every_row_decoded =
+            decode_head_dim(d) && meta.num_decode_seqs == meta.num_seqs && dims.tokens == meta.num_seqs && meta.max_seq_len > 0;
+        let out = if every_row_decoded { self.empty(op, dt, &q.shape)? } else { self.zeroed(op, dt, &q.shape)? };
         if dims.tokens == 0 || meta.num_seqs == 0 || meta.max_query_len == 0 || meta.max_seq_len == 0 {
             return Ok(out);
         }
