@@ -11,17 +11,18 @@
 #    off (TESSERA_CUDA_FUSE_NORM=0, TESSERA_CUDA_FUSE_ROPE=0), new and base again;
 # 3. ncu per-node durations (--graph-profiling node) of a short run of new and base: the
 #    last decode step's nodes per layer (scripts/gpu/ncu_step.py).
-# S1_STAGES (default "parity bench ncu") picks stages. A summary is printed last.
+# Steps run most telling first and stop at S1_BUDGET seconds (default 520); a summary is
+# printed last and the logs come back as $OUT/s1-logs.tgz.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
 export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -1)"
 export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
 L=/tmp/s1
 mkdir -p "$L"
-STAGES="${S1_STAGES:-parity bench ncu}"
 M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
 {
     echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
@@ -29,43 +30,43 @@ M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
     echo "seed $TESSERA_SEED"
 } | tee "$L/device.txt"
 : > "$L/steps.txt"
-step() { # name timeout command...
+DEADLINE=$((SECONDS + ${S1_BUDGET:-520}))
+step() { # name timeout command... (cut to the call's deadline; skipped past it)
     local name=$1 limit=$2 t0=$SECONDS
     shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 15 ]; then echo "$name skipped (deadline)" | tee -a "$L/steps.txt"; return; fi
+    [ "$limit" -gt "$left" ] && limit=$left
     timeout "$limit" "$@" > "$L/$name.log" 2>&1
     echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
 }
 
-if [[ " $STAGES " == *" parity "* ]]; then
-    step cuda_fused 150 "$B/bin/cuda_fused" --test-threads=2 --nocapture
-    step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture
-    step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture
-    step cuda_models 120 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
-fi
-if [[ " $STAGES " == *" bench "* ]]; then
-    lat() { # name env... -- binary
-        local name=$1
-        shift
-        step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
-    }
-    lat new "$B/bin/tessera"
-    lat base "$B/bin/tessera-base"
-    lat norm_off TESSERA_CUDA_FUSE_NORM=0 "$B/bin/tessera"
-    lat rope_off TESSERA_CUDA_FUSE_ROPE=0 "$B/bin/tessera"
-    lat both_off TESSERA_CUDA_FUSE_NORM=0 TESSERA_CUDA_FUSE_ROPE=0 "$B/bin/tessera"
-    lat new2 "$B/bin/tessera"
-    lat base2 "$B/bin/tessera-base"
-fi
-if [[ " $STAGES " == *" ncu "* ]]; then
-    for v in new base; do
-        bin="$B/bin/tessera"
-        [ "$v" = base ] && bin="$B/bin/tessera-base"
-        step "ncu_$v" 150 ncu --graph-profiling node --metrics gpu__time_duration.sum --clock-control none \
-            --cache-control none --csv --print-units base --log-file "$L/ncu_$v.csv" \
-            "$bin" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 6 --num-iters 1 --num-iters-warmup 0
-        python3 "$B/ncu_step.py" "$L/ncu_$v.csv" 36 > "$L/ncu_$v.txt" 2>&1
-    done
-fi
+lat() { # name env... binary
+    local name=$1
+    shift
+    step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
+}
+prof() { # name binary: ncu node durations of a short run, then its last decode step per layer
+    step "ncu_$1" 150 ncu --graph-profiling node --metrics gpu__time_duration.sum --clock-control none \
+        --cache-control none --csv --print-units base --log-file "$L/ncu_$1.csv" \
+        "$2" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 6 --num-iters 1 --num-iters-warmup 0
+    python3 "$B/ncu_step.py" "$L/ncu_$1.csv" 36 > "$L/ncu_$1.txt" 2>&1
+}
+N="$B/bin/tessera" O="$B/bin/tessera-base"
+# Most telling first: the call's time may run out (steps past the deadline are skipped).
+step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture
+lat new "$N"
+lat base "$O"
+prof base "$O"
+prof new "$N"
+lat norm_off TESSERA_CUDA_FUSE_NORM=0 "$N"
+lat rope_off TESSERA_CUDA_FUSE_ROPE=0 "$N"
+step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture
+step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture
+lat new2 "$N"
+lat base2 "$O"
+lat both_off TESSERA_CUDA_FUSE_NORM=0 TESSERA_CUDA_FUSE_ROPE=0 "$N"
+step cuda_models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
 
 {
     echo "=== device"; cat "$L/device.txt"
