@@ -18,8 +18,6 @@
 //! ```
 //! head_dim is a template constant (64, 128, 256; q pre-scaled by `scale`); other head dims
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
-//! `rope_pos` not null: q's RoPE was deferred (native/src/cuda/tensor.rs) and is applied as
-//! q is loaded (positions, inv_freq, half = rotary_dim / 2, style and scaling of the rope).
 
 #define DEC_WARPS 4
 
@@ -57,8 +55,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, const u32* __restrict__ seq_order,
     u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,
     u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window, u32 num_splits, u32 split_len,
-    u32 max_seq_len, u32* err, const u32* __restrict__ rope_pos, const float* __restrict__ rope_freq, u32 rope_half,
-    u32 rope_per_token, u32 rope_interleaved, float rope_scaling) {
+    u32 max_seq_len, u32* err) {
     using S = DecodeShape<T, D, GH>;
     constexpr int N = S::N, TG = S::TG, VPL = S::VPL, KPI = S::KPI, U = S::U, KPW = S::KPW, KPB = S::KPB;
     constexpr int E = VPL * N;  // elements of a row per lane
@@ -95,18 +92,6 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     if (lo >= hi) return;  // an empty split: its (max, sum) stay as the host zeroed them
 
     // This lane's slice of every row: vectors t + TG * v, v < VPL.
-    // A deferred RoPE of q (rope_pos not null) is applied here: each element with its pair
-    // partner (a scalar load), common.cuh's formulas, rounded to T as the rope kernel stores.
-    float rc[E], rs[E];
-    if (rope_pos != nullptr) {
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-            const u32 d = (t + (e / N) * TG) * N + e % N;
-            bool first;
-            const u32 pi = rope_pair_of(d, rope_half, rope_interleaved, first);
-            if (d < 2 * rope_half) rope_cos_sin(rope_pos, rope_freq, token, pi, rope_half, rope_per_token, rope_scaling, rc[e], rs[e]);
-        }
-    }
     float qf[GH][E];
 #pragma unroll
     for (int g = 0; g < GH; ++g) {
@@ -116,22 +101,6 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         for (int v = 0; v < VPL; ++v) {
             if (real) {
                 widen<T>(ldg16(qrow + (t + v * TG) * N), &qf[g][v * N]);
-                if (rope_pos != nullptr) {
-#pragma unroll
-                    for (int k = 0; k < N; ++k) {
-                        const u32 d = (t + v * TG) * N + k;
-                        if (d >= 2 * rope_half) continue;
-                        bool first;
-                        const u32 pi = rope_pair_of(d, rope_half, rope_interleaved, first);
-                        u32 ia, ib;
-                        rope_pair_index(pi, rope_half, rope_interleaved, ia, ib);
-                        const float a = first ? qf[g][v * N + k] : to_f32(qrow[ia]);
-                        const float b = first ? to_f32(qrow[ib]) : qf[g][v * N + k];
-                        T ra, rb;
-                        rope_rotate<T>(a, b, rc[v * N + k], rs[v * N + k], ra, rb);
-                        qf[g][v * N + k] = to_f32(first ? ra : rb);
-                    }
-                }
 #pragma unroll
                 for (int k = 0; k < N; ++k) qf[g][v * N + k] *= scale;
             } else {
@@ -342,16 +311,12 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
         const u32* qsl, const u32* seq_lens, const u32* block_tables, const u32* seq_order,          \
         u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size,                 \
         u32 num_blocks, u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window,      \
-        u32 num_splits, u32 split_len, u32 max_seq_len, u32* err, const u32* rope_pos,                \
-        const float* rope_freq, u32 rope_half, u32 rope_per_token, u32 rope_interleaved,              \
-        float rope_scaling) {                                                                         \
+        u32 num_splits, u32 split_len, u32 max_seq_len, u32* err) {                                   \
         paged_attention_decode_impl<T, D, GH>(q, k_cache, v_cache, out, part_acc, part_ml, qsl,       \
                                               seq_lens, block_tables, seq_order, num_decode,          \
                                               num_seqs, num_tokens, max_blocks, block_size,           \
                                               num_blocks, num_heads, num_kv_heads, scale, softcap,    \
-                                              window, num_splits, split_len, max_seq_len, err,        \
-                                              rope_pos, rope_freq, rope_half, rope_per_token,         \
-                                              rope_interleaved, rope_scaling);                        \
+                                              window, num_splits, split_len, max_seq_len, err);       \
     }
 
 #define DECODE_HEADS(S, T, D)                                                                          \

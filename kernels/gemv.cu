@@ -25,7 +25,9 @@
 //! every block first computes `h = rms_norm(x + residual)` of all m rows itself into shared
 //! memory (`gemv_norm_prologue`: the sums of squares in rms_norm.cu's order, so h is bit for
 //! bit what rms_norm.cu would have stored), block 0 also writing `x + residual` out, then
-//! runs the products on h. K < 8192, whole 16-byte vectors (the host checks).
+//! runs the products on h. K < 8192, whole 16-byte vectors (the host checks). Their grid is
+//! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
+//! of work), so the prologue runs once per resident block, not once per row group.
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
@@ -142,14 +144,14 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
 
 /// Plain GEMV over up to 4 matrices sharing x (see the module docs).
 template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_plain(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
+__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
                                            const T* w0, const float* b0, T* o0, u32 n0, u32 f1,
                                            const T* w1, const float* b1, T* o1, u32 n1, u32 f2,
                                            const T* w2, const float* b2, T* o2, u32 n2, u32 f3,
                                            const T* w3, const float* b3, T* o3, u32 n3) {
     __shared__ float red[GEMV_WARPS][MM * R];
     // This block's matrix.
-    u32 blk = blockIdx.x, first = 0;
+    u32 first = 0;
     const T* w = w0;
     const float* bias = b0;
     T* out = o0;
@@ -183,12 +185,12 @@ __device__ __forceinline__ void gemv_plain(const T* __restrict__ x, u32 m, u32 k
 
 /// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first.
 template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_gated(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
+__device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
                                            const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {
     constexpr int RR = 2 * R;
     __shared__ float red[GEMV_WARPS][MM * RR];
     const u32 groups = GEMV_WARPS / ks;
-    const u32 row0 = blockIdx.x * groups * R;
+    const u32 row0 = blk * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
     const T* rows[RR];
@@ -229,7 +231,7 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     __shared__ float scratch[32];
     __shared__ float inv_rms[8];
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const bool write_sum = res != nullptr && blockIdx.x == 0;
+    const bool write_sum = res != nullptr && blockIdx.x == 0;  // (persistent grid: block 0 exists)
     // Pass 1 over elements first*N, (first+step)*N, ... of row mi: s = x (+ res) rounded to T
     // into xs (and sum_out), sum of squares in rms_norm.cu's order.
     auto pass1 = [&](u32 mi, u32 first, u32 step) {
@@ -282,34 +284,42 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0,      \
         u32 f1, const T* w1, const float* b1, T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2,  \
         u32 f3, const T* w3, const float* b3, T* o3, u32 n3) {                                                     \
-        gemv_plain<T, MM, R, false>(x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
+        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
                                     n2, f3, w3, b3, o3, n3);                                                       \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_norm_m##MM##_##S(                             \
-        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 m, u32 k, u32 vec_ok,  \
+        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
+        u32 vec_ok,                                                                                                \
         u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0, u32 f1, const T* w1, const float* b1,      \
         T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2, u32 f3, const T* w3, const float* b3,  \
         T* o3, u32 n3) {                                                                                           \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
         T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
         gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        gemv_plain<T, MM, R, true>(xs, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
-                                   n2, f3, w3, b3, o3, n3);                                                        \
+        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
+            gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, \
+                                       b2, o2, n2, f3, w3, b3, o3, n3);                                            \
+            __syncthreads();                                                                                       \
+        }                                                                                                          \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R, false>(x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
+        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_norm_m##MM##_##S(                       \
-        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 m, u32 k, u32 vec_ok,  \
+        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
+        u32 vec_ok,                                                                                                \
         u32 ks, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {            \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
         T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
         gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        gemv_gated<T, MM, R, true>(xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
+        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
+            gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                  \
+            __syncthreads();                                                                                       \
+        }                                                                                                          \
     }
 
 // (MM, R): keep in sync with PLAIN_ROWS / GATED_ROWS in native/src/cuda/gemv.rs.

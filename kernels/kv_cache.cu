@@ -10,6 +10,8 @@
 //! A deferred RoPE of k (`rope_pos` not null; see native/src/cuda/tensor.rs) is applied on the
 //! way: thread per (head, pair) of the k row, the rope kernel's formulas (common.cuh), the
 //! rotated pair rounded to T and stored into the cache; dims >= 2 * half copied as they are.
+//! With `q` (pending with the same positions; grid y = 1 + ceil(q pairs / blockDim)), blocks
+//! y >= 1 rotate token t's q pairs in place (q_freq, q_head_dim, q_half, ... its own rope).
 
 template <typename T>
 __device__ __forceinline__ void copy_row(const T* __restrict__ src, T* __restrict__ dst, u32 width, u32 vec_ok) {
@@ -50,8 +52,24 @@ __device__ __forceinline__ void write_kv_impl(T* k_cache, T* v_cache, const T* k
                                               u64 num_slots, u32 k_vec_ok, u32 v_vec_ok, u32* err,
                                               const u32* rope_pos, const float* rope_freq, u32 rope_head_dim,
                                               u32 rope_half, u32 rope_per_token, u32 rope_interleaved,
-                                              float rope_scaling) {
+                                              float rope_scaling, T* q, const float* q_freq, u32 q_width,
+                                              u32 q_head_dim, u32 q_half, u32 q_per_token, u32 q_interleaved,
+                                              float q_scaling) {
     const u32 t = blockIdx.x;
+    if (blockIdx.y > 0) {
+        // q of token t, rotated in place (every row, padding included: a settle).
+        const u32 heads = q_width / q_head_dim;
+        const u32 p = (blockIdx.y - 1) * blockDim.x + threadIdx.x;
+        if (p >= heads * q_half) return;
+        const u32 h = p / q_half, i = p % q_half;
+        float c, s;
+        rope_cos_sin(rope_pos, q_freq, t, i, q_half, q_per_token, q_scaling, c, s);
+        u32 ia, ib;
+        rope_pair_index(i, q_half, q_interleaved, ia, ib);
+        T* head = q + (u64)t * q_width + (u64)h * q_head_dim;
+        rope_rotate<T>(to_f32(head[ia]), to_f32(head[ib]), c, s, head[ia], head[ib]);
+        return;
+    }
     const u32 slot = slots[t];
     if (slot == 0xffffffffu) return;
     if ((u64)slot >= num_slots) {
@@ -72,9 +90,13 @@ __device__ __forceinline__ void write_kv_impl(T* k_cache, T* v_cache, const T* k
                                             u64 num_slots, u32 k_vec_ok, u32 v_vec_ok, u32* err,     \
                                             const u32* rope_pos, const float* rope_freq,             \
                                             u32 rope_head_dim, u32 rope_half, u32 rope_per_token,    \
-                                            u32 rope_interleaved, float rope_scaling) {              \
+                                            u32 rope_interleaved, float rope_scaling, T* q,          \
+                                            const float* q_freq, u32 q_width, u32 q_head_dim,        \
+                                            u32 q_half, u32 q_per_token, u32 q_interleaved,          \
+                                            float q_scaling) {                                       \
         write_kv_impl<T>(k_cache, v_cache, k, v, slots, k_width, v_width, num_slots, k_vec_ok,       \
                          v_vec_ok, err, rope_pos, rope_freq, rope_head_dim, rope_half,               \
-                         rope_per_token, rope_interleaved, rope_scaling);                            \
+                         rope_per_token, rope_interleaved, rope_scaling, q, q_freq, q_width,         \
+                         q_head_dim, q_half, q_per_token, q_interleaved, q_scaling);                 \
     }
 FOR_EACH_FLOAT(WRITE_KV)

@@ -253,6 +253,38 @@ fn rope_deferred() {
         c.cpu.rope(&mut cy, &cp, &cf, p).unwrap();
         c.cpu.rope(&mut cy, &cp, &cf, p).unwrap();
         c.check("rope_twice", "T5", &gy, &cy);
+        // write_kv rotates the latest pending tensor of the same positions (here b, not a)
+        // with k; a dropped one is skipped; every tensor still reads back rotated once.
+        let kvw = hd;
+        let nb = 2;
+        let slots: Vec<u32> = (0..t as u32).map(|i| 3 + 2 * i).collect();
+        let (gs, cs) = c.pair_u32(&slots, &[t]);
+        let (mut gkc, mut ckc) = c.rand(&[nb, 16, kvw], 1.0);
+        let (mut gvc, mut cvc) = c.rand(&[nb, 16, kvw], 1.0);
+        let v = c.rand(&[t, kvw], 1.0);
+        let k = c.rand(&[t, kvw], 1.0);
+        let a = c.rand(&[t, 2 * hd], 1.0);
+        let b = c.rand(&[t, 3 * hd], 1.0);
+        let dropped = c.rand(&[t, 2 * hd], 1.0);
+        let (mut ga, mut ca) = (a.0.clone(), a.1.clone());
+        let (mut gb, mut cb) = (b.0.clone(), b.1.clone());
+        let (mut gk, mut ck) = (k.0.clone(), k.1.clone());
+        c.gpu.rope(&mut ga, &gp, &gf, p).unwrap();
+        c.gpu.rope(&mut gb, &gp, &gf, p).unwrap();
+        let mut gd = dropped.0.clone();
+        c.gpu.rope(&mut gd, &gp, &gf, p).unwrap();
+        drop(gd);
+        c.gpu.rope(&mut gk, &gp, &gf, p).unwrap();
+        c.gpu.write_kv(&mut gkc, &mut gvc, &gk, &v.0, &gs).unwrap();
+        c.cpu.rope(&mut ca, &cp, &cf, p).unwrap();
+        c.cpu.rope(&mut cb, &cp, &cf, p).unwrap();
+        c.cpu.rope(&mut ck, &cp, &cf, p).unwrap();
+        c.cpu.write_kv(&mut ckc, &mut cvc, &ck, &v.1, &cs).unwrap();
+        c.check("write_kv_rope_companion.k_cache", "T5", &gkc, &ckc);
+        c.check("write_kv_rope_companion.v_cache", "T5", &gvc, &cvc);
+        c.check("write_kv_rope_companion.latest", "T5", &gb, &cb);
+        c.check("write_kv_rope_companion.earlier", "T5", &ga, &ca);
+        c.check("write_kv_rope_companion.k", "T5", &gk, &ck);
         c.finish();
     }
 }

@@ -17,9 +17,9 @@
 //!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
 //! ```
-//! Both write disjoint rows of one zeroed output. A deferred rope of q (tensor.rs) is applied
-//! by the decode kernel as it loads q when it takes every row, else settled first; write_kv
-//! applies k's as it writes the cache. The split counts depend only on the batch
+//! Both write disjoint rows of one zeroed output. Deferred ropes (tensor.rs): write_kv
+//! applies k's as it writes the cache and, in the same launch, rotates the latest pending
+//! tensor of the same positions in place (q); attention settles whatever is still pending. The split counts depend only on the batch
 //! size and the (hinted) longest context, so a decode graph replays the same launches.
 //! Per-sequence metadata (query_start_loc, seq_lens, block tables) stays on the device and is
 //! checked there; a bad entry is reported by the next `to_host`.
@@ -188,9 +188,19 @@ impl CudaBackend {
         // A deferred rope of k is applied as the rows are written; v is taken as it is.
         self.settle(v)?;
         let rope = self.rope_args(k, tokens, None)?;
+        // The layer's q (pending with the same positions) is rotated in the same launch.
+        let q = match k.pending_rope() {
+            Some(r) if self.fuse_rope.load(Ordering::Relaxed) => self.companion_rope(r, k.ptr, tokens, dt),
+            _ => None,
+        };
         let f = self.func(op, "kv_cache", "write_kv", dt)?;
         let n = vec_elems(dt);
         let [rp, rf, rd, rh, rt, ri, rs] = rope;
+        let (q_ptr, q_width, q_pairs) = match &q {
+            Some(c) => (c.ptr, c.width, (c.width / c.rope.head_dim) * c.rope.half),
+            None => (0, 0, 0),
+        };
+        let q_rope = q.as_ref().map(|c| c.rope.clone());
         let args = [
             Arg::Ptr(k_cache.ptr),
             Arg::Ptr(v_cache.ptr),
@@ -210,9 +220,25 @@ impl CudaBackend {
             rt,
             ri,
             rs,
+            Arg::Ptr(q_ptr),
+            Arg::Ptr(q_rope.as_ref().map_or(0, |r| r.inv_freq.ptr)),
+            Arg::U32(u32_arg(op, "q width", q_width)?),
+            Arg::U32(q_rope.as_ref().map_or(0, |r| r.head_dim as u32)),
+            Arg::U32(q_rope.as_ref().map_or(0, |r| r.half as u32)),
+            Arg::U32(q_rope.as_ref().is_some_and(|r| r.per_token) as u32),
+            Arg::U32(q_rope.as_ref().is_some_and(|r| r.interleaved) as u32),
+            Arg::F32(q_rope.as_ref().map_or(1.0, |r| r.scaling)),
         ];
-        let cfg = LaunchConfig { grid_dim: (u32_arg(op, "tokens", tokens)?, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        self.launch(op, &f, cfg, &args)
+        // Block (t, 0) writes token t's K/V; blocks (t, 1..) rotate its q pairs, 128 each.
+        let q_blocks = q_pairs.div_ceil(128);
+        let cfg = LaunchConfig {
+            grid_dim: (u32_arg(op, "tokens", tokens)?, u32_arg(op, "q blocks", 1 + q_blocks)?, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let r = self.launch(op, &f, cfg, &args);
+        drop(q);
+        r
     }
 
     pub(crate) fn op_paged_attention(
@@ -254,13 +280,9 @@ impl CudaBackend {
         // Decode rows (the first num_decode_seqs of seq_order) take the decode kernel where it
         // has the head_dim; the rest (prefill rows, or everything) the general one.
         let num_decode = if decode_head_dim(d) { meta.num_decode_seqs } else { 0 };
-        // q's deferred rope: applied by the decode kernel as it loads q when it takes every
-        // row, else here in one launch first.
-        if num_decode < meta.num_seqs {
-            self.settle(q)?;
-        }
-        let rope = self.rope_args(q, dims.tokens, Some(d))?;
-        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window, rope };
+        // q's deferred rope: write_kv normally applied it already (see op_write_kv).
+        self.settle(q)?;
+        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window };
         if num_decode < meta.num_seqs {
             self.launch_general(&l, num_decode, meta.num_seqs - num_decode)?;
         }
@@ -483,12 +505,6 @@ impl CudaBackend {
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
             Arg::Ptr(self.device.err_ptr),
-            l.rope[0],
-            l.rope[1],
-            l.rope[3],
-            l.rope[4],
-            l.rope[5],
-            l.rope[6],
         ];
         let cfg = LaunchConfig {
             grid_dim: (u32_arg(op, "decode seqs x splits", num_decode * splits)?, u32_arg(op, "kv heads x chunks", per_seq)?, 1),
@@ -530,8 +546,6 @@ struct Launch<'a> {
     dims: StepDims,
     dt: DType,
     window: u32,
-    /// q's deferred rope for the decode kernel (`CudaBackend::rope_args`).
-    rope: [Arg; 7],
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use tessera_core::backend::{normalize, Activation, Normed, Op, Result};
 use tessera_core::tensor::DType;
 
-use super::device::Arg;
+use super::device::{dev_err, Arg};
 use super::ops::{dims1, dims2, float, u32_arg};
 use tessera_core::backend::Tensor as _;
 use super::tensor::{suffix, vec_elems};
@@ -50,8 +50,9 @@ const WIDE_N: usize = 32768;
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
 /// The largest x (m·K elements of the activation dtype) the normed kernels stage in shared
-/// memory: the default 48 KiB limit, no opt-in.
-const NORM_SMEM: usize = 48 * 1024;
+/// memory: within the default 48 KiB a block gets without opt-in, beside the kernels' static
+/// shared memory (<= 1.2 KiB).
+const NORM_SMEM: usize = 44 * 1024;
 /// The normed kernels reproduce rms_norm.cu's sums only for rows it gives a warp or a block
 /// of 256 threads (K < 8192).
 const NORM_MAX_K: usize = 8191;
@@ -67,6 +68,7 @@ pub(crate) struct NormArgs {
 }
 
 impl NormArgs {
+    /// The kernel arguments after x (`nblocks` follows them).
     fn args(&self) -> [Arg; 5] {
         [Arg::Ptr(self.res), Arg::Ptr(self.sum), Arg::Ptr(self.weight.ptr), Arg::F32(self.eps), Arg::F32(self.offset)]
     }
@@ -166,8 +168,12 @@ impl CudaBackend {
             let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
             let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
+            let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
             let mut args = vec![Arg::Ptr(x.ptr)];
-            args.extend(norm.map(NormArgs::args).into_iter().flatten());
+            if let Some(n) = norm {
+                args.extend(n.args());
+                args.push(Arg::U32(u32_arg(op, "GEMV blocks", nblocks)?));
+            }
             args.extend([
                 Arg::U32(m as u32),
                 Arg::U32(u32_arg(op, "K", k)?),
@@ -189,8 +195,9 @@ impl CudaBackend {
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
             let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
+            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let cfg = cudarc::driver::LaunchConfig {
-                grid_dim: (u32_arg(op, "GEMV blocks", first)?, 1, 1),
+                grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
                 block_dim: ((WARPS * 32) as u32, 1, 1),
                 shared_mem_bytes: smem,
             };
@@ -205,8 +212,7 @@ impl CudaBackend {
         x: &CudaTensor,
         dt: DType,
         (m, k): (usize, usize),
-        gate: &LinearArgs,
-        up: &LinearArgs,
+        (gate, up): (&LinearArgs, &LinearArgs),
         act: Activation,
         norm: Option<&NormArgs>,
     ) -> Result<CudaTensor> {
@@ -232,8 +238,12 @@ impl CudaBackend {
             Activation::GeluTanh => 1,
             Activation::Gelu => 2,
         };
+        let nblocks = n.div_ceil(per_block(ks));
         let mut args = vec![Arg::Ptr(x.ptr)];
-        args.extend(norm.map(NormArgs::args).into_iter().flatten());
+        if let Some(n) = norm {
+            args.extend(n.args());
+            args.push(Arg::U32(u32_arg(op, "GEMV blocks", nblocks)?));
+        }
         args.extend([
             Arg::U32(m as u32),
             Arg::U32(u32_arg(op, "K", k)?),
@@ -247,10 +257,12 @@ impl CudaBackend {
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "N", n)?),
         ]);
+        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
         let cfg = cudarc::driver::LaunchConfig {
-            grid_dim: (u32_arg(op, "GEMV blocks", n.div_ceil(per_block(ks)))?, 1, 1),
+            grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 },
+            shared_mem_bytes: smem,
         };
         self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
         Ok(out)
@@ -279,11 +291,22 @@ impl CudaBackend {
         let (dt, m, k, g) = self.check_linear(x, gate.0, gate.1)?;
         let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
         if self.gemv_takes(m, g.n, true) {
-            return self.gemv_gated(x, dt, (m, k), &g, &u, act, None);
+            return self.gemv_gated(x, dt, (m, k), (&g, &u), act, None);
         }
         let gv = self.op_matmul(x, gate.0, gate.1)?;
         let uv = self.op_matmul(x, up.0, up.1)?;
         self.op_act_mul(&gv, &uv, act)
+    }
+
+    /// Blocks of a persistent normed launch: as many as are resident on the SMs at once
+    /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`.
+    fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
+        self.device.bind(op)?;
+        let per_sm = f
+            .occupancy_max_active_blocks_per_multiprocessor((WARPS * 32) as u32, smem as usize, None)
+            .map_err(|e| dev_err(op, format!("occupancy of a GEMV kernel: {e}")))?;
+        let sms = self.device.info.multiprocessors as usize;
+        Ok(nblocks.min(sms * (per_sm as usize).max(1)).max(1))
     }
 
     /// The RMSNorm of `n` for a normed GEMV over x `[m, k]`, when the fused kernels take it
@@ -351,7 +374,7 @@ impl CudaBackend {
         let (_, _, _, u) = self.check_linear(n.x, up.0, up.1)?;
         if self.gemv_takes(m, g.n, true) && g.n > 0 {
             if let Some((norm, sum)) = self.norm_args(&n, dt, (m, k))? {
-                return Ok((self.gemv_gated(n.x, dt, (m, k), &g, &u, act, Some(&norm))?, sum));
+                return Ok((self.gemv_gated(n.x, dt, (m, k), (&g, &u), act, Some(&norm))?, sum));
             }
         }
         let (h, sum) = normalize(self, n)?;

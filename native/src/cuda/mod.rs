@@ -89,6 +89,8 @@ pub struct CudaBackend {
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv / decode attention (`TESSERA_CUDA_FUSE_ROPE`, default on).
     fuse_rope: AtomicBool,
+    /// The latest tensors whose rope is deferred (write_kv settles q with k's launch).
+    deferred: Mutex<Vec<tensor::Deferred>>,
     /// Attention grids per sequence of the decode-only launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<attention::DecodeGrid>>,
 }
@@ -135,6 +137,7 @@ impl CudaBackend {
                 _ => TensorCorePrefill::Auto,
             } as u32),
             decode_grids: Mutex::new(Default::default()),
+            deferred: Mutex::new(Vec::new()),
             fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
             fuse_rope: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_ROPE")),
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),

@@ -11,7 +11,7 @@ use tessera_core::backend::{Activation, BackendError, Op, Result, RopeParams, Ro
 use tessera_core::tensor::DType;
 
 use super::device::Arg;
-use super::tensor::{suffix, vec_elems, PendingRope};
+use super::tensor::{suffix, vec_elems, Deferred, PendingRope};
 use super::{shape_err, CudaBackend, CudaTensor, NAME, THREADS};
 
 /// A float tensor (f32/f16/bf16), or `Unsupported` naming its dtype.
@@ -65,6 +65,16 @@ fn vec_ok(dtype: DType, len: usize) -> u32 {
 
 fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// A tensor write_kv rotates in place beside k (`CudaBackend::companion_rope`): its buffer is
+/// held until the launch is queued.
+pub(crate) struct Companion {
+    _buf: Arc<cudarc::driver::CudaSlice<u8>>,
+    pub ptr: u64,
+    /// Row width (n * head_dim).
+    pub width: usize,
+    pub rope: Arc<PendingRope>,
 }
 
 impl CudaBackend {
@@ -261,8 +271,17 @@ impl CudaBackend {
             applied: AtomicBool::new(false),
         };
         if self.fuse_rope.load(Ordering::Relaxed) {
-            // Deferred: write_kv / decode attention apply it as they read x, others settle it.
-            x.rope = Some(Arc::new(r));
+            // Deferred: write_kv applies it (to k as it writes the cache, to q in the same
+            // launch); other readers settle it.
+            let r = Arc::new(r);
+            x.rope = Some(r.clone());
+            if let Ok(mut list) = self.deferred.lock() {
+                list.retain(|d| d.rope.is_pending() && d.buf.strong_count() > 0);
+                if list.len() >= 8 {
+                    list.remove(0);
+                }
+                list.push(Deferred { buf: Arc::downgrade(&x.buf), ptr: x.ptr, shape: x.shape.clone(), dtype: x.dtype, rope: r });
+            }
             return Ok(());
         }
         self.launch_rope(x, &r)
@@ -302,6 +321,40 @@ impl CudaBackend {
     /// `[tokens, n * head_dim]`: (positions, inv_freq, head_dim, half, per_token,
     /// interleaved, scaling); all zero without one. A rope that does not fit that shape is
     /// settled here instead.
+    /// Drops the remembered deferred tensors (their ropes stay pending on the tensors).
+    pub(crate) fn forget_deferred(&self) {
+        if let Ok(mut list) = self.deferred.lock() {
+            list.clear();
+        }
+    }
+
+    /// The latest other live tensor whose rope is still pending with the same positions
+    /// tensor as `r` and `tokens` rows (the layer's q when `r` is k's): write_kv rotates it
+    /// in place in its own launch. Marked applied here; the buffer is held until the launch
+    /// is queued by the caller keeping the returned Arc.
+    pub(crate) fn companion_rope(&self, r: &PendingRope, k_ptr: u64, tokens: usize, dtype: DType) -> Option<Companion> {
+        let list = self.deferred.lock().ok()?;
+        for d in list.iter().rev() {
+            let fits = d.ptr != k_ptr
+                && d.dtype == dtype
+                && d.rope.is_pending()
+                && d.rope.positions.ptr == r.positions.ptr
+                && d.shape.len() == 2
+                && d.shape[0] == tokens
+                && d.rope.head_dim > 0
+                && d.shape[1] % d.rope.head_dim == 0;
+            if !fits {
+                continue;
+            }
+            let Some(buf) = d.buf.upgrade() else { continue };
+            if d.rope.applied.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            return Some(Companion { _buf: buf, ptr: d.ptr, width: d.shape[1], rope: d.rope.clone() });
+        }
+        None
+    }
+
     pub(crate) fn rope_args(&self, t: &CudaTensor, tokens: usize, head_dim: Option<usize>) -> Result<[Arg; 7]> {
         let none = [Arg::Ptr(0), Arg::Ptr(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::F32(1.0)];
         let Some(r) = t.pending_rope() else { return Ok(none) };
@@ -361,16 +414,24 @@ impl CudaBackend {
             return Ok(out);
         }
         let f = self.func(op, "elementwise", "gather_rows", dt)?;
+        // Wide rows (logits) in spans of >= 4096 columns, one block each; spans whole vectors.
+        let vok = vec_ok(dt, cols);
+        let spans = cols.div_ceil(4096).clamp(1, 64);
+        let spans = if vok == 1 { spans.min(cols / vec_elems(dt)).max(1) } else { spans };
+        let span = cols.div_ceil(spans);
+        let span = if vok == 1 { span.next_multiple_of(vec_elems(dt)) } else { span };
+        let spans = cols.div_ceil(span);
         let args = [
             Arg::Ptr(x.ptr),
             Arg::Ptr(indices.ptr),
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "rows", rows)?),
             Arg::U32(u32_arg(op, "cols", cols)?),
-            Arg::U32(vec_ok(dt, cols)),
+            Arg::U32(vok),
             Arg::Ptr(self.device.err_ptr),
         ];
-        self.launch(op, &f, rows_cfg(u32_arg(op, "indices", count)? as usize, 128), &args)?;
+        let cfg = LaunchConfig { grid_dim: (u32_arg(op, "indices", count)?, spans as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        self.launch(op, &f, cfg, &args)?;
         Ok(out)
     }
 
@@ -405,7 +466,8 @@ impl CudaBackend {
         // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
         let threads = if cols >= 8192 { 1024 } else { THREADS };
         let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
-        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?)])?;
+        let vok = vec_ok(dt, cols) == 1 && x.ptr.is_multiple_of(16);
+        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?), Arg::U32(vok as u32)])?;
         Ok(out)
     }
 }

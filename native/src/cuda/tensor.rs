@@ -6,6 +6,9 @@
 //! carries a [`PendingRope`] that `write_kv` (k) and the decode attention kernel (q) apply
 //! as they read the rows; every other reader applies it in place first (`settle`, one
 //! launch of the rope kernel), once for all clones (they share the buffer and the flag).
+//! The backend also remembers the latest deferred tensors (`Deferred`, weakly): write_kv,
+//! rotating k into the cache, rotates in the same launch the latest still-pending tensor of
+//! the same positions (the layer's q) in place, which is what a settle would do.
 //!
 //! ```text
 //! storage dtype  activations, matrices, KV pages: the backend's activation dtype
@@ -14,7 +17,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use cudarc::driver::CudaSlice;
 use tessera_core::backend::Tensor;
@@ -45,6 +48,16 @@ pub(crate) struct PendingRope {
     pub scaling: f32,
     /// Set once the rotation is in the buffer (`settle`): readers then take it as is.
     pub applied: AtomicBool,
+}
+
+/// A tensor with a deferred rope, as the backend remembers it (`CudaBackend::deferred`) so
+/// that write_kv can rotate q in the launch that rotates k: the buffer only while it lives.
+pub(crate) struct Deferred {
+    pub buf: Weak<CudaSlice<u8>>,
+    pub ptr: u64,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub rope: Arc<PendingRope>,
 }
 
 impl PendingRope {
