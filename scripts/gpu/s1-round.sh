@@ -54,19 +54,23 @@ prof() { # name binary: ncu node durations of a short run, then its last decode 
 }
 N="$B/bin/tessera" O="$B/bin/tessera-base"
 # Most telling first: the call's time may run out (steps past the deadline are skipped).
-step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture
-lat new "$N"
-lat base "$O"
-prof base "$O"
-prof new "$N"
-lat norm_off TESSERA_CUDA_FUSE_NORM=0 "$N"
-lat rope_off TESSERA_CUDA_FUSE_ROPE=0 "$N"
-step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture
-step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture
-lat new2 "$N"
-lat base2 "$O"
-lat both_off TESSERA_CUDA_FUSE_NORM=0 TESSERA_CUDA_FUSE_ROPE=0 "$N"
-step cuda_models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
+# S1_STEPS picks and orders the steps.
+for s in ${S1_STEPS:-cuda_fused lat_new lat_base ncu_base ncu_new lat_norm_off lat_rope_off cuda_engine cuda_ops lat_new2 lat_base2 lat_both_off cuda_models}; do
+    case $s in
+        cuda_fused) step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture ;;
+        cuda_engine) step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture ;;
+        cuda_ops) step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture ;;
+        cuda_models) step cuda_models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture ;;
+        lat_new | lat_new2) lat "${s#lat_}" "$N" ;;
+        lat_base | lat_base2) lat "${s#lat_}" "$O" ;;
+        lat_norm_off) lat norm_off TESSERA_CUDA_FUSE_NORM=0 "$N" ;;
+        lat_rope_off) lat rope_off TESSERA_CUDA_FUSE_ROPE=0 "$N" ;;
+        lat_both_off) lat both_off TESSERA_CUDA_FUSE_NORM=0 TESSERA_CUDA_FUSE_ROPE=0 "$N" ;;
+        ncu_new) prof new "$N" ;;
+        ncu_base) prof base "$O" ;;
+        *) echo "unknown step $s" ;;
+    esac
+done
 
 {
     echo "=== device"; cat "$L/device.txt"
