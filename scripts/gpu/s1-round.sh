@@ -59,7 +59,7 @@ for s in ${S1_STEPS:-cuda_fused lat_new lat_base ncu_base ncu_new lat_norm_off l
     case $s in
         cuda_fused) step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture ;;
         cuda_engine) step cuda_engine 150 "$B/bin/cuda_engine" --test-threads=1 --nocapture ;;
-        cuda_ops) step cuda_ops 200 "$B/bin/cuda_ops" --test-threads=3 --nocapture ;;
+        cuda_ops) step cuda_ops 200 "$B/bin/cuda_ops" ${S1_OPS_FILTER:-} --test-threads=3 --nocapture ;;
         cuda_models) step cuda_models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture ;;
         lat_new | lat_new2) lat "${s#lat_}" "$N" ;;
         lat_base | lat_base2) lat "${s#lat_}" "$O" ;;
