@@ -10,7 +10,8 @@
 //!   (q settled first), rope then plain reads (to_host, matmul, a second rope), NoPE.
 //!
 //! Each case prints a `PARITY` line; against the unfused GPU path the tolerance is 1e-6
-//! (the fused kernels round exactly where the unfused ones store). Runs on the GPU machine
+//! (the fused kernels round exactly where the unfused ones store; measured: identical, rel
+//! 0 in f32 and f16), against the CPU the usual 1e-5 / 1e-2. Runs on the GPU machine
 //! (scripts/gpu-suite.sh); without a GPU it fails (CI only builds it).
 
 #![cfg(feature = "cuda")]
@@ -79,8 +80,9 @@ fn norm_matmul_fused() {
                     c.check_tol("norm_gated_matmul.vs_unfused", &label, &gg, &ugc, 1e-6);
                     match (gs, ggs, us, rs, rgs) {
                         (Some(gs), Some(ggs), Some(us), Some(rs), Some(rgs)) => {
-                            c.check_tol("norm_matmul_many.sum", &label, &gs, &rs, 1e-6);
-                            c.check_tol("norm_gated_matmul.sum", &label, &ggs, &rgs, 1e-6);
+                            // The CPU keeps x + residual in f32; the GPU rounds it to the dtype.
+                            c.check("norm_matmul_many.sum", &label, &gs, &rs);
+                            c.check("norm_gated_matmul.sum", &label, &ggs, &rgs);
                             let usc = as_cpu(&c, &us);
                             c.check_tol("norm_matmul_many.sum_vs_unfused", &label, &gs, &usc, 1e-12);
                         }
