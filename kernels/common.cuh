@@ -114,7 +114,7 @@ __device__ __forceinline__ float activate(float g, u32 act) {
     return g * 0.5f * (1.0f + erff(g * 0.70710678118654752f));
 }
 
-// ---- rotary embedding (rope.cu; deferred into kv_cache.cu and attention_decode.cu) -------
+// ---- rotary embedding (rope.cu; deferred into kv_cache.cu) ------------------------------
 
 /// cos and sin of pair `i`'s angle for token row `t`, times `scaling`: angle =
 /// f32(positions[t]) * inv_freq[i] (inv_freq [half] shared, or [T, half] with `per_token`).
@@ -132,12 +132,6 @@ __device__ __forceinline__ void rope_cos_sin(const u32* __restrict__ positions, 
 __device__ __forceinline__ void rope_pair_index(u32 i, u32 half, u32 interleaved, u32& ia, u32& ib) {
     ia = interleaved ? 2 * i : i;
     ib = interleaved ? 2 * i + 1 : i + half;
-}
-
-/// The pair of element `e` (< 2 * half) of a head: its pair index, and whether e is the first.
-__device__ __forceinline__ u32 rope_pair_of(u32 e, u32 half, u32 interleaved, bool& first) {
-    first = interleaved ? (e % 2 == 0) : (e < half);
-    return interleaved ? e / 2 : (e < half ? e : e - half);
 }
 
 /// (a, b) -> (a c - b s, b c + a s), each rounded to T: the one formula every rope path uses.

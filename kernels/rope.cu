@@ -7,8 +7,8 @@
 //! (a, b) -> (a c - b s, b c + a s);  dims >= rotary_dim of each head pass through untouched
 //! ```
 //! One thread per (token, head, pair); each pair is read and written by one thread only. The
-//! formulas live in common.cuh (`rope_cos_sin`, `rope_rotate`): write_kv and the decode
-//! attention kernel apply a deferred rope with the same ones.
+//! formulas live in common.cuh (`rope_cos_sin`, `rope_rotate`): write_kv (kv_cache.cu)
+//! applies a deferred rope to k and q with the same ones.
 
 template <typename T>
 __device__ __forceinline__ void rope_impl(T* x, const u32* __restrict__ positions, const float* __restrict__ inv_freq,

@@ -187,7 +187,7 @@ impl CudaBackend {
         self.make_unique(op, v_cache)?;
         // A deferred rope of k is applied as the rows are written; v is taken as it is.
         self.settle(v)?;
-        let rope = self.rope_args(k, tokens, None)?;
+        let rope = self.rope_args(k, tokens)?;
         // The layer's q (pending with the same positions) is rotated in the same launch.
         let q = match k.pending_rope() {
             Some(r) if self.fuse_rope.load(Ordering::Relaxed) => self.companion_rope(r, k.ptr, tokens, dt),

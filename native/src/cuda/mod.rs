@@ -87,7 +87,7 @@ pub struct CudaBackend {
     tc_prefill: AtomicU32,
     /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
     fuse_norm: AtomicBool,
-    /// `rope` is deferred into write_kv / decode attention (`TESSERA_CUDA_FUSE_ROPE`, default on).
+    /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
     fuse_rope: AtomicBool,
     /// The latest tensors whose rope is deferred (write_kv settles q with k's launch).
     deferred: Mutex<Vec<tensor::Deferred>>,
@@ -109,7 +109,7 @@ impl CudaBackend {
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
-    /// applies `rope` at once instead of deferring it into write_kv / decode attention;
+    /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -211,7 +211,7 @@ impl CudaBackend {
         self.fuse_norm.store(on, Ordering::Relaxed);
     }
 
-    /// Whether `rope` is deferred into `write_kv` / decode attention (else applied at once).
+    /// Whether `rope` is deferred into `write_kv` (else applied at once).
     pub fn set_fuse_rope(&self, on: bool) {
         self.fuse_rope.store(on, Ordering::Relaxed);
     }

@@ -317,10 +317,6 @@ impl CudaBackend {
         self.launch(op, &f, self.grid_for(total), &args)
     }
 
-    /// The kernel arguments of `t`'s pending rope for a fused reader whose rows are
-    /// `[tokens, n * head_dim]`: (positions, inv_freq, head_dim, half, per_token,
-    /// interleaved, scaling); all zero without one. A rope that does not fit that shape is
-    /// settled here instead.
     /// Drops the remembered deferred tensors (their ropes stay pending on the tensors).
     pub(crate) fn forget_deferred(&self) {
         if let Ok(mut list) = self.deferred.lock() {
@@ -330,8 +326,8 @@ impl CudaBackend {
 
     /// The latest other live tensor whose rope is still pending with the same positions
     /// tensor as `r` and `tokens` rows (the layer's q when `r` is k's): write_kv rotates it
-    /// in place in its own launch. Marked applied here; the buffer is held until the launch
-    /// is queued by the caller keeping the returned Arc.
+    /// in place in its own launch. Marked applied here; the returned `Companion` holds the
+    /// buffer until the caller has queued that launch.
     pub(crate) fn companion_rope(&self, r: &PendingRope, k_ptr: u64, tokens: usize, dtype: DType) -> Option<Companion> {
         let list = self.deferred.lock().ok()?;
         for d in list.iter().rev() {
@@ -355,15 +351,18 @@ impl CudaBackend {
         None
     }
 
-    pub(crate) fn rope_args(&self, t: &CudaTensor, tokens: usize, head_dim: Option<usize>) -> Result<[Arg; 7]> {
+    /// The kernel arguments of `t`'s pending rope for a fused reader whose rows are
+    /// `[tokens, n * head_dim]`: (positions, inv_freq, head_dim, half, per_token,
+    /// interleaved, scaling); all zero without one. A rope that does not fit that shape is
+    /// settled here instead.
+    pub(crate) fn rope_args(&self, t: &CudaTensor, tokens: usize) -> Result<[Arg; 7]> {
         let none = [Arg::Ptr(0), Arg::Ptr(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::F32(1.0)];
         let Some(r) = t.pending_rope() else { return Ok(none) };
         let width = t.shape.get(1).copied().unwrap_or(0);
         let fits = r.positions.numel() == tokens
             && t.shape.len() == 2
             && r.head_dim > 0
-            && width % r.head_dim == 0
-            && head_dim.is_none_or(|d| d == r.head_dim);
+            && width % r.head_dim == 0;
         if !fits {
             self.settle(t)?;
             return Ok(none);

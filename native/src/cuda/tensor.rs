@@ -3,9 +3,9 @@
 //! as a value, like the CPU backend's.
 //!
 //! A `rope` may be deferred (`TESSERA_CUDA_FUSE_ROPE`, on by default): the tensor then
-//! carries a [`PendingRope`] that `write_kv` (k) and the decode attention kernel (q) apply
-//! as they read the rows; every other reader applies it in place first (`settle`, one
-//! launch of the rope kernel), once for all clones (they share the buffer and the flag).
+//! carries a [`PendingRope`] that `write_kv` applies to k as it writes the cache; every
+//! other reader applies it in place first (`settle`, one launch of the rope kernel), once
+//! for all clones (they share the buffer and the flag).
 //! The backend also remembers the latest deferred tensors (`Deferred`, weakly): write_kv,
 //! rotating k into the cache, rotates in the same launch the latest still-pending tensor of
 //! the same positions (the layer's q) in place, which is what a settle would do.
