@@ -113,3 +113,30 @@ __device__ __forceinline__ float activate(float g, u32 act) {
     }
     return g * 0.5f * (1.0f + erff(g * 0.70710678118654752f));
 }
+
+// ---- rotary embedding (rope.cu; deferred into kv_cache.cu) ------------------------------
+
+/// cos and sin of pair `i`'s angle for token row `t`, times `scaling`: angle =
+/// f32(positions[t]) * inv_freq[i] (inv_freq [half] shared, or [T, half] with `per_token`).
+__device__ __forceinline__ void rope_cos_sin(const u32* __restrict__ positions, const float* __restrict__ inv_freq,
+                                             u32 t, u32 i, u32 half, u32 per_token, float scaling, float& c,
+                                             float& s) {
+    const float f = inv_freq[per_token ? (u64)t * half + i : i];
+    const float angle = (float)positions[t] * f;
+    sincosf(angle, &s, &c);
+    c *= scaling;
+    s *= scaling;
+}
+
+/// Element indices of pair `i` in a head: neox (i, i + half), interleaved (2i, 2i + 1).
+__device__ __forceinline__ void rope_pair_index(u32 i, u32 half, u32 interleaved, u32& ia, u32& ib) {
+    ia = interleaved ? 2 * i : i;
+    ib = interleaved ? 2 * i + 1 : i + half;
+}
+
+/// (a, b) -> (a c - b s, b c + a s), each rounded to T: the one formula every rope path uses.
+template <typename T>
+__device__ __forceinline__ void rope_rotate(float a, float b, float c, float s, T& oa, T& ob) {
+    oa = from_f32<T>(a * c - b * s);
+    ob = from_f32<T>(b * c + a * s);
+}

@@ -1,7 +1,7 @@
 //! Elementwise and row-selection ops: add, softcap, dtype casts, bias add, gather_rows, argmax.
 //!
 //! Grid-stride loops over flat tensors (16-byte accesses when the length allows); gather_rows
-//! and argmax take one block per output row.
+//! takes a block per output row and per column span of wide rows, argmax one block per row.
 
 template <typename T>
 __device__ __forceinline__ void add_impl(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
@@ -41,21 +41,25 @@ __device__ __forceinline__ void bias_add_impl(T* x, const float* __restrict__ bi
 template <typename T>
 __device__ __forceinline__ void gather_rows_impl(const T* __restrict__ x, const u32* __restrict__ indices,
                                                  T* __restrict__ out, u32 rows, u32 cols, u32 vec_ok, u32* err) {
+    // Block (r, y) copies columns [y * span, (y + 1) * span) of output row r (wide rows, such
+    // as vocabulary logits, take several blocks).
     const u32 r = blockIdx.x;
+    const u32 span = (cols + gridDim.y - 1) / gridDim.y;
+    const u32 lo = blockIdx.y * span, hi = min(cols, lo + span);
     const u32 src = indices[r];
     T* o = out + (u64)r * cols;
     if (src >= rows) {
-        if (threadIdx.x == 0) report_error(err, ERR_GATHER_INDEX, src, r);
-        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) o[i] = from_f32<T>(0.0f);
+        if (threadIdx.x == 0 && blockIdx.y == 0) report_error(err, ERR_GATHER_INDEX, src, r);
+        for (u32 i = lo + threadIdx.x; i < hi; i += blockDim.x) o[i] = from_f32<T>(0.0f);
         return;
     }
     const T* s = x + (u64)src * cols;
     constexpr int N = Vec16<T>::N;
-    if (vec_ok) {
-        for (u32 i = threadIdx.x * N; i < cols; i += blockDim.x * N)
+    if (vec_ok) {  // span is then a multiple of N (the host rounds it)
+        for (u32 i = lo + threadIdx.x * N; i < hi; i += blockDim.x * N)
             *reinterpret_cast<uint4*>(o + i) = *reinterpret_cast<const uint4*>(s + i);
     } else {
-        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) o[i] = s[i];
+        for (u32 i = lo + threadIdx.x; i < hi; i += blockDim.x) o[i] = s[i];
     }
 }
 
@@ -68,18 +72,33 @@ __device__ __forceinline__ bool arg_better(float va, u32 ia, float vb, u32 ib) {
 }
 
 /// Index of the largest value of each row (first on ties, first NaN wins). blockDim.x <= 1024.
+/// `vec_ok`: rows are whole 16-byte vectors (16-byte loads, 4 in flight per thread).
 template <typename T>
-__device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols) {
+__device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols, u32 vec_ok) {
     __shared__ float sv[32];
     __shared__ u32 si[32];
     const T* row = x + (u64)blockIdx.x * cols;
     float bv = TESSERA_NEG_INF;
     u32 bi = 0xffffffffu;
-    // Unrolled: a 128k-entry vocab row is ~125 loads per thread, several kept in flight.
+    // arg_better is a total order, so the scan order does not change the result.
+    if (vec_ok) {
+        constexpr int N = Vec16<T>::N;
+        const u32 chunks = cols / N;
+#pragma unroll 4
+        for (u32 c = threadIdx.x; c < chunks; c += blockDim.x) {
+            float v[N];
+            load_vec(row + (u64)c * N, v);
+#pragma unroll
+            for (int e = 0; e < N; ++e)
+                if (arg_better(v[e], c * N + e, bv, bi)) { bv = v[e]; bi = c * N + e; }
+        }
+    } else {
+        // Unrolled: a 128k-entry vocab row is ~125 loads per thread, several kept in flight.
 #pragma unroll 8
-    for (u32 i = threadIdx.x; i < cols; i += blockDim.x) {
-        const float v = to_f32(row[i]);
-        if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }
+        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) {
+            const float v = to_f32(row[i]);
+            if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }
+        }
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -118,8 +137,8 @@ __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __rest
                                                u32 cols, u32 vec_ok, u32* err) {                     \
         gather_rows_impl<T>(x, indices, out, rows, cols, vec_ok, err);                               \
     }                                                                                                \
-    extern "C" __global__ void argmax_##S(const T* x, u32* out, u32 cols) {                          \
-        argmax_impl<T>(x, out, cols);                                                                \
+    extern "C" __global__ void argmax_##S(const T* x, u32* out, u32 cols, u32 vec_ok) {              \
+        argmax_impl<T>(x, out, cols, vec_ok);                                                        \
     }
 FOR_EACH_FLOAT(ELEMENTWISE)
 

@@ -20,6 +20,14 @@
 //! rows of x; `m` <= MM are live. The rows per group (R) per MM are mirrored in
 //! native/src/cuda/gemv.rs. The gated kernel rounds gate and up to the storage dtype before the
 //! activation, as the unfused matmul + act_mul do, so both paths compute the same function.
+//!
+//! `gemv_norm_m*` / `gemv_gated_norm_m*` take x before its RMSNorm (the `norm_*` trait ops):
+//! every block first computes `h = rms_norm(x + residual)` of all m rows itself into shared
+//! memory (`gemv_norm_prologue`: the sums of squares in rms_norm.cu's order, so h is bit for
+//! bit what rms_norm.cu would have stored), block 0 also writing `x + residual` out, then
+//! runs the products on h. K < 8192, whole 16-byte vectors (the host checks). Their grid is
+//! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
+//! of work), so the prologue runs once per resident block, not once per row group.
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
@@ -33,6 +41,12 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
     return v;
 }
 
+/// 16 bytes of x: through the read-only cache from global memory, or (XS) from shared memory.
+template <bool XS> __device__ __forceinline__ uint4 ld_x(const void* p) {
+    if constexpr (XS) return *reinterpret_cast<const uint4*>(p);
+    else return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
 /// The Vec16<T>::N values of a 16-byte register vector, widened to f32.
 template <typename T> __device__ __forceinline__ void widen(const uint4& raw, float* out) {
     const T* e = reinterpret_cast<const T*>(&raw);
@@ -42,7 +56,7 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& raw, fl
 
 /// This warp's partial dot products of x rows [0, m) with the RR rows `w` (nullptr = a row
 /// past N: contributes zeros) over its K slice, into acc (reduced over the warp on return).
-template <typename T, int MM, int RR>
+template <typename T, int MM, int RR, bool XS>
 __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, const T* const (&w)[RR],
                                          u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR]) {
     constexpr int V = Vec16<T>::N;
@@ -70,7 +84,7 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
 #pragma unroll
                 for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
                     xv[u][mi] = (cc < chunks && mi < (int)m)
-                                    ? __ldg(reinterpret_cast<const uint4*>(x + (u64)mi * k + (u64)cc * V))
+                                    ? ld_x<XS>(x + (u64)mi * k + (u64)cc * V)
                                     : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
@@ -84,7 +98,7 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
                     for (int mi = 0; mi < MM; ++mi) {
                         uint4 xr;
                         if constexpr (XPRE) xr = xv[u][mi];
-                        else xr = __ldg(reinterpret_cast<const uint4*>(x + (u64)cc * V));
+                        else xr = ld_x<XS>(x + (u64)cc * V);
                         float xf[V];
                         widen<T>(xr, xf);
 #pragma unroll
@@ -129,15 +143,15 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
 }
 
 /// Plain GEMV over up to 4 matrices sharing x (see the module docs).
-template <typename T, int MM, int R>
-__device__ __forceinline__ void gemv_plain(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
+template <typename T, int MM, int R, bool XS>
+__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
                                            const T* w0, const float* b0, T* o0, u32 n0, u32 f1,
                                            const T* w1, const float* b1, T* o1, u32 n1, u32 f2,
                                            const T* w2, const float* b2, T* o2, u32 n2, u32 f3,
                                            const T* w3, const float* b3, T* o3, u32 n3) {
     __shared__ float red[GEMV_WARPS][MM * R];
     // This block's matrix.
-    u32 blk = blockIdx.x, first = 0;
+    u32 first = 0;
     const T* w = w0;
     const float* bias = b0;
     T* out = o0;
@@ -156,7 +170,7 @@ __device__ __forceinline__ void gemv_plain(const T* __restrict__ x, u32 m, u32 k
         rows[r] = row < n ? w + (u64)row * k : nullptr;
     }
     float acc[MM][R];
-    gemv_dot<T, MM, R>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
     gemv_share<MM, R>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -170,13 +184,13 @@ __device__ __forceinline__ void gemv_plain(const T* __restrict__ x, u32 m, u32 k
 }
 
 /// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first.
-template <typename T, int MM, int R>
-__device__ __forceinline__ void gemv_gated(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
+template <typename T, int MM, int R, bool XS>
+__device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
                                            const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {
     constexpr int RR = 2 * R;
     __shared__ float red[GEMV_WARPS][MM * RR];
     const u32 groups = GEMV_WARPS / ks;
-    const u32 row0 = blockIdx.x * groups * R;
+    const u32 row0 = blk * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
     const T* rows[RR];
@@ -187,7 +201,7 @@ __device__ __forceinline__ void gemv_gated(const T* __restrict__ x, u32 m, u32 k
         rows[R + r] = row < n ? up + (u64)row * k : nullptr;
     }
     float acc[MM][RR];
-    gemv_dot<T, MM, RR>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
     gemv_share<MM, RR>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -205,20 +219,107 @@ __device__ __forceinline__ void gemv_gated(const T* __restrict__ x, u32 m, u32 k
     }
 }
 
+/// The normed kernels' prologue: `xs[mi][:] = rms_norm(x[mi] + res[mi])` for the m rows, in
+/// shared memory, computed as kernels/rms_norm.cu does (rows of K <= 1024: a warp per row,
+/// lane stride; larger: the whole block of 256 threads, block_sum), rounded to T; block 0
+/// writes the rounded sums `x + res` to `sum_out` (res null: plain RMSNorm, no sum).
+template <typename T>
+__device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, const T* __restrict__ res,
+                                                   T* __restrict__ sum_out, const float* __restrict__ nw, float eps,
+                                                   float offset, u32 m, u32 k, T* xs) {
+    constexpr int N = Vec16<T>::N;
+    __shared__ float scratch[32];
+    __shared__ float inv_rms[8];
+    const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const bool write_sum = res != nullptr && blockIdx.x == 0;  // (persistent grid: block 0 exists)
+    // Pass 1 over elements first*N, (first+step)*N, ... of row mi: s = x (+ res) rounded to T
+    // into xs (and sum_out), sum of squares in rms_norm.cu's order.
+    auto pass1 = [&](u32 mi, u32 first, u32 step) {
+        float acc = 0.0f;
+        for (u32 i = first * N; i < k; i += step * N) {
+            const u64 at = (u64)mi * k + i;
+            float v[N];
+            load_vec(x + at, v);
+            if (res != nullptr) {
+                float r[N];
+                load_vec(res + at, r);
+#pragma unroll
+                for (int e = 0; e < N; ++e) v[e] = to_f32(from_f32<T>(v[e] + r[e]));
+                if (write_sum) store_vec(sum_out + at, v);
+            }
+            store_vec(xs + at, v);
+#pragma unroll
+            for (int e = 0; e < N; ++e) acc += v[e] * v[e];
+        }
+        return acc;
+    };
+    if (k <= 1024) {
+        for (u32 mi = warp; mi < m; mi += GEMV_WARPS) {
+            const float ss = warp_sum(pass1(mi, lane, 32));
+            if (lane == 0) inv_rms[mi] = 1.0f / sqrtf(ss / (float)k + eps);
+        }
+    } else {
+        for (u32 mi = 0; mi < m; ++mi) {
+            const float ss = block_sum(pass1(mi, threadIdx.x, blockDim.x), scratch);
+            if (threadIdx.x == 0) inv_rms[mi] = 1.0f / sqrtf(ss / (float)k + eps);
+        }
+    }
+    __syncthreads();
+    // Pass 2, in place: h = s * inv_rms * (offset + w), rounded to T.
+    for (u32 mi = 0; mi < m; ++mi) {
+        const float inv = inv_rms[mi];
+        for (u32 i = threadIdx.x * N; i < k; i += blockDim.x * N) {
+            float v[N];
+            load_vec(xs + (u64)mi * k + i, v);
+#pragma unroll
+            for (int e = 0; e < N; ++e) v[e] = (v[e] * inv) * (offset + nw[i + e]);
+            store_vec(xs + (u64)mi * k + i, v);
+        }
+    }
+    __syncthreads();
+}
+
 #define GEMV_PLAIN(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_m##MM##_##S(                                  \
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0,      \
         u32 f1, const T* w1, const float* b1, T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2,  \
         u32 f3, const T* w3, const float* b3, T* o3, u32 n3) {                                                     \
-        gemv_plain<T, MM, R>(x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, n2,   \
-                             f3, w3, b3, o3, n3);                                                                  \
+        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
+                                    n2, f3, w3, b3, o3, n3);                                                       \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_norm_m##MM##_##S(                             \
+        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
+        u32 vec_ok,                                                                                                \
+        u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0, u32 f1, const T* w1, const float* b1,      \
+        T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2, u32 f3, const T* w3, const float* b3,  \
+        T* o3, u32 n3) {                                                                                           \
+        extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
+        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
+        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
+        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
+            gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, \
+                                       b2, o2, n2, f3, w3, b3, o3, n3);                                            \
+            __syncthreads();                                                                                       \
+        }                                                                                                          \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R>(x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                                  \
+        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_norm_m##MM##_##S(                       \
+        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
+        u32 vec_ok,                                                                                                \
+        u32 ks, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {            \
+        extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
+        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
+        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
+        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
+            gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                  \
+            __syncthreads();                                                                                       \
+        }                                                                                                          \
     }
 
 // (MM, R): keep in sync with PLAIN_ROWS / GATED_ROWS in native/src/cuda/gemv.rs.

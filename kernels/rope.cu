@@ -6,7 +6,9 @@
 //! neox:        pair (i, i + half)      interleaved: pair (2i, 2i + 1)
 //! (a, b) -> (a c - b s, b c + a s);  dims >= rotary_dim of each head pass through untouched
 //! ```
-//! One thread per (token, head, pair); each pair is read and written by one thread only.
+//! One thread per (token, head, pair); each pair is read and written by one thread only. The
+//! formulas live in common.cuh (`rope_cos_sin`, `rope_rotate`): write_kv (kv_cache.cu)
+//! applies a deferred rope to k and q with the same ones.
 
 template <typename T>
 __device__ __forceinline__ void rope_impl(T* x, const u32* __restrict__ positions, const float* __restrict__ inv_freq,
@@ -19,19 +21,12 @@ __device__ __forceinline__ void rope_impl(T* x, const u32* __restrict__ position
         const u64 th = idx / half;
         const u32 h = (u32)(th % heads);
         const u32 t = (u32)(th / heads);
-        const float f = inv_freq[per_token ? (u64)t * half + i : i];
-        const float angle = (float)positions[t] * f;
-        float s, c;
-        sincosf(angle, &s, &c);
-        c *= scaling;
-        s *= scaling;
+        float c, s;
+        rope_cos_sin(positions, inv_freq, t, i, half, per_token, scaling, c, s);
         T* head = x + (u64)t * width + (u64)h * head_dim;
-        const u32 ia = interleaved ? 2 * i : i;
-        const u32 ib = interleaved ? 2 * i + 1 : i + half;
-        const float a = to_f32(head[ia]);
-        const float b = to_f32(head[ib]);
-        head[ia] = from_f32<T>(a * c - b * s);
-        head[ib] = from_f32<T>(b * c + a * s);
+        u32 ia, ib;
+        rope_pair_index(i, half, interleaved, ia, ib);
+        rope_rotate<T>(to_f32(head[ia]), to_f32(head[ib]), c, s, head[ia], head[ib]);
     }
 }
 

@@ -97,6 +97,8 @@ serve_check() { # tessera serve --device cuda on a tiny fixture, one completion 
 parity() {
     # Op parity (tests run 3 at a time, each on its own stream; kernels compile once, cached).
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
+    # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
+    step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
     # bf16/f16/f32 on this card vs those dumps (the bf16 contract).
     TESSERA_LOGITS_DUMP="$LOG/logits" step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
@@ -113,8 +115,9 @@ parity() {
     rm -rf "$BIG"
 }
 
-quick() { # parity without HF: ops, tiny models vs their f32 references, engine, CLI
+quick() { # parity without HF: ops, fused paths, tiny models vs their f32 references, engine, CLI
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
+    step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
     step cli_generate 90 "$T" generate --model "$BUNDLE/fixtures/llama" --device cuda --dtype float32 \

@@ -17,7 +17,9 @@
 //!   splits > 1 (few blocks for the SMs): each split writes f32 partials
 //!   acc [splits, T, H, D], (max, sum) [splits, T, H, 2]; attention_combine merges them
 //! ```
-//! Both write disjoint rows of one zeroed output. The split counts depend only on the batch
+//! Both write disjoint rows of one zeroed output. Deferred ropes (tensor.rs): write_kv
+//! applies k's as it writes the cache and, in the same launch, rotates the latest pending
+//! tensor of the same positions in place (q); attention settles whatever is still pending. The split counts depend only on the batch
 //! size and the (hinted) longest context, so a decode graph replays the same launches.
 //! Per-sequence metadata (query_start_loc, seq_lens, block tables) stays on the device and is
 //! checked there; a bad entry is reported by the next `to_host`.
@@ -183,8 +185,22 @@ impl CudaBackend {
         }
         self.make_unique(op, k_cache)?;
         self.make_unique(op, v_cache)?;
+        // A deferred rope of k is applied as the rows are written; v is taken as it is.
+        self.settle(v)?;
+        let rope = self.rope_args(k, tokens)?;
+        // The layer's q (pending with the same positions) is rotated in the same launch.
+        let q = match k.pending_rope() {
+            Some(r) if self.fuse_rope.load(Ordering::Relaxed) => self.companion_rope(r, k.ptr, tokens, dt),
+            _ => None,
+        };
         let f = self.func(op, "kv_cache", "write_kv", dt)?;
         let n = vec_elems(dt);
+        let [rp, rf, rd, rh, rt, ri, rs] = rope;
+        let (q_ptr, q_width, q_pairs) = match &q {
+            Some(c) => (c.ptr, c.width, (c.width / c.rope.head_dim) * c.rope.half),
+            None => (0, 0, 0),
+        };
+        let q_rope = q.as_ref().map(|c| c.rope.clone());
         let args = [
             Arg::Ptr(k_cache.ptr),
             Arg::Ptr(v_cache.ptr),
@@ -197,9 +213,32 @@ impl CudaBackend {
             Arg::U32((kw % n == 0) as u32),
             Arg::U32((vw % n == 0) as u32),
             Arg::Ptr(self.device.err_ptr),
+            rp,
+            rf,
+            rd,
+            rh,
+            rt,
+            ri,
+            rs,
+            Arg::Ptr(q_ptr),
+            Arg::Ptr(q_rope.as_ref().map_or(0, |r| r.inv_freq.ptr)),
+            Arg::U32(u32_arg(op, "q width", q_width)?),
+            Arg::U32(q_rope.as_ref().map_or(0, |r| r.head_dim as u32)),
+            Arg::U32(q_rope.as_ref().map_or(0, |r| r.half as u32)),
+            Arg::U32(q_rope.as_ref().is_some_and(|r| r.per_token) as u32),
+            Arg::U32(q_rope.as_ref().is_some_and(|r| r.interleaved) as u32),
+            Arg::F32(q_rope.as_ref().map_or(1.0, |r| r.scaling)),
         ];
-        let cfg = LaunchConfig { grid_dim: (u32_arg(op, "tokens", tokens)?, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        self.launch(op, &f, cfg, &args)
+        // Block (t, 0) writes token t's K/V; blocks (t, 1..) rotate its q pairs, 128 each.
+        let q_blocks = q_pairs.div_ceil(128);
+        let cfg = LaunchConfig {
+            grid_dim: (u32_arg(op, "tokens", tokens)?, u32_arg(op, "q blocks", 1 + q_blocks)?, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let r = self.launch(op, &f, cfg, &args);
+        drop(q);
+        r
     }
 
     pub(crate) fn op_paged_attention(
@@ -225,7 +264,12 @@ impl CudaBackend {
         if d > MAX_HEAD_DIM {
             return Err(dev_err(op, format!("head_dim {d} is larger than the {MAX_HEAD_DIM} the CUDA kernels take")));
         }
-        let out = self.zeroed(op, dt, &q.shape)?;
+        // Decode rows only, one token each and no other rows: every output row is written
+        // (by the decode kernel or its combine), so the output needs no zero fill (a memset
+        // node a layer fewer in decode graphs).
+        let every_row_decoded =
+            decode_head_dim(d) && meta.num_decode_seqs == meta.num_seqs && dims.tokens == meta.num_seqs && meta.max_seq_len > 0;
+        let out = if every_row_decoded { self.empty(op, dt, &q.shape)? } else { self.zeroed(op, dt, &q.shape)? };
         if dims.tokens == 0 || meta.num_seqs == 0 || meta.max_query_len == 0 || meta.max_seq_len == 0 {
             return Ok(out);
         }
@@ -233,10 +277,12 @@ impl CudaBackend {
             Some(w) if w < meta.max_seq_len => w as u32,
             _ => 0,
         };
-        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window };
         // Decode rows (the first num_decode_seqs of seq_order) take the decode kernel where it
         // has the head_dim; the rest (prefill rows, or everything) the general one.
         let num_decode = if decode_head_dim(d) { meta.num_decode_seqs } else { 0 };
+        // q's deferred rope: write_kv normally applied it already (see op_write_kv).
+        self.settle(q)?;
+        let l = Launch { q, k_cache, v_cache, out: &out, meta, p, dims, dt, window };
         if num_decode < meta.num_seqs {
             self.launch_general(&l, num_decode, meta.num_seqs - num_decode)?;
         }

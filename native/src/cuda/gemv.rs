@@ -9,6 +9,10 @@
 //! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row
 //! grid   = Σ_j ceil(N_j / (8/ks · R)) blocks, matrix j after matrix j-1 (<= 4 per launch)
 //! ```
+//! `norm_matmul_many` / `norm_gated_matmul` (`TESSERA_CUDA_FUSE_NORM`, on by default) run
+//! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
+//! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
+//! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
 //! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
 //! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
@@ -16,11 +20,12 @@
 
 use std::sync::atomic::Ordering;
 
-use tessera_core::backend::{Activation, Op, Result};
+use tessera_core::backend::{normalize, Activation, Normed, Op, Result};
 use tessera_core::tensor::DType;
 
-use super::device::Arg;
+use super::device::{dev_err, Arg};
 use super::ops::{dims1, dims2, float, u32_arg};
+use tessera_core::backend::Tensor as _;
 use super::tensor::{suffix, vec_elems};
 use super::{shape_err, CudaBackend, CudaTensor};
 
@@ -43,6 +48,31 @@ const DEFAULT_MAX_M_FUSED: usize = 4;
 const WIDE_N: usize = 32768;
 /// `gemv_max_m` value meaning "the defaults above".
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
+
+/// The largest x (m·K elements of the activation dtype) the normed kernels stage in shared
+/// memory: within the default 48 KiB a block gets without opt-in, beside the kernels' static
+/// shared memory (<= 1.2 KiB).
+const NORM_SMEM: usize = 44 * 1024;
+/// The normed kernels reproduce rms_norm.cu's sums only for rows it gives a warp or a block
+/// of 256 threads (K < 8192).
+const NORM_MAX_K: usize = 8191;
+
+/// The RMSNorm a normed GEMV launch applies to x first: residual (0 = none), where x +
+/// residual goes (0 = none), the weight as f32, eps, offset.
+pub(crate) struct NormArgs {
+    res: u64,
+    sum: u64,
+    weight: CudaTensor,
+    eps: f32,
+    offset: f32,
+}
+
+impl NormArgs {
+    /// The kernel arguments after x (`nblocks` follows them).
+    fn args(&self) -> [Arg; 5] {
+        [Arg::Ptr(self.res), Arg::Ptr(self.sum), Arg::Ptr(self.weight.ptr), Arg::F32(self.eps), Arg::F32(self.offset)]
+    }
+}
 
 /// A checked `x · wᵀ (+ bias)`: the weight, the bias as f32, N.
 pub(crate) struct LinearArgs {
@@ -112,7 +142,15 @@ impl CudaBackend {
     }
 
     /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
-    pub(crate) fn gemv_many(&self, x: &CudaTensor, dt: DType, m: usize, k: usize, mats: &[LinearArgs]) -> Result<Vec<CudaTensor>> {
+    /// With `norm`, x is the input of an RMSNorm the kernel applies first (`gemv_norm_m*`).
+    pub(crate) fn gemv_many(
+        &self,
+        x: &CudaTensor,
+        dt: DType,
+        (m, k): (usize, usize),
+        mats: &[LinearArgs],
+        norm: Option<&NormArgs>,
+    ) -> Result<Vec<CudaTensor>> {
         let op = Op::Matmul;
         let outs = mats.iter().map(|l| self.empty(op, dt, &[m, l.n])).collect::<Result<Vec<_>>>()?;
         let live: Vec<(&LinearArgs, &CudaTensor)> = mats.iter().zip(&outs).filter(|(l, _)| l.n > 0).collect();
@@ -121,21 +159,28 @@ impl CudaBackend {
         }
         let (mm, r) = *PLAIN_ROWS.iter().find(|(mm, _)| *mm >= m).ok_or_else(|| shape_err(op, format!("GEMV takes M <= 8, got {m}")))?;
         let s = suffix(dt).unwrap_or("?");
-        let f = self.kernels.function("gemv", &format!("gemv_m{mm}_{s}"))?;
+        let kind = if norm.is_some() { "gemv_norm" } else { "gemv" };
+        let f = self.kernels.function("gemv", &format!("{kind}_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
         let chunks = k / ve;
+        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
         for group in live.chunks(MAX_MATS) {
             let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
             let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
-            let mut args = vec![
-                Arg::Ptr(x.ptr),
+            let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
+            let mut args = vec![Arg::Ptr(x.ptr)];
+            if let Some(n) = norm {
+                args.extend(n.args());
+                args.push(Arg::U32(u32_arg(op, "GEMV blocks", nblocks)?));
+            }
+            args.extend([
                 Arg::U32(m as u32),
                 Arg::U32(u32_arg(op, "K", k)?),
                 Arg::U32(vec_ok as u32),
                 Arg::U32(ks as u32),
                 Arg::U32(group.len() as u32),
-            ];
+            ]);
             let mut first = 0usize;
             for j in 0..MAX_MATS {
                 let (w, b, o, n) = match group.get(j) {
@@ -149,11 +194,12 @@ impl CudaBackend {
                 first += n.div_ceil(per_block(ks));
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
-            let name = format!("gemv_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
+            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
+            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let cfg = cudarc::driver::LaunchConfig {
-                grid_dim: (u32_arg(op, "GEMV blocks", first)?, 1, 1),
+                grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
                 block_dim: ((WARPS * 32) as u32, 1, 1),
-                shared_mem_bytes: 0,
+                shared_mem_bytes: smem,
             };
             self.launch(op, &(f.clone(), name), cfg, &args)?;
         }
@@ -166,9 +212,9 @@ impl CudaBackend {
         x: &CudaTensor,
         dt: DType,
         (m, k): (usize, usize),
-        gate: &LinearArgs,
-        up: &LinearArgs,
+        (gate, up): (&LinearArgs, &LinearArgs),
         act: Activation,
+        norm: Option<&NormArgs>,
     ) -> Result<CudaTensor> {
         let op = Op::Matmul;
         if gate.n != up.n {
@@ -181,7 +227,8 @@ impl CudaBackend {
         }
         let (mm, r) = *GATED_ROWS.iter().find(|(mm, _)| *mm >= m).ok_or_else(|| shape_err(op, format!("GEMV takes M <= 8, got {m}")))?;
         let s = suffix(dt).unwrap_or("?");
-        let f = self.kernels.function("gemv", &format!("gemv_gated_m{mm}_{s}"))?;
+        let kind = if norm.is_some() { "gemv_gated_norm" } else { "gemv_gated" };
+        let f = self.kernels.function("gemv", &format!("{kind}_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
         let vec_ok = k.is_multiple_of(ve) && [x.ptr, gate.w.ptr, up.w.ptr].iter().all(|p| p.is_multiple_of(16));
         let per_block = |ks: usize| (WARPS / ks) * r;
@@ -191,8 +238,13 @@ impl CudaBackend {
             Activation::GeluTanh => 1,
             Activation::Gelu => 2,
         };
-        let args = [
-            Arg::Ptr(x.ptr),
+        let nblocks = n.div_ceil(per_block(ks));
+        let mut args = vec![Arg::Ptr(x.ptr)];
+        if let Some(n) = norm {
+            args.extend(n.args());
+            args.push(Arg::U32(u32_arg(op, "GEMV blocks", nblocks)?));
+        }
+        args.extend([
             Arg::U32(m as u32),
             Arg::U32(u32_arg(op, "K", k)?),
             Arg::U32(vec_ok as u32),
@@ -204,13 +256,15 @@ impl CudaBackend {
             Arg::Ptr(up.bias.as_ref().map_or(0, |b| b.ptr)),
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "N", n)?),
-        ];
+        ]);
+        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
         let cfg = cudarc::driver::LaunchConfig {
-            grid_dim: (u32_arg(op, "GEMV blocks", n.div_ceil(per_block(ks)))?, 1, 1),
+            grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: smem,
         };
-        self.launch(op, &(f, format!("gemv_gated_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
+        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
         Ok(out)
     }
 
@@ -220,7 +274,7 @@ impl CudaBackend {
         match checked.first() {
             Some(&(dt, m, k, ref l)) if self.gemv_takes(m, l.n, ws.len() > 1) => {
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
-                self.gemv_many(x, dt, m, k, &mats)
+                self.gemv_many(x, dt, (m, k), &mats, None)
             }
             _ => ws.iter().map(|(w, b)| self.op_matmul(x, w, *b)).collect(),
         }
@@ -237,10 +291,93 @@ impl CudaBackend {
         let (dt, m, k, g) = self.check_linear(x, gate.0, gate.1)?;
         let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
         if self.gemv_takes(m, g.n, true) {
-            return self.gemv_gated(x, dt, (m, k), &g, &u, act);
+            return self.gemv_gated(x, dt, (m, k), (&g, &u), act, None);
         }
         let gv = self.op_matmul(x, gate.0, gate.1)?;
         let uv = self.op_matmul(x, up.0, up.1)?;
         self.op_act_mul(&gv, &uv, act)
+    }
+
+    /// Blocks of a persistent normed launch: as many as are resident on the SMs at once
+    /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`.
+    fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
+        self.device.bind(op)?;
+        let per_sm = f
+            .occupancy_max_active_blocks_per_multiprocessor((WARPS * 32) as u32, smem as usize, None)
+            .map_err(|e| dev_err(op, format!("occupancy of a GEMV kernel: {e}")))?;
+        let sms = self.device.info.multiprocessors as usize;
+        Ok(nblocks.min(sms * (per_sm as usize).max(1)).max(1))
+    }
+
+    /// The RMSNorm of `n` for a normed GEMV over x `[m, k]`, when the fused kernels take it
+    /// (on, vectors whole and aligned, K and m·K in range): the sum output is allocated here.
+    fn norm_args(&self, n: &Normed<'_, CudaTensor>, dt: DType, (m, k): (usize, usize)) -> Result<Option<(NormArgs, Option<CudaTensor>)>> {
+        let op = Op::AddRmsNorm;
+        if !self.fuse_norm.load(Ordering::Relaxed) || n.weight.numel() != k || n.x.shape.len() != 2 {
+            return Ok(None);
+        }
+        let ve = vec_elems(dt);
+        let aligned = n.x.ptr.is_multiple_of(16) && n.residual.is_none_or(|r| r.ptr.is_multiple_of(16));
+        let residual_ok = n.residual.is_none_or(|r| r.dtype == dt && r.shape == n.x.shape);
+        if !(aligned && residual_ok && k.is_multiple_of(ve) && k <= NORM_MAX_K && m * k * dt.size() <= NORM_SMEM) {
+            return Ok(None);
+        }
+        float(op, n.weight)?;
+        for t in [Some(n.x), n.residual].into_iter().flatten() {
+            self.settle(t)?;
+        }
+        let weight = self.as_f32(op, n.weight)?;
+        let sum = match n.residual {
+            Some(_) => Some(self.empty(op, dt, &n.x.shape)?),
+            None => None,
+        };
+        let args = NormArgs {
+            res: n.residual.map_or(0, |r| r.ptr),
+            sum: sum.as_ref().map_or(0, |s| s.ptr),
+            weight,
+            eps: n.eps,
+            offset: n.offset,
+        };
+        Ok(Some((args, sum)))
+    }
+
+    /// `norm_matmul_many`: RMSNorm folded into the GEMV launch for small M, else the unfused
+    /// body (add_rms_norm, then matmul_many).
+    pub(crate) fn op_norm_matmul_many(
+        &self,
+        n: Normed<'_, CudaTensor>,
+        ws: &[(&CudaTensor, Option<&CudaTensor>)],
+    ) -> Result<(Vec<CudaTensor>, Option<CudaTensor>)> {
+        let checked = ws.iter().map(|(w, b)| self.check_linear(n.x, w, *b)).collect::<Result<Vec<_>>>()?;
+        if let Some(&(dt, m, k, ref l)) = checked.first() {
+            if self.gemv_takes(m, l.n, ws.len() > 1) && checked.iter().any(|c| c.3.n > 0) {
+                if let Some((norm, sum)) = self.norm_args(&n, dt, (m, k))? {
+                    let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
+                    return Ok((self.gemv_many(n.x, dt, (m, k), &mats, Some(&norm))?, sum));
+                }
+            }
+        }
+        let (h, sum) = normalize(self, n)?;
+        Ok((self.op_matmul_many(&h, ws)?, sum))
+    }
+
+    /// `norm_gated_matmul`: RMSNorm, gate/up and the activation in one GEMV launch for small
+    /// M, else the unfused body.
+    pub(crate) fn op_norm_gated_matmul(
+        &self,
+        n: Normed<'_, CudaTensor>,
+        gate: (&CudaTensor, Option<&CudaTensor>),
+        up: (&CudaTensor, Option<&CudaTensor>),
+        act: Activation,
+    ) -> Result<(CudaTensor, Option<CudaTensor>)> {
+        let (dt, m, k, g) = self.check_linear(n.x, gate.0, gate.1)?;
+        let (_, _, _, u) = self.check_linear(n.x, up.0, up.1)?;
+        if self.gemv_takes(m, g.n, true) && g.n > 0 {
+            if let Some((norm, sum)) = self.norm_args(&n, dt, (m, k))? {
+                return Ok((self.gemv_gated(n.x, dt, (m, k), (&g, &u), act, Some(&norm))?, sum));
+            }
+        }
+        let (h, sum) = normalize(self, n)?;
+        Ok((self.op_gated_matmul(&h, gate, up, act)?, sum))
     }
 }

@@ -54,6 +54,9 @@ impl CudaBackend {
         if !self.graphs_possible() {
             return Err(setup_err("graphs are off while launches are synchronised or profiled"));
         }
+        // write_kv's q companion must come from the recorded step itself: a tensor from
+        // before the recording rotated inside the graph would be rotated again at each replay.
+        self.forget_deferred();
         self.device.bind(Op::Upload)?;
         self.device
             .stream
@@ -65,6 +68,7 @@ impl CudaBackend {
 
     pub(crate) fn op_graph_end(&self, ok: bool) -> Result<u64> {
         self.capturing.store(false, Ordering::Relaxed);
+        self.forget_deferred();
         let ended = self.device.stream.end_capture(dsys::CUgraphInstantiate_flags(0));
         let graph = match (ok, ended) {
             (true, Ok(Some(g))) => g,

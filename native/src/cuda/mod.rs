@@ -31,7 +31,7 @@ use std::sync::Mutex;
 
 use cudarc::driver::{CudaFunction, LaunchConfig};
 use tessera_core::backend::{
-    Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Op, Result, RopeParams, Tensor as _,
+    Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Normed, Op, Result, RopeParams, Tensor as _,
 };
 use tessera_core::tensor::{DType, HostTensor};
 
@@ -85,6 +85,12 @@ pub struct CudaBackend {
     gemv_splits: AtomicU32,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
+    /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
+    fuse_norm: AtomicBool,
+    /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
+    fuse_rope: AtomicBool,
+    /// The latest tensors whose rope is deferred (write_kv settles q with k's launch).
+    deferred: Mutex<Vec<tensor::Deferred>>,
     /// Attention grids per sequence of the decode-only launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<attention::DecodeGrid>>,
 }
@@ -101,7 +107,9 @@ impl CudaBackend {
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
     /// [`TensorCorePrefill`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
-    /// splits (1, 2, 4 or 8);
+    /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
+    /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
+    /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -111,6 +119,7 @@ impl CudaBackend {
         let kernels = device::guarded("NVRTC", || compile::Kernels::new(device.ctx.clone(), device.info.compute_capability))?;
         let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
         let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
+        let env_off = |k: &str| std::env::var(k).map(|v| v == "0").unwrap_or(false);
         let be = CudaBackend {
             graphs: Mutex::new(Vec::new()),
             blas,
@@ -128,6 +137,9 @@ impl CudaBackend {
                 _ => TensorCorePrefill::Auto,
             } as u32),
             decode_grids: Mutex::new(Default::default()),
+            deferred: Mutex::new(Vec::new()),
+            fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
+            fuse_rope: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_ROPE")),
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
         };
@@ -194,6 +206,16 @@ impl CudaBackend {
         self.gemv_splits.store(ks, Ordering::Relaxed);
     }
 
+    /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the RMSNorm into the GEMV kernels.
+    pub fn set_fuse_norm(&self, on: bool) {
+        self.fuse_norm.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `rope` is deferred into `write_kv` (else applied at once).
+    pub fn set_fuse_rope(&self, on: bool) {
+        self.fuse_rope.store(on, Ordering::Relaxed);
+    }
+
     /// When bf16/f16 prefill rows take the tensor-core attention kernel (default: auto).
     pub fn set_tensor_core_prefill(&self, mode: TensorCorePrefill) {
         self.tc_prefill.store(mode as u32, Ordering::Relaxed);
@@ -212,7 +234,7 @@ impl CudaBackend {
         if self.poison.load(Ordering::Relaxed) {
             self.device.memset(op, ptr, 0xff, numel)?;
         }
-        Ok(CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: shape.to_vec(), dtype })
+        Ok(CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: shape.to_vec(), dtype, rope: None })
     }
 
     pub(crate) fn zeroed(&self, op: Op, dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
@@ -259,6 +281,11 @@ impl CudaBackend {
     /// A float parameter vector as f32 (norm weights, biases, RoPE tables).
     pub(crate) fn as_f32(&self, op: Op, t: &CudaTensor) -> Result<CudaTensor> {
         self.cast(op, t, DType::F32)
+    }
+
+    /// `settle` each tensor: the ops that do not fuse a deferred rope call it on their inputs.
+    pub(crate) fn settle_all(&self, ts: &[&CudaTensor]) -> Result<()> {
+        ts.iter().try_for_each(|t| self.settle(t))
     }
 
     /// Makes `t`'s buffer unshared before an in-place write (copy-on-write).
@@ -384,14 +411,17 @@ impl Backend for CudaBackend {
     }
 
     fn embedding(&self, table: &CudaTensor, ids: &CudaTensor, scale: f32) -> Result<CudaTensor> {
+        self.settle(table)?;
         self.op_embedding(table, ids, scale)
     }
 
     fn matmul(&self, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
+        self.settle_all(&[x, w])?;
         self.op_matmul(x, w, bias)
     }
 
     fn matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
+        self.settle(x)?;
         self.op_matmul_many(x, ws)
     }
 
@@ -402,14 +432,35 @@ impl Backend for CudaBackend {
         up: (&CudaTensor, Option<&CudaTensor>),
         act: Activation,
     ) -> Result<CudaTensor> {
+        self.settle(x)?;
         self.op_gated_matmul(x, gate, up, act)
     }
 
+    fn norm_matmul_many(
+        &self,
+        n: Normed<'_, CudaTensor>,
+        ws: &[(&CudaTensor, Option<&CudaTensor>)],
+    ) -> Result<(Vec<CudaTensor>, Option<CudaTensor>)> {
+        self.op_norm_matmul_many(n, ws)
+    }
+
+    fn norm_gated_matmul(
+        &self,
+        n: Normed<'_, CudaTensor>,
+        gate: (&CudaTensor, Option<&CudaTensor>),
+        up: (&CudaTensor, Option<&CudaTensor>),
+        act: Activation,
+    ) -> Result<(CudaTensor, Option<CudaTensor>)> {
+        self.op_norm_gated_matmul(n, gate, up, act)
+    }
+
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        self.settle_all(&[a, b])?;
         self.op_add(a, b)
     }
 
     fn rms_norm(&self, x: &CudaTensor, weight: &CudaTensor, eps: f32, weight_offset: f32) -> Result<CudaTensor> {
+        self.settle(x)?;
         Ok(self.op_rms_norm(Op::RmsNorm, x, None, weight, eps, weight_offset)?.0)
     }
 
@@ -421,6 +472,7 @@ impl Backend for CudaBackend {
         eps: f32,
         weight_offset: f32,
     ) -> Result<(CudaTensor, CudaTensor)> {
+        self.settle_all(&[x, residual])?;
         let (normed, sum) = self.op_rms_norm(Op::AddRmsNorm, x, Some(residual), weight, eps, weight_offset)?;
         let sum = sum.ok_or_else(|| dev_err(Op::AddRmsNorm, "missing residual sum"))?;
         Ok((normed, sum))
@@ -431,6 +483,7 @@ impl Backend for CudaBackend {
     }
 
     fn act_mul(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        self.settle_all(&[gate, up])?;
         self.op_act_mul(gate, up, act)
     }
 
@@ -457,18 +510,22 @@ impl Backend for CudaBackend {
     }
 
     fn gather_rows(&self, x: &CudaTensor, indices: &CudaTensor) -> Result<CudaTensor> {
+        self.settle(x)?;
         self.op_gather_rows(x, indices)
     }
 
     fn softcap(&self, x: &CudaTensor, cap: f32) -> Result<CudaTensor> {
+        self.settle(x)?;
         self.op_softcap(x, cap)
     }
 
     fn argmax(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        self.settle(x)?;
         self.op_argmax(x)
     }
 
     async fn sample(&self, logits: &CudaTensor, rows: &[tessera_core::sample::RowSampling]) -> Result<Vec<u32>> {
+        self.settle(logits)?;
         self.op_sample(logits, rows).await
     }
 
@@ -501,11 +558,13 @@ impl Backend for CudaBackend {
     }
 
     fn copy_into(&self, dst: &CudaTensor, src: &CudaTensor) -> Result<()> {
+        self.settle_all(&[dst, src])?;
         self.op_copy_into(dst, src)
     }
 
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
         self.not_capturing(Op::ToHost, "a read-back")?;
+        self.settle(t)?;
         let bytes = t.bytes();
         let mut data = vec![0u8; bytes];
         if bytes > 0 {

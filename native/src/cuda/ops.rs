@@ -3,12 +3,15 @@
 //! kernels/{embedding,rms_norm,rope,act,elementwise}.cu, plus matmul (cuBLAS + bias kernel; the
 //! GEMV kernels of gemv.rs for small M).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use cudarc::driver::LaunchConfig;
 use tessera_core::backend::{Activation, BackendError, Op, Result, RopeParams, RopeStyle, Tensor};
 use tessera_core::tensor::DType;
 
 use super::device::Arg;
-use super::tensor::{suffix, vec_elems};
+use super::tensor::{suffix, vec_elems, Deferred, PendingRope};
 use super::{shape_err, CudaBackend, CudaTensor, NAME, THREADS};
 
 /// A float tensor (f32/f16/bf16), or `Unsupported` naming its dtype.
@@ -64,6 +67,16 @@ fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// A tensor write_kv rotates in place beside k (`CudaBackend::companion_rope`): its buffer is
+/// held until the launch is queued.
+pub(crate) struct Companion {
+    _buf: Arc<cudarc::driver::CudaSlice<u8>>,
+    pub ptr: u64,
+    /// Row width (n * head_dim).
+    pub width: usize,
+    pub rope: Arc<PendingRope>,
+}
+
 impl CudaBackend {
     pub(crate) fn op_embedding(&self, table: &CudaTensor, ids: &CudaTensor, scale: f32) -> Result<CudaTensor> {
         let op = Op::Embedding;
@@ -94,7 +107,7 @@ impl CudaBackend {
         let op = Op::Matmul;
         let (dt, m, k, lin) = self.check_linear(x, w, bias)?;
         if self.gemv_takes(m, lin.n, false) {
-            let mut out = self.gemv_many(x, dt, m, k, std::slice::from_ref(&lin))?;
+            let mut out = self.gemv_many(x, dt, (m, k), std::slice::from_ref(&lin), None)?;
             return out.pop().ok_or_else(|| shape_err(op, "GEMV returned no output"));
         }
         let (n, bias) = (lin.n, lin.bias);
@@ -217,7 +230,7 @@ impl CudaBackend {
 
     pub(crate) fn op_rope(&self, x: &mut CudaTensor, positions: &CudaTensor, inv_freq: &CudaTensor, p: RopeParams) -> Result<()> {
         let op = Op::Rope;
-        let dt = float(op, x)?;
+        float(op, x)?;
         u32s(op, positions)?;
         float(op, inv_freq)?;
         let (tokens, width) = dims2(op, "x", x)?;
@@ -244,22 +257,125 @@ impl CudaBackend {
             return Ok(());
         }
         let freq = self.as_f32(op, inv_freq)?;
+        // A rotation still pending on x goes in first; then x gets its own buffer.
+        self.settle(x)?;
         self.make_unique(op, x)?;
-        let f = self.func(op, "rope", "rope", dt)?;
-        let total = (tokens * (width / p.head_dim) * half) as u64;
+        let r = PendingRope {
+            positions: positions.clone(),
+            inv_freq: freq,
+            head_dim: p.head_dim,
+            half,
+            per_token: freqs != half,
+            interleaved: p.style == RopeStyle::Interleaved,
+            scaling: p.attention_scaling,
+            applied: AtomicBool::new(false),
+        };
+        if self.fuse_rope.load(Ordering::Relaxed) {
+            // Deferred: write_kv applies it (to k as it writes the cache, to q in the same
+            // launch); other readers settle it.
+            let r = Arc::new(r);
+            x.rope = Some(r.clone());
+            if let Ok(mut list) = self.deferred.lock() {
+                list.retain(|d| d.rope.is_pending() && d.buf.strong_count() > 0);
+                if list.len() >= 8 {
+                    list.remove(0);
+                }
+                list.push(Deferred { buf: Arc::downgrade(&x.buf), ptr: x.ptr, shape: x.shape.clone(), dtype: x.dtype, rope: r });
+            }
+            return Ok(());
+        }
+        self.launch_rope(x, &r)
+    }
+
+    /// Applies `t`'s deferred rope in place now (one launch), for a reader that does not fuse
+    /// it; every clone of `t` shares the buffer and sees it applied. No-op without one.
+    pub(crate) fn settle(&self, t: &CudaTensor) -> Result<()> {
+        match t.rope.as_deref() {
+            Some(r) if !r.applied.swap(true, Ordering::AcqRel) => self.launch_rope(t, r),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rope kernel over `x` `[T, width]` in place (checked by `op_rope`).
+    fn launch_rope(&self, x: &CudaTensor, r: &PendingRope) -> Result<()> {
+        let op = Op::Rope;
+        let (tokens, width) = dims2(op, "x", x)?;
+        let f = self.func(op, "rope", "rope", x.dtype)?;
+        let total = (tokens * (width / r.head_dim) * r.half) as u64;
         let args = [
             Arg::Ptr(x.ptr),
-            Arg::Ptr(positions.ptr),
-            Arg::Ptr(freq.ptr),
+            Arg::Ptr(r.positions.ptr),
+            Arg::Ptr(r.inv_freq.ptr),
             Arg::U32(u32_arg(op, "tokens", tokens)?),
             Arg::U32(u32_arg(op, "width", width)?),
-            Arg::U32(u32_arg(op, "head_dim", p.head_dim)?),
-            Arg::U32(half as u32),
-            Arg::U32((freqs != half) as u32),
-            Arg::U32((p.style == RopeStyle::Interleaved) as u32),
-            Arg::F32(p.attention_scaling),
+            Arg::U32(u32_arg(op, "head_dim", r.head_dim)?),
+            Arg::U32(r.half as u32),
+            Arg::U32(r.per_token as u32),
+            Arg::U32(r.interleaved as u32),
+            Arg::F32(r.scaling),
         ];
         self.launch(op, &f, self.grid_for(total), &args)
+    }
+
+    /// Drops the remembered deferred tensors (their ropes stay pending on the tensors).
+    pub(crate) fn forget_deferred(&self) {
+        if let Ok(mut list) = self.deferred.lock() {
+            list.clear();
+        }
+    }
+
+    /// The latest other live tensor whose rope is still pending with the same positions
+    /// tensor as `r` and `tokens` rows (the layer's q when `r` is k's): write_kv rotates it
+    /// in place in its own launch. Marked applied here; the returned `Companion` holds the
+    /// buffer until the caller has queued that launch.
+    pub(crate) fn companion_rope(&self, r: &PendingRope, k_ptr: u64, tokens: usize, dtype: DType) -> Option<Companion> {
+        let list = self.deferred.lock().ok()?;
+        for d in list.iter().rev() {
+            let fits = d.ptr != k_ptr
+                && d.dtype == dtype
+                && d.rope.is_pending()
+                && d.rope.positions.ptr == r.positions.ptr
+                && d.shape.len() == 2
+                && d.shape[0] == tokens
+                && d.rope.head_dim > 0
+                && d.shape[1] % d.rope.head_dim == 0;
+            if !fits {
+                continue;
+            }
+            let Some(buf) = d.buf.upgrade() else { continue };
+            if d.rope.applied.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            return Some(Companion { _buf: buf, ptr: d.ptr, width: d.shape[1], rope: d.rope.clone() });
+        }
+        None
+    }
+
+    /// The kernel arguments of `t`'s pending rope for a fused reader whose rows are
+    /// `[tokens, n * head_dim]`: (positions, inv_freq, head_dim, half, per_token,
+    /// interleaved, scaling); all zero without one. A rope that does not fit that shape is
+    /// settled here instead.
+    pub(crate) fn rope_args(&self, t: &CudaTensor, tokens: usize) -> Result<[Arg; 7]> {
+        let none = [Arg::Ptr(0), Arg::Ptr(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::U32(0), Arg::F32(1.0)];
+        let Some(r) = t.pending_rope() else { return Ok(none) };
+        let width = t.shape.get(1).copied().unwrap_or(0);
+        let fits = r.positions.numel() == tokens
+            && t.shape.len() == 2
+            && r.head_dim > 0
+            && width % r.head_dim == 0;
+        if !fits {
+            self.settle(t)?;
+            return Ok(none);
+        }
+        Ok([
+            Arg::Ptr(r.positions.ptr),
+            Arg::Ptr(r.inv_freq.ptr),
+            Arg::U32(r.head_dim as u32),
+            Arg::U32(r.half as u32),
+            Arg::U32(r.per_token as u32),
+            Arg::U32(r.interleaved as u32),
+            Arg::F32(r.scaling),
+        ])
     }
 
     pub(crate) fn op_act_mul(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
@@ -297,16 +413,24 @@ impl CudaBackend {
             return Ok(out);
         }
         let f = self.func(op, "elementwise", "gather_rows", dt)?;
+        // Wide rows (logits) in spans of >= 4096 columns, one block each; spans whole vectors.
+        let vok = vec_ok(dt, cols);
+        let spans = cols.div_ceil(4096).clamp(1, 64);
+        let spans = if vok == 1 { spans.min(cols / vec_elems(dt)).max(1) } else { spans };
+        let span = cols.div_ceil(spans);
+        let span = if vok == 1 { span.next_multiple_of(vec_elems(dt)) } else { span };
+        let spans = cols.div_ceil(span);
         let args = [
             Arg::Ptr(x.ptr),
             Arg::Ptr(indices.ptr),
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "rows", rows)?),
             Arg::U32(u32_arg(op, "cols", cols)?),
-            Arg::U32(vec_ok(dt, cols)),
+            Arg::U32(vok),
             Arg::Ptr(self.device.err_ptr),
         ];
-        self.launch(op, &f, rows_cfg(u32_arg(op, "indices", count)? as usize, 128), &args)?;
+        let cfg = LaunchConfig { grid_dim: (u32_arg(op, "indices", count)?, spans as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        self.launch(op, &f, cfg, &args)?;
         Ok(out)
     }
 
@@ -341,7 +465,8 @@ impl CudaBackend {
         // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
         let threads = if cols >= 8192 { 1024 } else { THREADS };
         let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
-        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?)])?;
+        let vok = vec_ok(dt, cols) == 1 && x.ptr.is_multiple_of(16);
+        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?), Arg::U32(vok as u32)])?;
         Ok(out)
     }
 }
