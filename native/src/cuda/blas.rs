@@ -5,7 +5,7 @@
 //! row-major out[M,N] is column-major outᵀ[N,M] = w · xᵀ:
 //! cublasGemmEx(op_T, op_N, m = N, n = M, k = K, A = w (ld K), B = x (ld K), C = out (ld N))
 //! ```
-//! Two products of one x with equal-shape weights (gate/up, k/v) go as one strided batch of 2
+//! Two products of one x with equal-shape weights (gate/up, k/v) may go as one strided batch of 2
 //! (`gemm_xwt_pair`), the A and C strides being the distances between the two weights and
 //! between the two outputs.
 //! The handle gets its own workspace (cublasSetWorkspace), so GEMMs recorded into a CUDA

@@ -269,7 +269,7 @@ impl CudaBackend {
     /// two fresh `[M, N]` outputs, the one at the lower address taking the weight at the
     /// lower address, so both batch strides (the distances between the weights and between
     /// the outputs) are positive. `None` (the caller runs two GEMMs) when the shapes differ, a
-    /// bias is present, or `TESSERA_CUDA_PAIRED_GEMM=0`.
+    /// bias is present, or pairing is off (the default; `TESSERA_CUDA_PAIRED_GEMM=1` turns it on).
     fn cublas_pair(
         &self,
         x: &CudaTensor,

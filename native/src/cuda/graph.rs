@@ -152,3 +152,17 @@ impl CudaBackend {
             .map_err(|e| dev_err(op, format!("device copy of {bytes} bytes: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn profiler_replay_ranges_parse() {
+        assert_eq!(parse_range("60:1"), Some((60, 1)));
+        assert_eq!(parse_range(" 3 : 2 "), Some((3, 2)));
+        assert_eq!(parse_range("60"), None);
+        assert_eq!(parse_range("a:1"), None);
+        assert_eq!(parse_range("1:-2"), None);
+    }
+}

@@ -93,7 +93,8 @@ pub struct CudaBackend {
     replays: std::sync::atomic::AtomicU64,
     profiler_replays: (u64, u64),
     /// gate/up and k/v products above the GEMV cutover as one cuBLAS strided batch of 2
-    /// (gemv.rs `cublas_pair`); `TESSERA_CUDA_PAIRED_GEMM=0` = one GEMM each.
+    /// (gemv.rs `cublas_pair`), opt-in: `TESSERA_CUDA_PAIRED_GEMM=1` (BENCHMARKS.md: 3 % less
+    /// GPU time a batch-256 decode step, but slower eager / recording steps).
     paired_gemm: AtomicBool,
     /// Nanoseconds the host spent blocked in `to_host` (waiting for queued device work).
     host_wait_ns: std::sync::atomic::AtomicU64,
@@ -111,8 +112,8 @@ impl CudaBackend {
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
     /// [`TensorCorePrefill`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
-    /// splits (1, 2, 4 or 8); `TESSERA_CUDA_PAIRED_GEMM=0` runs gate/up and k/v as two cuBLAS
-    /// GEMMs instead of one strided batch of 2; `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
+    /// splits (1, 2, 4 or 8); `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
+    /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default); `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
     /// decode-graph replays (0-based) with cuProfilerStart/Stop (`ncu --profile-from-start off`);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
@@ -144,7 +145,7 @@ impl CudaBackend {
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             replays: Default::default(),
             host_wait_ns: Default::default(),
-            paired_gemm: AtomicBool::new(std::env::var("TESSERA_CUDA_PAIRED_GEMM").map_or(true, |v| v != "0")),
+            paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
             profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
         tracing::info!(
@@ -211,7 +212,7 @@ impl CudaBackend {
         self.host_wait_ns.load(Ordering::Relaxed) as f64 * 1e-9
     }
 
-    /// gate/up and k/v above the GEMV cutover as one paired cuBLAS call (default) or two GEMMs.
+    /// gate/up and k/v above the GEMV cutover as one paired cuBLAS call or two GEMMs (default).
     pub fn set_paired_gemm(&self, on: bool) {
         self.paired_gemm.store(on, Ordering::Relaxed);
     }
