@@ -67,7 +67,7 @@ impl Blas {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_xwt_pair(&self, dtype: DType, m: usize, n: usize, k: usize, x: u64, w: (u64, u64), out: (u64, usize)) -> Result<()> {
         let es = dtype.size() as u64;
-        if w.1 <= w.0 || (w.1 - w.0) % 16 != 0 || (w.1 - w.0) % es != 0 {
+        if w.1 <= w.0 || !(w.1 - w.0).is_multiple_of(16) || !(w.1 - w.0).is_multiple_of(es) {
             return Err(dev_err(Op::Matmul, format!("paired GEMM weights at {:#x} and {:#x}: need w0 < w1, 16-byte apart", w.0, w.1)));
         }
         let stride = i64::try_from((w.1 - w.0) / es).map_err(|_| dev_err(Op::Matmul, "weight distance exceeds 64 bits"))?;

@@ -296,7 +296,7 @@ impl CudaBackend {
         let a_low = a.w.ptr < b.w.ptr;
         let (w0, w1) = if a_low { (a.w.ptr, b.w.ptr) } else { (b.w.ptr, a.w.ptr) };
         let es = dt.size() as u64;
-        if (hi.ptr - lo.ptr) % es != 0 || (w1 - w0) % 16 != 0 {
+        if !(hi.ptr - lo.ptr).is_multiple_of(es) || !(w1 - w0).is_multiple_of(16) {
             return Ok(None);
         }
         self.device.bind(op)?;
