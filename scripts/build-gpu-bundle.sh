@@ -17,7 +17,7 @@ rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin"
 
 echo "== building the CUDA tests (release)"
-cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --test cuda_fused --no-run \
+cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --test cuda_fused --test cuda_batch --no-run \
     --message-format=json-render-diagnostics > "$BUNDLE/build.json"
 python3 - "$BUNDLE" <<'PY'
 import json, shutil, sys
@@ -30,7 +30,7 @@ for line in open(f"{bundle}/build.json"):
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         found[m["target"]["name"]] = m["executable"]
-for name in ("cuda_ops", "cuda_models", "cuda_engine", "cuda_fused"):
+for name in ("cuda_ops", "cuda_models", "cuda_engine", "cuda_fused", "cuda_batch"):
     if name not in found:
         raise SystemExit(f"no test binary for {name} in cargo's output")
     shutil.copy(found[name], f"{bundle}/bin/{name}")
@@ -57,6 +57,7 @@ cp scripts/hf_parity.py scripts/hf_bench.py scripts/hf_big_model.py scripts/gpu_
 cp scripts/gpu/smollm3-3b-config.json "$BUNDLE/smollm3-3b/config.json"
 # Round scripts (bash .gpu-X/<name>.sh) and their helpers.
 cp scripts/gpu/*.sh scripts/gpu/*.py "$BUNDLE/"
+cp scripts/gpu/*.py "$BUNDLE/scripts/"
 git rev-parse --short HEAD > "$BUNDLE/COMMIT" 2>/dev/null || true
 git status --porcelain --untracked-files=no | wc -l | xargs -I{} echo "uncommitted tracked changes: {}" >> "$BUNDLE/COMMIT"
 

@@ -10,7 +10,8 @@
 #   run(command="bash .gpu/gpu-suite.sh attn", carry=[".gpu"])     # attention parity + before/after
 #   run(command="bash .gpu/gpu-suite.sh final", carry=[".gpu"])    # one call: quick + benches + HF
 #
-# quick: parity's CUDA-only half (ops, tiny models vs f32 references, engine, generate).
+# quick: parity's CUDA-only half (ops, batch-size ops, tiny models vs f32 references, engine,
+#   generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
 #   model parity of the tiny HF fixtures (+ HF in the same dtype on this card), a full-size
 #   SmolLM3-3B-config model with random weights (HF f32 reference made here), batch
@@ -99,6 +100,7 @@ parity() {
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
     # bf16/f16/f32 on this card vs those dumps (the bf16 contract).
     TESSERA_LOGITS_DUMP="$LOG/logits" step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
@@ -118,6 +120,7 @@ parity() {
 quick() { # parity without HF: ops, fused paths, tiny models vs their f32 references, engine, CLI
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
     step cli_generate 90 "$T" generate --model "$BUNDLE/fixtures/llama" --device cuda --dtype float32 \

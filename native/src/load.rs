@@ -167,6 +167,9 @@ pub struct LoadedModel<B: Backend = CpuBackend> {
     pub chat_template: Option<String>,
     pub max_model_len: usize,
     pub runner: ModelRunner<B>,
+    /// The CUDA GPU's (name, total memory in bytes); None on other backends. Engine defaults
+    /// that follow the device (`args::default_max_num_batched_tokens`) read it.
+    pub gpu: Option<(String, u64)>,
 }
 
 impl<B: Backend> LoadedModel<B> {
@@ -342,7 +345,8 @@ pub fn load_cuda(args: &ModelArgs) -> Result<LoadedModel<crate::cuda::CudaBacken
     let b = cuda_backend(args)?;
     let kernel_secs = t0.elapsed().as_secs_f64();
     let (gpu, dtype) = (b.device_info().name.clone(), b.activation_dtype());
-    let m = load_with_budget(args, b, &|b, c| cuda_kv_budget(b, c, util))?;
+    let mut m = load_with_budget(args, b, &|b, c| cuda_kv_budget(b, c, util))?;
+    m.gpu = Some((gpu.clone(), m.runner.backend.device_info().total_memory as u64));
     tracing::info!(
         %gpu,
         %dtype,
@@ -430,7 +434,7 @@ fn load_with_budget<B: Backend>(args: &ModelArgs, backend: B, budget: KvBudget<'
     let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
     let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
-    Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner })
+    Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner, gpu: None })
 }
 
 /// The GGUF file `args` names, if any: the default model (no `--model`), a `.gguf` path, a hub
@@ -507,5 +511,5 @@ fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B, budget: KvBu
     let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
     let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
-    Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner })
+    Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner, gpu: None })
 }

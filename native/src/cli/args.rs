@@ -104,9 +104,12 @@ pub struct EngineArgs {
     /// Most sequences in one step.
     #[arg(long, default_value_t = 256)]
     pub max_num_seqs: usize,
-    /// Token budget of one step (prefills are chunked to it).
-    #[arg(long, default_value_t = 2048)]
-    pub max_num_batched_tokens: usize,
+    /// Token budget of one step (prefills are chunked to it). Default as vLLM's
+    /// (`EngineArgs.get_batch_defaults`): on a CUDA GPU with at least 70 GiB that is not an
+    /// A100, 16384 offline (generate, chat, bench) and 8192 for `serve`; on other CUDA GPUs
+    /// 8192 / 2048; on the CPU and wgpu backends 2048.
+    #[arg(long)]
+    pub max_num_batched_tokens: Option<usize>,
     /// Automatic prefix caching (on by default, as in vLLM v1).
     #[arg(long, overrides_with = "no_enable_prefix_caching")]
     pub enable_prefix_caching: bool,
@@ -121,7 +124,39 @@ pub struct EngineArgs {
     pub enforce_eager: bool,
 }
 
+/// Who drives the engine, for the defaults that depend on it (vLLM's `UsageContext`:
+/// `LLM_CLASS` for the offline entry points, `OPENAI_API_SERVER` for `serve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageContext {
+    Offline,
+    Server,
+}
+
+/// GPUs with at least this much memory (and not A100s) get vLLM's larger step budgets.
+const LARGE_GPU_BYTES: u64 = 70 << 30;
+
+/// vLLM's default `max_num_batched_tokens` (`EngineArgs.get_batch_defaults`) for a CUDA GPU
+/// `(name, total memory in bytes)`, or `None` for the CPU / wgpu backends, which keep 2048.
+/// vLLM excludes the A100 from the large budgets (measured slower there, vLLM PR #17885).
+pub fn default_max_num_batched_tokens(usage: UsageContext, gpu: Option<(&str, u64)>) -> usize {
+    let Some((name, bytes)) = gpu else { return 2048 };
+    let large = bytes >= LARGE_GPU_BYTES && !name.to_lowercase().contains("a100");
+    match (large, usage) {
+        (true, UsageContext::Offline) => 16384,
+        (true, UsageContext::Server) => 8192,
+        (false, UsageContext::Offline) => 8192,
+        (false, UsageContext::Server) => 2048,
+    }
+}
+
 impl EngineArgs {
+    /// `--max-num-batched-tokens`, or the default for `usage` on the model's device.
+    pub fn max_num_batched_tokens<B: Backend>(&self, usage: UsageContext, m: &LoadedModel<B>) -> usize {
+        self.max_num_batched_tokens.unwrap_or_else(|| {
+            default_max_num_batched_tokens(usage, m.gpu.as_ref().map(|(name, bytes)| (name.as_str(), *bytes)))
+        })
+    }
+
     /// Turns on decode-step graphs in `runner` unless `--enforce-eager` /
     /// `TESSERA_ENFORCE_EAGER=1` (or the backend has none).
     pub fn apply_graphs<B: Backend>(&self, runner: &mut tessera_core::engine::ModelRunner<B>, max_model_len: usize) {
@@ -136,12 +171,14 @@ impl EngineArgs {
     /// The offline engine over a loaded model.
     pub fn build<B: Backend>(&self, mut m: LoadedModel<B>) -> Result<LLM<B>> {
         self.apply_graphs(&mut m.runner, m.max_model_len);
+        let max_num_batched_tokens = self.max_num_batched_tokens(UsageContext::Offline, &m);
+        tracing::info!(max_num_batched_tokens, max_num_seqs = self.max_num_seqs, "engine limits");
         let eos = m.eos_token_ids();
         let token = |id: Option<u32>| id.and_then(|id| m.tokenizer.as_ref()?.id_to_token(id));
         let (bos_token, eos_token) = (token(m.config.bos_token_id), token(eos.first().copied()));
         let config = EngineConfig {
             max_num_seqs: self.max_num_seqs,
-            max_num_batched_tokens: self.max_num_batched_tokens,
+            max_num_batched_tokens,
             enable_prefix_caching: !self.no_enable_prefix_caching,
             policy: match self.scheduling_policy {
                 PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
@@ -151,5 +188,41 @@ impl EngineArgs {
         };
         let engine = Engine::new(m.runner, config, m.tokenizer, eos)?;
         Ok(LLM::new(engine, m.chat_template.as_deref(), bos_token, eos_token)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{default_max_num_batched_tokens as budget, UsageContext::*};
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn step_budget_defaults_follow_vllm() {
+        // H100 80 GB (79.2 GiB reported) and H200: vLLM's large-GPU budgets.
+        assert_eq!(budget(Offline, Some(("NVIDIA H100 80GB HBM3", 79 * GIB + GIB / 4))), 16384);
+        assert_eq!(budget(Server, Some(("NVIDIA H100 80GB HBM3", 79 * GIB))), 8192);
+        assert_eq!(budget(Offline, Some(("NVIDIA H200", 140 * GIB))), 16384);
+        // The A100 80 GB is excluded by name; small GPUs get the smaller pair.
+        assert_eq!(budget(Offline, Some(("NVIDIA A100-SXM4-80GB", 79 * GIB))), 8192);
+        assert_eq!(budget(Server, Some(("NVIDIA A100-SXM4-80GB", 79 * GIB))), 2048);
+        assert_eq!(budget(Offline, Some(("NVIDIA L4", 22 * GIB))), 8192);
+        assert_eq!(budget(Server, Some(("NVIDIA L4", 22 * GIB))), 2048);
+        assert_eq!(budget(Offline, Some(("NVIDIA GeForce RTX 4090", 69 * GIB))), 8192);
+        // CPU / wgpu: unchanged.
+        assert_eq!(budget(Offline, None), 2048);
+        assert_eq!(budget(Server, None), 2048);
+    }
+
+    #[test]
+    fn the_flag_overrides_the_default() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            engine: super::EngineArgs,
+        }
+        assert_eq!(Cli::parse_from(["t"]).engine.max_num_batched_tokens, None);
+        assert_eq!(Cli::parse_from(["t", "--max-num-batched-tokens", "4096"]).engine.max_num_batched_tokens, Some(4096));
     }
 }

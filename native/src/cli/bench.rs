@@ -20,7 +20,7 @@ use tessera_core::engine::Engine;
 use tessera_core::quant::isa::Level;
 use tessera_core::sample::{RequestOutputKind, Rng, SamplingParams};
 
-use super::args::EngineArgs;
+use super::args::{EngineArgs, UsageContext};
 use crate::load::{resolve_device, DeviceArg, LoadedModel, ModelArgs};
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +63,11 @@ pub struct BenchLatencyArgs {
 pub trait DeviceLabel {
     /// JSON fields naming the device (`device`, and e.g. `gpu` or `threads`/`isa`).
     fn label(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// Seconds the host has spent waiting for the device in read-backs so far (None: the
+    /// backend does not count them, e.g. the CPU, where there is nothing to wait for).
+    fn wait_secs(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl DeviceLabel for CpuBackend {
@@ -77,6 +82,10 @@ impl DeviceLabel for crate::cuda::CudaBackend {
     fn label(&self) -> serde_json::Map<String, serde_json::Value> {
         let v = serde_json::json!({"device": "cuda", "gpu": self.device_info().name, "dtype": self.activation_dtype().to_string()});
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn wait_secs(&self) -> Option<f64> {
+        Some(self.host_wait_secs())
     }
 }
 
@@ -203,10 +212,11 @@ fn latency_on<B: Backend + DeviceLabel>(args: &BenchLatencyArgs, m: LoadedModel<
     if args.input_len + args.output_len > m.max_model_len {
         bail!("--input-len {} + --output-len {} exceed max_model_len {}", args.input_len, args.output_len, m.max_model_len);
     }
-    if args.batch_size * args.input_len > args.engine.max_num_batched_tokens {
+    let max_num_batched_tokens = args.engine.max_num_batched_tokens(UsageContext::Offline, &m);
+    if args.batch_size * args.input_len > max_num_batched_tokens {
         tracing::warn!(
             tokens = args.batch_size * args.input_len,
-            max_num_batched_tokens = args.engine.max_num_batched_tokens,
+            max_num_batched_tokens,
             "the prefill is chunked over several steps (raise --max-num-batched-tokens to prefill in one)"
         );
     }

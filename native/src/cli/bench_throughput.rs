@@ -16,7 +16,7 @@ use tessera_core::backend::Backend;
 use tessera_core::engine::Prompt;
 use tessera_core::sample::Rng;
 
-use super::args::EngineArgs;
+use super::args::{EngineArgs, UsageContext};
 use super::bench::{bench_model_args, bench_params, label_text, random_prompts, DeviceLabel};
 use crate::load::{LoadedModel, ModelArgs};
 
@@ -66,6 +66,7 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
     let path = m.path.display().to_string();
     let kv_blocks = m.runner.num_blocks();
     let block_size = m.runner.block_size();
+    let max_num_batched_tokens = args.engine.max_num_batched_tokens(UsageContext::Offline, &m);
     let mut llm = args.engine.build(m)?;
     let mut rng = Rng::new(args.seed);
     if !args.json {
@@ -94,14 +95,23 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
     // Per step: decode-only steps (every scheduled token a decode) vs steps with prefill.
     let (mut finished, mut output_tokens) = (0usize, 0usize);
     let (mut decode_steps, mut decode_secs, mut mixed_secs) = (0u64, 0f64, 0f64);
+    // Decode-only steps by batch size: the largest batch's mean step time is the one to set
+    // against a profiled batch-`max_num_seqs` decode graph.
+    let mut by_batch = std::collections::BTreeMap::<usize, (u64, f64, f64)>::new();
     while finished < args.num_prompts {
+        let w0 = e.runner.backend.wait_secs();
         let ts = Instant::now();
         let out = e.step()?;
         let dt = ts.elapsed().as_secs_f64();
+        let waited = e.runner.backend.wait_secs().zip(w0).map_or(0.0, |(a, b)| a - b);
         let s = e.stats();
         if s.last_step_tokens == s.num_running + out.iter().filter(|o| o.finished).count() && s.num_waiting == 0 {
             decode_steps += 1;
             decode_secs += dt;
+            let e = by_batch.entry(s.last_step_tokens).or_default();
+            e.0 += 1;
+            e.1 += dt;
+            e.2 += waited;
         } else {
             mixed_secs += dt;
         }
@@ -116,6 +126,7 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
         bail!("the engine generated {output_tokens} tokens, expected {} x {}", args.num_prompts, args.output_len);
     }
     let total = prompt_tokens + output_tokens;
+    let (full_batch, (full_steps, full_secs, full_wait)) = by_batch.last_key_value().map_or((0, (0, 0.0, 0.0)), |(&b, &v)| (b, v));
     let steps = after.num_steps_total - before.num_steps_total;
     let preemptions = after.num_preemptions_total - before.num_preemptions_total;
     let (rps, tps, ops) = (args.num_prompts as f64 / elapsed, total as f64 / elapsed, output_tokens as f64 / elapsed);
@@ -136,11 +147,15 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
             "decode_only_steps": decode_steps,
             "decode_only_secs": decode_secs,
             "prefill_steps_secs": mixed_secs,
+            "decode_full_batch": full_batch,
+            "decode_full_steps": full_steps,
+            "decode_full_secs": full_secs,
+            "decode_full_wait_secs": full_wait,
             "preemptions": preemptions,
             "kv_blocks": kv_blocks,
             "block_size": block_size,
             "max_num_seqs": args.engine.max_num_seqs,
-            "max_num_batched_tokens": args.engine.max_num_batched_tokens,
+            "max_num_batched_tokens": max_num_batched_tokens,
             "load_s": load_secs,
         });
         if let Some(o) = v.as_object_mut() {
@@ -153,6 +168,7 @@ fn throughput_on<B: Backend + DeviceLabel>(args: &BenchThroughputArgs, m: Loaded
         println!("Total num output tokens:  {output_tokens}");
         println!("Elapsed: {elapsed:.2} s over {steps} engine steps ({preemptions} preemptions)");
         println!("  {decode_steps} decode-only steps: {decode_secs:.2} s; steps with prefill: {mixed_secs:.2} s");
+        println!("  of which {full_steps} at batch {full_batch}: {full_secs:.3} s ({full_wait:.3} s waiting for the device)");
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use tessera_core::engine::{Engine, EngineConfig};
 use tessera_core::sched::SchedulingPolicy;
 use tessera_core::tokenizer::ChatTemplate;
 
-use crate::cli::args::{EngineArgs, PolicyArg};
+use crate::cli::args::{EngineArgs, PolicyArg, UsageContext};
 use crate::load::{load, resolve_device, DeviceArg, LoadedModel, ModelArgs};
 use tessera_core::backend::Backend;
 use crate::server::core_engine::CoreEngine;
@@ -93,7 +93,7 @@ pub fn run(mut args: ServeArgs) -> Result<()> {
         (Some(tag), false) if tag != args.model.model => bail!("the model is given twice: {tag:?} and --model {:?}", args.model.model),
         _ => {}
     }
-    if args.engine.max_num_seqs == 0 || args.engine.max_num_batched_tokens == 0 {
+    if args.engine.max_num_seqs == 0 || args.engine.max_num_batched_tokens == Some(0) {
         bail!("--max-num-seqs and --max-num-batched-tokens must be at least 1");
     }
     // Fail fast on a bad template or model path before listening.
@@ -147,9 +147,11 @@ fn core_engine<B: Backend>(
 ) -> Result<(CoreEngine<B>, ModelInfo), String> {
     let e = &args.engine;
     e.apply_graphs(&mut m.runner, m.max_model_len);
+    let max_num_batched_tokens = e.max_num_batched_tokens(UsageContext::Server, &m);
+    tracing::info!(max_num_batched_tokens, max_num_seqs = e.max_num_seqs, "engine limits");
     let config = EngineConfig {
         max_num_seqs: e.max_num_seqs,
-        max_num_batched_tokens: e.max_num_batched_tokens,
+        max_num_batched_tokens,
         enable_prefix_caching: !e.no_enable_prefix_caching,
         policy: match e.scheduling_policy {
             PolicyArg::Fcfs => SchedulingPolicy::Fcfs,

@@ -268,13 +268,31 @@ impl CudaBackend {
         Ok(out)
     }
 
-    /// `matmul_many`: the GEMV kernel for small M, else one `matmul` each.
+    /// `matmul_many`: the GEMV kernel for small M, else one `matmul` each, equal-shape
+    /// neighbours (k/v) paired into one cuBLAS call.
     pub(crate) fn op_matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
         let checked = ws.iter().map(|(w, b)| self.check_linear(x, w, *b)).collect::<Result<Vec<_>>>()?;
         match checked.first() {
             Some(&(dt, m, k, ref l)) if self.gemv_takes(m, l.n, ws.len() > 1) => {
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
                 self.gemv_many(x, dt, (m, k), &mats, None)
+            }
+            Some(&(dt, m, k, _)) if self.paired_gemm.load(Ordering::Relaxed) && ws.len() > 1 => {
+                // Neighbours of one shape (k/v) as one paired cuBLAS call each.
+                let mut outs = Vec::with_capacity(ws.len());
+                let mut j = 0;
+                while j < ws.len() {
+                    if j + 1 < ws.len() {
+                        if let Some((p, q)) = self.cublas_pair(x, dt, (m, k), &checked[j].3, &checked[j + 1].3)? {
+                            outs.extend([p, q]);
+                            j += 2;
+                            continue;
+                        }
+                    }
+                    outs.push(self.op_matmul(x, ws[j].0, ws[j].1)?);
+                    j += 1;
+                }
+                Ok(outs)
             }
             _ => ws.iter().map(|(w, b)| self.op_matmul(x, w, *b)).collect(),
         }
@@ -292,6 +310,9 @@ impl CudaBackend {
         let (_, _, _, u) = self.check_linear(x, up.0, up.1)?;
         if self.gemv_takes(m, g.n, true) {
             return self.gemv_gated(x, dt, (m, k), (&g, &u), act, None);
+        }
+        if let Some((gv, uv)) = self.cublas_pair(x, dt, (m, k), &g, &u)? {
+            return self.op_act_mul(&gv, &uv, act);
         }
         let gv = self.op_matmul(x, gate.0, gate.1)?;
         let uv = self.op_matmul(x, up.0, up.1)?;
@@ -379,5 +400,51 @@ impl CudaBackend {
         }
         let (h, sum) = normalize(self, n)?;
         Ok((self.op_gated_matmul(&h, gate, up, act)?, sum))
+    }
+
+    /// `(x · aᵀ, x · bᵀ)` as ONE cuBLAS call (a strided batch of 2, blas.rs `gemm_xwt_pair`):
+    /// two fresh `[M, N]` outputs, the one at the lower address taking the weight at the
+    /// lower address, so both batch strides (the distances between the weights and between
+    /// the outputs) are positive. `None` (the caller runs two GEMMs) when the shapes differ, a
+    /// bias is present, or pairing is off (the default; `TESSERA_CUDA_PAIRED_GEMM=1` turns it on).
+    fn cublas_pair(
+        &self,
+        x: &CudaTensor,
+        dt: DType,
+        (m, k): (usize, usize),
+        a: &LinearArgs,
+        b: &LinearArgs,
+    ) -> Result<Option<(CudaTensor, CudaTensor)>> {
+        let op = Op::Matmul;
+        let n = a.n;
+        let usable = self.paired_gemm.load(Ordering::Relaxed)
+            && n == b.n
+            && m > 0
+            && n > 0
+            && k > 0
+            && a.bias.is_none()
+            && b.bias.is_none()
+            && a.w.ptr != b.w.ptr;
+        if !usable {
+            return Ok(None);
+        }
+        let (o1, o2) = (self.empty(op, dt, &[m, n])?, self.empty(op, dt, &[m, n])?);
+        let (lo, hi) = if o1.ptr < o2.ptr { (o1, o2) } else { (o2, o1) };
+        let a_low = a.w.ptr < b.w.ptr;
+        let (w0, w1) = if a_low { (a.w.ptr, b.w.ptr) } else { (b.w.ptr, a.w.ptr) };
+        let es = dt.size() as u64;
+        if !(hi.ptr - lo.ptr).is_multiple_of(es) || !(w1 - w0).is_multiple_of(16) {
+            return Ok(None);
+        }
+        self.device.bind(op)?;
+        let t0 = self.device.profile_start(op)?;
+        self.blas.gemm_xwt_pair(dt, m, n, k, x.ptr, (w0, w1), (lo.ptr, ((hi.ptr - lo.ptr) / es) as usize))?;
+        if t0.is_some() {
+            self.device.profile_end(op, &format!("cublas_gemm_pair_{}_n{n}x2_k{k}", suffix(dt).unwrap_or("?")), t0)?;
+        }
+        if self.sync_launches.load(Ordering::Relaxed) {
+            self.device.synchronize()?;
+        }
+        Ok(Some(if a_low { (lo, hi) } else { (hi, lo) }))
     }
 }

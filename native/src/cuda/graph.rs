@@ -6,7 +6,8 @@
 //!   ops queue as usual: kernels, cuBLAS (explicit workspace), memsets, stream-ordered
 //!   allocations/frees (graph memory nodes: every temporary is freed inside the graph)
 //! graph_end ─── end capture, instantiate, keep as graphs[id]
-//! graph_replay ─ cuGraphLaunch on the stream
+//! graph_replay ─ cuGraphLaunch on the stream (replays [first, first + count) bracketed by
+//!   cuProfilerStart/Stop with TESSERA_CUDA_PROFILER_REPLAYS=first:count, for ncu)
 //! graph_variant: per distinct decode grid (blocks per sequence, which kernel) the attention
 //!   key split (attention::DecodeGrid::splits) for (num_seqs, longest context): equal
 //!   variants, equal launches
@@ -22,6 +23,12 @@ use tessera_core::tensor::DType;
 
 use super::device::{dev_err, setup_err};
 use super::{shape_err, CudaBackend, CudaTensor};
+
+/// `"first:count"` (decode-graph replays to profile), or None.
+pub(crate) fn parse_range(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
 
 /// A recorded graph. cudarc's graph holds raw driver handles; the backend only touches them
 /// under its mutex, on the stream they were captured from.
@@ -91,7 +98,19 @@ impl CudaBackend {
     pub(crate) fn op_graph_replay(&self, id: u64) -> Result<()> {
         let graphs = self.graphs.lock().map_err(|_| setup_err("graph table poisoned"))?;
         let g = graphs.get(id as usize).ok_or_else(|| setup_err(format!("no graph {id}")))?;
+        let n = self.replays.fetch_add(1, Ordering::Relaxed);
+        let (first, count) = self.profiler_replays;
+        if count > 0 && n == first {
+            // SAFETY: plain driver calls on the current context; failures only lose the profile.
+            let r = unsafe { dsys::cuProfilerStart() };
+            tracing::info!(replay = n, result = ?r, "cuProfilerStart");
+        }
         g.0.launch().map_err(|e| setup_err(format!("launching graph {id}: {e}")))?;
+        if count > 0 && n + 1 == first + count {
+            // SAFETY: as above.
+            let r = unsafe { dsys::cuProfilerStop() };
+            tracing::info!(replay = n, result = ?r, "cuProfilerStop");
+        }
         if self.sync_launches.load(Ordering::Relaxed) {
             self.device.synchronize()?;
         }
@@ -135,5 +154,19 @@ impl CudaBackend {
         // SAFETY: both are live allocations of `bytes` bytes on this context.
         unsafe { dres::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.device.stream.cu_stream()) }
             .map_err(|e| dev_err(op, format!("device copy of {bytes} bytes: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn profiler_replay_ranges_parse() {
+        assert_eq!(parse_range("60:1"), Some((60, 1)));
+        assert_eq!(parse_range(" 3 : 2 "), Some((3, 2)));
+        assert_eq!(parse_range("60"), None);
+        assert_eq!(parse_range("a:1"), None);
+        assert_eq!(parse_range("1:-2"), None);
     }
 }

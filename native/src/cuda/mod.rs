@@ -93,6 +93,17 @@ pub struct CudaBackend {
     deferred: Mutex<Vec<tensor::Deferred>>,
     /// Attention grids per sequence of the decode-only launches seen.
     decode_grids: Mutex<std::collections::BTreeSet<attention::DecodeGrid>>,
+    /// Graph replays so far, and the replays `[first, first + count)` run inside
+    /// cuProfilerStart/Stop (`TESSERA_CUDA_PROFILER_REPLAYS=first:count`, for
+    /// `ncu --profile-from-start off`); count 0 = never.
+    replays: std::sync::atomic::AtomicU64,
+    profiler_replays: (u64, u64),
+    /// gate/up and k/v products above the GEMV cutover as one cuBLAS strided batch of 2
+    /// (gemv.rs `cublas_pair`), opt-in: `TESSERA_CUDA_PAIRED_GEMM=1` (BENCHMARKS.md: 3 % less
+    /// GPU time a batch-256 decode step, but slower eager / recording steps).
+    paired_gemm: AtomicBool,
+    /// Nanoseconds the host spent blocked in `to_host` (waiting for queued device work).
+    host_wait_ns: std::sync::atomic::AtomicU64,
 }
 
 impl CudaBackend {
@@ -110,6 +121,9 @@ impl CudaBackend {
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
+    /// `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
+    /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default); `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
+    /// decode-graph replays (0-based) with cuProfilerStart/Stop (`ncu --profile-from-start off`);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
         if suffix(dtype).is_none() {
@@ -142,6 +156,10 @@ impl CudaBackend {
             fuse_rope: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_ROPE")),
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
+            replays: Default::default(),
+            host_wait_ns: Default::default(),
+            paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
+            profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
         tracing::info!(
             gpu = %be.device.info.name,
@@ -199,6 +217,17 @@ impl CudaBackend {
     /// only; `None` = the measured defaults (see gemv.rs).
     pub fn set_gemv_max_m(&self, m: Option<usize>) {
         self.gemv_max_m.store(m.unwrap_or(gemv::GEMV_MAX_M_DEFAULT), Ordering::Relaxed);
+    }
+
+    /// Seconds the host has spent blocked in read-backs (`to_host`), i.e. waiting for the
+    /// device: a step's wall time minus this is host work the device may have idled through.
+    pub fn host_wait_secs(&self) -> f64 {
+        self.host_wait_ns.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    /// gate/up and k/v above the GEMV cutover as one paired cuBLAS call or two GEMMs (default).
+    pub fn set_paired_gemm(&self, on: bool) {
+        self.paired_gemm.store(on, Ordering::Relaxed);
     }
 
     /// Forces the GEMV kernels' K splits (1, 2, 4 or 8; anything else = choose).
@@ -567,6 +596,7 @@ impl Backend for CudaBackend {
         self.settle(t)?;
         let bytes = t.bytes();
         let mut data = vec![0u8; bytes];
+        let t0 = std::time::Instant::now();
         if bytes > 0 {
             self.device
                 .stream
@@ -574,6 +604,7 @@ impl Backend for CudaBackend {
                 .map_err(|e| dev_err(Op::ToHost, format!("copying {bytes} bytes to the host: {e}")))?;
         }
         self.device.synchronize()?;
+        self.host_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(HostTensor { dtype: t.dtype, shape: t.shape.clone(), data: std::borrow::Cow::Owned(data) })
     }
 }
