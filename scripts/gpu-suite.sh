@@ -28,8 +28,8 @@
 #   then bench latency / throughput and their kernel profiles for bin/tessera and, when the
 #   bundle has one, bin/tessera-base (the version to compare with); a summary printed last.
 # final: what a closing measurement needs in one call (~8 min): quick, serve, the roofline,
-#   both benches (throughput also at --max-num-batched-tokens 16384, vLLM's offline default
-#   on large GPUs), the decode profile, and the HF baselines; no bf16 HF model parity.
+#   both benches (with the default step budget: 16384 tokens offline on >= 70 GiB GPUs, as
+#   vLLM), the decode profile, and the HF baselines; no bf16 HF model parity.
 # Modes run in the order given. Logs go to /tmp/gpu-suite, archived as
 # $OUT/gpu-suite-logs.tgz (fetched with the call's files); tables are printed last.
 # Exit status: 0 only if every step passed. Budget: parity ~5 min, bench ~6 min.
@@ -212,14 +212,12 @@ final() {
     step roofline 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/roofline.json" --roofline
     step bench_latency 120 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3 --json
     step bench_throughput 120 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
-    step bench_throughput_16k 120 "$T" bench throughput "${m[@]}" --input-len 512 --output-len 256 --num-prompts 256 \
-        --max-num-batched-tokens 16384
     TESSERA_CUDA_PROFILE=1 step profile_decode 90 "$T" bench latency "${m[@]}" --batch-size 1 --input-len 128 \
         --output-len 64 --num-iters 1 --num-iters-warmup 0 --json
     step hf_latency 120 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_latency.json" --latency
     step hf_throughput 240 python3 "$S/hf_bench.py" "$DUMMY" "$LOG/hf_throughput.json" --throughput
     {
-        for f in bench_throughput_16k profile_decode; do
+        for f in bench_throughput profile_decode; do
             echo "--- $f"
             grep -aE "^PROFILE|decode:|prefill:|Throughput:|decode-only|rror" "$LOG/$f.log" | head -14
         done
