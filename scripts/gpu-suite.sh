@@ -11,7 +11,7 @@
 #   run(command="bash .gpu/gpu-suite.sh final", carry=[".gpu"])    # one call: quick + benches + HF
 #
 # quick: parity's CUDA-only half (ops, batch-size ops, tiny models vs f32 references, engine,
-#   generate).
+#   L2 prefetch with graphs vs eager, generate).
 # parity: op parity of every CUDA op vs the CPU backend (f32/f16/bf16, fresh seed printed),
 #   model parity of the tiny HF fixtures (+ HF in the same dtype on this card), a full-size
 #   SmolLM3-3B-config model with random weights (HF f32 reference made here), batch
@@ -123,6 +123,7 @@ quick() { # parity without HF: ops, fused paths, tiny models vs their f32 refere
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
+    step cuda_prefetch 90 "$BUNDLE/bin/cuda_prefetch" --test-threads=1 --nocapture
     step cli_generate 90 "$T" generate --model "$BUNDLE/fixtures/llama" --device cuda --dtype float32 \
         --prompt-token-ids 231,79,154,180,251 --max-tokens 8 --temperature 0 --ignore-eos --json
 }

@@ -114,6 +114,12 @@ if eng is not None:
         if l.startswith("ENGINE ") or l.startswith("test result:"):
             print("engine: " + l)
 
+pf = read("cuda_prefetch.log")
+if pf is not None:
+    for l in pf.splitlines():
+        if l.startswith("PREFETCH MISMATCH") or l.startswith("test result:"):
+            print("prefetch: " + l)
+
 cli = read("cli_generate.log")
 if cli is not None:
     want = [323, 327, 91, 454, 67, 357, 448, 112]
@@ -135,7 +141,7 @@ if srv is not None:
     if '"choices"' not in line:
         fails.append("serve --device cuda: no completion")
 
-for name in ("cuda_ops", "cuda_fused", "cuda_batch", "cuda_models", "cuda_engine", "big_model"):
+for name in ("cuda_ops", "cuda_fused", "cuda_batch", "cuda_models", "cuda_engine", "cuda_prefetch", "big_model"):
     text = read(f"{name}.log")
     if text is None:
         continue

@@ -234,6 +234,15 @@ pub trait Backend {
         Ok((self.gated_matmul(&h, gate, up, act)?, sum))
     }
 
+    /// A hint: `weights` are read soon, in this order, each from its start for its `bytes`
+    /// (the whole tensor or less); a backend may start pulling them into a cache while the
+    /// latency-bound ops queued before their products run (the attention layer names o_proj
+    /// and the MLP's gate/up right after its q/k/v product). It never changes a result; how
+    /// much a backend takes is its own choice. Default: nothing.
+    fn prefetch(&self, _weights: &[(&Self::Tensor, usize)]) -> Result<()> {
+        Ok(())
+    }
+
     /// Elementwise `a + b`, same shapes.
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
 

@@ -1,6 +1,9 @@
 //! Self-attention over the paged KV cache: projections, optional q/k norms, RoPE,
 //! `write_kv`, `paged_attention`, output projection. The input norm and q/k/v are one
-//! `norm_matmul_many` (one launch on CUDA for decode batches).
+//! `norm_matmul_many` (one launch on CUDA for decode batches). Right after it, a
+//! `prefetch` hint names the weights read next (o_proj, then what the caller passes: the
+//! MLP's gate/up), so a backend can pull them into cache while the latency-bound
+//! write_kv / attention run.
 //!
 //! ```text
 //! norm(x) ─┬─ q_proj ─ q_norm? ─ rope? ─┐
@@ -9,7 +12,7 @@
 //! ```
 
 use super::{Linear, RmsNorm, Rope};
-use crate::backend::{AttentionParams, Backend, Normed};
+use crate::backend::{AttentionParams, Backend, Normed, Tensor};
 use crate::error::Result;
 use crate::models::ForwardBatch;
 
@@ -30,10 +33,11 @@ pub struct Attention<T> {
     pub params: AttentionParams,
 }
 
-impl<T> Attention<T> {
+impl<T: Tensor> Attention<T> {
     /// Runs the layer on the normalized `x` `[T, hidden]`, writing this step's K/V into
     /// `k_cache`/`v_cache`; returns `(o_proj output, x + residual)` (the second `None`
-    /// without residual).
+    /// without residual). `then`: the weights read after o_proj (with their bytes), for the
+    /// `prefetch` hint.
     pub fn forward<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -41,6 +45,7 @@ impl<T> Attention<T> {
         batch: &ForwardBatch<T>,
         k_cache: &mut T,
         v_cache: &mut T,
+        then: &[(&T, usize)],
     ) -> Result<(T, Option<T>)> {
         let (qkv, sum) = b.norm_matmul_many(
             x,
@@ -56,6 +61,10 @@ impl<T> Attention<T> {
                     op: crate::backend::Op::Matmul,
                     detail: "matmul_many: not 3 outputs for q/k/v".into(),
                 })?;
+        let mut next = Vec::with_capacity(1 + then.len());
+        next.push(self.w.o_proj.whole_weight());
+        next.extend_from_slice(then);
+        b.prefetch(&next)?;
         if let Some(n) = &self.w.q_norm {
             q = n.forward(b, &q)?;
         }

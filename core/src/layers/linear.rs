@@ -1,7 +1,7 @@
 //! `nn.Linear`: `y = x · Wᵀ + b` with HF's `[out_features, in_features]` weight layout.
 
 use super::Loader;
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::error::Result;
 use crate::tensor::HostTensor;
 
@@ -31,5 +31,12 @@ impl<T> Linear<T> {
 
     pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: &T) -> Result<T> {
         Ok(b.matmul(x, &self.weight, self.bias.as_ref())?)
+    }
+}
+
+impl<T: Tensor> Linear<T> {
+    /// The weight with all of its bytes, as [`Backend::prefetch`] takes it.
+    pub fn whole_weight(&self) -> (&T, usize) {
+        (&self.weight, self.weight.dtype().bytes_for(self.weight.numel()).unwrap_or(0))
     }
 }

@@ -2,7 +2,7 @@
 //! are one `norm_gated_matmul` (one fused launch on CUDA for decode batches).
 
 use super::{Linear, Loader};
-use crate::backend::{Activation, Backend, Normed};
+use crate::backend::{Activation, Backend, Normed, Tensor};
 use crate::error::Result;
 
 pub struct GatedMlp<T> {
@@ -27,5 +27,13 @@ impl<T> GatedMlp<T> {
     pub fn forward<B: Backend<Tensor = T>>(&self, b: &B, x: Normed<'_, T>) -> Result<(T, Option<T>)> {
         let (h, sum) = b.norm_gated_matmul(x, self.gate_proj.parts(), self.up_proj.parts(), self.act)?;
         Ok((self.down_proj.forward(b, &h)?, sum))
+    }
+}
+
+impl<T: Tensor> GatedMlp<T> {
+    /// gate_proj and up_proj, whole: what the MLP reads first (rows in order), for the
+    /// attention layer's [`Backend::prefetch`] hint.
+    pub fn first_weights(&self) -> [(&T, usize); 2] {
+        [self.gate_proj.whole_weight(), self.up_proj.whole_weight()]
     }
 }

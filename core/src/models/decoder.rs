@@ -8,7 +8,7 @@
 //! Llama-style layers have no `post_attn_norm`/`post_mlp_norm`; Gemma 3 has all four norms.
 
 use super::{CausalLM, ForwardBatch};
-use crate::backend::Backend;
+use crate::backend::{Backend, Tensor};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv::KvCache;
@@ -37,7 +37,7 @@ pub struct DecoderModel<T> {
     pub lm_head: Option<T>,
 }
 
-impl<T> DecoderLayer<T> {
+impl<T: Tensor> DecoderLayer<T> {
     /// One layer. `residual` is the stream before this layer's input norm (None at layer 0);
     /// returns (this layer's MLP output, the stream it will be added to).
     fn forward<B: Backend<Tensor = T>>(
@@ -49,7 +49,8 @@ impl<T> DecoderLayer<T> {
         k_cache: &mut T,
         v_cache: &mut T,
     ) -> Result<(T, T)> {
-        let (mut a, sum) = self.self_attn.forward(b, self.input_layernorm.input(&x, residual.as_ref()), batch, k_cache, v_cache)?;
+        let x_in = self.input_layernorm.input(&x, residual.as_ref());
+        let (mut a, sum) = self.self_attn.forward(b, x_in, batch, k_cache, v_cache, &self.mlp.first_weights())?;
         let residual = sum.unwrap_or(x);
         if let Some(n) = &self.post_attention_norm {
             a = n.forward(b, &a)?;

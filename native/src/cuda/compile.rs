@@ -39,6 +39,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("attention_prefill", include_str!("../../../kernels/attention_prefill.cu")),
     ("sampling", include_str!("../../../kernels/sampling.cu")),
     ("gemv", include_str!("../../../kernels/gemv.cu")),
+    ("prefetch", include_str!("../../../kernels/prefetch.cu")),
 ];
 
 /// The full text NVRTC compiles for `module`.

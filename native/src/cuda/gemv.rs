@@ -272,8 +272,10 @@ impl CudaBackend {
     /// neighbours (k/v) paired into one cuBLAS call.
     pub(crate) fn op_matmul_many(&self, x: &CudaTensor, ws: &[(&CudaTensor, Option<&CudaTensor>)]) -> Result<Vec<CudaTensor>> {
         let checked = ws.iter().map(|(w, b)| self.check_linear(x, w, *b)).collect::<Result<Vec<_>>>()?;
+        self.prefetch.note_qkv(false);
         match checked.first() {
             Some(&(dt, m, k, ref l)) if self.gemv_takes(m, l.n, ws.len() > 1) => {
+                self.prefetch.note_qkv(true);
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
                 self.gemv_many(x, dt, (m, k), &mats, None)
             }
@@ -373,6 +375,7 @@ impl CudaBackend {
         if let Some(&(dt, m, k, ref l)) = checked.first() {
             if self.gemv_takes(m, l.n, ws.len() > 1) && checked.iter().any(|c| c.3.n > 0) {
                 if let Some((norm, sum)) = self.norm_args(&n, dt, (m, k))? {
+                    self.prefetch.note_qkv(true);
                     let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
                     return Ok((self.gemv_many(n.x, dt, (m, k), &mats, Some(&norm))?, sum));
                 }

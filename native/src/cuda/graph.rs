@@ -5,6 +5,7 @@
 //! graph_begin ── capture the stream (thread-local mode); uploads and reads back refuse
 //!   ops queue as usual: kernels, cuBLAS (explicit workspace), memsets, stream-ordered
 //!   allocations/frees (graph memory nodes: every temporary is freed inside the graph)
+//!   prefetches (prefetch.rs) fork a side stream off it: a parallel branch, joined before
 //! graph_end ─── end capture, instantiate, keep as graphs[id]
 //! graph_replay ─ cuGraphLaunch on the stream (replays [first, first + count) bracketed by
 //!   cuProfilerStart/Stop with TESSERA_CUDA_PROFILER_REPLAYS=first:count, for ncu)
@@ -64,6 +65,7 @@ impl CudaBackend {
         // write_kv's q companion must come from the recorded step itself: a tensor from
         // before the recording rotated inside the graph would be rotated again at each replay.
         self.forget_deferred();
+        self.join_prefetch()?;
         self.device.bind(Op::Upload)?;
         self.device
             .stream
@@ -76,16 +78,22 @@ impl CudaBackend {
     pub(crate) fn op_graph_end(&self, ok: bool) -> Result<u64> {
         self.capturing.store(false, Ordering::Relaxed);
         self.forget_deferred();
+        // A capture must join every stream it forked (the prefetch branch); a failed join
+        // shows up as a failed end_capture below.
+        let joined = self.join_prefetch();
         let ended = self.device.stream.end_capture(dsys::CUgraphInstantiate_flags(0));
         let graph = match (ok, ended) {
-            (true, Ok(Some(g))) => g,
+            (true, Ok(Some(g))) if joined.is_ok() => g,
             (_, ended) => {
                 // Errors recorded by frees inside the broken capture must not fail later calls.
                 let _ = self.device.ctx.check_err();
                 return Err(setup_err(match ended {
                     Err(e) => format!("ending the stream capture: {e}"),
                     Ok(None) => "the stream capture recorded nothing".to_string(),
-                    Ok(Some(_)) => "an op failed while recording".to_string(),
+                    Ok(Some(_)) => match joined {
+                        Err(e) => format!("joining the prefetch stream: {e}"),
+                        Ok(()) => "an op failed while recording".to_string(),
+                    },
                 }));
             }
         };

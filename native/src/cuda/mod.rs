@@ -9,9 +9,11 @@
 //!             ── GEMV    (small-M products, q/k/v and gate/up fused)       gemv.rs
 //! ops: ops.rs (elementwise, norms, rope, embedding, selection), attention.rs (KV cache and
 //! paged attention); tensors: tensor.rs; device-side index errors: error.rs; decode-step
-//! CUDA graphs (capture, replay, in-place input writes): graph.rs
+//! CUDA graphs (capture, replay, in-place input writes): graph.rs; L2 prefetch of the next
+//! weights on a side stream (opt-in): prefetch.rs
 //! ```
-//! Everything is queued on one stream; only `to_host` (and `synchronize`) wait. Errors a
+//! Everything is queued on one stream (but the opt-in prefetches, on a side stream joined
+//! back before any wait); only `to_host` (and `synchronize`) wait. Errors a
 //! kernel finds (a token id out of range, a bad block id) are recorded on the device and
 //! returned by the next `to_host`.
 
@@ -23,6 +25,7 @@ mod error;
 mod gemv;
 mod graph;
 mod ops;
+mod prefetch;
 mod sampling;
 mod tensor;
 
@@ -66,6 +69,8 @@ pub struct CudaBackend {
     graphs: Mutex<Vec<graph::Graph>>,
     blas: blas::Blas,
     kernels: compile::Kernels,
+    /// The side stream of the L2 prefetches (dropped before the context's stream).
+    prefetch: prefetch::Prefetch,
     device: Device,
     dtype: DType,
     /// Fill every op's output with 0xff bytes (NaN for floats) before the kernel runs.
@@ -122,7 +127,10 @@ impl CudaBackend {
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
-    /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default); `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
+    /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default);
+    /// `TESSERA_CUDA_PREFETCH=1` pulls the weights a decode step reads next into L2 while its
+    /// attention runs (`TESSERA_CUDA_PREFETCH_MB` MiB a layer, default 32; off by default,
+    /// see prefetch.rs); `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
     /// decode-graph replays (0-based) with cuProfilerStart/Stop (`ncu --profile-from-start off`);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
@@ -138,6 +146,7 @@ impl CudaBackend {
             graphs: Mutex::new(Vec::new()),
             blas,
             kernels,
+            prefetch: Default::default(),
             device,
             dtype,
             poison: AtomicBool::new(env_on("TESSERA_CUDA_POISON")),
@@ -161,6 +170,9 @@ impl CudaBackend {
             paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
             profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
+        if let Some(mib) = prefetch::Prefetch::from_env() {
+            be.set_prefetch(Some(mib))?;
+        }
         tracing::info!(
             gpu = %be.device.info.name,
             arch = %be.kernels.arch,
@@ -192,11 +204,13 @@ impl CudaBackend {
 
     /// Waits for queued work and returns the memory pool's unused memory to the driver.
     pub fn release_pool_memory(&self) -> Result<()> {
+        self.join_prefetch()?;
         self.device.release_pool_memory()
     }
 
     /// Waits for all queued work; returns an error a kernel recorded, if any.
     pub fn synchronize(&self) -> Result<()> {
+        self.join_prefetch()?;
         self.device.synchronize()
     }
 
@@ -362,6 +376,7 @@ impl CudaBackend {
 impl Drop for CudaBackend {
     /// With `TESSERA_CUDA_PROFILE=1`, prints the per-kernel time table to stderr.
     fn drop(&mut self) {
+        self.finish_prefetch();
         if let Some(report) = self.device.profile_report() {
             eprint!("{report}");
         }
@@ -483,6 +498,10 @@ impl Backend for CudaBackend {
         self.op_norm_gated_matmul(n, gate, up, act)
     }
 
+    fn prefetch(&self, weights: &[(&CudaTensor, usize)]) -> Result<()> {
+        self.op_prefetch(weights)
+    }
+
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
         self.settle_all(&[a, b])?;
         self.op_add(a, b)
@@ -594,6 +613,7 @@ impl Backend for CudaBackend {
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
         self.not_capturing(Op::ToHost, "a read-back")?;
         self.settle(t)?;
+        self.join_prefetch()?;
         let bytes = t.bytes();
         let mut data = vec![0u8; bytes];
         let t0 = std::time::Instant::now();
