@@ -185,10 +185,11 @@ fn gpu_prefetch_inside_a_recorded_graph_replays() {
 
         // Recorded: the prefetch is a forked branch joined before the capture ends.
         b.graph_begin().unwrap();
-        let recorded = (|| {
+        let recorded = {
+            // h (a graph allocation) is freed inside the recording, before its end.
             let h = layer.forward(&b, &x);
             b.copy_into(&out, &h)
-        })();
+        };
         let id = b.graph_end(recorded.is_ok()).unwrap_or_else(|e| panic!("{dtype}: recording with a prefetch failed: {e} ({recorded:?})"));
         assert_eq!(b.prefetch_launches(), 2, "{dtype}: the recording launched no prefetch");
         for (i, v) in inputs.iter().enumerate() {
