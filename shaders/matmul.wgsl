@@ -67,12 +67,12 @@ fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
     let wb = c * p.k;
     let k4 = p.k / 4u * 4u;
     for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
-        let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
+        let xv = vec4<f32>(xl(xb + kk), xl(xb + kk + 1u), xl(xb + kk + 2u), xl(xb + kk + 3u));
         let wv = vec4<f32>(f32(wl(wb + kk)), f32(wl(wb + kk + 1u)), f32(wl(wb + kk + 2u)), f32(wl(wb + kk + 3u)));
         acc = acc + dot(xv, wv);
     }
     for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
-        acc = acc + f32(x[xb + kk]) * f32(wl(wb + kk));
+        acc = acc + xl(xb + kk) * f32(wl(wb + kk));
     }
     return acc;
 }

@@ -19,7 +19,7 @@
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
 
 fn x4(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
+    return vec4<f32>(xl(i), xl(i + 1u), xl(i + 2u), xl(i + 3u));
 }
 
 /// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`deq8` reads it through

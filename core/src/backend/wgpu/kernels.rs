@@ -45,6 +45,8 @@ const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
 const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 /// What the matmuls share (parameters, reduction, the fused decode kernels), appended too.
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
+/// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
+const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -153,6 +155,10 @@ impl Kernel {
             s.push('\n');
             s.push_str(MATMUL_MANY);
             s.push_str(&self.slots());
+            if self.konst_of("NORM", 0) != 0 {
+                s.push('\n');
+                s.push_str(NORM_MATMUL);
+            }
         }
         s
     }
@@ -165,7 +171,9 @@ impl Kernel {
     /// The weight slots of a matmul kernel (`matmul_many.wgsl`): bindings of weights and
     /// biases 1 .. NW and outputs 1 .. NO (slot 0's are the shader's own), and `wl` (word i
     /// of weight slot `wsel`), `bias_of(s, c)`, `put(s, i, v)` switching over them. With one
-    /// slot, `wl` reads slot 0 directly (the single matmuls' loops stay as they were).
+    /// slot, `wl` reads slot 0 directly (the single matmuls' loops stay as they were). `xl(i)`
+    /// reads x, or with NORM = 1 the row `norm_matmul.wgsl` stages, whose bindings (`nw`, and
+    /// `res` / `sum_out` where HR = 1) and `norm_in` are declared here too.
     fn slots(&self) -> String {
         let (nw, no) = (self.konst_of("NW", 1), self.konst_of("NO", 1));
         let (w, elem) = if self.shader == Shader::QMatmul { ("wq", "u32") } else { ("w", "W") };
@@ -188,6 +196,20 @@ impl Kernel {
         }
         s.push_str(&format!("fn bias_of(s: u32, c: u32) -> f32 {{\n    switch s {{\n{bias_of}        default: {{ return f32(bias[c]); }}\n    }}\n}}\n"));
         s.push_str(&format!("fn put(s: u32, i: u32, v: f32) {{\n    switch s {{\n{put}        default: {{ out[i] = O(v); }}\n    }}\n}}\n"));
+        if self.konst_of("NORM", 0) == 0 {
+            s.push_str("fn xl(i: u32) -> f32 {\n    return f32(x[i]);\n}\n");
+            return s;
+        }
+        s.push_str("@group(0) @binding(20) var<storage, read> nw: array<NWT>;\n");
+        s.push_str("fn xl(i: u32) -> f32 {\n    return xn[i - xbase];\n}\n");
+        if self.konst_of("HR", 0) != 0 {
+            s.push_str("@group(0) @binding(21) var<storage, read> res: array<R>;\n");
+            s.push_str("@group(0) @binding(22) var<storage, read_write> sum_out: array<O>;\n");
+            s.push_str("fn norm_in(i: u32, store: bool) -> f32 {\n    let v = O(f32(x[i]) + f32(res[i]));\n");
+            s.push_str("    if (store) {\n        sum_out[i] = v;\n    }\n    return f32(v);\n}\n");
+        } else {
+            s.push_str("fn norm_in(i: u32, store: bool) -> f32 {\n    return f32(x[i]);\n}\n");
+        }
         s
     }
 }

@@ -23,7 +23,8 @@
 //! adapters) live in one buffer and are bound in row chunks by `matmul` and `embedding`.
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
-//! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode), `quant` (GGUF
+//! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
+//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF
 //! block weights), `attention` (`write_kv`, `paged_attention`),
 //! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
 //! step's time goes).
@@ -47,7 +48,7 @@ use wgpu::util::DeviceExt;
 pub use device::WgpuOptions;
 pub use tensor::WgpuTensor;
 
-use super::{Activation, AttentionMetadata, AttentionParams, Backend, Op, Result, RopeParams, Tensor};
+use super::{Activation, AttentionMetadata, AttentionParams, Backend, Normed, Op, Result, RopeParams, Tensor};
 use crate::tensor::{DType, HostTensor};
 use device::Gpu;
 use encoder::{grid, Binding, Recorder};
@@ -83,6 +84,9 @@ pub struct WgpuBackend {
     /// Whether `matmul_many` / `gated_matmul` fuse at decode (`TESSERA_WGPU_FUSE_MATMUL=0`:
     /// never, the trait's defaults run, for comparisons).
     fuse_matmul: bool,
+    /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the norm into the decode
+    /// matvec (`TESSERA_WGPU_FUSE_NORM=0`: never, for comparisons).
+    fuse_norm: bool,
 }
 
 impl WgpuBackend {
@@ -108,6 +112,7 @@ impl WgpuBackend {
             graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
             fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
             fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
+            fuse_norm: std::env::var("TESSERA_WGPU_FUSE_NORM").map_or(true, |v| v != "0"),
         })
     }
 
@@ -396,6 +401,24 @@ impl Backend for WgpuBackend {
         act: Activation,
     ) -> Result<WgpuTensor> {
         matmul_many::gated_matmul(self, x, gate, up, act)
+    }
+
+    fn norm_matmul_many(
+        &self,
+        n: Normed<'_, WgpuTensor>,
+        ws: &[(&WgpuTensor, Option<&WgpuTensor>)],
+    ) -> Result<(Vec<WgpuTensor>, Option<WgpuTensor>)> {
+        matmul_many::norm_matmul_many(self, n, ws)
+    }
+
+    fn norm_gated_matmul(
+        &self,
+        n: Normed<'_, WgpuTensor>,
+        gate: (&WgpuTensor, Option<&WgpuTensor>),
+        up: (&WgpuTensor, Option<&WgpuTensor>),
+        act: Activation,
+    ) -> Result<(WgpuTensor, Option<WgpuTensor>)> {
+        matmul_many::norm_gated_matmul(self, n, gate, up, act)
     }
 
     fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
