@@ -3,7 +3,6 @@
 //! same numbers as that path (the normalized rows rounded as `rms_norm` rounds them), and
 //! the fallbacks (M >= 8, too few storage buffers) still right. Op parity against the CPU
 //! backend is in `wgpu_ops` (`norm_*` cases).
-#![cfg(feature = "wgpu")]
 
 use tessera_core::backend::wgpu::{WgpuBackend, WgpuOptions};
 use tessera_core::backend::{normalize, Activation, Backend, Normed};

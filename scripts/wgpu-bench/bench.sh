@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle scripts/wgpu-bench-bundle.sh makes:
 #   run(command="bash .gpu-wgpu/bench.sh", carry=[".gpu-wgpu"])
+# TESSERA_BIN=path: time that binary instead of the bundle's (a base build, same call);
+# DISPATCH_COST=0: skip the raw dispatch micro-bench (wgpu_dispatch_cost, when carried).
 # Decode tok/s of SmolLM2-135M-Instruct through `tessera generate`, wgpu (Vulkan) vs CUDA on
 # the same card: Q4_1 GGUF (same shapes/types, random blocks; see rebuild_gguf.py) and f16
 # (that GGUF exported by `tessera export-hf --dtype float16`). Decode rate = (N_long - N_short) / (t_long - t_short)
@@ -24,9 +26,16 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
     [ -e "$icd" ] && { echo "vulkan icd: $icd: $(tr -d '\n ' < "$icd" | cut -c1-160)"; export VK_DRIVER_FILES="$icd"; break; }
 done
 [ -e /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
-T="$B/tessera"
-"$T" export-hf --model /tmp/smollm2-q4_1.gguf -o /tmp/smollm2-f16 --dtype float16 || exit 1
+# The binary under test (TESSERA_BIN: e.g. a base build carried next to it, same call).
+T="${TESSERA_BIN:-$B/tessera}"
+# Per-dispatch cost of raw wgpu dispatches (core/examples/wgpu_dispatch_cost.rs), if carried.
+if [ -x "$B/wgpu_dispatch_cost" ] && [ "${DISPATCH_COST:-1}" = 1 ]; then
+    "$B/wgpu_dispatch_cost" 2>&1 | tee "$OUTDIR/dispatch_cost.txt"
+fi
+if [ ! -e /tmp/smollm2-f16/config.json ]; then
+    python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
+    "$T" export-hf --model /tmp/smollm2-q4_1.gguf -o /tmp/smollm2-f16 --dtype float16 || exit 1
+fi
 SHORT=16
 LONG=${LONG:-528}
 

@@ -223,19 +223,29 @@ pub(crate) struct Pipeline {
 }
 
 /// Pipelines compiled so far.
-#[derive(Default)]
 pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    /// Whether wgpu zero-fills workgroup memory at the start of every workgroup (its default;
+    /// `TESSERA_WGPU_ZERO_WG=0` turns it off: every shader here writes its workgroup
+    /// memory before reading it, so the fill is pure cost).
+    zero_workgroup_memory: bool,
 }
 
 impl PipelineCache {
+    pub fn new() -> Self {
+        PipelineCache {
+            pipelines: Mutex::default(),
+            zero_workgroup_memory: std::env::var("TESSERA_WGPU_ZERO_WG").map_or(true, |v| v != "0"),
+        }
+    }
+
     /// The pipeline of `k`, compiling it on first use.
     pub fn get(&self, gpu: &Gpu, k: &Kernel) -> Result<Arc<Pipeline>> {
         let mut map = self.pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
         if let Some(p) = map.get(k) {
             return Ok(p.clone());
         }
-        let p = Arc::new(compile(gpu, k)?);
+        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory)?);
         map.insert(k.clone(), p.clone());
         Ok(p)
     }
@@ -246,7 +256,7 @@ impl PipelineCache {
     }
 }
 
-fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
+fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool) -> Result<Pipeline> {
     let d = &gpu.device;
     let label = format!("{:?}::{}", k.shader, k.entry);
     gpu.errors.check("before compiling a shader")?;
@@ -287,7 +297,7 @@ fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
         layout: Some(&pipeline_layout),
         module: &module,
         entry_point: Some(k.entry),
-        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        compilation_options: wgpu::PipelineCompilationOptions { zero_initialize_workgroup_memory: zero_workgroup_memory, ..Default::default() },
         cache: None,
     });
     gpu.errors.check(&format!("compiling {}:{} ({:?}, {:?})", shader_file(k.shader), k.entry, k.types, k.consts))?;

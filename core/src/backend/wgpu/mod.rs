@@ -102,7 +102,7 @@ impl WgpuBackend {
         let recorder = Recorder::new(&gpu);
         Ok(WgpuBackend {
             gpu,
-            pipelines: PipelineCache::default(),
+            pipelines: PipelineCache::new(),
             recorder,
             dtype,
             poison: opts.poison_outputs,
