@@ -160,6 +160,9 @@ impl Kernel {
                 s.push_str(NORM_MATMUL);
             }
         }
+        if self.shader == Shader::Attention {
+            s.push_str(self.fused_kv());
+        }
         s
     }
 
@@ -211,6 +214,71 @@ impl Kernel {
             s.push_str("fn norm_in(i: u32, store: bool) -> f32 {\n    return f32(x[i]);\n}\n");
         }
         s
+    }
+}
+
+impl Kernel {
+    /// `attention.wgsl`'s caches and new-K/V hooks: read-only caches and the cache alone
+    /// (FKV = 0), or the write of this step's K/V folded in (FKV = 1; see the shader).
+    fn fused_kv(&self) -> &'static str {
+        if self.konst_of("FKV", 0) == 0 {
+            return "
+@group(0) @binding(2) var<storage, read> k_cache: array<KV>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KV>;
+fn stage_new_kv(t: u32, h: u32, li: u32) {}
+fn key4(is_v: bool, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
+    return kv4(is_v, base, c);
+}
+";
+        }
+        "
+@group(0) @binding(2) var<storage, read_write> k_cache: array<KV>;
+@group(0) @binding(3) var<storage, read_write> v_cache: array<KV>;
+@group(0) @binding(10) var<storage, read> k_new: array<S>;
+@group(0) @binding(11) var<storage, read> v_new: array<S>;
+@group(0) @binding(12) var<storage, read> slots: array<u32>;
+var<workgroup> kn: array<f32, 4u * HD4>;
+var<workgroup> vn: array<f32, 4u * HD4>;
+
+/// Stages row t's new K and V of head h's kv head in kn / vn (as the cache holds them:
+/// K rotated and rounded to S, then both to KV); the group's first head stores them.
+fn stage_new_kv(t: u32, h: u32, li: u32) {
+    let kv_width = (p.num_heads / p.group) * HD;
+    let off = (h / p.group) * HD;
+    let base = t * kv_width + off;
+    let slot = slots[t];
+    let store = h % p.group == 0u && slot < p.num_slots;
+    for (var d = li; d < 4u * HD4; d = d + WG) {
+        var kf = 0.0;
+        var vf = 0.0;
+        if (d < HD) {
+            let partner = f32(k_new[base + rope_partner(d, p.half, p.interleaved != 0u)]);
+            let k = KV(f32(S(roped(t, d, f32(k_new[base + d]), partner, p.k_rope != 0u))));
+            let v = KV(f32(v_new[base + d]));
+            if (store) {
+                k_cache[slot * kv_width + off + d] = k;
+                v_cache[slot * kv_width + off + d] = v;
+            }
+            kf = f32(k);
+            vf = f32(v);
+        }
+        kn[d] = kf;
+        vn[d] = vf;
+    }
+    workgroupBarrier();
+}
+
+/// Dims 4c .. 4c + 4 of key j (row at `base` in the cache), the staged new one for j = pos.
+fn key4(is_v: bool, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
+    if (j == pos) {
+        if (is_v) {
+            return vec4<f32>(vn[4u * c], vn[4u * c + 1u], vn[4u * c + 2u], vn[4u * c + 3u]);
+        }
+        return vec4<f32>(kn[4u * c], kn[4u * c + 1u], kn[4u * c + 2u], kn[4u * c + 3u]);
+    }
+    return kv4(is_v, base, c);
+}
+"
     }
 }
 

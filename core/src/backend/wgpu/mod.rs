@@ -87,6 +87,11 @@ pub struct WgpuBackend {
     /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the norm into the decode
     /// matvec (`TESSERA_WGPU_FUSE_NORM=0`: never, for comparisons).
     fuse_norm: bool,
+    /// Whether `write_kv` waits for the `paged_attention` after it to do the write
+    /// (`TESSERA_WGPU_FUSE_KV=0`: never, for comparisons).
+    fuse_kv: bool,
+    /// The deferred `write_kv` (see `attention`), recorded before any other command.
+    pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
 }
 
 impl WgpuBackend {
@@ -113,6 +118,8 @@ impl WgpuBackend {
             fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
             fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
             fuse_norm: std::env::var("TESSERA_WGPU_FUSE_NORM").map_or(true, |v| v != "0"),
+            fuse_kv: std::env::var("TESSERA_WGPU_FUSE_KV").map_or(true, |v| v != "0"),
+            pending_kv: Default::default(),
         })
     }
 
@@ -134,6 +141,7 @@ impl WgpuBackend {
 
     /// Submits the recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.flush(&self.gpu)?;
         self.gpu.errors.check("device error")
     }
@@ -170,8 +178,9 @@ impl WgpuBackend {
         &self.gpu.sizes
     }
 
-    /// Compiles (once) and records one dispatch of `k`.
+    /// Compiles (once) and records one dispatch of `k` (after the deferred `write_kv`).
     fn run(&self, k: Kernel, params: &[u32], bindings: &[Binding<'_>], groups: [u32; 3]) -> Result<()> {
+        self.settle_kv()?;
         let pipe = self.pipelines.get(&self.gpu, &k)?;
         self.recorder.dispatch(&self.gpu, &pipe, params, bindings, groups)
     }
@@ -189,6 +198,30 @@ impl WgpuBackend {
             return Err(shape_err(op, format!("{groups} workgroups exceed the device's grid")));
         }
         Ok(g)
+    }
+
+    /// Defers `pk` (recorded at once with `TESSERA_WGPU_FUSE_KV=0`), after recording an
+    /// earlier pending one.
+    fn defer_kv(&self, pk: attention::PendingKv) -> Result<()> {
+        self.settle_kv()?;
+        if !self.fuse_kv {
+            return attention::record_kv(self, &pk);
+        }
+        *self.pending_kv.lock().map_err(|_| device_err("pending write_kv poisoned"))? = Some(pk);
+        Ok(())
+    }
+
+    /// The deferred `write_kv`, now the caller's to run.
+    fn take_kv(&self) -> Option<attention::PendingKv> {
+        self.pending_kv.lock().ok()?.take()
+    }
+
+    /// Records the deferred `write_kv`, if any: before every other command.
+    fn settle_kv(&self) -> Result<()> {
+        match self.take_kv() {
+            Some(pk) => attention::record_kv(self, &pk),
+            None => Ok(()),
+        }
     }
 
     /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
@@ -501,16 +534,20 @@ impl Backend for WgpuBackend {
     }
 
     fn graph_begin(&self) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.begin_capture()
     }
 
     fn graph_end(&self, ok: bool) -> Result<u64> {
-        let id = self.recorder.end_capture(&self.gpu, ok);
+        let settled = self.settle_kv();
+        let id = self.recorder.end_capture(&self.gpu, ok && settled.is_ok());
+        settled?;
         self.gpu.errors.check("device error while recording a graph")?;
         id
     }
 
     fn graph_replay(&self, id: u64) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.replay(&self.gpu, id)
     }
 
@@ -524,6 +561,7 @@ impl Backend for WgpuBackend {
             return Ok(());
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.settle_kv()?;
         self.recorder.write(&self.gpu, &dst.buffer, &bytes)?;
         dst.host_u32.set(Some(values.into()));
         Ok(())
@@ -539,6 +577,7 @@ impl Backend for WgpuBackend {
         }
         let size = src.byte_len().div_ceil(4) * 4;
         self.settle(src)?;
+        self.settle_kv()?;
         if size > 0 {
             self.recorder.copy(&self.gpu, &src.buffer, &dst.buffer, size)?;
         }
@@ -548,6 +587,7 @@ impl Backend for WgpuBackend {
 
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {
         self.settle(t)?;
+        self.settle_kv()?;
         let data = self.recorder.read(&self.gpu, &t.buffer, t.byte_len()).await?;
         Ok(HostTensor { dtype: t.dtype(), shape: t.shape.clone(), data: data.into() })
     }
