@@ -10,6 +10,7 @@
 //!               the lanes of a column's gate dot next to those of its up dot (both at
 //!               once), then out[r, c] = act(O(g + bg)) * O(u + bu) (rounded to the
 //!               activation dtype first, as `matmul` then `act_mul` compute it)
+//! norm_*        both with the RMSNorm of x in the prologue (`norm_matmul.wgsl`, NORM = 1)
 //! ```
 //! Weight slot s >= 1 is binding 2 + 3 s, its bias 3 + 3 s, its output 4 + 3 s (slot 0:
 //! 2, 3, 4); `kernels::slots` declares slots 1 .. NW and defines `wl`, `bias_of`, `put` and

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine: bench.sh for a base binary and the bundle's binary in one call
+# (same card), the new one also with each of its switches, plus the dispatch-cost
+# micro-bench and the step profiles. Bundle: scripts/wgpu-bench-bundle.sh, then copy the
+# base build (cuda+wgpu, stripped) to BUNDLE/tessera-base (xz-compressed files are unpacked).
+#   run(command="bash .gpu-wgpu4/compare.sh", carry=[".gpu-wgpu4"])
+# NEW_ENVS: the new binary's variants (bench.sh WGPU_ENVS).
+set -uo pipefail
+B="$(cd "$(dirname "$0")" && pwd)"
+for f in "$B"/*.xz; do
+    [ -e "$f" ] || continue
+    xz -d -c "$f" > "/tmp/$(basename "${f%.xz}")" && chmod +x "/tmp/$(basename "${f%.xz}")"
+done
+bin() { if [ -e "$B/$1" ]; then echo "$B/$1"; else echo "/tmp/$1"; fi; }
+NEW_ENVS=${NEW_ENVS:-"TESSERA_WGPU_GRAPHS=1 TESSERA_WGPU_FUSE_NORM=0 TESSERA_WGPU_FUSE_KV=0 TESSERA_WGPU_ZERO_WG=0"}
+mkdir -p /tmp/b-base /tmp/b-new
+# The bench reads the micro-bench from its own folder.
+[ -e "$B/wgpu_dispatch_cost" ] || cp /tmp/wgpu_dispatch_cost "$B/" 2>/dev/null
+echo "== base ($(bin tessera-base))"
+OUT=/tmp/b-base TESSERA_BIN=$(bin tessera-base) DISPATCH_COST=0 WGPU_ENVS="TESSERA_WGPU_GRAPHS=1" bash "$B/bench.sh" > /tmp/b-base/stdout 2>&1
+head -2 /tmp/b-base/stdout
+grep -a "FAILED" -A5 /tmp/b-base/stdout | head -20
+echo "== new ($(bin tessera))"
+OUT=/tmp/b-new TESSERA_BIN=$(bin tessera) WGPU_ENVS="$NEW_ENVS" PROFILE=${PROFILE:-1} PROFILE_MODES=${PROFILE_MODES:-"host 1"} bash "$B/bench.sh" > /tmp/b-new/stdout 2>&1
+grep -a "FAILED" -A5 /tmp/b-new/stdout | head -20
+[ -n "${OUT:-}" ] && cp /tmp/b-base/table.txt "$OUT/base-table.txt" && cp /tmp/b-new/table.txt "$OUT/new-table.txt" && cp /tmp/b-new/stdout "$OUT/new-stdout.txt"
+echo "== dispatch cost"
+cat /tmp/b-new/dispatch_cost.txt
+echo "== profiles (new)"
+cat /tmp/b-new/profile.txt 2>/dev/null | cut -c1-1500
+echo "== base table"
+cat /tmp/b-base/table.txt
+echo "== new table"
+cat /tmp/b-new/table.txt
