@@ -78,6 +78,21 @@ fn biased(s: u32, c: u32, v: f32) -> f32 {
     return v;
 }
 
+/// Column group `group` of the single weight's rows n0 .. n0 + nc, row r (the
+/// matrix-vector kernels `matmul_vec`, `qmatmul_vec`).
+fn vec_body(group: u32, r: u32, li: u32) {
+    let lane = li % LANES;
+    let c = group * VR + li / LANES;
+    var acc = 0.0;
+    if (c < p.nc) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
+    if (lane == 0u && c < p.nc) {
+        store(r, c, sum);
+    }
+}
+
 /// Column group `group` of the concatenated slots, row r (`matmul_many`, `norm_matmul_many`).
 fn many_body(group: u32, r: u32, li: u32) {
     var s = 0u;
