@@ -2,7 +2,8 @@
 # Runs on the GPU machine from the bundle scripts/wgpu-bench-bundle.sh makes:
 #   run(command="bash .gpu-wgpu/bench.sh", carry=[".gpu-wgpu"])
 # TESSERA_BIN=path: time that binary instead of the bundle's (a base build, same call);
-# DISPATCH_COST=0: skip the raw dispatch micro-bench (wgpu_dispatch_cost, when carried).
+# DISPATCH_COST=0: skip the raw dispatch micro-bench (wgpu_dispatch_cost, when carried);
+# TABLE / DISPATCH_OUT: where the rate lines / micro-bench go (default: in OUT).
 # Decode tok/s of SmolLM2-135M-Instruct through `tessera generate`, wgpu (Vulkan) vs CUDA on
 # the same card: Q4_1 GGUF (same shapes/types, random blocks; see rebuild_gguf.py) and f16
 # (that GGUF exported by `tessera export-hf --dtype float16`). Decode rate = (N_long - N_short) / (t_long - t_short)
@@ -10,6 +11,7 @@
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 OUTDIR="${OUT:-/tmp}"
+TABLE="${TABLE:-$OUTDIR/table.txt}"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export NO_COLOR=1
 export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"
@@ -30,7 +32,7 @@ done
 T="${TESSERA_BIN:-$B/tessera}"
 # Per-dispatch cost of raw wgpu dispatches (core/examples/wgpu_dispatch_cost.rs), if carried.
 if [ -x "$B/wgpu_dispatch_cost" ] && [ "${DISPATCH_COST:-1}" = 1 ]; then
-    "$B/wgpu_dispatch_cost" 2>&1 | tee "$OUTDIR/dispatch_cost.txt"
+    "$B/wgpu_dispatch_cost" 2>&1 | tee "${DISPATCH_OUT:-$OUTDIR/dispatch_cost.txt}"
 fi
 if [ ! -e /tmp/smollm2-f16/config.json ]; then
     python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
@@ -77,10 +79,10 @@ try:
     print(f'{\"$label\":<28} {\"$dev\":<5} decode {($LONG-$SHORT)/(float(b)-float(a)):8.1f} tok/s  (t{$SHORT}={float(a):.3f}s t{$LONG}={float(b):.3f}s)')
 except Exception as e:
     print(f'{\"$label\":<28} {\"$dev\":<5} failed ({a}, {b})')
-" | tee -a "$OUTDIR/table.txt"
+" | tee -a "$TABLE"
 }
 
-: > "$OUTDIR/table.txt"
+: > "$TABLE"
 for dev in cuda $WGPU_ENVS; do
     case $dev in cuda) RUN_ENV="" ;; *) RUN_ENV=$dev; dev=wgpu ;; esac
     tag=${RUN_ENV:+ ${RUN_ENV#TESSERA_WGPU_}}
@@ -98,4 +100,4 @@ if [ "$PROFILE" = 1 ]; then
     done; done
 fi
 echo "== table"
-cat "$OUTDIR/table.txt"
+cat "$TABLE"

@@ -13,22 +13,26 @@ for f in "$B"/*.xz; do
 done
 bin() { if [ -e "$B/$1" ]; then echo "$B/$1"; else echo "/tmp/$1"; fi; }
 NEW_ENVS=${NEW_ENVS:-"TESSERA_WGPU_GRAPHS=1 TESSERA_WGPU_FUSE_NORM=0 TESSERA_WGPU_FUSE_KV=0 TESSERA_WGPU_ZERO_WG=0"}
+R=${OUT:-/tmp}
 mkdir -p /tmp/b-base /tmp/b-new
 # The bench reads the micro-bench from its own folder.
 [ -e "$B/wgpu_dispatch_cost" ] || cp /tmp/wgpu_dispatch_cost "$B/" 2>/dev/null
+# Rate lines and the micro-bench go straight to $OUT (kept if the call is cut short).
 echo "== base ($(bin tessera-base))"
-OUT=/tmp/b-base TESSERA_BIN=$(bin tessera-base) DISPATCH_COST=0 WGPU_ENVS="TESSERA_WGPU_GRAPHS=1" bash "$B/bench.sh" > /tmp/b-base/stdout 2>&1
+OUT=/tmp/b-base TABLE=$R/base-table.txt TESSERA_BIN=$(bin tessera-base) DISPATCH_COST=0 WGPU_ENVS="TESSERA_WGPU_GRAPHS=1" \
+    bash "$B/bench.sh" > /tmp/b-base/stdout 2>&1
 head -2 /tmp/b-base/stdout
 grep -a "FAILED" -A5 /tmp/b-base/stdout | head -20
 echo "== new ($(bin tessera))"
-OUT=/tmp/b-new TESSERA_BIN=$(bin tessera) WGPU_ENVS="$NEW_ENVS" PROFILE=${PROFILE:-1} PROFILE_MODES=${PROFILE_MODES:-"host 1"} bash "$B/bench.sh" > /tmp/b-new/stdout 2>&1
+OUT=/tmp/b-new TABLE=$R/new-table.txt DISPATCH_OUT=$R/dispatch_cost.txt TESSERA_BIN=$(bin tessera) WGPU_ENVS="$NEW_ENVS" \
+    PROFILE=${PROFILE:-1} PROFILE_MODES=${PROFILE_MODES:-"host 1"} bash "$B/bench.sh" > /tmp/b-new/stdout 2>&1
 grep -a "FAILED" -A5 /tmp/b-new/stdout | head -20
-[ -n "${OUT:-}" ] && cp /tmp/b-base/table.txt "$OUT/base-table.txt" && cp /tmp/b-new/table.txt "$OUT/new-table.txt" && cp /tmp/b-new/stdout "$OUT/new-stdout.txt"
+grep -ah "adapter\|GGUF weights\|CUDA backend" /tmp/b-new/stdout | cut -c1-200 | head -4
 echo "== dispatch cost"
-cat /tmp/b-new/dispatch_cost.txt
+cat "$R/dispatch_cost.txt"
 echo "== profiles (new)"
-cat /tmp/b-new/profile.txt 2>/dev/null | cut -c1-1500
+cut -c1-1500 /tmp/b-new/profile.txt 2>/dev/null
 echo "== base table"
-cat /tmp/b-base/table.txt
+cat "$R/base-table.txt"
 echo "== new table"
-cat /tmp/b-new/table.txt
+cat "$R/new-table.txt"
