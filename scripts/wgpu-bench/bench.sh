@@ -83,7 +83,8 @@ except Exception as e:
 }
 
 : > "$TABLE"
-for dev in cuda $WGPU_ENVS; do
+# CUDA_FIRST / CUDA_LAST: where the CUDA rates run ("cuda" or empty).
+for dev in ${CUDA_FIRST-cuda} $WGPU_ENVS ${CUDA_LAST-}; do
     case $dev in cuda) RUN_ENV="" ;; *) RUN_ENV=$dev; dev=wgpu ;; esac
     tag=${RUN_ENV:+ ${RUN_ENV#TESSERA_WGPU_}}
     rate "$dev" "Q4_1 gguf$tag" --model /tmp/smollm2-q4_1.gguf

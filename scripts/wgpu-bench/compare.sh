@@ -13,6 +13,7 @@ for f in "$B"/*.xz; do
 done
 bin() { if [ -e "$B/$1" ]; then echo "$B/$1"; else echo "/tmp/$1"; fi; }
 NEW_ENVS=${NEW_ENVS:-"TESSERA_WGPU_GRAPHS=1 TESSERA_WGPU_FUSE_NORM=0 TESSERA_WGPU_FUSE_KV=0 TESSERA_WGPU_ZERO_WG=0"}
+# The new binary's CUDA rates run last (its CUDA path is the base's unless native/ changed).
 R=${OUT:-/tmp}
 mkdir -p /tmp/b-base /tmp/b-new
 # The bench reads the micro-bench from its own folder.
@@ -24,7 +25,7 @@ OUT=/tmp/b-base TABLE=$R/base-table.txt TESSERA_BIN=$(bin tessera-base) DISPATCH
 head -2 /tmp/b-base/stdout
 grep -a "FAILED" -A5 /tmp/b-base/stdout | head -20
 echo "== new ($(bin tessera))"
-OUT=/tmp/b-new TABLE=$R/new-table.txt DISPATCH_OUT=$R/dispatch_cost.txt TESSERA_BIN=$(bin tessera) WGPU_ENVS="$NEW_ENVS" \
+CUDA_FIRST= CUDA_LAST=cuda OUT=/tmp/b-new TABLE=$R/new-table.txt DISPATCH_OUT=$R/dispatch_cost.txt TESSERA_BIN=$(bin tessera) WGPU_ENVS="$NEW_ENVS" \
     PROFILE=${PROFILE:-1} PROFILE_MODES=${PROFILE_MODES:-"host 1"} bash "$B/bench.sh" > /tmp/b-new/stdout 2>&1
 grep -a "FAILED" -A5 /tmp/b-new/stdout | head -20
 grep -ah "adapter\|GGUF weights\|CUDA backend" /tmp/b-new/stdout | cut -c1-200 | head -4
