@@ -22,9 +22,9 @@
 //! `write_kv_pair` is done here. Each workgroup stages row t's new K (rotated by k's deferred
 //! rope when `k_rope`) and V of its kv head, rounded as the cache would hold them, uses
 //! them for key `pos` instead of the cache, and the workgroup of the group's first head
-//! stores them at `slots[t]`. `kernels::fused_kv` declares the caches (read-write with
-//! FKV), the new rows and slots (bindings 10 .. 12, alias S) and defines `stage_new_kv`
-//! and `key4` (FKV = 0: the cache only).
+//! stores them at `slots[t]`. The caches, `stage_new_kv` and `key4` are appended by
+//! `kernels::fused_kv`: `attention_kv.wgsl` with FKV (read-write caches, the new rows and
+//! slots at bindings 10 .. 12, alias S), else read-only caches and the cache alone.
 
 struct Params {
     tokens: u32,

@@ -45,6 +45,8 @@ const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
 const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 /// What the matmuls share (parameters, reduction, the fused decode kernels), appended too.
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
+/// `paged_attention`'s write of the new K/V rows, appended when the kernel sets FKV = 1.
+const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
 
@@ -219,7 +221,7 @@ impl Kernel {
 
 impl Kernel {
     /// `attention.wgsl`'s caches and new-K/V hooks: read-only caches and the cache alone
-    /// (FKV = 0), or the write of this step's K/V folded in (FKV = 1; see the shader).
+    /// (FKV = 0), or the write of this step's K/V folded in (FKV = 1: `attention_kv.wgsl`).
     fn fused_kv(&self) -> &'static str {
         if self.konst_of("FKV", 0) == 0 {
             return "
@@ -231,54 +233,7 @@ fn key4(is_v: bool, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
 }
 ";
         }
-        "
-@group(0) @binding(2) var<storage, read_write> k_cache: array<KV>;
-@group(0) @binding(3) var<storage, read_write> v_cache: array<KV>;
-@group(0) @binding(10) var<storage, read> k_new: array<S>;
-@group(0) @binding(11) var<storage, read> v_new: array<S>;
-@group(0) @binding(12) var<storage, read> slots: array<u32>;
-var<workgroup> kn: array<f32, 4u * HD4>;
-var<workgroup> vn: array<f32, 4u * HD4>;
-
-/// Stages row t's new K and V of head h's kv head in kn / vn (as the cache holds them:
-/// K rotated and rounded to S, then both to KV); the group's first head stores them.
-fn stage_new_kv(t: u32, h: u32, li: u32) {
-    let kv_width = (p.num_heads / p.group) * HD;
-    let off = (h / p.group) * HD;
-    let base = t * kv_width + off;
-    let slot = slots[t];
-    let store = h % p.group == 0u && slot < p.num_slots;
-    for (var d = li; d < 4u * HD4; d = d + WG) {
-        var kf = 0.0;
-        var vf = 0.0;
-        if (d < HD) {
-            let partner = f32(k_new[base + rope_partner(d, p.half, p.interleaved != 0u)]);
-            let k = KV(f32(S(roped(t, d, f32(k_new[base + d]), partner, p.k_rope != 0u))));
-            let v = KV(f32(v_new[base + d]));
-            if (store) {
-                k_cache[slot * kv_width + off + d] = k;
-                v_cache[slot * kv_width + off + d] = v;
-            }
-            kf = f32(k);
-            vf = f32(v);
-        }
-        kn[d] = kf;
-        vn[d] = vf;
-    }
-    workgroupBarrier();
-}
-
-/// Dims 4c .. 4c + 4 of key j (row at `base` in the cache), the staged new one for j = pos.
-fn key4(is_v: bool, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
-    if (j == pos) {
-        if (is_v) {
-            return vec4<f32>(vn[4u * c], vn[4u * c + 1u], vn[4u * c + 2u], vn[4u * c + 3u]);
-        }
-        return vec4<f32>(kn[4u * c], kn[4u * c + 1u], kn[4u * c + 2u], kn[4u * c + 3u]);
-    }
-    return kv4(is_v, base, c);
-}
-"
+        ATTENTION_KV
     }
 }
 
@@ -380,7 +335,7 @@ fn shader_file(s: Shader) -> &'static str {
         Shader::RmsNorm => "shaders/rms_norm.wgsl",
         Shader::Rope => "shaders/rope.wgsl",
         Shader::Kv => "shaders/kv.wgsl",
-        Shader::Attention => "shaders/attention.wgsl",
+        Shader::Attention => "shaders/attention.wgsl (+ attention_kv.wgsl with FKV)",
         Shader::Argmax => "shaders/argmax.wgsl",
         Shader::Matmul => "shaders/matmul.wgsl (+ tile.wgsl, matmul_many.wgsl)",
         Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl, tile.wgsl, matmul_many.wgsl)",
