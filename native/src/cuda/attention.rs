@@ -113,7 +113,8 @@ fn decode_shape(dtype: DType, head_dim: usize, gh: usize, pipelined: bool) -> (u
     let tg = vecs.min(32);
     let vpl = vecs / tg;
     let kpi = 32 / tg;
-    let u0 = if pipelined { 4 } else if gh > 4 || (gh == 4 && vecs >= 32) { 4 } else { 8 };
+    // Pipelined: always 4 vectors a lane a tile (in shared memory, not registers).
+    let u0 = if pipelined || gh > 4 || (gh == 4 && vecs >= 32) { 4 } else { 8 };
     (kpi, vpl, (u0 / vpl).max(1))
 }
 
@@ -522,8 +523,10 @@ impl CudaBackend {
         };
         let f = (self.kernels.function("attention_decode", &name)?, name);
         if smem > 0 && !self.capturing.load(Ordering::Relaxed) {
-            // Set by the eager step that precedes every recording.
+            // Set by the eager step that precedes every recording: 4 blocks of 48 KB an SM
+            // need the largest carveout.
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
+            self.device.prefer_shared(op, &f.0, &f.1)?;
         }
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
