@@ -18,22 +18,48 @@
 //! ```
 //! head_dim is a template constant (64, 128, 256; q pre-scaled by `scale`); other head dims
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
+//!
+//! Two variants of the key loop (template PIPE; the host picks, attention.rs `DecodePipeline`):
+//! - registers (`paged_attention_decode_*`, the default): a tile's K and V go to registers,
+//!   then the math runs with no loads in flight, one __syncthreads a tile (block-uniform max);
+//! - pipelined (`paged_attention_decode_pipelined_*`, opt-in, for grids of several waves):
+//!   every lane copies its K/V vectors of a tile with cp.async into its own slots of shared
+//!   memory (lane-private: no barrier), STAGES tiles deep, so two tiles are in flight while
+//!   one is computed; each warp keeps its own running max (no barrier in the loop) and the
+//!   warps are merged once at the end with exp(m_w - M) weights. U = 4 / VPL vectors a lane a
+//!   tile (K and V: 128 bytes), 48 KB of dynamic shared memory a block, fewer registers
+//!   (__launch_bounds__ for 4 blocks an SM where q and acc are 32 floats a lane or fewer and GH <= 4).
+//!
+//! ```text
+//! Little's law (H200 4.2 TB/s x ~1 us / 132 SMs ~ 32 KB in flight an SM): registers variant:
+//!   3 blocks x 32 KB, but only while no warp of the block computes; pipelined: 4 blocks x
+//!   2 stages x 16 KB = 128 KB issued ahead, all the time.
+//! ```
 
 #define DEC_WARPS 4
 
 /// Lane layout of one (dtype, head_dim, heads per block) variant; mirrored on the host by
 /// `decode_keys_per_tile` in native/src/cuda/attention.rs.
-template <typename T, int D, int GH> struct DecodeShape {
+template <typename T, int D, int GH, bool PIPE = false> struct DecodeShape {
     static constexpr int N = Vec16<T>::N;
     static constexpr int VECS = D / N;
     static constexpr int TG = VECS < 32 ? VECS : 32;
     static constexpr int VPL = VECS / TG;
     static constexpr int KPI = 32 / TG;
     // Loads in flight per lane; fewer where q, acc and the loads would not fit 255 registers.
-    static constexpr int U0 = ((GH > 4 || (GH == 4 && VECS >= 32)) ? 4 : 8) / VPL;
+    // Pipelined: 4 vectors of K (and of V) a lane a tile, in shared memory.
+    static constexpr int U0 = PIPE ? 4 / VPL : ((GH > 4 || (GH == 4 && VECS >= 32)) ? 4 : 8) / VPL;
     static constexpr int U = U0 < 1 ? 1 : U0;
     static constexpr int KPW = KPI * U;
     static constexpr int KPB = DEC_WARPS * KPW;
+    // Pipelined only: tiles in shared memory (STAGES - 1 in flight while one is computed),
+    // its dynamic shared memory (the stages, reused by the final merge of the warps), and
+    // the blocks an SM asked of ptxas (4 where q and acc take 32 floats a lane or fewer).
+    static constexpr int STAGES = 3;
+    static constexpr int STAGE_BYTES = STAGES * U * VPL * 2 * DEC_WARPS * 32 * 16;
+    static constexpr int MERGE_BYTES = (DEC_WARPS * GH * D + 2 * DEC_WARPS * GH) * 4;
+    static constexpr int SMEM = STAGE_BYTES > MERGE_BYTES ? STAGE_BYTES : MERGE_BYTES;
+    static constexpr int MIN_BLOCKS = GH <= 4 && GH * VPL * N <= 32 ? 4 : 2;
 };
 
 /// 16 bytes of `p` through the read-only path.
@@ -48,7 +74,121 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& raw, fl
     for (int k = 0; k < Vec16<T>::N; ++k) out[k] = to_f32(e[k]);
 }
 
-template <typename T, int D, int GH>
+/// Scores of a tile for the GH heads of the chunk: this lane's slice of its U keys (`kr`)
+/// dotted with q, summed over the TG lanes of a key, soft-capped, -inf where !ok[u]; `tmax`
+/// gets the warp's max per head.
+template <typename T, int GH, int U, int VPL, int TG>
+__device__ __forceinline__ void decode_scores(const uint4 (&kr)[U][VPL], const float (&qf)[GH][VPL * Vec16<T>::N],
+                                              const bool (&ok)[U], float softcap, float (&s)[U][GH],
+                                              float (&tmax)[GH]) {
+    constexpr int N = Vec16<T>::N, E = VPL * N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        float kf[E];
+#pragma unroll
+        for (int v = 0; v < VPL; ++v) widen<T>(kr[u][v], &kf[v * N]);
+#pragma unroll
+        for (int g = 0; g < GH; ++g) {
+            float a = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; ++e) a = fmaf(qf[g][e], kf[e], a);
+            s[u][g] = a;
+        }
+    }
+#pragma unroll
+    for (int off = TG / 2; off > 0; off >>= 1)
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+            for (int g = 0; g < GH; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+
+#pragma unroll
+    for (int g = 0; g < GH; ++g) tmax[g] = TESSERA_NEG_INF;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int g = 0; g < GH; ++g) {
+            float x = s[u][g];
+            if (softcap > 0.0f) x = tanhf(x / softcap) * softcap;
+            x = ok[u] ? x : TESSERA_NEG_INF;
+            s[u][g] = x;
+            tmax[g] = fmaxf(tmax[g], x);
+        }
+#pragma unroll
+    for (int off = TG; off < 32; off <<= 1)
+#pragma unroll
+        for (int g = 0; g < GH; ++g) tmax[g] = fmaxf(tmax[g], __shfl_xor_sync(0xffffffffu, tmax[g], off));
+}
+
+/// Moves the running (max m, sum l, acc) of every head to the new max `m_new` (its finite
+/// stand-in `mu`, 0 while nothing was seen, is what the tile's exponents subtract).
+template <int GH, int E>
+__device__ __forceinline__ void decode_rescale(const float (&m_new)[GH], float (&m)[GH], float (&mu)[GH],
+                                               float (&l)[GH], float (&acc)[GH][E]) {
+#pragma unroll
+    for (int g = 0; g < GH; ++g) {
+        mu[g] = m_new[g] == TESSERA_NEG_INF ? 0.0f : m_new[g];
+        const float corr = expf(m[g] - mu[g]);
+        l[g] *= corr;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] *= corr;
+        m[g] = m_new[g];
+    }
+}
+
+/// acc += exp(s - mu) * v and l += exp(s - mu) over this lane's U keys (`vr`).
+template <typename T, int GH, int U, int VPL>
+__device__ __forceinline__ void decode_accumulate(const uint4 (&vr)[U][VPL], const float (&s)[U][GH],
+                                                  const float (&mu)[GH], float (&l)[GH],
+                                                  float (&acc)[GH][VPL * Vec16<T>::N]) {
+    constexpr int N = Vec16<T>::N, E = VPL * N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        float vf[E];
+#pragma unroll
+        for (int v = 0; v < VPL; ++v) widen<T>(vr[u][v], &vf[v * N]);
+#pragma unroll
+        for (int g = 0; g < GH; ++g) {
+            const float p = expf(s[u][g] - mu[g]);
+            l[g] += p;
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+        }
+    }
+}
+
+/// Adds up l and acc over the KPI key groups of a warp (every lane gets the sums).
+template <int GH, int E, int TG>
+__device__ __forceinline__ void decode_warp_sum(float (&l)[GH], float (&acc)[GH][E]) {
+#pragma unroll
+    for (int off = TG; off < 32; off <<= 1)
+#pragma unroll
+        for (int g = 0; g < GH; ++g) {
+            l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], off);
+        }
+}
+
+/// One output element: out (one split) or the split's partials (A unnormalised, max M, sum L).
+template <typename T>
+__device__ __forceinline__ void decode_write(T* __restrict__ out, float* __restrict__ part_acc,
+                                             float* __restrict__ part_ml, u32 token, u32 head, u32 d, u32 D,
+                                             u32 i, u32 split, u32 num_decode, u32 num_heads, u32 num_splits,
+                                             float A, float L, float M) {
+    if (num_splits == 1) {
+        out[((u64)token * num_heads + head) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
+    } else {
+        const u64 o = ((u64)split * num_decode + i) * num_heads + head;
+        part_acc[o * D + d] = A;
+        if (d == 0) {
+            part_ml[o * 2] = M;
+            part_ml[o * 2 + 1] = L;
+        }
+    }
+}
+
+template <typename T, int D, int GH, bool PIPE>
 __device__ __forceinline__ void paged_attention_decode_impl(
     const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, T* __restrict__ out,
     float* __restrict__ part_acc, float* __restrict__ part_ml, const u32* __restrict__ qsl,
@@ -56,13 +196,9 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,
     u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window, u32 num_splits, u32 split_len,
     u32 max_seq_len, u32* err) {
-    using S = DecodeShape<T, D, GH>;
+    using S = DecodeShape<T, D, GH, PIPE>;
     constexpr int N = S::N, TG = S::TG, VPL = S::VPL, KPI = S::KPI, U = S::U, KPW = S::KPW, KPB = S::KPB;
     constexpr int E = VPL * N;  // elements of a row per lane
-    __shared__ float s_max[2][DEC_WARPS][GH];
-    __shared__ __align__(16) float s_acc[DEC_WARPS][GH][D];
-    __shared__ float s_l[DEC_WARPS][GH];
-    __shared__ float s_m[GH];
 
     const u32 G = num_heads / num_kv_heads;
     const u32 chunks = (G + GH - 1) / GH;
@@ -122,152 +258,199 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32* table = block_tables + (u64)b * max_blocks;
     const u64 kv_width = (u64)num_kv_heads * D;
     const u32 col = kvh * D + t * N;
-    u32 buf = 0;
-    for (u32 base = lo; base < hi; base += KPB) {
-        uint4 kr[U][VPL], vr[U][VPL];
-        bool ok[U];
+    if constexpr (!PIPE) {
+        __shared__ float s_max[2][DEC_WARPS][GH];
+        __shared__ __align__(16) float s_acc[DEC_WARPS][GH][D];
+        __shared__ float s_l[DEC_WARPS][GH];
+        __shared__ float s_m[GH];
+        u32 buf = 0;
+        for (u32 base = lo; base < hi; base += KPB) {
+            uint4 kr[U][VPL], vr[U][VPL];
+            bool ok[U];
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const u32 j = base + warp * KPW + u * KPI + grp;
-            ok[u] = j < hi;
-            u64 row = 0;
-            if (ok[u]) {
-                const u32 blk = table[j / block_size];
-                if (blk < num_blocks) {
-                    row = (u64)blk * block_size + j % block_size;
-                } else {
-                    report_error(err, ERR_ATTN_BLOCK_ID, blk, b);
-                    ok[u] = false;
+            for (int u = 0; u < U; ++u) {
+                const u32 j = base + warp * KPW + u * KPI + grp;
+                ok[u] = j < hi;
+                u64 row = 0;
+                if (ok[u]) {
+                    const u32 blk = table[j / block_size];
+                    if (blk < num_blocks) {
+                        row = (u64)blk * block_size + j % block_size;
+                    } else {
+                        report_error(err, ERR_ATTN_BLOCK_ID, blk, b);
+                        ok[u] = false;
+                    }
+                }
+#pragma unroll
+                for (int v = 0; v < VPL; ++v) {
+                    const u64 at = row * kv_width + col + v * TG * N;
+                    kr[u][v] = ok[u] ? ldg16(k_cache + at) : make_uint4(0u, 0u, 0u, 0u);
+                    vr[u][v] = ok[u] ? ldg16(v_cache + at) : make_uint4(0u, 0u, 0u, 0u);
                 }
             }
-#pragma unroll
-            for (int v = 0; v < VPL; ++v) {
-                const u64 at = row * kv_width + col + v * TG * N;
-                kr[u][v] = ok[u] ? ldg16(k_cache + at) : make_uint4(0u, 0u, 0u, 0u);
-                vr[u][v] = ok[u] ? ldg16(v_cache + at) : make_uint4(0u, 0u, 0u, 0u);
-            }
-        }
 
-        // Scores of this lane's keys for every head of the chunk, summed over the TG lanes.
-        float s[U][GH];
+            float s[U][GH], tmax[GH];
+            decode_scores<T, GH, U, VPL, TG>(kr, qf, ok, softcap, s, tmax);
+            if (lane == 0)
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-            float kf[E];
-#pragma unroll
-            for (int v = 0; v < VPL; ++v) widen<T>(kr[u][v], &kf[v * N]);
+                for (int g = 0; g < GH; ++g) s_max[buf][warp][g] = tmax[g];
+            // The only barrier of a tile: s_max alternates between two buffers, so a warp that
+            // runs ahead writes the other one.
+            __syncthreads();
+
+            float m_new[GH], mu[GH];
 #pragma unroll
             for (int g = 0; g < GH; ++g) {
-                float a = 0.0f;
+                float mt = s_max[buf][0][g];
 #pragma unroll
-                for (int e = 0; e < E; ++e) a = fmaf(qf[g][e], kf[e], a);
-                s[u][g] = a;
+                for (int w = 1; w < DEC_WARPS; ++w) mt = fmaxf(mt, s_max[buf][w][g]);
+                m_new[g] = fmaxf(m[g], mt);
+            }
+            decode_rescale<GH, E>(m_new, m, mu, l, acc);
+            decode_accumulate<T, GH, U, VPL>(vr, s, mu, l, acc);
+            buf ^= 1;
+        }
+
+        // Add up the key groups of the warp, then the warps (all share the block's max m).
+        decode_warp_sum<GH, E, TG>(l, acc);
+        if (grp == 0) {
+#pragma unroll
+            for (int g = 0; g < GH; ++g) {
+#pragma unroll
+                for (int v = 0; v < VPL; ++v)
+#pragma unroll
+                    for (int k = 0; k < N; k += 4)
+                        *reinterpret_cast<float4*>(&s_acc[warp][g][(t + v * TG) * N + k]) = make_float4(
+                            acc[g][v * N + k], acc[g][v * N + k + 1], acc[g][v * N + k + 2], acc[g][v * N + k + 3]);
+                if (t == 0) s_l[warp][g] = l[g];
             }
         }
+        if (threadIdx.x == 0)
 #pragma unroll
-        for (int off = TG / 2; off > 0; off >>= 1)
+            for (int g = 0; g < GH; ++g) s_m[g] = m[g];
+        __syncthreads();
+        for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
+            const u32 g = idx / D, d = idx % D;
+            if (g0 + g >= G) break;
+            float A = 0.0f, L = 0.0f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; ++w) {
+                A += s_acc[w][g][d];
+                L += s_l[w][g];
+            }
+            decode_write<T>(out, part_acc, part_ml, token, kvh * G + g0 + g, d, D, i, split, num_decode, num_heads,
+                            num_splits, A, L, s_m[g]);
+        }
+    } else {
+        // Lane-private slots of (stage, key u, vector v, K = 0 | V = 1): cp.async writes and
+        // reads back only this thread's, so no barrier guards them.
+        extern __shared__ __align__(16) uint4 dec_smem[];
+        auto slot = [&](u32 st, int u, int v, int kv) {
+            return dec_smem + (((st * U + u) * VPL + v) * 2 + kv) * (DEC_WARPS * 32) + threadIdx.x;
+        };
+        const u32 tiles = (hi - lo + KPB - 1) / KPB;
+        auto issue = [&](u32 tile) {
+            const u32 st = tile % S::STAGES, base = lo + tile * KPB;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const u32 j = base + warp * KPW + u * KPI + grp;
+                bool ok = j < hi;
+                u64 row = 0;
+                if (ok) {
+                    const u32 blk = table[j / block_size];
+                    if (blk < num_blocks) {
+                        row = (u64)blk * block_size + j % block_size;
+                    } else {
+                        report_error(err, ERR_ATTN_BLOCK_ID, blk, b);
+                        ok = false;
+                    }
+                }
+#pragma unroll
+                for (int v = 0; v < VPL; ++v) {
+                    const u64 at = ok ? row * kv_width + col + v * TG * N : 0;
+                    cp_async16(slot(st, u, v, 0), k_cache + at, ok);
+                    cp_async16(slot(st, u, v, 1), v_cache + at, ok);
+                }
+            }
+        };
+#pragma unroll
+        for (int p = 0; p < S::STAGES - 1; ++p) {
+            if (p < tiles) issue(p);
+            cp_async_commit();
+        }
+        for (u32 it = 0; it < tiles; ++it) {
+            // Refill the stage computed last iteration, then wait for this tile's (one group a
+            // tile, empty past the end, so the count of groups still pending is fixed).
+            if (it + S::STAGES - 1 < tiles) issue(it + S::STAGES - 1);
+            cp_async_commit();
+            cp_async_wait<S::STAGES - 1>();
+            const u32 st = it % S::STAGES, base = lo + it * KPB;
+            uint4 kr[U][VPL];
+            bool ok[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                ok[u] = base + warp * KPW + u * KPI + grp < hi;
+#pragma unroll
+                for (int v = 0; v < VPL; ++v) kr[u][v] = *slot(st, u, v, 0);
+            }
+            float s[U][GH], tmax[GH];
+            decode_scores<T, GH, U, VPL, TG>(kr, qf, ok, softcap, s, tmax);
+            // The warp's own running max: no barrier; the warps are merged at the end.
+            float m_new[GH], mu[GH];
+#pragma unroll
+            for (int g = 0; g < GH; ++g) m_new[g] = fmaxf(m[g], tmax[g]);
+            decode_rescale<GH, E>(m_new, m, mu, l, acc);
+            uint4 vr[U][VPL];
 #pragma unroll
             for (int u = 0; u < U; ++u)
 #pragma unroll
-                for (int g = 0; g < GH; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+                for (int v = 0; v < VPL; ++v) vr[u][v] = *slot(st, u, v, 1);
+            decode_accumulate<T, GH, U, VPL>(vr, s, mu, l, acc);
+        }
+        cp_async_wait<0>();
 
-        float tmax[GH];
-#pragma unroll
-        for (int g = 0; g < GH; ++g) tmax[g] = TESSERA_NEG_INF;
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-            for (int g = 0; g < GH; ++g) {
-                float x = s[u][g];
-                if (softcap > 0.0f) x = tanhf(x / softcap) * softcap;
-                x = ok[u] ? x : TESSERA_NEG_INF;
-                s[u][g] = x;
-                tmax[g] = fmaxf(tmax[g], x);
-            }
-#pragma unroll
-        for (int off = TG; off < 32; off <<= 1)
-#pragma unroll
-            for (int g = 0; g < GH; ++g) tmax[g] = fmaxf(tmax[g], __shfl_xor_sync(0xffffffffu, tmax[g], off));
-        if (lane == 0)
-#pragma unroll
-            for (int g = 0; g < GH; ++g) s_max[buf][warp][g] = tmax[g];
-        // The only barrier of a tile: s_max alternates between two buffers, so a warp that
-        // runs ahead writes the other one.
+        // Every warp done with its stages (the barrier): they become the merge area.
+        decode_warp_sum<GH, E, TG>(l, acc);
         __syncthreads();
-
-        float mu[GH];
-#pragma unroll
-        for (int g = 0; g < GH; ++g) {
-            float mt = s_max[buf][0][g];
-#pragma unroll
-            for (int w = 1; w < DEC_WARPS; ++w) mt = fmaxf(mt, s_max[buf][w][g]);
-            const float m_new = fmaxf(m[g], mt);
-            mu[g] = m_new == TESSERA_NEG_INF ? 0.0f : m_new;
-            const float corr = expf(m[g] - mu[g]);
-            l[g] *= corr;
-#pragma unroll
-            for (int e = 0; e < E; ++e) acc[g][e] *= corr;
-            m[g] = m_new;
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            float vf[E];
-#pragma unroll
-            for (int v = 0; v < VPL; ++v) widen<T>(vr[u][v], &vf[v * N]);
+        float* s_acc = reinterpret_cast<float*>(dec_smem);  // [DEC_WARPS][GH][D]
+        float* s_l = s_acc + DEC_WARPS * GH * D;              // [DEC_WARPS][GH]
+        float* s_m = s_l + DEC_WARPS * GH;                    // [DEC_WARPS][GH]
+        if (grp == 0) {
 #pragma unroll
             for (int g = 0; g < GH; ++g) {
-                const float p = expf(s[u][g] - mu[g]);
-                l[g] += p;
 #pragma unroll
-                for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+                for (int v = 0; v < VPL; ++v)
+#pragma unroll
+                    for (int k = 0; k < N; k += 4)
+                        *reinterpret_cast<float4*>(&s_acc[(warp * GH + g) * D + (t + v * TG) * N + k]) = make_float4(
+                            acc[g][v * N + k], acc[g][v * N + k + 1], acc[g][v * N + k + 2], acc[g][v * N + k + 3]);
+                if (t == 0) {
+                    s_l[warp * GH + g] = l[g];
+                    s_m[warp * GH + g] = m[g];
+                }
             }
         }
-        buf ^= 1;
-    }
-
-    // Add up the key groups of the warp, then the warps (all share the block's max m).
+        __syncthreads();
+        for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
+            const u32 g = idx / D, d = idx % D;
+            if (g0 + g >= G) break;
+            // A warp that saw no key has l = 0 (and m = -inf): it weighs nothing.
+            float M = TESSERA_NEG_INF;
 #pragma unroll
-    for (int off = TG; off < 32; off <<= 1)
+            for (int w = 0; w < DEC_WARPS; ++w)
+                if (s_l[w * GH + g] > 0.0f) M = fmaxf(M, s_m[w * GH + g]);
+            float A = 0.0f, L = 0.0f;
 #pragma unroll
-        for (int g = 0; g < GH; ++g) {
-            l[g] += __shfl_xor_sync(0xffffffffu, l[g], off);
-#pragma unroll
-            for (int e = 0; e < E; ++e) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], off);
-        }
-    if (grp == 0) {
-#pragma unroll
-        for (int g = 0; g < GH; ++g) {
-#pragma unroll
-            for (int v = 0; v < VPL; ++v)
-#pragma unroll
-                for (int k = 0; k < N; k += 4)
-                    *reinterpret_cast<float4*>(&s_acc[warp][g][(t + v * TG) * N + k]) =
-                        make_float4(acc[g][v * N + k], acc[g][v * N + k + 1], acc[g][v * N + k + 2], acc[g][v * N + k + 3]);
-            if (t == 0) s_l[warp][g] = l[g];
-        }
-    }
-    if (threadIdx.x == 0)
-#pragma unroll
-        for (int g = 0; g < GH; ++g) s_m[g] = m[g];
-    __syncthreads();
-    for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
-        const u32 g = idx / D, d = idx % D;
-        if (g0 + g >= G) break;
-        float A = 0.0f, L = 0.0f;
-#pragma unroll
-        for (int w = 0; w < DEC_WARPS; ++w) {
-            A += s_acc[w][g][d];
-            L += s_l[w][g];
-        }
-        const u64 head = kvh * G + g0 + g;
-        if (num_splits == 1) {
-            out[((u64)token * num_heads + head) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
-        } else {
-            const u64 o = ((u64)split * num_decode + i) * num_heads + head;
-            part_acc[o * D + d] = A;
-            if (d == 0) {
-                part_ml[o * 2] = s_m[g];
-                part_ml[o * 2 + 1] = L;
+            for (int w = 0; w < DEC_WARPS; ++w) {
+                const float lw = s_l[w * GH + g];
+                if (lw > 0.0f) {
+                    const float e = expf(s_m[w * GH + g] - M);
+                    A += s_acc[(w * GH + g) * D + d] * e;
+                    L += lw * e;
+                }
             }
+            decode_write<T>(out, part_acc, part_ml, token, kvh * G + g0 + g, d, D, i, split, num_decode, num_heads,
+                            num_splits, A, L, M);
         }
     }
 }
@@ -305,18 +488,25 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
     }
 }
 
+#define DECODE_PARAMS(T)                                                                               \
+    const T *q, const T *k_cache, const T *v_cache, T *out, float *part_acc, float *part_ml, const u32 *qsl, \
+        const u32 *seq_lens, const u32 *block_tables, const u32 *seq_order, u32 num_decode, u32 num_seqs,  \
+        u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads, u32 num_kv_heads,   \
+        float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_seq_len, u32 *err
+#define DECODE_ARGS                                                                                    \
+    q, k_cache, v_cache, out, part_acc, part_ml, qsl, seq_lens, block_tables, seq_order, num_decode,   \
+        num_seqs, num_tokens, max_blocks, block_size, num_blocks, num_heads, num_kv_heads, scale,      \
+        softcap, window, num_splits, split_len, max_seq_len, err
+
+// The registers variant and the pipelined one (dynamic shared memory DecodeShape::SMEM).
 #define PAGED_ATTENTION_DECODE(S, T, D, GH)                                                           \
-    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32) paged_attention_decode_##S##_d##D##_g##GH( \
-        const T* q, const T* k_cache, const T* v_cache, T* out, float* part_acc, float* part_ml,       \
-        const u32* qsl, const u32* seq_lens, const u32* block_tables, const u32* seq_order,          \
-        u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size,                 \
-        u32 num_blocks, u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window,      \
-        u32 num_splits, u32 split_len, u32 max_seq_len, u32* err) {                                   \
-        paged_attention_decode_impl<T, D, GH>(q, k_cache, v_cache, out, part_acc, part_ml, qsl,       \
-                                              seq_lens, block_tables, seq_order, num_decode,          \
-                                              num_seqs, num_tokens, max_blocks, block_size,           \
-                                              num_blocks, num_heads, num_kv_heads, scale, softcap,    \
-                                              window, num_splits, split_len, max_seq_len, err);       \
+    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32)                                      \
+        paged_attention_decode_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                                 \
+        paged_attention_decode_impl<T, D, GH, false>(DECODE_ARGS);                                    \
+    }                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32, (DecodeShape<T, D, GH, true>::MIN_BLOCKS)) \
+        paged_attention_decode_pipelined_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                       \
+        paged_attention_decode_impl<T, D, GH, true>(DECODE_ARGS);                                     \
     }
 
 #define DECODE_HEADS(S, T, D)                                                                          \

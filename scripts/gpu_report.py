@@ -45,7 +45,7 @@ for name, (rc, _) in steps.items():
         fails.append(f"step {name} exited {rc} (see {log}/{name}.log)")
 
 # ---- parity -------------------------------------------------------------------------
-ops_log = "\n".join(t for t in (read("cuda_ops.log"), read("cuda_fused.log"), read("cuda_batch.log")) if t is not None) or None
+ops_log = "\n".join(t for t in (read("cuda_ops.log"), read("cuda_fused.log"), read("cuda_batch.log"), read("cuda_att256.log")) if t is not None) or None
 if ops_log is not None:
     ops = collections.OrderedDict()
     for line in ops_log.splitlines():
@@ -141,7 +141,7 @@ if srv is not None:
     if '"choices"' not in line:
         fails.append("serve --device cuda: no completion")
 
-for name in ("cuda_ops", "cuda_fused", "cuda_batch", "cuda_models", "cuda_engine", "cuda_prefetch", "big_model"):
+for name in ("cuda_ops", "cuda_fused", "cuda_batch", "cuda_att256", "cuda_models", "cuda_engine", "cuda_prefetch", "big_model"):
     text = read(f"{name}.log")
     if text is None:
         continue

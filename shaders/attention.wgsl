@@ -17,6 +17,14 @@
 //! ```
 //! Rows past query_start_loc[num_seqs] are padding and come out as zeros. Aliases: Q, KV
 //! (caches), O. Constants: WG (a power of two), HD (head_dim), HD4 = ceil(HD / 4) <= WG, CH.
+//!
+//! FKV = 1 (decode rows only: each row's last key is its own new token): the preceding
+//! `write_kv_pair` is done here. Each workgroup stages row t's new K (rotated by k's deferred
+//! rope when `k_rope`) and V of its kv head, rounded as the cache would hold them, uses
+//! them for key `pos` instead of the cache, and the workgroup of the group's first head
+//! stores them at `slots[t]`. The caches, `stage_new_kv` and `key4` are appended by
+//! `kernels::fused_kv`: `attention_kv.wgsl` with FKV (read-write caches, the new rows and
+//! slots at bindings 10 .. 12, alias S), else read-only caches and the cache alone.
 
 struct Params {
     tokens: u32,
@@ -29,8 +37,9 @@ struct Params {
     window: u32,
     scale: f32,
     softcap: f32,
-    _pad0: u32,
-    _pad1: u32,
+    /// FKV: slots in the cache, whether k's rope (q's parameters) applies to the new K.
+    num_slots: u32,
+    k_rope: u32,
     // RoPE of q (deferred `rope` of q, applied as q is loaded): as rope.wgsl's parameters.
     rope_on: u32,
     half: u32,
@@ -44,8 +53,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<Q>;
-@group(0) @binding(2) var<storage, read> k_cache: array<KV>;
-@group(0) @binding(3) var<storage, read> v_cache: array<KV>;
 @group(0) @binding(4) var<storage, read> query_start_loc: array<u32>;
 @group(0) @binding(5) var<storage, read> seq_lens: array<u32>;
 @group(0) @binding(6) var<storage, read> block_tables: array<u32>;
@@ -53,18 +60,23 @@ struct Params {
 @group(0) @binding(8) var<storage, read> positions: array<u32>;
 @group(0) @binding(9) var<storage, read> inv_freq: array<f32>;
 
-/// Element d of q row t, head h (base = its first element), rotated when `rope_on` and
-/// rounded to Q as the separate `rope` would have stored it.
-fn q_value(t: u32, base: u32, d: u32) -> f32 {
-    let x = f32(q[base + d]);
-    if (p.rope_on == 0u || d >= 2u * p.half) {
+/// Element d of a head of row t (x_d, its rope partner x_partner), rotated by the deferred
+/// rope when `on` (not rounded).
+fn roped(t: u32, d: u32, x: f32, x_partner: f32, on: bool) -> f32 {
+    if (!on || d >= 2u * p.half) {
         return x;
     }
     let il = p.interleaved != 0u;
     let f = inv_freq[select(0u, t * p.half, p.per_token != 0u) + rope_pair(d, p.half, il)];
     let cs = sincos_f32(f32(positions[t]) * f) * p.rope_scaling;
-    let partner = f32(q[base + rope_partner(d, p.half, il)]);
-    return f32(Q(rope_elem(x, partner, d, p.half, il, cs)));
+    return rope_elem(x, x_partner, d, p.half, il, cs);
+}
+
+/// Element d of q row t, head h (base = its first element), rotated when `rope_on` and
+/// rounded to Q as the separate `rope` would have stored it.
+fn q_value(t: u32, base: u32, d: u32) -> f32 {
+    let partner = q[base + rope_partner(d, p.half, p.interleaved != 0u)];
+    return f32(Q(roped(t, d, f32(q[base + d]), f32(partner), p.rope_on != 0u)));
 }
 
 const NEG: f32 = -3.0e38;
@@ -167,6 +179,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         row_info = info;
     }
     let info = workgroupUniformLoad(&row_info);
+    stage_new_kv(t, h, li);
     if (info.w == 0u) {
         for (var d = li; d < HD; d = d + WG) {
             out[out_base + d] = O(0.0);
@@ -202,7 +215,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             let kb = slot * kv_width + kv_off;
             var qk = 0.0;
             for (var cc = 0u; cc < HD4; cc = cc + 1u) {
-                qk = qk + dot(qs[cc], kv4(false, kb, cc));
+                qk = qk + dot(qs[cc], key4(false, j0 + i, pos, kb, cc));
             }
             var s = qk * p.scale;
             if (p.softcap > 0.0) {
@@ -224,7 +237,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         acc = acc * alpha;
         if (g < G) {
             for (var i = g; i < n; i = i + G) {
-                acc = acc + sc[i] * kv4(true, sl[i] * kv_width + kv_off, c);
+                acc = acc + sc[i] * key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
             }
         }
         workgroupBarrier();

@@ -10,9 +10,10 @@
 //!               workgroup memory (`vec_reduce`).
 //! ```
 //! The register tile is `tile.wgsl`'s (shared with `qmatmul_tiled`, which dequantizes GGUF
-//! blocks of w while staging them). The parameters, x, bias, out, `store`, the lane reduction and the
-//! fused decode kernels (`matmul_many`, `gated_matmul`, over `vec_dot`) are in
-//! `matmul_many.wgsl`, appended with the weight slots `wl` reads (`kernels::slots`).
+//! blocks of w while staging them). The parameters, x, bias, out, `store`, the lane
+//! reduction, `matmul_vec`'s body (`vec_body`, shared with `qmatmul_vec`) and the fused
+//! decode kernels (`matmul_many`, `gated_matmul`, over `vec_dot`) are in `matmul_many.wgsl`,
+//! appended with the weight slots `wl` reads (`kernels::slots`).
 
 @group(0) @binding(2) var<storage, read> w: array<W>;
 
@@ -67,12 +68,12 @@ fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
     let wb = c * p.k;
     let k4 = p.k / 4u * 4u;
     for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
-        let xv = vec4<f32>(f32(x[xb + kk]), f32(x[xb + kk + 1u]), f32(x[xb + kk + 2u]), f32(x[xb + kk + 3u]));
+        let xv = vec4<f32>(xl(xb + kk), xl(xb + kk + 1u), xl(xb + kk + 2u), xl(xb + kk + 3u));
         let wv = vec4<f32>(f32(wl(wb + kk)), f32(wl(wb + kk + 1u)), f32(wl(wb + kk + 2u)), f32(wl(wb + kk + 3u)));
         acc = acc + dot(xv, wv);
     }
     for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
-        acc = acc + f32(x[xb + kk]) * f32(wl(wb + kk));
+        acc = acc + xl(xb + kk) * f32(wl(wb + kk));
     }
     return acc;
 }
@@ -81,15 +82,5 @@ fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
 fn matmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     // Grid: x (wrapping into y) = column groups, z = rows of x.
-    let r = wg.z;
-    let lane = li % LANES;
-    let c = linear_wg(wg, nwg) * VR + li / LANES;
-    var acc = 0.0;
-    if (c < p.nc) {
-        acc = vec_dot(r, c, lane);
-    }
-    let sum = vec_reduce(li, lane, acc);
-    if (lane == 0u && c < p.nc) {
-        store(r, c, sum);
-    }
+    vec_body(linear_wg(wg, nwg), wg.z, li);
 }

@@ -10,9 +10,11 @@
 //!               the lanes of a column's gate dot next to those of its up dot (both at
 //!               once), then out[r, c] = act(O(g + bg)) * O(u + bu) (rounded to the
 //!               activation dtype first, as `matmul` then `act_mul` compute it)
+//! norm_*        both with the RMSNorm of x in the prologue (`norm_matmul.wgsl`, NORM = 1)
 //! ```
 //! Weight slot s >= 1 is binding 2 + 3 s, its bias 3 + 3 s, its output 4 + 3 s (slot 0:
-//! 2, 3, 4); `kernels::slots` declares slots 1 .. NW and defines `wl`, `bias_of`, `put`.
+//! 2, 3, 4); `kernels::slots` declares slots 1 .. NW and defines `wl`, `bias_of`, `put` and
+//! `xl` (element i of x as f32; with NORM, of the normalized rows `norm_matmul.wgsl` stages).
 
 struct Params {
     m: u32,
@@ -30,6 +32,8 @@ struct Params {
     hb: vec4<u32>,
     /// First column group of each slot (`matmul_many`).
     g0: vec4<u32>,
+    /// `norm_matmul.wgsl`: (eps, weight offset, -, -).
+    nrm: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -74,18 +78,29 @@ fn biased(s: u32, c: u32, v: f32) -> f32 {
     return v;
 }
 
-@compute @workgroup_size(WG)
-fn matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    // Grid: x (wrapping into y) = column groups of all slots, z = rows of x.
-    let group = linear_wg(wg, nwg);
+/// Column group `group` of the single weight's rows n0 .. n0 + nc, row r (the
+/// matrix-vector kernels `matmul_vec`, `qmatmul_vec`).
+fn vec_body(group: u32, r: u32, li: u32) {
+    let lane = li % LANES;
+    let c = group * VR + li / LANES;
+    var acc = 0.0;
+    if (c < p.nc) {
+        acc = vec_dot(r, c, lane);
+    }
+    let sum = vec_reduce(li, lane, acc);
+    if (lane == 0u && c < p.nc) {
+        store(r, c, sum);
+    }
+}
+
+/// Column group `group` of the concatenated slots, row r (`matmul_many`, `norm_matmul_many`).
+fn many_body(group: u32, r: u32, li: u32) {
     var s = 0u;
     for (var i = 1u; i < NW; i = i + 1u) {
         if (group >= p.g0[i]) {
             s = i;
         }
     }
-    let r = wg.z;
     let lane = li % LANES;
     let n = p.ns[s];
     let c = (group - p.g0[s]) * VR + li / LANES;
@@ -100,17 +115,15 @@ fn matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     }
 }
 
-@compute @workgroup_size(WG)
-fn gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    // Grid: x (wrapping into y) = groups of VR / 2 columns, z = rows of x. The lane groups of
-    // a column come in pairs: the even one reduces gate's dot, the odd one up's, at once.
-    let r = wg.z;
+/// Columns `cgroup` * VR / 2 .. of gate and up, row r (`gated_matmul`,
+/// `norm_gated_matmul`). The lane groups of a column come in pairs: the even one reduces
+/// gate's dot, the odd one up's, at once.
+fn gated_body(cgroup: u32, r: u32, li: u32) {
     let lane = li % LANES;
     let group = li / LANES;
     let s = group % 2u;
     let n = p.ns.x;
-    let c = linear_wg(wg, nwg) * (VR / 2u) + group / 2u;
+    let c = cgroup * (VR / 2u) + group / 2u;
     wsel = s;
     var acc = 0.0;
     if (c < n) {
@@ -122,4 +135,18 @@ fn gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let u = biased(1u, c, partial[li + LANES]);
         out[r * n + c] = O(act_f32(f32(O(g)), p.act) * f32(O(u)));
     }
+}
+
+@compute @workgroup_size(WG)
+fn matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = column groups of all slots, z = rows of x.
+    many_body(linear_wg(wg, nwg), wg.z, li);
+}
+
+@compute @workgroup_size(WG)
+fn gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    // Grid: x (wrapping into y) = groups of VR / 2 columns, z = rows of x.
+    gated_body(linear_wg(wg, nwg), wg.z, li);
 }

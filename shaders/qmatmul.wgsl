@@ -13,13 +13,14 @@
 //!                memory (2 x 32 x 64 f32 = 16 KiB, WebGPU's default limit); the register
 //!                tile is `tile.wgsl`'s.
 //! ```
-//! The parameters, x, bias, out, `store`, the lane reduction and the fused decode kernels
-//! (`matmul_many`, `gated_matmul`, over `vec_dot`) are `matmul_many.wgsl`'s.
+//! The parameters, x, bias, out, `store`, the lane reduction, `qmatmul_vec`'s body
+//! (`vec_body`) and the fused decode kernels (`matmul_many`, `gated_matmul`, over `vec_dot`)
+//! are `matmul_many.wgsl`'s.
 
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
 
 fn x4(i: u32) -> vec4<f32> {
-    return vec4<f32>(f32(x[i]), f32(x[i + 1u]), f32(x[i + 2u]), f32(x[i + 3u]));
+    return vec4<f32>(xl(i), xl(i + 1u), xl(i + 2u), xl(i + 3u));
 }
 
 /// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`deq8` reads it through
@@ -43,17 +44,7 @@ fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
 fn qmatmul_vec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     // Grid: x (wrapping into y) = column groups, z = rows of x.
-    let r = wg.z;
-    let lane = li % LANES;
-    let c = linear_wg(wg, nwg) * VR + li / LANES;
-    var acc = 0.0;
-    if (c < p.nc) {
-        acc = vec_dot(r, c, lane);
-    }
-    let sum = vec_reduce(li, lane, acc);
-    if (lane == 0u && c < p.nc) {
-        store(r, c, sum);
-    }
+    vec_body(linear_wg(wg, nwg), wg.z, li);
 }
 
 const BK: u32 = 32u;

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle scripts/wgpu-bench-bundle.sh makes:
 #   run(command="bash .gpu-wgpu/bench.sh", carry=[".gpu-wgpu"])
+# TESSERA_BIN=path: time that binary instead of the bundle's (a base build, same call);
+# DISPATCH_COST=0: skip the raw dispatch micro-bench (wgpu_dispatch_cost, when carried);
+# TABLE / DISPATCH_OUT: where the rate lines / micro-bench go (default: in OUT).
 # Decode tok/s of SmolLM2-135M-Instruct through `tessera generate`, wgpu (Vulkan) vs CUDA on
 # the same card: Q4_1 GGUF (same shapes/types, random blocks; see rebuild_gguf.py) and f16
 # (that GGUF exported by `tessera export-hf --dtype float16`). Decode rate = (N_long - N_short) / (t_long - t_short)
@@ -8,6 +11,7 @@
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 OUTDIR="${OUT:-/tmp}"
+TABLE="${TABLE:-$OUTDIR/table.txt}"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export NO_COLOR=1
 export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"
@@ -24,9 +28,16 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
     [ -e "$icd" ] && { echo "vulkan icd: $icd: $(tr -d '\n ' < "$icd" | cut -c1-160)"; export VK_DRIVER_FILES="$icd"; break; }
 done
 [ -e /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
-T="$B/tessera"
-"$T" export-hf --model /tmp/smollm2-q4_1.gguf -o /tmp/smollm2-f16 --dtype float16 || exit 1
+# The binary under test (TESSERA_BIN: e.g. a base build carried next to it, same call).
+T="${TESSERA_BIN:-$B/tessera}"
+# Per-dispatch cost of raw wgpu dispatches (core/examples/wgpu_dispatch_cost.rs), if carried.
+if [ -x "$B/wgpu_dispatch_cost" ] && [ "${DISPATCH_COST:-1}" = 1 ]; then
+    "$B/wgpu_dispatch_cost" 2>&1 | tee "${DISPATCH_OUT:-$OUTDIR/dispatch_cost.txt}"
+fi
+if [ ! -e /tmp/smollm2-f16/config.json ]; then
+    python3 "$B/rebuild_gguf.py" "$B/gguf" /tmp/smollm2-q4_1.gguf || exit 1
+    "$T" export-hf --model /tmp/smollm2-q4_1.gguf -o /tmp/smollm2-f16 --dtype float16 || exit 1
+fi
 SHORT=16
 LONG=${LONG:-528}
 
@@ -68,11 +79,12 @@ try:
     print(f'{\"$label\":<28} {\"$dev\":<5} decode {($LONG-$SHORT)/(float(b)-float(a)):8.1f} tok/s  (t{$SHORT}={float(a):.3f}s t{$LONG}={float(b):.3f}s)')
 except Exception as e:
     print(f'{\"$label\":<28} {\"$dev\":<5} failed ({a}, {b})')
-" | tee -a "$OUTDIR/table.txt"
+" | tee -a "$TABLE"
 }
 
-: > "$OUTDIR/table.txt"
-for dev in cuda $WGPU_ENVS; do
+: > "$TABLE"
+# CUDA_FIRST / CUDA_LAST: where the CUDA rates run ("cuda" or empty).
+for dev in ${CUDA_FIRST-cuda} $WGPU_ENVS ${CUDA_LAST-}; do
     case $dev in cuda) RUN_ENV="" ;; *) RUN_ENV=$dev; dev=wgpu ;; esac
     tag=${RUN_ENV:+ ${RUN_ENV#TESSERA_WGPU_}}
     rate "$dev" "Q4_1 gguf$tag" --model /tmp/smollm2-q4_1.gguf
@@ -89,4 +101,4 @@ if [ "$PROFILE" = 1 ]; then
     done; done
 fi
 echo "== table"
-cat "$OUTDIR/table.txt"
+cat "$TABLE"

@@ -6,7 +6,7 @@
 //! In f16 runs the random inputs are rounded to f16 first and uploaded as f16, so both
 //! backends see identical values and only the computation differs.
 
-use tessera_core::backend::{decode_first, Activation, AttentionMetadata, AttentionParams, Backend, BackendError, RopeParams, RopeStyle};
+use tessera_core::backend::{decode_first, Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Normed, RopeParams, RopeStyle};
 use tessera_core::tensor::{DType, HostTensor};
 
 /// xorshift64*: a tiny seeded PRNG.
@@ -94,6 +94,20 @@ pub enum Kind {
     MatmulMany { m: usize, k: usize, ns: Vec<usize>, bias: bool, quant: Option<DType>, f32_weight: bool },
     /// `gated_matmul`: act(x · gateᵀ (+ bg)) * (x · upᵀ (+ bu)), gate and up `[n, k]`.
     GatedMatmul { m: usize, k: usize, n: usize, bias: bool, quant: Option<DType>, act: Activation },
+    /// `norm_matmul_many` (`act: None`) or `norm_gated_matmul` (`act`, two weights `[ns[0], k]`)
+    /// of `rms_norm(x (+ residual))` (norm weight f32 with `f32_norm`, as GGUF keeps it; Gemma's
+    /// `offset`); outputs the products, then `x + residual`.
+    NormMatmul {
+        m: usize,
+        k: usize,
+        ns: Vec<usize>,
+        bias: bool,
+        quant: Option<DType>,
+        residual: bool,
+        offset: f32,
+        f32_norm: bool,
+        act: Option<Activation>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +211,27 @@ pub fn all_cases() -> Vec<Case> {
             let b = if bias { "+bias" } else { "" };
             v.push(case(&format!("gated_matmul/{name}/{m}x67x65{b}"), GatedMatmul { m, k: 67, n: 65, bias, quant: None, act }));
         }
+    }
+    // The norm folded into the decode matvecs (one dispatch for M < 8 on the wgpu backend;
+    // M = 9 runs add_rms_norm / rms_norm then the tiled matmuls).
+    let norm = |m, k, ns: &[usize], bias, quant, residual, offset, f32_norm, act| NormMatmul { m, k, ns: ns.to_vec(), bias, quant, residual, offset, f32_norm, act };
+    for (i, (m, residual, offset)) in [(1, true, 0.0), (2, false, 0.0), (5, true, 1.0), (9, true, 0.0), (1, false, 1.0)].into_iter().enumerate() {
+        let tag = format!("{m}x{}{}", if residual { "+res" } else { "" }, if offset != 0.0 { "+gemma" } else { "" });
+        let f32_norm = i % 2 == 0;
+        v.push(case(&format!("norm_matmul_many/{tag}/576x[64,32,32]"), norm(m, 576, &[64, 32, 32], i == 2, None, residual, offset, f32_norm, None)));
+        v.push(case(&format!("norm_matmul_many/{tag}/67x[65,19]"), norm(m, 67, &[65, 19], false, None, residual, offset, f32_norm, None)));
+        let (act, a) = acts[i % 3];
+        v.push(case(&format!("norm_gated_matmul/{tag}/{a}/96x70"), norm(m, 96, &[70], i == 1, None, residual, offset, f32_norm, Some(act))));
+    }
+    v.push(case("norm_matmul_many/one_weight/1x+res/64x[96]", norm(1, 64, &[96], true, None, true, 0.0, true, None)));
+    v.push(case("norm_matmul_many/wide/1x+res/2000x[40,24,24]", norm(1, 2000, &[40, 24, 24], false, None, true, 0.0, true, None)));
+    for (i, (dtype, k)) in [(DType::Q4_1, 288), (DType::Q8_0, 224), (DType::Q4_K, 256), (DType::Q6_K, 768)].into_iter().enumerate() {
+        let q = dtype.hf_name().to_lowercase();
+        let (m, residual) = [(1, true), (3, false), (1, true), (2, true)][i];
+        let r = if residual { "+res" } else { "" };
+        v.push(case(&format!("norm_matmul_many/{q}/{m}x{r}/{k}x[33,17,17]"), norm(m, k, &[33, 17, 17], i == 1, Some(dtype), residual, 0.0, true, None)));
+        let (act, a) = acts[i % 3];
+        v.push(case(&format!("norm_gated_matmul/{q}/{m}x{r}/{a}/{k}x40"), norm(m, k, &[40], false, Some(dtype), residual, 0.0, true, Some(act))));
     }
     for (act, name) in acts {
         v.push(case(&format!("act_mul/{name}"), ActMul { rows: 13, cols: 37, act }));
@@ -561,6 +596,39 @@ pub async fn run<B: Backend>(be: &B, c: &Case, dt: Dt) -> Result<Vec<Out>, Backe
             }
             let h = be.gated_matmul(&x, (&ws[0].0, ws[0].1.as_ref()), (&ws[1].0, ws[1].1.as_ref()), *act)?;
             Ok(vec![floats(be, &h).await?])
+        }
+        Kind::NormMatmul { m, k, ns, bias, quant, residual, offset, f32_norm, act } => {
+            let x = inp.float(&[*m, *k], 3.0, false)?;
+            let r = if *residual { Some(inp.float(&[*m, *k], 3.0, false)?) } else { None };
+            let nw = inp.float(&[*k], 1.0, *f32_norm)?;
+            let mut ws = Vec::new();
+            let count = if act.is_some() { 2 } else { ns.len() };
+            for i in 0..count {
+                let n = ns[i.min(ns.len() - 1)];
+                let w = match quant {
+                    Some(d) => quant_weight(be, &mut inp.rng, *d, &[n, *k])?,
+                    None => inp.float(&[n, *k], 0.5, false)?,
+                };
+                let b = if *bias { Some(inp.float(&[n], 1.0, false)?) } else { None };
+                ws.push((w, b));
+            }
+            let parts: Vec<_> = ws.iter().map(|(w, b)| (w, b.as_ref())).collect();
+            let n = Normed { x: &x, residual: r.as_ref(), weight: &nw, eps: 1e-5, offset: *offset };
+            let (outs, sum) = match act {
+                Some(a) => {
+                    let (h, sum) = be.norm_gated_matmul(n, parts[0], parts[1], *a)?;
+                    (vec![h], sum)
+                }
+                None => be.norm_matmul_many(n, &parts)?,
+            };
+            if sum.is_some() != *residual {
+                return Err(BackendError::Shape { op: tessera_core::backend::Op::AddRmsNorm, detail: "x + residual returned iff a residual is given".into() });
+            }
+            let mut got = Vec::new();
+            for t in outs.iter().chain(sum.as_ref()) {
+                got.push(floats(be, t).await?);
+            }
+            Ok(got)
         }
     }
 }

@@ -5,7 +5,9 @@
 //! ```text
 //! cache [num_blocks, block_size, num_kv_heads * head_dim]
 //! decode sequences (seq_order[..num_decode_seqs], head_dim 64/128/256): attention_decode,
-//!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block)
+//!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block);
+//!   the registers variant, or the pipelined one ([`DecodePipeline`]: opt-in, large grids,
+//!   48 KB of dynamic shared memory, its own keys per tile)
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
 //!   merged by attention_decode_combine
 //! other sequences (prefill chunks; all of them for other head dims):
@@ -34,7 +36,7 @@ use tessera_core::tensor::DType;
 use super::device::{dev_err, Arg};
 use super::ops::{float, u32_arg, u32s};
 use super::tensor::{suffix, vec_elems};
-use super::{shape_err, CudaBackend, CudaTensor, TensorCorePrefill};
+use super::{shape_err, CudaBackend, CudaTensor, DecodePipeline, TensorCorePrefill};
 
 /// Rows (token, head) per block, warps per block, keys per warp tile: kernels/attention.cu.
 const ATT_ROWS: usize = 8;
@@ -44,28 +46,49 @@ const ATT_KEYS: usize = 32;
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 /// Warps per block of the decode kernel (kernels/attention_decode.cu).
 const DEC_WARPS: usize = 4;
+/// Blocks an SM from which [`DecodePipeline::Auto`] takes the pipelined decode kernel: two
+/// waves of the registers variant (168 registers for bf16, head_dim 128, GH 4: 3 blocks an SM).
+const PIPELINE_MIN_BLOCKS_PER_SM: usize = 6;
+/// Tiles in flight or computed of the pipelined decode kernel (`DecodeShape::STAGES`).
+const DEC_STAGES: usize = 3;
 /// Query rows and warps per block of the tensor-core prefill kernel (attention_prefill.cu).
 const PF_ROWS: usize = 64;
 const PF_WARPS: usize = 4;
 
 /// One decode-only launch's shape per sequence, as graph.rs keys graphs on it:
 /// `keys_per_tile` 0 = the general kernel (its splits: [`choose_splits`]), else the decode
-/// kernel's keys per tile (its splits: [`choose_decode_splits`]).
+/// kernel's keys per tile, of the registers and of the pipelined variant (its splits:
+/// [`choose_decode_splits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct DecodeGrid {
     pub blocks_per_seq: usize,
     pub keys_per_tile: usize,
+    pub pipelined_keys_per_tile: usize,
 }
 
 impl DecodeGrid {
-    /// `(num_splits, split_len)` of this launch for `num_seqs` sequences.
-    pub fn splits(&self, forced: u32, num_seqs: usize, sms: usize, max_seq_len: usize) -> (usize, usize) {
+    /// `(pipelined, num_splits, split_len)` of this launch for `num_seqs` sequences under the
+    /// [`DecodePipeline`] mode `pipeline` (as u32).
+    pub fn launch(&self, forced: u32, pipeline: u32, num_seqs: usize, sms: usize, max_seq_len: usize) -> (bool, usize, usize) {
         let blocks = num_seqs * self.blocks_per_seq;
         match self.keys_per_tile {
-            0 => choose_splits(forced, blocks, sms, max_seq_len),
-            kpb => choose_decode_splits(forced, blocks, sms, max_seq_len, kpb),
+            0 => {
+                let (n, len) = choose_splits(forced, blocks, sms, max_seq_len);
+                (false, n, len)
+            }
+            kpb => {
+                let pipelined = use_pipeline(pipeline, blocks, sms);
+                let kpb = if pipelined { self.pipelined_keys_per_tile } else { kpb };
+                let (n, len) = choose_decode_splits(forced, blocks, sms, max_seq_len, kpb);
+                (pipelined, n, len)
+            }
         }
     }
+}
+
+/// Whether a decode launch of `blocks` blocks (before splits) takes the pipelined kernel.
+pub(crate) fn use_pipeline(mode: u32, blocks: usize, sms: usize) -> bool {
+    mode == DecodePipeline::Always as u32 || (mode == DecodePipeline::Auto as u32 && blocks >= PIPELINE_MIN_BLOCKS_PER_SM * sms)
 }
 
 /// Whether the decode kernel has a variant for `head_dim`.
@@ -83,14 +106,31 @@ pub(crate) fn decode_heads_per_block(group: usize) -> usize {
     }
 }
 
-/// Keys one decode block covers per tile: `DecodeShape<T, D, GH>::KPB` in attention_decode.cu.
-pub(crate) fn decode_keys_per_tile(dtype: DType, head_dim: usize, gh: usize) -> usize {
+/// `(KPI, VPL, U)` of `DecodeShape<T, D, GH, PIPE>` in attention_decode.cu: keys a warp
+/// covers per load, 16-byte vectors of a row a lane, loads deep.
+fn decode_shape(dtype: DType, head_dim: usize, gh: usize, pipelined: bool) -> (usize, usize, usize) {
     let vecs = head_dim / vec_elems(dtype);
     let tg = vecs.min(32);
     let vpl = vecs / tg;
     let kpi = 32 / tg;
-    let u = ((if gh > 4 || (gh == 4 && vecs >= 32) { 4 } else { 8 }) / vpl).max(1);
+    // Pipelined: always 4 vectors a lane a tile (in shared memory, not registers).
+    let u0 = if pipelined || gh > 4 || (gh == 4 && vecs >= 32) { 4 } else { 8 };
+    (kpi, vpl, (u0 / vpl).max(1))
+}
+
+/// Keys one decode block covers per tile: `DecodeShape<T, D, GH, PIPE>::KPB` in attention_decode.cu.
+pub(crate) fn decode_keys_per_tile(dtype: DType, head_dim: usize, gh: usize, pipelined: bool) -> usize {
+    let (kpi, _, u) = decode_shape(dtype, head_dim, gh, pipelined);
     DEC_WARPS * kpi * u
+}
+
+/// Dynamic shared memory of a pipelined decode block: `DecodeShape<T, D, GH, true>::SMEM`
+/// (the K/V stages, reused by the final merge of the warps).
+pub(crate) fn decode_pipelined_smem(dtype: DType, head_dim: usize, gh: usize) -> usize {
+    let (_, vpl, u) = decode_shape(dtype, head_dim, gh, true);
+    let stages = DEC_STAGES * u * vpl * 2 * DEC_WARPS * 32 * 16;
+    let merge = (DEC_WARPS * gh * head_dim + 2 * DEC_WARPS * gh) * 4;
+    stages.max(merge)
 }
 
 /// `(num_splits, split_len)` of the decode kernel: `forced` > 0 asks for that many splits;
@@ -340,7 +380,7 @@ impl CudaBackend {
             return Err(dev_err(op, format!("max_query_len {} x {g} heads per group is too many rows for one launch", meta.max_query_len)));
         }
         let blocks = count * p.num_kv_heads * tiles;
-        self.note_decode_grid(l, DecodeGrid { blocks_per_seq: p.num_kv_heads * tiles, keys_per_tile: 0 });
+        self.note_decode_grid(l, DecodeGrid { blocks_per_seq: p.num_kv_heads * tiles, keys_per_tile: 0, pipelined_keys_per_tile: 0 });
         let (splits, split_len) = choose_splits(forced, blocks, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let name = format!("paged_attention_{s}_{variant}");
@@ -464,15 +504,30 @@ impl CudaBackend {
         let g = p.num_heads / p.num_kv_heads;
         let gh = decode_heads_per_block(g);
         let chunks = g.div_ceil(gh);
-        let kpb = decode_keys_per_tile(dt, d, gh);
         let sms = self.device.info.multiprocessors as usize;
         let per_seq = p.num_kv_heads * chunks;
         let forced = self.attention_splits.load(Ordering::Relaxed);
-        self.note_decode_grid(l, DecodeGrid { blocks_per_seq: per_seq, keys_per_tile: kpb });
-        let (splits, split_len) = choose_decode_splits(forced, num_decode * per_seq, sms, self.split_basis(meta.max_seq_len), kpb);
+        let grid = DecodeGrid {
+            blocks_per_seq: per_seq,
+            keys_per_tile: decode_keys_per_tile(dt, d, gh, false),
+            pipelined_keys_per_tile: decode_keys_per_tile(dt, d, gh, true),
+        };
+        self.note_decode_grid(l, grid);
+        let mode = self.decode_pipeline.load(Ordering::Relaxed);
+        let (pipelined, splits, split_len) = grid.launch(forced, mode, num_decode, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
-        let name = format!("paged_attention_decode_{s}_d{d}_g{gh}");
+        let (name, smem) = if pipelined {
+            (format!("paged_attention_decode_pipelined_{s}_d{d}_g{gh}"), decode_pipelined_smem(dt, d, gh) as u32)
+        } else {
+            (format!("paged_attention_decode_{s}_d{d}_g{gh}"), 0)
+        };
         let f = (self.kernels.function("attention_decode", &name)?, name);
+        if smem > 0 && !self.capturing.load(Ordering::Relaxed) {
+            // Set by the eager step that precedes every recording: 4 blocks of 48 KB an SM
+            // need the largest carveout.
+            self.device.allow_shared(op, &f.0, &f.1, smem)?;
+            self.device.prefer_shared(op, &f.0, &f.1)?;
+        }
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
             (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
@@ -509,7 +564,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: (u32_arg(op, "decode seqs x splits", num_decode * splits)?, u32_arg(op, "kv heads x chunks", per_seq)?, 1),
             block_dim: ((DEC_WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: smem,
         };
         self.launch(op, &f, cfg, &args)?;
 
@@ -555,14 +610,47 @@ mod tests {
     #[test]
     fn decode_keys_per_tile_mirrors_the_kernel() {
         // DecodeShape<T, D, GH>::KPB of attention_decode.cu.
-        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 4), 64);
-        assert_eq!(decode_keys_per_tile(DType::BF16, 64, 4), 128);
-        assert_eq!(decode_keys_per_tile(DType::BF16, 256, 4), 16);
-        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 8), 32);
-        assert_eq!(decode_keys_per_tile(DType::F32, 128, 1), 32);
-        assert_eq!(decode_keys_per_tile(DType::F32, 256, 8), 8);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 4, false), 64);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 64, 4, false), 128);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 256, 4, false), 16);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 8, false), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 128, 1, false), 32);
+        assert_eq!(decode_keys_per_tile(DType::F32, 256, 8, false), 8);
+        // Pipelined: 4 vectors a lane a tile whatever the heads.
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 4, true), 32);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 128, 8, true), 32);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 64, 1, true), 64);
+        assert_eq!(decode_keys_per_tile(DType::BF16, 256, 4, true), 16);
+        assert_eq!(decode_keys_per_tile(DType::F32, 256, 8, true), 8);
+        assert_eq!(decode_keys_per_tile(DType::F32, 128, 2, true), 16);
         assert_eq!(decode_heads_per_block(7), 8);
         assert_eq!(decode_heads_per_block(3), 4);
+    }
+
+    #[test]
+    fn pipelined_decode_shared_memory_and_choice() {
+        // DecodeShape<T, D, GH, true>::SMEM: 3 stages x 4 vectors x K/V x 128 lanes x 16 B,
+        // or the merge area where larger (never, up to head_dim 256 and GH 8).
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            for d in [64, 128, 256] {
+                for gh in [1, 2, 4, 8] {
+                    assert_eq!(decode_pipelined_smem(dt, d, gh), 49152, "{dt} {d} {gh}");
+                }
+            }
+        }
+        let (off, auto, always) = (DecodePipeline::Off as u32, DecodePipeline::Auto as u32, DecodePipeline::Always as u32);
+        // SmolLM3-3B at batch 256 on 132 SMs: 1024 blocks (7.8 an SM) -> pipelined; batch 1,
+        // or 128 (512 blocks), keeps the registers variant unless forced.
+        assert!(use_pipeline(auto, 1024, 132) && !use_pipeline(auto, 512, 132) && !use_pipeline(auto, 4, 132));
+        assert!(!use_pipeline(off, 1024, 132) && use_pipeline(always, 4, 132));
+        let grid = DecodeGrid { blocks_per_seq: 4, keys_per_tile: 64, pipelined_keys_per_tile: 32 };
+        assert_eq!(grid.launch(0, auto, 256, 132, 640), (true, 1, u32::MAX as usize));
+        assert_eq!(grid.launch(0, off, 256, 132, 640), (false, 1, u32::MAX as usize));
+        // A lone sequence splits by the variant's own tile: 32 keys pipelined, 64 not.
+        assert_eq!(grid.launch(0, always, 1, 132, 64), (true, 2, 32));
+        assert_eq!(grid.launch(0, off, 1, 132, 64), (false, 1, u32::MAX as usize));
+        let general = DecodeGrid { blocks_per_seq: 4, keys_per_tile: 0, pipelined_keys_per_tile: 0 };
+        assert!(!general.launch(0, always, 256, 132, 640).0);
     }
 
     #[test]

@@ -269,6 +269,13 @@ impl Device {
             .map_err(|e| dev_err(op, format!("{name}: raising the shared memory limit to {bytes}: {e}")))
     }
 
+    /// Asks for the largest shared-memory carveout of the SM's L1 for `f` (a kernel whose
+    /// occupancy is set by its shared memory, e.g. 4 blocks of 48 KB an SM).
+    pub fn prefer_shared(&self, op: Op, f: &CudaFunction, name: &str) -> Result<()> {
+        f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100)
+            .map_err(|e| dev_err(op, format!("{name}: preferring the shared-memory carveout: {e}")))
+    }
+
     /// Waits for all queued work, then reports (and clears) an error a kernel recorded.
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| setup_err(format!("device work failed: {e}")))?;

@@ -10,8 +10,8 @@
 //! graph_replay ─ cuGraphLaunch on the stream (replays [first, first + count) bracketed by
 //!   cuProfilerStart/Stop with TESSERA_CUDA_PROFILER_REPLAYS=first:count, for ncu)
 //! graph_variant: per distinct decode grid (blocks per sequence, which kernel) the attention
-//!   key split (attention::DecodeGrid::splits) for (num_seqs, longest context): equal
-//!   variants, equal launches
+//!   kernel variant and key split (attention::DecodeGrid::launch) for (num_seqs, longest
+//!   context): equal variants, equal launches
 //! ```
 
 use std::collections::hash_map::DefaultHasher;
@@ -50,10 +50,11 @@ impl CudaBackend {
             return None;
         }
         let forced = self.attention_splits.load(Ordering::Relaxed);
+        let pipeline = self.decode_pipeline.load(Ordering::Relaxed);
         let sms = self.device.info.multiprocessors as usize;
         let mut h = DefaultHasher::new();
         for grid in seen.iter() {
-            grid.splits(forced, num_seqs, sms, max_seq_len).hash(&mut h);
+            grid.launch(forced, pipeline, num_seqs, sms, max_seq_len).hash(&mut h);
         }
         Some(h.finish())
     }

@@ -58,6 +58,20 @@ pub enum TensorCorePrefill {
     Auto = 2,
 }
 
+/// Which decode-attention variant (kernels/attention_decode.cu) takes decode rows of head_dim
+/// 64/128/256: the registers one (default) or the pipelined one (cp.async stages in shared
+/// memory, per-warp max, 4 blocks an SM where it fits; `TESSERA_ATTN_DECODE_V2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodePipeline {
+    /// Never (the default until measured).
+    Off = 0,
+    /// Only for grids of at least two waves at the registers variant's occupancy
+    /// (attention.rs `PIPELINE_MIN_BLOCKS_PER_SM` blocks an SM): batch 1 keeps the default.
+    Auto = 1,
+    /// Every decode launch (tests).
+    Always = 2,
+}
+
 /// The backend's name in logs and errors.
 pub(crate) const NAME: &str = "cuda";
 
@@ -90,6 +104,8 @@ pub struct CudaBackend {
     gemv_splits: AtomicU32,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
+    /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
+    decode_pipeline: AtomicU32,
     /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
@@ -121,7 +137,9 @@ impl CudaBackend {
     /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention (and
     /// the SIMT kernel for prefill rows), `TESSERA_ATTN_TC=0|1` keeps bf16/f16 prefill rows off
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
-    /// [`TensorCorePrefill`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=1` puts decode rows of large grids on
+    /// the pipelined decode-attention kernel (`2`: every grid; default off, see
+    /// [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
@@ -158,6 +176,11 @@ impl CudaBackend {
                 Ok("0") => TensorCorePrefill::Off,
                 Ok("1") => TensorCorePrefill::Always,
                 _ => TensorCorePrefill::Auto,
+            } as u32),
+            decode_pipeline: AtomicU32::new(match std::env::var("TESSERA_ATTN_DECODE_V2").as_deref() {
+                Ok("1") => DecodePipeline::Auto,
+                Ok("2") => DecodePipeline::Always,
+                _ => DecodePipeline::Off,
             } as u32),
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
@@ -262,6 +285,11 @@ impl CudaBackend {
     /// When bf16/f16 prefill rows take the tensor-core attention kernel (default: auto).
     pub fn set_tensor_core_prefill(&self, mode: TensorCorePrefill) {
         self.tc_prefill.store(mode as u32, Ordering::Relaxed);
+    }
+
+    /// Which decode-attention variant decode rows take (default: `TESSERA_ATTN_DECODE_V2`, else off).
+    pub fn set_decode_pipeline(&self, mode: DecodePipeline) {
+        self.decode_pipeline.store(mode as u32, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------

@@ -11,10 +11,17 @@
 //!
 //! A deferred `rope` of k (`write_kv`, pair path) or q (`paged_attention`) is applied inside
 //! the kernel as it reads that tensor, and stays pending on the tensor for any later reader.
+//!
+//! The pair path of `write_kv` is itself deferred (`PendingKv`, held by the backend): a
+//! `paged_attention` of decode rows (q_len 1) on those caches right after it does the write
+//! in its own dispatch (`attention.wgsl`, FKV); any other command records it first
+//! (`WgpuBackend::settle_kv`). `TESSERA_WGPU_FUSE_KV=0` records it at once.
+
+use std::sync::Arc;
 
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{float, index, shape_err, u32_of, PendingRope, WgpuTensor};
+use super::tensor::{float, index, shape_err, u32_of, DeviceBuffer, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
@@ -45,22 +52,33 @@ pub(super) fn write_kv(
         dims.num_blocks.saturating_mul(dims.block_size),
     )?;
     if kw == vw && dk == dv && dkc == dvc {
-        // Both caches in one dispatch, applying k's deferred rope as it is read.
+        // Both caches in one dispatch, applying k's deferred rope as it is read; deferred
+        // into the next paged_attention where it can.
         let rope = k.pending_rope.take();
-        let done = write_kv_pair(
-            be,
-            k_cache,
-            v_cache,
-            k,
-            v,
-            slot_mapping,
-            [tokens, kw],
+        let checked = (|| {
+            u32_of(op, "elements", tokens.saturating_mul(kw))?;
+            u32_of(op, "cache elements", k_cache.numel().max(v_cache.numel()))?;
+            for (i, t) in [&*k_cache, k, slot_mapping, &*v_cache, v].into_iter().enumerate() {
+                be.bind(op, i as u32 + 1, t)?;
+            }
+            Ok(())
+        })();
+        k.pending_rope.set(rope.clone());
+        checked?;
+        let pk = PendingKv {
+            k_cache: k_cache.buffer.clone(),
+            v_cache: v_cache.buffer.clone(),
+            k: k.buffer.clone(),
+            v: v.buffer.clone(),
+            slots: slot_mapping.buffer.clone(),
+            rope,
+            tokens,
+            kw,
             num_slots,
-            (dkc, dk),
-            rope.as_ref(),
-        );
-        k.pending_rope.set(rope);
-        return done;
+            dc: dkc,
+            ds: dk,
+        };
+        return be.defer_kv(pk);
     }
     for (cache, src, dc, ds, width) in [(&*k_cache, k, dkc, dk, kw), (&*v_cache, v, dvc, dv, vw)] {
         let threads = tokens.saturating_mul(width);
@@ -120,26 +138,29 @@ fn rope_words(r: Option<&PendingRope>) -> [u32; 8] {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_kv_pair(
-    be: &WgpuBackend,
-    k_cache: &WgpuTensor,
-    v_cache: &WgpuTensor,
-    k: &WgpuTensor,
-    v: &WgpuTensor,
-    slot_mapping: &WgpuTensor,
-    [tokens, kw]: [usize; 2],
+/// A `write_kv_pair` dispatch not recorded yet (see the module doc): its inputs (kept
+/// alive, so no pooled buffer is reused before it runs) and sizes, checked by `write_kv`.
+pub(super) struct PendingKv {
+    k_cache: Arc<DeviceBuffer>,
+    v_cache: Arc<DeviceBuffer>,
+    k: Arc<DeviceBuffer>,
+    v: Arc<DeviceBuffer>,
+    slots: Arc<DeviceBuffer>,
+    rope: Option<PendingRope>,
+    tokens: usize,
+    kw: usize,
     num_slots: u32,
-    (dc, ds): (DType, DType),
-    rope: Option<&PendingRope>,
-) -> Result<()> {
+    /// Cache and source dtypes.
+    dc: DType,
+    ds: DType,
+}
+
+/// Records `pk` as its own `write_kv_pair` dispatch.
+pub(super) fn record_kv(be: &WgpuBackend, pk: &PendingKv) -> Result<()> {
     let op = Op::WriteKv;
-    let threads = tokens.saturating_mul(kw);
-    u32_of(op, "elements", threads)?;
-    u32_of(op, "cache elements", k_cache.numel().max(v_cache.numel()))?;
     let kern = Kernel::new(Shader::Kv, "write_kv_pair")
-        .ty("C", dc)
-        .ty("S", ds)
+        .ty("C", pk.dc)
+        .ty("S", pk.ds)
         .konst("WG", be.sizes().wg)
         .rw(1)
         .read(2)
@@ -148,36 +169,23 @@ fn write_kv_pair(
         .read(5)
         .read(6)
         .read(7);
-    let r = rope_words(rope);
-    let params = [
-        tokens as u32,
-        kw as u32,
-        num_slots,
-        0,
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-        0,
-        0,
-    ];
+    let r = rope_words(pk.rope.as_ref());
+    let params = [pk.tokens as u32, pk.kw as u32, pk.num_slots, 0, r[0], r[1], r[2], r[3], r[4], r[5], 0, 0];
     let bindings = [
-        be.bind(op, 1, k_cache)?,
-        be.bind(op, 2, k)?,
-        be.bind(op, 3, slot_mapping)?,
-        be.bind(op, 4, v_cache)?,
-        be.bind(op, 5, v)?,
-        Binding::whole(6, rope.map_or(&be.dummy, |r| &**r.positions)),
-        Binding::whole(7, rope.map_or(&be.dummy, |r| &**r.inv_freq)),
+        Binding::whole(1, &pk.k_cache),
+        Binding::whole(2, &pk.k),
+        Binding::whole(3, &pk.slots),
+        Binding::whole(4, &pk.v_cache),
+        Binding::whole(5, &pk.v),
+        Binding::whole(6, pk.rope.as_ref().map_or(&be.dummy, |r| &**r.positions)),
+        Binding::whole(7, pk.rope.as_ref().map_or(&be.dummy, |r| &**r.inv_freq)),
     ];
-    be.run(
-        kern,
-        &params,
-        &bindings,
-        be.grid_threads(op, threads, be.sizes().wg)?,
-    )
+    be.run(kern, &params, &bindings, be.grid_threads(op, pk.tokens * pk.kw, be.sizes().wg)?)
+}
+
+/// Whether two deferred ropes rotate the same way (q's and k's of one layer).
+fn same_rope(a: &PendingRope, b: &PendingRope) -> bool {
+    a.params[2..7] == b.params[2..7] && Arc::ptr_eq(&a.positions, &b.positions) && Arc::ptr_eq(&a.inv_freq, &b.inv_freq)
 }
 
 pub(super) fn paged_attention(
@@ -212,10 +220,9 @@ pub(super) fn paged_attention(
     let (tokens, bs) = (dims.tokens, dims.block_size);
     u32_of(op, "cache elements", k_cache.numel())?;
     u32_of(op, "q elements", q.numel())?;
-    let out = be.output(op, be.dtype, q.shape.clone())?;
     let rows = u32_of(op, "query rows x heads", tokens * p.num_heads)?;
     if rows == 0 {
-        return Ok(out);
+        return be.output(op, be.dtype, q.shape.clone());
     }
     let wg = be.sizes().attn_wg;
     let hd4 = p.head_dim.div_ceil(4) as u32;
@@ -241,8 +248,43 @@ pub(super) fn paged_attention(
             ),
         ));
     }
+    // The write_kv just before, if any: done by this dispatch or recorded now (taken before
+    // the output's poison fill, which would record it).
+    let pending = be.take_kv();
+    let out = match be.output(op, be.dtype, q.shape.clone()) {
+        Ok(out) => out,
+        Err(e) => {
+            if let Some(pk) = &pending {
+                record_kv(be, pk)?;
+            }
+            return Err(e);
+        }
+    };
+    // q's deferred rope is applied as q is loaded (when it rotates q's rows and heads).
+    let rope = q.pending_rope.take();
+    let fits = |r: &PendingRope| r.params[0] as usize == tokens && r.params[2] as usize == p.head_dim;
+    let q_rope = rope.as_ref().filter(|r| fits(r));
+    // Decode rows: each row's last key is its own new K/V, which the pending write holds.
+    let fused = pending.as_ref().filter(|pk| {
+        Arc::ptr_eq(&pk.k_cache, &k_cache.buffer)
+            && Arc::ptr_eq(&pk.v_cache, &v_cache.buffer)
+            && meta.max_query_len <= 1
+            && pk.tokens == tokens
+            && pk.kw == p.num_kv_heads * p.head_dim
+            && pk.dc == dkv
+            && pk.rope.as_ref().is_none_or(|kr| fits(kr) && q_rope.is_some_and(|qr| same_rope(kr, qr)))
+            && free >= 32 + 4 * hd4
+            && be.sizes().storage_buffers >= 12
+    });
+    if let (None, Some(pk)) = (fused, &pending) {
+        if let Err(e) = record_kv(be, pk) {
+            q.pending_rope.set(rope);
+            return Err(e);
+        }
+    }
+    let free = if fused.is_some() { free - 4 * hd4 } else { free };
     let ch = (1u32 << (31 - free.leading_zeros())).min(1024);
-    let kern = Kernel::new(Shader::Attention, "paged_attention")
+    let mut kern = Kernel::new(Shader::Attention, "paged_attention")
         .ty("Q", dq)
         .ty("KV", dkv)
         .ty("O", be.dtype)
@@ -250,35 +292,22 @@ pub(super) fn paged_attention(
         .konst("HD", p.head_dim as u32)
         .konst("HD4", hd4)
         .konst("CH", ch)
-        .read(1)
-        .read(2)
-        .read(3)
-        .read(4)
-        .read(5)
-        .read(6)
-        .rw(7)
-        .read(8)
-        .read(9);
-    // q's deferred rope is applied as q is loaded (when it rotates q's rows and heads).
-    let rope = q.pending_rope.take();
-    let fits =
-        |r: &PendingRope| r.params[0] as usize == tokens && r.params[2] as usize == p.head_dim;
-    if let Some(r) = rope.as_ref().filter(|r| !fits(r)) {
-        super::ops::record_rope(be, &q.buffer, dq, r)?;
+        .konst("FKV", u32::from(fused.is_some()));
+    kern = match fused {
+        Some(pk) => kern.ty("S", pk.ds).read(1).rw(2).rw(3),
+        None => kern.read(1).read(2).read(3),
+    };
+    kern = kern.read(4).read(5).read(6).rw(7).read(8).read(9);
+    if fused.is_some() {
+        kern = kern.read(10).read(11).read(12);
     }
+    let done = (|| {
+        if let Some(r) = rope.as_ref().filter(|r| !fits(r)) {
+            super::ops::record_rope(be, &q.buffer, dq, r)?;
+        }
+        attend(be, kern, q, (k_cache, v_cache), meta, &out, q_rope, fused, [tokens as u32, bs as u32, rows], p)
+    })();
     let rope = rope.filter(fits);
-    let done = attend(
-        be,
-        kern,
-        q,
-        k_cache,
-        v_cache,
-        meta,
-        &out,
-        rope.as_ref(),
-        [tokens as u32, bs as u32, rows],
-        p,
-    );
     q.pending_rope.set(rope);
     done?;
     Ok(out)
@@ -289,11 +318,11 @@ fn attend(
     be: &WgpuBackend,
     kern: Kernel,
     q: &WgpuTensor,
-    k_cache: &WgpuTensor,
-    v_cache: &WgpuTensor,
+    (k_cache, v_cache): (&WgpuTensor, &WgpuTensor),
     meta: &AttentionMetadata<WgpuTensor>,
     out: &WgpuTensor,
     rope: Option<&PendingRope>,
+    fused: Option<&PendingKv>,
     [tokens, bs, rows]: [u32; 3],
     p: &AttentionParams,
 ) -> Result<()> {
@@ -311,8 +340,8 @@ fn attend(
             .map_or(0, |w| w.min(u32::MAX as usize) as u32),
         bits(p.scale),
         bits(p.softcap.unwrap_or(0.0)),
-        0,
-        0,
+        fused.map_or(0, |pk| pk.num_slots),
+        u32::from(fused.is_some_and(|pk| pk.rope.is_some())),
         r[0],
         r[2],
         r[3],
@@ -322,7 +351,7 @@ fn attend(
         0,
         0,
     ];
-    let bindings: [Binding<'_>; 9] = [
+    let mut bindings = vec![
         be.bind(op, 1, q)?,
         be.bind(op, 2, k_cache)?,
         be.bind(op, 3, v_cache)?,
@@ -333,5 +362,10 @@ fn attend(
         Binding::whole(8, rope.map_or(&be.dummy, |r| &**r.positions)),
         Binding::whole(9, rope.map_or(&be.dummy, |r| &**r.inv_freq)),
     ];
+    if let Some(pk) = fused {
+        bindings.push(Binding::whole(10, &pk.k));
+        bindings.push(Binding::whole(11, &pk.v));
+        bindings.push(Binding::whole(12, &pk.slots));
+    }
     be.run(kern, &params, &bindings, be.grid_groups(op, rows)?)
 }

@@ -45,6 +45,10 @@ const GGUF_BLOCKS: &str = include_str!("../../../../shaders/gguf_blocks.wgsl");
 const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 /// What the matmuls share (parameters, reduction, the fused decode kernels), appended too.
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
+/// `paged_attention`'s write of the new K/V rows, appended when the kernel sets FKV = 1.
+const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
+/// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
+const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -153,6 +157,13 @@ impl Kernel {
             s.push('\n');
             s.push_str(MATMUL_MANY);
             s.push_str(&self.slots());
+            if self.konst_of("NORM", 0) != 0 {
+                s.push('\n');
+                s.push_str(NORM_MATMUL);
+            }
+        }
+        if self.shader == Shader::Attention {
+            s.push_str(self.fused_kv());
         }
         s
     }
@@ -165,7 +176,9 @@ impl Kernel {
     /// The weight slots of a matmul kernel (`matmul_many.wgsl`): bindings of weights and
     /// biases 1 .. NW and outputs 1 .. NO (slot 0's are the shader's own), and `wl` (word i
     /// of weight slot `wsel`), `bias_of(s, c)`, `put(s, i, v)` switching over them. With one
-    /// slot, `wl` reads slot 0 directly (the single matmuls' loops stay as they were).
+    /// slot, `wl` reads slot 0 directly (the single matmuls' loops stay as they were). `xl(i)`
+    /// reads x, or with NORM = 1 the row `norm_matmul.wgsl` stages, whose bindings (`nw`, and
+    /// `res` / `sum_out` where HR = 1) and `norm_in` are declared here too.
     fn slots(&self) -> String {
         let (nw, no) = (self.konst_of("NW", 1), self.konst_of("NO", 1));
         let (w, elem) = if self.shader == Shader::QMatmul { ("wq", "u32") } else { ("w", "W") };
@@ -188,7 +201,39 @@ impl Kernel {
         }
         s.push_str(&format!("fn bias_of(s: u32, c: u32) -> f32 {{\n    switch s {{\n{bias_of}        default: {{ return f32(bias[c]); }}\n    }}\n}}\n"));
         s.push_str(&format!("fn put(s: u32, i: u32, v: f32) {{\n    switch s {{\n{put}        default: {{ out[i] = O(v); }}\n    }}\n}}\n"));
+        if self.konst_of("NORM", 0) == 0 {
+            s.push_str("fn xl(i: u32) -> f32 {\n    return f32(x[i]);\n}\n");
+            return s;
+        }
+        s.push_str("@group(0) @binding(20) var<storage, read> nw: array<NWT>;\n");
+        s.push_str("fn xl(i: u32) -> f32 {\n    return xn[i - xbase];\n}\n");
+        if self.konst_of("HR", 0) != 0 {
+            s.push_str("@group(0) @binding(21) var<storage, read> res: array<R>;\n");
+            s.push_str("@group(0) @binding(22) var<storage, read_write> sum_out: array<O>;\n");
+            s.push_str("fn norm_in(i: u32, store: bool) -> f32 {\n    let v = O(f32(x[i]) + f32(res[i]));\n");
+            s.push_str("    if (store) {\n        sum_out[i] = v;\n    }\n    return f32(v);\n}\n");
+        } else {
+            s.push_str("fn norm_in(i: u32, store: bool) -> f32 {\n    return f32(x[i]);\n}\n");
+        }
         s
+    }
+}
+
+impl Kernel {
+    /// `attention.wgsl`'s caches and new-K/V hooks: read-only caches and the cache alone
+    /// (FKV = 0), or the write of this step's K/V folded in (FKV = 1: `attention_kv.wgsl`).
+    fn fused_kv(&self) -> &'static str {
+        if self.konst_of("FKV", 0) == 0 {
+            return "
+@group(0) @binding(2) var<storage, read> k_cache: array<KV>;
+@group(0) @binding(3) var<storage, read> v_cache: array<KV>;
+fn stage_new_kv(t: u32, h: u32, li: u32) {}
+fn key4(is_v: bool, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
+    return kv4(is_v, base, c);
+}
+";
+        }
+        ATTENTION_KV
     }
 }
 
@@ -201,19 +246,29 @@ pub(crate) struct Pipeline {
 }
 
 /// Pipelines compiled so far.
-#[derive(Default)]
 pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    /// Whether wgpu zero-fills workgroup memory at the start of every workgroup (its default;
+    /// `TESSERA_WGPU_ZERO_WG=0` turns it off: every shader here writes its workgroup
+    /// memory before reading it, so the fill is pure cost).
+    zero_workgroup_memory: bool,
 }
 
 impl PipelineCache {
+    pub fn new() -> Self {
+        PipelineCache {
+            pipelines: Mutex::default(),
+            zero_workgroup_memory: std::env::var("TESSERA_WGPU_ZERO_WG").map_or(true, |v| v != "0"),
+        }
+    }
+
     /// The pipeline of `k`, compiling it on first use.
     pub fn get(&self, gpu: &Gpu, k: &Kernel) -> Result<Arc<Pipeline>> {
         let mut map = self.pipelines.lock().map_err(|_| device_err("pipeline cache poisoned"))?;
         if let Some(p) = map.get(k) {
             return Ok(p.clone());
         }
-        let p = Arc::new(compile(gpu, k)?);
+        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory)?);
         map.insert(k.clone(), p.clone());
         Ok(p)
     }
@@ -224,7 +279,7 @@ impl PipelineCache {
     }
 }
 
-fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
+fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool) -> Result<Pipeline> {
     let d = &gpu.device;
     let label = format!("{:?}::{}", k.shader, k.entry);
     gpu.errors.check("before compiling a shader")?;
@@ -265,7 +320,7 @@ fn compile(gpu: &Gpu, k: &Kernel) -> Result<Pipeline> {
         layout: Some(&pipeline_layout),
         module: &module,
         entry_point: Some(k.entry),
-        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        compilation_options: wgpu::PipelineCompilationOptions { zero_initialize_workgroup_memory: zero_workgroup_memory, ..Default::default() },
         cache: None,
     });
     gpu.errors.check(&format!("compiling {}:{} ({:?}, {:?})", shader_file(k.shader), k.entry, k.types, k.consts))?;
@@ -280,7 +335,7 @@ fn shader_file(s: Shader) -> &'static str {
         Shader::RmsNorm => "shaders/rms_norm.wgsl",
         Shader::Rope => "shaders/rope.wgsl",
         Shader::Kv => "shaders/kv.wgsl",
-        Shader::Attention => "shaders/attention.wgsl",
+        Shader::Attention => "shaders/attention.wgsl (+ attention_kv.wgsl with FKV)",
         Shader::Argmax => "shaders/argmax.wgsl",
         Shader::Matmul => "shaders/matmul.wgsl (+ tile.wgsl, matmul_many.wgsl)",
         Shader::QMatmul => "shaders/qmatmul.wgsl (+ gguf_blocks.wgsl, tile.wgsl, matmul_many.wgsl)",

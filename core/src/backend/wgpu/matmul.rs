@@ -23,8 +23,8 @@ use crate::tensor::DType;
 /// `matmul_many` / `gated_matmul`, which are that kernel over several weights).
 pub(super) const VEC_MAX_ROWS: usize = 8;
 
-/// u32 words of `matmul_many.wgsl`'s `Params` (8 words, then `ns`, `hb`, `g0`).
-pub(super) const PARAM_WORDS: usize = 20;
+/// u32 words of `matmul_many.wgsl`'s `Params` (8 words, then `ns`, `hb`, `g0`, `nrm`).
+pub(super) const PARAM_WORDS: usize = 24;
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {

@@ -23,7 +23,8 @@
 //! adapters) live in one buffer and are bound in row chunks by `matmul` and `embedding`.
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
-//! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode), `quant` (GGUF
+//! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
+//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF
 //! block weights), `attention` (`write_kv`, `paged_attention`),
 //! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
 //! step's time goes).
@@ -47,7 +48,7 @@ use wgpu::util::DeviceExt;
 pub use device::WgpuOptions;
 pub use tensor::WgpuTensor;
 
-use super::{Activation, AttentionMetadata, AttentionParams, Backend, Op, Result, RopeParams, Tensor};
+use super::{Activation, AttentionMetadata, AttentionParams, Backend, Normed, Op, Result, RopeParams, Tensor};
 use crate::tensor::{DType, HostTensor};
 use device::Gpu;
 use encoder::{grid, Binding, Recorder};
@@ -83,6 +84,14 @@ pub struct WgpuBackend {
     /// Whether `matmul_many` / `gated_matmul` fuse at decode (`TESSERA_WGPU_FUSE_MATMUL=0`:
     /// never, the trait's defaults run, for comparisons).
     fuse_matmul: bool,
+    /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the norm into the decode
+    /// matvec (`TESSERA_WGPU_FUSE_NORM=0`: never, for comparisons).
+    fuse_norm: bool,
+    /// Whether `write_kv` waits for the `paged_attention` after it to do the write
+    /// (`TESSERA_WGPU_FUSE_KV=0`: never, for comparisons).
+    fuse_kv: bool,
+    /// The deferred `write_kv` (see `attention`), recorded before any other command.
+    pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
 }
 
 impl WgpuBackend {
@@ -98,7 +107,7 @@ impl WgpuBackend {
         let recorder = Recorder::new(&gpu);
         Ok(WgpuBackend {
             gpu,
-            pipelines: PipelineCache::default(),
+            pipelines: PipelineCache::new(),
             recorder,
             dtype,
             poison: opts.poison_outputs,
@@ -108,6 +117,9 @@ impl WgpuBackend {
             graphs: std::env::var("TESSERA_WGPU_GRAPHS").map_or(true, |v| v != "0"),
             fuse_rope: std::env::var("TESSERA_WGPU_FUSE_ROPE").map_or(true, |v| v != "0"),
             fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
+            fuse_norm: std::env::var("TESSERA_WGPU_FUSE_NORM").map_or(true, |v| v != "0"),
+            fuse_kv: std::env::var("TESSERA_WGPU_FUSE_KV").map_or(true, |v| v != "0"),
+            pending_kv: Default::default(),
         })
     }
 
@@ -129,6 +141,7 @@ impl WgpuBackend {
 
     /// Submits the recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.flush(&self.gpu)?;
         self.gpu.errors.check("device error")
     }
@@ -165,8 +178,9 @@ impl WgpuBackend {
         &self.gpu.sizes
     }
 
-    /// Compiles (once) and records one dispatch of `k`.
+    /// Compiles (once) and records one dispatch of `k` (after the deferred `write_kv`).
     fn run(&self, k: Kernel, params: &[u32], bindings: &[Binding<'_>], groups: [u32; 3]) -> Result<()> {
+        self.settle_kv()?;
         let pipe = self.pipelines.get(&self.gpu, &k)?;
         self.recorder.dispatch(&self.gpu, &pipe, params, bindings, groups)
     }
@@ -184,6 +198,30 @@ impl WgpuBackend {
             return Err(shape_err(op, format!("{groups} workgroups exceed the device's grid")));
         }
         Ok(g)
+    }
+
+    /// Defers `pk` (recorded at once with `TESSERA_WGPU_FUSE_KV=0`), after recording an
+    /// earlier pending one.
+    fn defer_kv(&self, pk: attention::PendingKv) -> Result<()> {
+        self.settle_kv()?;
+        if !self.fuse_kv {
+            return attention::record_kv(self, &pk);
+        }
+        *self.pending_kv.lock().map_err(|_| device_err("pending write_kv poisoned"))? = Some(pk);
+        Ok(())
+    }
+
+    /// The deferred `write_kv`, now the caller's to run.
+    fn take_kv(&self) -> Option<attention::PendingKv> {
+        self.pending_kv.lock().ok()?.take()
+    }
+
+    /// Records the deferred `write_kv`, if any: before every other command.
+    fn settle_kv(&self) -> Result<()> {
+        match self.take_kv() {
+            Some(pk) => attention::record_kv(self, &pk),
+            None => Ok(()),
+        }
     }
 
     /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
@@ -398,6 +436,24 @@ impl Backend for WgpuBackend {
         matmul_many::gated_matmul(self, x, gate, up, act)
     }
 
+    fn norm_matmul_many(
+        &self,
+        n: Normed<'_, WgpuTensor>,
+        ws: &[(&WgpuTensor, Option<&WgpuTensor>)],
+    ) -> Result<(Vec<WgpuTensor>, Option<WgpuTensor>)> {
+        matmul_many::norm_matmul_many(self, n, ws)
+    }
+
+    fn norm_gated_matmul(
+        &self,
+        n: Normed<'_, WgpuTensor>,
+        gate: (&WgpuTensor, Option<&WgpuTensor>),
+        up: (&WgpuTensor, Option<&WgpuTensor>),
+        act: Activation,
+    ) -> Result<(WgpuTensor, Option<WgpuTensor>)> {
+        matmul_many::norm_gated_matmul(self, n, gate, up, act)
+    }
+
     fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
         ops::add(self, a, b)
     }
@@ -478,16 +534,20 @@ impl Backend for WgpuBackend {
     }
 
     fn graph_begin(&self) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.begin_capture()
     }
 
     fn graph_end(&self, ok: bool) -> Result<u64> {
-        let id = self.recorder.end_capture(&self.gpu, ok);
+        let settled = self.settle_kv();
+        let id = self.recorder.end_capture(&self.gpu, ok && settled.is_ok());
+        settled?;
         self.gpu.errors.check("device error while recording a graph")?;
         id
     }
 
     fn graph_replay(&self, id: u64) -> Result<()> {
+        self.settle_kv()?;
         self.recorder.replay(&self.gpu, id)
     }
 
@@ -501,6 +561,7 @@ impl Backend for WgpuBackend {
             return Ok(());
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.settle_kv()?;
         self.recorder.write(&self.gpu, &dst.buffer, &bytes)?;
         dst.host_u32.set(Some(values.into()));
         Ok(())
@@ -516,6 +577,7 @@ impl Backend for WgpuBackend {
         }
         let size = src.byte_len().div_ceil(4) * 4;
         self.settle(src)?;
+        self.settle_kv()?;
         if size > 0 {
             self.recorder.copy(&self.gpu, &src.buffer, &dst.buffer, size)?;
         }
@@ -525,6 +587,7 @@ impl Backend for WgpuBackend {
 
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {
         self.settle(t)?;
+        self.settle_kv()?;
         let data = self.recorder.read(&self.gpu, &t.buffer, t.byte_len()).await?;
         Ok(HostTensor { dtype: t.dtype(), shape: t.shape.clone(), data: data.into() })
     }

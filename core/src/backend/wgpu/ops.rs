@@ -15,7 +15,7 @@ use crate::tensor::DType;
 
 /// Workgroup size for one workgroup per row of `len` elements: a power of two in
 /// [32, the 1-D size], not much larger than the row.
-fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
+pub(super) fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
     let want = (len.max(1) as u64).next_power_of_two().clamp(32, u64::from(be.sizes().wg));
     want as u32
 }

@@ -1,0 +1,64 @@
+//! The decode matvecs of `matmul_many.wgsl` with the RMSNorm of their input folded into the
+//! prologue (appended to `matmul.wgsl` / `qmatmul.wgsl` when the kernel sets NORM):
+//!
+//! ```text
+//! norm_matmul_many   = matmul_many  of rms_norm(x (+ res)) with weight nw
+//! norm_gated_matmul  = gated_matmul of rms_norm(x (+ res)) with weight nw
+//! ```
+//! Each workgroup stages its row r (grid z) of the normalized input in `xn` (K = NK f32
+//! values, read by `vec_dot` through `xl`), computed exactly as `rms_norm.wgsl` computes it:
+//! s = O(x + res) (the sum the unfused `add_rms_norm` stores; column group 0 of each row
+//! stores it here, to `sum_out`), sum of squares strided over NWG threads and reduced in
+//! the same order, then O(s * inv * (offset + nw)), so the products see the same rounded
+//! values as `rms_norm` then `matmul_many`. `kernels::slots` declares `nw` (binding 20, alias
+//! NWT), `res` / `sum_out` (21, 22, with a residual: HR = 1) and defines `norm_in(i, store)`
+//! (the rounded input element i, stored to `sum_out` if `store`).
+
+var<workgroup> xn: array<f32, NK>;
+
+/// First element of the staged row (`xl` reads `xn[i - xbase]`).
+var<private> xbase: u32;
+
+/// Stages row r of the normalized input in `xn` (all threads call it).
+fn norm_stage(r: u32, li: u32, store_sum: bool) {
+    xbase = r * p.k;
+    var local = 0.0;
+    if (li < NWG) {
+        for (var i = li; i < p.k; i = i + NWG) {
+            let v = norm_in(xbase + i, store_sum);
+            xn[i] = v;
+            local = local + v * v;
+        }
+    }
+    partial[li] = local;
+    workgroupBarrier();
+    for (var s = NWG / 2u; s > 0u; s = s / 2u) {
+        if (li < s) {
+            partial[li] = partial[li] + partial[li + s];
+        }
+        workgroupBarrier();
+    }
+    let variance = partial[0] / f32(p.k);
+    let inv = 1.0 / sqrt(variance + p.nrm.x);
+    for (var i = li; i < p.k; i = i + WG) {
+        xn[i] = f32(O((xn[i] * inv) * (p.nrm.y + f32(nw[i]))));
+    }
+    // xn complete, and partial[0] read by all before vec_reduce reuses it.
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn norm_matmul_many(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let group = linear_wg(wg, nwg);
+    norm_stage(wg.z, li, group == 0u);
+    many_body(group, wg.z, li);
+}
+
+@compute @workgroup_size(WG)
+fn norm_gated_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let group = linear_wg(wg, nwg);
+    norm_stage(wg.z, li, group == 0u);
+    gated_body(group, wg.z, li);
+}
