@@ -121,7 +121,7 @@ quick() { # parity without HF: ops, fused paths, tiny models vs their f32 refere
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
-    # The opt-in pipelined decode-attention kernel (TESSERA_ATTN_DECODE_V2).
+    # The pipelined decode-attention kernel (large decode grids; TESSERA_ATTN_DECODE_V2).
     step cuda_att256 120 "$BUNDLE/bin/cuda_att256" --test-threads=1 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture

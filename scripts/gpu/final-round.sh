@@ -9,7 +9,7 @@
 #    engine), serve, roofline, bench latency + throughput, decode profile, HF baselines.
 # 2. wgpu vs CUDA SmolLM2 decode (wgpu/bench.sh) with the same binary.
 # 3. While time is left: the opt-in switches once each (TESSERA_CUDA_PREFETCH=1 on latency,
-#    TESSERA_ATTN_DECODE_V2=1 on throughput), against the defaults measured in step 1.
+#    TESSERA_ATTN_DECODE_V2=1 on throughput; the default since), against step 1.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done

@@ -63,9 +63,10 @@ pub enum TensorCorePrefill {
 /// memory, per-warp max, 4 blocks an SM where it fits; `TESSERA_ATTN_DECODE_V2`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodePipeline {
-    /// Never (the default until measured).
+    /// Never.
     Off = 0,
-    /// Only for grids of at least two waves at the registers variant's occupancy
+    /// The default (BENCHMARKS.md: batch-256 decode-only time 2.89 -> 2.49 s on an H200):
+    /// only for grids of at least two waves at the registers variant's occupancy
     /// (attention.rs `PIPELINE_MIN_BLOCKS_PER_SM` blocks an SM): batch 1 keeps the default.
     Auto = 1,
     /// Every decode launch (tests).
@@ -137,9 +138,9 @@ impl CudaBackend {
     /// poisons outputs, `TESSERA_ATTN_SPLITS=n` forces n key splits in paged attention (and
     /// the SIMT kernel for prefill rows), `TESSERA_ATTN_TC=0|1` keeps bf16/f16 prefill rows off
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
-    /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=1` puts decode rows of large grids on
-    /// the pipelined decode-attention kernel (`2`: every grid; default off, see
-    /// [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
+    /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
+    /// waves or more, see [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
@@ -178,9 +179,9 @@ impl CudaBackend {
                 _ => TensorCorePrefill::Auto,
             } as u32),
             decode_pipeline: AtomicU32::new(match std::env::var("TESSERA_ATTN_DECODE_V2").as_deref() {
-                Ok("1") => DecodePipeline::Auto,
+                Ok("0") => DecodePipeline::Off,
                 Ok("2") => DecodePipeline::Always,
-                _ => DecodePipeline::Off,
+                _ => DecodePipeline::Auto,
             } as u32),
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
@@ -287,7 +288,7 @@ impl CudaBackend {
         self.tc_prefill.store(mode as u32, Ordering::Relaxed);
     }
 
-    /// Which decode-attention variant decode rows take (default: `TESSERA_ATTN_DECODE_V2`, else off).
+    /// Which decode-attention variant decode rows take (default: `TESSERA_ATTN_DECODE_V2`, else `Auto`).
     pub fn set_decode_pipeline(&self, mode: DecodePipeline) {
         self.decode_pipeline.store(mode as u32, Ordering::Relaxed);
     }
