@@ -13,9 +13,11 @@
 
 #![cfg(feature = "cuda")]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod cuda_common;
 
+use std::collections::BTreeMap;
+
+use cuda_common::engine::{cuda_backend, fixture_dir as dir, json_ids as ids};
 use serde_json::Value;
 use tessera::cuda::CudaBackend;
 use tessera_core::config::ModelConfig;
@@ -25,53 +27,24 @@ use tessera_core::sample::SamplingParams;
 use tessera_core::tensor::DType;
 use tessera_core::weights::SafetensorsWeights;
 
-fn dir(name: &str) -> PathBuf {
-    std::env::var_os("TESSERA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models"))
-        .join(name)
+
+/// Greedy tokens of `prompts` run together and the runner's (graphs recorded, replays).
+fn run_batch(name: &str, dtype: DType, graphs: bool, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64)) {
+    let (tokens, stats, ()) = cuda_common::engine::run_batch(name, dtype, graphs, prompts, lens, |_| (), |_| ());
+    (tokens, stats)
 }
 
 fn engine(name: &str, num_blocks: usize, budget: usize) -> Engine<CudaBackend> {
     let d = dir(name);
     let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     let weights = SafetensorsWeights::from_dir(&d).unwrap();
-    let b = CudaBackend::new(0, DType::F32).unwrap_or_else(|e| panic!("the CUDA backend is not available here ({e}); run on the GPU machine"));
+    let b = cuda_backend(DType::F32);
     let model = load_model(&b, &config, &weights).unwrap();
     let runner = ModelRunner::new(b, model, num_blocks, 16).unwrap();
     let ec = EngineConfig { max_num_batched_tokens: budget, enable_prefix_caching: true, ..EngineConfig::new(512) };
     Engine::new(runner, ec, None, vec![2]).unwrap()
 }
 
-/// Greedy tokens of `prompts` (request i asks for `lens[i]` tokens) run together, and the
-/// runner's (graphs recorded, replays).
-fn run_batch(name: &str, dtype: DType, graphs: bool, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64)) {
-    let d = dir(name);
-    let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
-    let weights = SafetensorsWeights::from_dir(&d).unwrap();
-    let b = CudaBackend::new(0, dtype).unwrap_or_else(|e| panic!("the CUDA backend is not available here ({e}); run on the GPU machine"));
-    let model = load_model(&b, &config, &weights).unwrap();
-    let mut runner = ModelRunner::new(b, model, 256, 16).unwrap();
-    let ec = EngineConfig { max_num_batched_tokens: 2048, max_num_seqs: 64, enable_prefix_caching: false, ..EngineConfig::new(512) };
-    if graphs {
-        assert!(runner.enable_decode_graphs(ec.max_num_seqs, 512), "the CUDA backend refused graphs");
-    }
-    let mut e = Engine::new(runner, ec, None, vec![2]).unwrap();
-    for (i, (p, &n)) in prompts.iter().zip(lens).enumerate() {
-        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(n) };
-        e.add_request(i.to_string(), p.clone(), params).unwrap();
-    }
-    let mut done = BTreeMap::new();
-    while e.has_unfinished_requests() {
-        for o in e.step().unwrap() {
-            if o.finished {
-                done.insert(o.request_id.parse::<usize>().unwrap(), o.outputs[0].token_ids.clone());
-            }
-        }
-    }
-    assert_eq!(done.len(), prompts.len());
-    (done.into_values().collect(), e.runner.graph_stats())
-}
 
 #[test]
 fn gpu_decode_graphs_match_eager() {
@@ -104,9 +77,6 @@ fn gpu_decode_graphs_match_eager() {
     }
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 #[test]
 fn gpu_batch_invariance_under_chunked_prefill_and_preemption() {

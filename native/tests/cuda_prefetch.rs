@@ -14,65 +14,18 @@
 
 mod cuda_common;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use cuda_common::engine::{cuda_backend as backend, fixture_dir as dir, json_ids as ids};
 use cuda_common::{run_seed, Rng};
 use serde_json::Value;
 use tessera::cuda::{CudaBackend, CudaTensor};
 use tessera_core::backend::{Activation, Backend, Tensor};
-use tessera_core::config::ModelConfig;
-use tessera_core::engine::{Engine, EngineConfig, ModelRunner};
-use tessera_core::models::load_model;
-use tessera_core::sample::SamplingParams;
 use tessera_core::tensor::{DType, HostTensor};
-use tessera_core::weights::SafetensorsWeights;
-
-fn dir(name: &str) -> PathBuf {
-    std::env::var_os("TESSERA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models"))
-        .join(name)
-}
-
-fn backend(dtype: DType) -> CudaBackend {
-    CudaBackend::new(0, dtype).unwrap_or_else(|e| panic!("the CUDA backend is not available here ({e}); run on the GPU machine"))
-}
 
 /// Greedy tokens of `prompts` run together (request i asks for `lens[i]` tokens), the
 /// runner's (graphs recorded, replays) and the prefetch launches.
 fn run_batch(name: &str, dtype: DType, graphs: bool, prefetch: Option<usize>, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64), u64) {
-    let d = dir(name);
-    let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
-    let weights = SafetensorsWeights::from_dir(&d).unwrap();
-    let b = backend(dtype);
-    b.set_prefetch(prefetch).unwrap();
-    let model = load_model(&b, &config, &weights).unwrap();
-    let mut runner = ModelRunner::new(b, model, 256, 16).unwrap();
-    let ec = EngineConfig { max_num_batched_tokens: 2048, max_num_seqs: 64, enable_prefix_caching: false, ..EngineConfig::new(512) };
-    if graphs {
-        assert!(runner.enable_decode_graphs(ec.max_num_seqs, 512), "the CUDA backend refused graphs");
-    }
-    let mut e = Engine::new(runner, ec, None, vec![2]).unwrap();
-    for (i, (p, &n)) in prompts.iter().zip(lens).enumerate() {
-        let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(n) };
-        e.add_request(i.to_string(), p.clone(), params).unwrap();
-    }
-    let mut done = BTreeMap::new();
-    while e.has_unfinished_requests() {
-        for o in e.step().unwrap() {
-            if o.finished {
-                done.insert(o.request_id.parse::<usize>().unwrap(), o.outputs[0].token_ids.clone());
-            }
-        }
-    }
-    assert_eq!(done.len(), prompts.len());
-    let launches = e.runner.backend.prefetch_launches();
-    (done.into_values().collect(), e.runner.graph_stats(), launches)
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    cuda_common::engine::run_batch(name, dtype, graphs, prompts, lens, |b| b.set_prefetch(prefetch).unwrap(), |b| b.prefetch_launches())
 }
 
 #[test]

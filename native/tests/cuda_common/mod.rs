@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod engine;
+
 use tessera::cuda::{CudaBackend, CudaTensor};
 use tessera_core::backend::cpu::{CpuBackend, CpuTensor};
 use tessera_core::backend::{decode_first, AttentionMetadata, AttentionParams, Backend, Tensor};
