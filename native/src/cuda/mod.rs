@@ -18,6 +18,7 @@
 //! returned by the next `to_host`.
 
 mod attention;
+mod attention_plan;
 mod blas;
 pub mod compile;
 mod device;
