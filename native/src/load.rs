@@ -170,6 +170,8 @@ pub struct LoadedModel<B: Backend = CpuBackend> {
     /// The CUDA GPU's (name, total memory in bytes); None on other backends. Engine defaults
     /// that follow the device (`args::default_max_num_batched_tokens`) read it.
     pub gpu: Option<(String, u64)>,
+    /// The step size (tokens) the CUDA activation reserve was sized for; None elsewhere.
+    pub activation_tokens: Option<usize>,
 }
 
 impl<B: Backend> LoadedModel<B> {
@@ -287,33 +289,33 @@ pub fn cuda_backend(args: &ModelArgs) -> Result<crate::cuda::CudaBackend> {
 }
 
 /// Bytes kept free for one step's activations, logits and cuBLAS workspaces, on top of the
-/// weights and the KV cache: a step of [`RESERVE_TOKENS`] tokens with every intermediate
-/// alive in f32 (an over-estimate: the model frees as it goes), the logits of
-/// [`RESERVE_SEQS`] rows three times (activation dtype, f32 copies for sampling), 512 MiB.
+/// weights and the KV cache: a step of `step_tokens` tokens with every intermediate alive in
+/// f32 (an over-estimate: the model frees as it goes), the logits of `RESERVE_SEQS` rows
+/// three times (activation dtype, f32 copies for sampling), 512 MiB.
 #[cfg(feature = "cuda")]
-fn activation_reserve(c: &ModelConfig) -> u64 {
-    const RESERVE_TOKENS: u64 = 2048;
+pub(crate) fn activation_reserve(c: &ModelConfig, step_tokens: usize) -> u64 {
     const RESERVE_SEQS: u64 = 256;
     let per_token = 4 * c.hidden_size + 3 * c.intermediate_size + c.q_size() + 2 * c.kv_size();
-    RESERVE_TOKENS * per_token as u64 * 4 + RESERVE_SEQS * c.vocab_size as u64 * 4 * 3 + (512 << 20)
+    step_tokens as u64 * per_token as u64 * 4 + RESERVE_SEQS * c.vocab_size as u64 * 4 * 3 + (512 << 20)
 }
 
 /// The KV cache's share of the GPU after the weights are in: `--gpu-memory-utilization` of
 /// the device's memory, less what is in use now (weights, context, other processes), less the
 /// activation reserve. Too little left is a clear error naming the numbers.
 #[cfg(feature = "cuda")]
-fn cuda_kv_budget(b: &crate::cuda::CudaBackend, c: &ModelConfig, util: f64) -> Result<Option<u64>> {
+fn cuda_kv_budget(b: &crate::cuda::CudaBackend, c: &ModelConfig, util: f64, step_tokens: usize) -> Result<Option<u64>> {
     const GIB: f64 = (1u64 << 30) as f64;
     b.release_pool_memory()?;
     let (free, total) = b.memory_info()?;
     let used = total.saturating_sub(free) as u64;
     let limit = (total as f64 * util) as u64;
-    let reserve = activation_reserve(c);
+    let reserve = activation_reserve(c, step_tokens);
     let budget = limit.saturating_sub(used).saturating_sub(reserve);
     tracing::info!(
         total_gib = total as f64 / GIB,
         in_use_after_weights_gib = used as f64 / GIB,
         activation_reserve_gib = reserve as f64 / GIB,
+        activation_reserve_tokens = step_tokens,
         kv_budget_gib = budget as f64 / GIB,
         gpu_memory_utilization = util,
         "GPU memory"
@@ -345,8 +347,14 @@ pub fn load_cuda(args: &ModelArgs) -> Result<LoadedModel<crate::cuda::CudaBacken
     let b = cuda_backend(args)?;
     let kernel_secs = t0.elapsed().as_secs_f64();
     let (gpu, dtype) = (b.device_info().name.clone(), b.activation_dtype());
-    let mut m = load_with_budget(args, b, &|b, c| cuda_kv_budget(b, c, util))?;
-    m.gpu = Some((gpu.clone(), m.runner.backend.device_info().total_memory as u64));
+    let total = b.device_info().total_memory as u64;
+    // The reserve covers the largest step any entry point takes by default on this GPU (the
+    // offline budget); a larger `--max-num-batched-tokens` is warned about when the engine
+    // is built (`EngineArgs::max_num_batched_tokens`).
+    let step_tokens = crate::cli::args::default_max_num_batched_tokens(crate::cli::args::UsageContext::Offline, Some((&gpu, total)));
+    let mut m = load_with_budget(args, b, &|b, c| cuda_kv_budget(b, c, util, step_tokens))?;
+    m.gpu = Some((gpu.clone(), total));
+    m.activation_tokens = Some(step_tokens);
     tracing::info!(
         %gpu,
         %dtype,
@@ -434,7 +442,7 @@ fn load_with_budget<B: Backend>(args: &ModelArgs, backend: B, budget: KvBudget<'
     let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
     let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
-    Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner, gpu: None })
+    Ok(LoadedModel { path: dir, config, generation, tokenizer, chat_template, max_model_len, runner, gpu: None, activation_tokens: None })
 }
 
 /// The GGUF file `args` names, if any: the default model (no `--model`), a `.gguf` path, a hub
@@ -511,5 +519,21 @@ fn load_gguf<B: Backend>(args: &ModelArgs, path: &Path, backend: B, budget: KvBu
     let device_budget = if args.kv_cache_memory.is_some() || args.num_gpu_blocks_override.is_some() { None } else { budget(&backend, &config)? };
     let num_blocks = kv_num_blocks(args, &config, max_model_len, &backend, device_budget)?;
     let runner = ModelRunner::new(backend, model, num_blocks, args.block_size)?;
-    Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner, gpu: None })
+    Ok(LoadedModel { path: path.to_path_buf(), config, generation, tokenizer: Some(tokenizer), chat_template, max_model_len, runner, gpu: None, activation_tokens: None })
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activation_reserve_follows_the_step_size() {
+        let c = ModelConfig::from_json_str(include_str!("../../scripts/gpu/smollm3-3b-config.json")).expect("config");
+        let (small, large) = (activation_reserve(&c, 2048), activation_reserve(&c, 16384));
+        // Every token of a step: 4 hidden + 3 intermediate + q + 2 kv widths, f32.
+        let per_token = (4 * 2048 + 3 * 11008 + 2048 + 2 * 512) * 4;
+        assert_eq!(large - small, 14336 * per_token);
+        // SmolLM3-3B's 16384-token step keeps under 4 GiB: a small share of an 80 GB card.
+        assert!(large > 3 << 30 && large < 4 << 30, "{large}");
+    }
 }

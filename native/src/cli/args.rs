@@ -151,10 +151,21 @@ pub fn default_max_num_batched_tokens(usage: UsageContext, gpu: Option<(&str, u6
 
 impl EngineArgs {
     /// `--max-num-batched-tokens`, or the default for `usage` on the model's device.
+    /// An explicit value above the step size the GPU's activation reserve was sized for
+    /// (`LoadedModel::activation_tokens`) is warned about: such steps may run out of memory.
     pub fn max_num_batched_tokens<B: Backend>(&self, usage: UsageContext, m: &LoadedModel<B>) -> usize {
-        self.max_num_batched_tokens.unwrap_or_else(|| {
+        let tokens = self.max_num_batched_tokens.unwrap_or_else(|| {
             default_max_num_batched_tokens(usage, m.gpu.as_ref().map(|(name, bytes)| (name.as_str(), *bytes)))
-        })
+        });
+        if let Some(reserved) = m.activation_tokens.filter(|&r| tokens > r) {
+            tracing::warn!(
+                max_num_batched_tokens = tokens,
+                reserved_for = reserved,
+                "--max-num-batched-tokens {tokens} is above the {reserved}-token step the GPU memory reserve was sized for; \
+                 lower --gpu-memory-utilization if steps run out of memory"
+            );
+        }
+        tokens
     }
 
     /// Turns on decode-step graphs in `runner` unless `--enforce-eager` /
