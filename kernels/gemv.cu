@@ -28,6 +28,15 @@
 //! runs the products on h. K < 8192, whole 16-byte vectors (the host checks). Their grid is
 //! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
 //! of work), so the prologue runs once per resident block, not once per row group.
+//!
+//! L2 prefetch (`pf` = ahead << 1 | own, 0 = none; whole 16-byte vectors only): a block's
+//! rows are one contiguous slab of W (gated: one of gate, one of up), so warp 0 hands the
+//! slab to the SM's TMA unit (`cp.async.bulk.prefetch.L2`, 8 KiB a lane, no registers, no
+//! wait): `own` = this block's slab as it starts (a normed kernel: before its prologue, so
+//! the bytes stream while the block normalizes x), `ahead` = the slab of block blk + ahead
+//! (host: the blocks resident at once, or the persistent grid), i.e. roughly the block that
+//! will follow this one on the SM. The lanes' loads then hit in L2; bytes in flight no longer
+//! hang on the registers of the resident warps.
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
@@ -45,6 +54,73 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
 template <bool XS> __device__ __forceinline__ uint4 ld_x(const void* p) {
     if constexpr (XS) return *reinterpret_cast<const uint4*>(p);
     else return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+/// Bytes of W one lane hands to the TMA unit per prefetch instruction.
+#define GEMV_PF_PIECE 8192u
+
+/// Starts pulling `bytes` at `p` into L2 (16-byte aligned, a multiple of 16; no wait).
+__device__ __forceinline__ void gemv_prefetch_span(const char* p, u32 bytes) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+    for (u32 o = 0; o < bytes; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+#endif
+}
+
+/// Warp 0 prefetches rows [row0, min(row0 + rows, n)) of `w` [n, k] (one contiguous slab).
+template <typename T>
+__device__ __forceinline__ void gemv_prefetch_rows(const T* w, u32 row0, u32 rows, u32 n, u32 k) {
+    if (threadIdx.x >= 32 || w == nullptr || row0 >= n) return;
+    const u32 end = min(row0 + rows, n);
+    const u64 bytes = (u64)(end - row0) * k * sizeof(T);
+    const char* p = reinterpret_cast<const char*>(w + (u64)row0 * k);
+    for (u64 off = (u64)threadIdx.x * GEMV_PF_PIECE; off < bytes; off += 32ull * GEMV_PF_PIECE)
+        gemv_prefetch_span(p + off, (u32)min((u64)GEMV_PF_PIECE, bytes - off));
+}
+
+/// Up to 4 matrices sharing x (plain kernels): matrix j owns blocks [f[j], f[j + 1]).
+template <typename T> struct GemvMats {
+    const T* w[4];
+    const float* b[4];
+    T* o[4];
+    u32 n[4];
+    u32 f[4];
+    u32 count;
+};
+
+/// One matrix of a plain launch: the one block `blk` works on.
+template <typename T> struct GemvMat {
+    const T* w;
+    const float* b;
+    T* o;
+    u32 n;
+    u32 first;
+};
+
+template <typename T> __device__ __forceinline__ GemvMat<T> gemv_pick(const GemvMats<T>& ms, u32 blk) {
+    GemvMat<T> r{ms.w[0], ms.b[0], ms.o[0], ms.n[0], 0};
+    if (ms.count > 1 && blk >= ms.f[1]) r = GemvMat<T>{ms.w[1], ms.b[1], ms.o[1], ms.n[1], ms.f[1]};
+    if (ms.count > 2 && blk >= ms.f[2]) r = GemvMat<T>{ms.w[2], ms.b[2], ms.o[2], ms.n[2], ms.f[2]};
+    if (ms.count > 3 && blk >= ms.f[3]) r = GemvMat<T>{ms.w[3], ms.b[3], ms.o[3], ms.n[3], ms.f[3]};
+    return r;
+}
+
+/// Prefetches the W slab of plain block `blk` (< nblocks) of `groups * R` rows.
+template <typename T>
+__device__ __forceinline__ void gemv_prefetch_plain(const GemvMats<T>& ms, u32 blk, u32 nblocks, u32 rows, u32 k) {
+    if (blk >= nblocks) return;
+    const GemvMat<T> mt = gemv_pick(ms, blk);
+    gemv_prefetch_rows(mt.w, (blk - mt.first) * rows, rows, mt.n, k);
+}
+
+/// Prefetches the gate and up slabs of gated block `blk` (< nblocks).
+template <typename T>
+__device__ __forceinline__ void gemv_prefetch_gated(const T* gate, const T* up, u32 blk, u32 nblocks, u32 rows, u32 n,
+                                                    u32 k) {
+    if (blk >= nblocks) return;
+    gemv_prefetch_rows(gate, blk * rows, rows, n, k);
+    gemv_prefetch_rows(up, blk * rows, rows, n, k);
 }
 
 /// The Vec16<T>::N values of a 16-byte register vector, widened to f32.
@@ -142,25 +218,24 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
     __syncthreads();
 }
 
-/// Plain GEMV over up to 4 matrices sharing x (see the module docs).
+/// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `pf`:
+/// the L2 prefetch (module docs), `nblocks` the launch's blocks of work.
 template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
-                                           const T* w0, const float* b0, T* o0, u32 n0, u32 f1,
-                                           const T* w1, const float* b1, T* o1, u32 n1, u32 f2,
-                                           const T* w2, const float* b2, T* o2, u32 n2, u32 f3,
-                                           const T* w3, const float* b3, T* o3, u32 n3) {
+__device__ __forceinline__ void gemv_plain(u32 blk, u32 nblocks, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
+                                           u32 pf, const GemvMats<T>& ms) {
     __shared__ float red[GEMV_WARPS][MM * R];
-    // This block's matrix.
-    u32 first = 0;
-    const T* w = w0;
-    const float* bias = b0;
-    T* out = o0;
-    u32 n = n0;
-    if (nmats > 1 && blk >= f1) { w = w1; bias = b1; out = o1; n = n1; first = f1; }
-    if (nmats > 2 && blk >= f2) { w = w2; bias = b2; out = o2; n = n2; first = f2; }
-    if (nmats > 3 && blk >= f3) { w = w3; bias = b3; out = o3; n = n3; first = f3; }
     const u32 groups = GEMV_WARPS / ks;
-    const u32 row0 = (blk - first) * groups * R;
+    if (vec_ok && pf != 0) {
+        if (pf & 1u) gemv_prefetch_plain(ms, blk, nblocks, groups * R, k);
+        if (pf >> 1) gemv_prefetch_plain(ms, blk + (pf >> 1), nblocks, groups * R, k);
+    }
+    // This block's matrix.
+    const GemvMat<T> mt = gemv_pick(ms, blk);
+    const T* w = mt.w;
+    const float* bias = mt.b;
+    T* out = mt.o;
+    const u32 n = mt.n;
+    const u32 row0 = (blk - mt.first) * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
     const T* rows[R];
@@ -185,11 +260,16 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
 
 /// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first.
 template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
-                                           const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {
+__device__ __forceinline__ void gemv_gated(u32 blk, u32 nblocks, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
+                                           u32 pf, u32 act, const T* gate, const float* bg, const T* up, const float* bu,
+                                           T* out, u32 n) {
     constexpr int RR = 2 * R;
     __shared__ float red[GEMV_WARPS][MM * RR];
     const u32 groups = GEMV_WARPS / ks;
+    if (vec_ok && pf != 0) {
+        if (pf & 1u) gemv_prefetch_gated(gate, up, blk, nblocks, groups * R, n, k);
+        if (pf >> 1) gemv_prefetch_gated(gate, up, blk + (pf >> 1), nblocks, groups * R, n, k);
+    }
     const u32 row0 = blk * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
@@ -232,6 +312,11 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     __shared__ float inv_rms[8];
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool write_sum = res != nullptr && blockIdx.x == 0;  // (persistent grid: block 0 exists)
+    // The norm weights of this thread's first pass-2 vector, loaded now (off the critical path).
+    const u32 i0 = threadIdx.x * N;
+    float nw0[N];
+#pragma unroll
+    for (int e = 0; e < N; ++e) nw0[e] = i0 + e < k ? nw[i0 + e] : 0.0f;
     // Pass 1 over elements first*N, (first+step)*N, ... of row mi: s = x (+ res) rounded to T
     // into xs (and sum_out), sum of squares in rms_norm.cu's order.
     auto pass1 = [&](u32 mi, u32 first, u32 step) {
@@ -268,56 +353,62 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     // Pass 2, in place: h = s * inv_rms * (offset + w), rounded to T.
     for (u32 mi = 0; mi < m; ++mi) {
         const float inv = inv_rms[mi];
-        for (u32 i = threadIdx.x * N; i < k; i += blockDim.x * N) {
+        for (u32 i = i0; i < k; i += blockDim.x * N) {
             float v[N];
             load_vec(xs + (u64)mi * k + i, v);
 #pragma unroll
-            for (int e = 0; e < N; ++e) v[e] = (v[e] * inv) * (offset + nw[i + e]);
+            for (int e = 0; e < N; ++e) v[e] = (v[e] * inv) * (offset + (i == i0 ? nw0[e] : nw[i + e]));
             store_vec(xs + (u64)mi * k + i, v);
         }
     }
     __syncthreads();
 }
 
+#define GEMV_MATS_PARAMS(T)                                                                                        \
+    u32 nmats, const T *w0, const float *b0, T *o0, u32 n0, u32 f1, const T *w1, const float *b1, T *o1, u32 n1,   \
+        u32 f2, const T *w2, const float *b2, T *o2, u32 n2, u32 f3, const T *w3, const float *b3, T *o3, u32 n3
+#define GEMV_MATS(T)                                                                                               \
+    const GemvMats<T> ms{{w0, w1, w2, w3}, {b0, b1, b2, b3}, {o0, o1, o2, o3}, {n0, n1, n2, n3}, {0, f1, f2, f3}, nmats}
+
 #define GEMV_PLAIN(S, T, MM, R)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_m##MM##_##S(                                  \
-        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0,      \
-        u32 f1, const T* w1, const float* b1, T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2,  \
-        u32 f3, const T* w3, const float* b3, T* o3, u32 n3) {                                                     \
-        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
-                                    n2, f3, w3, b3, o3, n3);                                                       \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1)                                                  \
+        gemv_m##MM##_##S(const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 pf, GEMV_MATS_PARAMS(T)) {             \
+        GEMV_MATS(T);                                                                                              \
+        gemv_plain<T, MM, R, false>(blockIdx.x, gridDim.x, x, m, k, vec_ok, ks, pf, ms);                           \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_norm_m##MM##_##S(                             \
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok,                                                                                                \
-        u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0, u32 f1, const T* w1, const float* b1,      \
-        T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2, u32 f3, const T* w3, const float* b3,  \
-        T* o3, u32 n3) {                                                                                           \
+        u32 vec_ok, u32 ks, u32 pf, GEMV_MATS_PARAMS(T)) {                                                         \
+        GEMV_MATS(T);                                                                                              \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
         T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
+        /* The first block's W streams into L2 while the prologue normalizes x. */                                 \
+        if (vec_ok && (pf & 1u)) gemv_prefetch_plain(ms, blockIdx.x, nblocks, (GEMV_WARPS / ks) * R, k);           \
         gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
         for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, \
-                                       b2, o2, n2, f3, w3, b3, o3, n3);                                            \
+            const u32 p = blk == blockIdx.x ? (pf & ~1u) : pf;                                                     \
+            gemv_plain<T, MM, R, true>(blk, nblocks, xs, m, k, vec_ok, ks, p, ms);                                 \
             __syncthreads();                                                                                       \
         }                                                                                                          \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
-        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
+        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 pf, u32 act, const T* gate, const float* bg, const T* up, \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
+        gemv_gated<T, MM, R, false>(blockIdx.x, gridDim.x, x, m, k, vec_ok, ks, pf, act, gate, bg, up, bu, out, n); \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_norm_m##MM##_##S(                       \
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok,                                                                                                \
-        u32 ks, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {            \
+        u32 vec_ok, u32 ks, u32 pf, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, \
+        u32 n) {                                                                                                   \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
         T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
+        if (vec_ok && (pf & 1u)) gemv_prefetch_gated(gate, up, blockIdx.x, nblocks, (GEMV_WARPS / ks) * R, n, k);  \
         gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
         for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                  \
+            const u32 p = blk == blockIdx.x ? (pf & ~1u) : pf;                                                     \
+            gemv_gated<T, MM, R, true>(blk, nblocks, xs, m, k, vec_ok, ks, p, act, gate, bg, up, bu, out, n);      \
             __syncthreads();                                                                                       \
         }                                                                                                          \
     }

@@ -13,6 +13,10 @@
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
+//! L2 prefetch (`TESSERA_GEMV_PF`, [`GEMV_PF_DEFAULT`]): each block hands whole W slabs to the
+//! SM's TMA unit (kernels/gemv.cu): bit 0 its own rows as it starts (normed kernels: before
+//! the prologue), bit 1 the rows of block b + ahead, ahead = the blocks resident at once
+//! (occupancy × SMs; the persistent grid for normed launches), i.e. the block that follows.
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
 //! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
 //! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
@@ -46,6 +50,8 @@ const DEFAULT_MAX_M_SINGLE: usize = 2;
 const DEFAULT_MAX_M_WIDE: usize = 1;
 const DEFAULT_MAX_M_FUSED: usize = 4;
 const WIDE_N: usize = 32768;
+/// L2 prefetch of W slabs by default (bit 0 own rows, bit 1 the following block's rows).
+pub(crate) const GEMV_PF_DEFAULT: u32 = 1;
 /// `gemv_max_m` value meaning "the defaults above".
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
@@ -141,6 +147,20 @@ impl CudaBackend {
         ks
     }
 
+    /// The kernels' `pf` argument: `ahead << 1 | own` (kernels/gemv.cu), `ahead` = `grid` for a
+    /// persistent launch, else the blocks of `f` resident at once.
+    fn gemv_pf(&self, op: Op, f: &cudarc::driver::CudaFunction, persistent: Option<usize>) -> Result<u32> {
+        let mode = self.gemv_pf.load(Ordering::Relaxed);
+        if mode & 2 == 0 {
+            return Ok(mode & 1);
+        }
+        let ahead = match persistent {
+            Some(grid) => grid,
+            None => self.resident_blocks(op, f, 0)?,
+        };
+        Ok((u32_arg(op, "GEMV prefetch distance", ahead)? << 1) | (mode & 1))
+    }
+
     /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
     /// With `norm`, x is the input of an RMSNorm the kernel applies first (`gemv_norm_m*`).
     pub(crate) fn gemv_many(
@@ -169,6 +189,8 @@ impl CudaBackend {
             let per_block = |ks: usize| (WARPS / ks) * r;
             let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
+            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+            let pf = self.gemv_pf(op, &f, norm.is_some().then_some(grid))?;
             let mut args = vec![Arg::Ptr(x.ptr)];
             if let Some(n) = norm {
                 args.extend(n.args());
@@ -179,6 +201,7 @@ impl CudaBackend {
                 Arg::U32(u32_arg(op, "K", k)?),
                 Arg::U32(vec_ok as u32),
                 Arg::U32(ks as u32),
+                Arg::U32(pf),
                 Arg::U32(group.len() as u32),
             ]);
             let mut first = 0usize;
@@ -194,8 +217,7 @@ impl CudaBackend {
                 first += n.div_ceil(per_block(ks));
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
-            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
-            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks} pf{pf}", ns.join("+"));
             let cfg = cudarc::driver::LaunchConfig {
                 grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
                 block_dim: ((WARPS * 32) as u32, 1, 1),
@@ -239,6 +261,9 @@ impl CudaBackend {
             Activation::Gelu => 2,
         };
         let nblocks = n.div_ceil(per_block(ks));
+        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+        let pf = self.gemv_pf(op, &f, norm.is_some().then_some(grid))?;
         let mut args = vec![Arg::Ptr(x.ptr)];
         if let Some(n) = norm {
             args.extend(n.args());
@@ -249,6 +274,7 @@ impl CudaBackend {
             Arg::U32(u32_arg(op, "K", k)?),
             Arg::U32(vec_ok as u32),
             Arg::U32(ks as u32),
+            Arg::U32(pf),
             Arg::U32(code),
             Arg::Ptr(gate.w.ptr),
             Arg::Ptr(gate.bias.as_ref().map_or(0, |b| b.ptr)),
@@ -257,14 +283,12 @@ impl CudaBackend {
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "N", n)?),
         ]);
-        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
-        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
         let cfg = cudarc::driver::LaunchConfig {
             grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
+        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks} pf{pf}")), cfg, &args)?;
         Ok(out)
     }
 
@@ -324,12 +348,16 @@ impl CudaBackend {
     /// Blocks of a persistent normed launch: as many as are resident on the SMs at once
     /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`.
     fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
+        Ok(nblocks.min(self.resident_blocks(op, f, smem)?).max(1))
+    }
+
+    /// Blocks of `f` (with `smem` bytes of dynamic shared memory) resident on the SMs at once.
+    fn resident_blocks(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32) -> Result<usize> {
         self.device.bind(op)?;
         let per_sm = f
             .occupancy_max_active_blocks_per_multiprocessor((WARPS * 32) as u32, smem as usize, None)
             .map_err(|e| dev_err(op, format!("occupancy of a GEMV kernel: {e}")))?;
-        let sms = self.device.info.multiprocessors as usize;
-        Ok(nblocks.min(sms * (per_sm as usize).max(1)).max(1))
+        Ok(self.device.info.multiprocessors as usize * (per_sm as usize).max(1))
     }
 
     /// The RMSNorm of `n` for a normed GEMV over x `[m, k]`, when the fused kernels take it

@@ -1,0 +1,216 @@
+//! The small-M GEMV kernels' L2 prefetch of W (`TESSERA_GEMV_PF`, kernels/gemv.cu): every
+//! mode (off, own rows, the following block's rows, both) against the CPU backend and against
+//! mode 0 of the same kernel, on fresh random inputs (seed printed; `TESSERA_SEED` replays),
+//! outputs poisoned before every launch: `matmul`, `matmul_many` (3 matrices), `gated_matmul`,
+//! and the normed `norm_matmul_many` / `norm_gated_matmul`, M 1..8 on the GEMV kernels, K odd /
+//! not whole 16-byte vectors (no prefetch: the scalar loop) / whole, N not a multiple of the
+//! rows a block owns, every forced K split, f32/f16/bf16. Prefetch changes no arithmetic, so
+//! against mode 0 the tolerance is 1e-9 (identical); against the CPU the usual 1e-5 / 1e-2.
+//!
+//! `gemv1_bench` (ignored; `--ignored --nocapture`): the SmolLM3-3B decode products at M = 1
+//! (q/k/v and gate/up normed with a residual, as a decode step runs them; o, down, lm_head
+//! plain), each timed inside a CUDA graph over rotating weight copies, per prefetch mode and
+//! forced K split. Runs on the GPU machine (scripts/gpu-suite.sh); without a GPU it fails.
+
+#![cfg(feature = "cuda")]
+
+mod cuda_common;
+
+use cuda_common::{Ctx, DTYPES};
+use tessera::cuda::CudaTensor;
+use tessera_core::backend::cpu::CpuTensor;
+use tessera_core::backend::{Activation, Backend, Normed};
+use tessera_core::tensor::{DType, HostTensor};
+
+/// A GPU result as a CPU tensor (to compare two GPU paths with `Ctx::check_tol`).
+fn as_cpu(c: &Ctx, t: &CudaTensor) -> CpuTensor {
+    let h = pollster::block_on(c.gpu.to_host(t)).expect("gpu read-back");
+    c.cpu.upload(&HostTensor::from_f32(&h.to_f32(), &h.shape)).expect("cpu upload")
+}
+
+/// Every output of one GEMV case under one prefetch mode / K split.
+fn run_all(
+    c: &Ctx,
+    x: &CudaTensor,
+    res: &CudaTensor,
+    norm_w: &CudaTensor,
+    ws: &[(CudaTensor, CpuTensor)],
+    bias: &CudaTensor,
+    gate: &CudaTensor,
+    up: &CudaTensor,
+) -> Vec<CudaTensor> {
+    let g = &c.gpu;
+    let parts: Vec<_> = ws.iter().enumerate().map(|(j, w)| (&w.0, (j == 0).then_some(bias))).collect();
+    let n = || Normed { x, residual: Some(res), weight: norm_w, eps: 1e-6, offset: 0.0 };
+    let mut outs = vec![g.matmul(x, &ws[0].0, Some(bias)).unwrap()];
+    outs.extend(g.matmul_many(x, &parts).unwrap());
+    outs.push(g.gated_matmul(x, (gate, None), (up, None), Activation::Silu).unwrap());
+    let (nm, sum) = g.norm_matmul_many(n(), &parts).unwrap();
+    outs.extend(nm);
+    outs.extend(sum);
+    let (ng, _) = g.norm_gated_matmul(n(), (gate, None), (up, None), Activation::Silu).unwrap();
+    outs.push(ng);
+    outs
+}
+
+#[test]
+fn gemv_prefetch_parity() {
+    const NAMES: [&str; 9] =
+        ["matmul", "matmul_many.0", "matmul_many.1", "matmul_many.2", "gated_matmul", "norm_matmul_many.0", "norm_matmul_many.1", "norm_matmul_many.2", "norm_matmul_many.sum"];
+    for dtype in DTYPES {
+        let Some(mut c) = Ctx::new(dtype, "gemv_prefetch_parity") else { return };
+        c.gpu.set_gemv_max_m(Some(8));
+        // (K, N of the three matrices, gate/up N, rows M): K 33 odd and 100 not whole 16-byte
+        // vectors (scalar loop, no prefetch), 2048 and 2056 whole (prefetch on; 2056 the
+        // normed block path with a partial last vector round); N not multiples of a block's rows.
+        let cases: [(usize, [usize; 3], usize, &[usize]); 5] = [
+            (33, [37, 5, 1], 19, &[1, 3]),
+            (100, [70, 33, 9], 41, &[2, 8]),
+            (2048, [1000, 37, 250], 333, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            (2056, [129, 65, 3], 77, &[1, 4]),
+            (1536, [96, 32, 32], 2051, &[1, 2]),
+        ];
+        for (k, ns, gn, ms) in cases {
+            let norm_w = c.rand(&[k], 1.0);
+            let ws: Vec<_> = ns.iter().map(|&n| c.rand(&[n, k], 0.5)).collect();
+            let bias = c.rand(&[ns[0]], 1.0);
+            let gate = c.rand(&[gn, k], 0.5);
+            let up = c.rand(&[gn, k], 0.5);
+            for &m in ms {
+                let x = c.rand(&[m, k], 2.0);
+                let res = c.rand(&[m, k], 2.0);
+                // The CPU reference.
+                let cparts: Vec<_> = ws.iter().enumerate().map(|(j, w)| (&w.1, (j == 0).then_some(&bias.1))).collect();
+                let cn = || Normed { x: &x.1, residual: Some(&res.1), weight: &norm_w.1, eps: 1e-6, offset: 0.0 };
+                let mut want = vec![c.cpu.matmul(&x.1, &ws[0].1, Some(&bias.1)).unwrap()];
+                want.extend(c.cpu.matmul_many(&x.1, &cparts).unwrap());
+                want.push(c.cpu.gated_matmul(&x.1, (&gate.1, None), (&up.1, None), Activation::Silu).unwrap());
+                let (nm, sum) = c.cpu.norm_matmul_many(cn(), &cparts).unwrap();
+                want.extend(nm);
+                want.extend(sum);
+                let (ng, _) = c.cpu.norm_gated_matmul(cn(), (&gate.1, None), (&up.1, None), Activation::Silu).unwrap();
+                want.push(ng);
+                assert_eq!(want.len(), NAMES.len() + 1);
+
+                c.gpu.set_gemv_splits(0);
+                c.gpu.set_gemv_prefetch(0);
+                let base = run_all(&c, &x.0, &res.0, &norm_w.0, &ws, &bias.0, &gate.0, &up.0);
+                let base_cpu: Vec<CpuTensor> = base.iter().map(|t| as_cpu(&c, t)).collect();
+                // Every mode at the chosen split, every split with both prefetches.
+                let variants = [(0u32, 1u32), (0, 2), (0, 3), (1, 3), (2, 3), (4, 3), (8, 3), (8, 1)];
+                for (ks, pf) in variants {
+                    c.gpu.set_gemv_splits(ks);
+                    c.gpu.set_gemv_prefetch(pf);
+                    let got = run_all(&c, &x.0, &res.0, &norm_w.0, &ws, &bias.0, &gate.0, &up.0);
+                    assert_eq!(got.len(), want.len());
+                    for (i, g) in got.iter().enumerate() {
+                        let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
+                        let label = format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} pf{pf}");
+                        c.check(name, &label, g, &want[i]);
+                        c.check_tol(&format!("{name}.vs_pf0"), &label, g, &base_cpu[i], 1e-9);
+                    }
+                }
+            }
+        }
+        c.gpu.set_gemv_splits(0);
+        c.gpu.set_gemv_prefetch(0);
+        c.gpu.set_gemv_max_m(None);
+        c.finish();
+    }
+}
+
+#[test]
+#[ignore]
+fn gemv1_bench() {
+    use std::time::Instant;
+    let be = tessera::cuda::CudaBackend::new(0, DType::BF16).expect("a GPU");
+    let info = be.device_info().clone();
+    println!("GEMV1 device {} ({} SMs)", info.name, info.multiprocessors);
+    let mut rng = cuda_common::Rng::new(cuda_common::run_seed());
+    // Random bf16 bits in ±[2^-7, 1): sign, exponent 120..126, random mantissa.
+    let mut bf16 = |rows: usize, k: usize| -> HostTensor<'static> {
+        let mut data = Vec::with_capacity(rows * k * 2);
+        for _ in 0..rows * k {
+            let r = rng.next_u64();
+            let bits = (((r >> 16) & 1) << 15) as u16 | ((120 + (r >> 20) % 7) << 7) as u16 | (r & 0x7f) as u16;
+            data.extend_from_slice(&bits.to_le_bytes());
+        }
+        HostTensor { dtype: DType::BF16, shape: vec![rows, k], data: data.into() }
+    };
+    // (name, K, N of each matrix, gated, normed)
+    let ops: [(&str, usize, &[usize], bool, bool); 5] = [
+        ("qkv_norm", 2048, &[2048, 512, 512], false, true),
+        ("o", 2048, &[2048], false, false),
+        ("gate_up_norm", 2048, &[11008, 11008], true, true),
+        ("down", 11008, &[2048], false, false),
+        ("lm_head", 2048, &[128_256], false, false),
+    ];
+    let m = std::env::var("GEMV1_M").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
+    for (name, k, ns, gated, normed) in ops {
+        let bytes: usize = ns.iter().map(|n| n * k * 2).sum();
+        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 64);
+        let mats: Vec<Vec<_>> = ns
+            .iter()
+            .map(|&n| {
+                let h = bf16(n, k);
+                (0..copies).map(|_| be.upload(&h).unwrap()).collect()
+            })
+            .collect();
+        let x = be.upload(&bf16(m, k)).unwrap();
+        let res = be.upload(&bf16(m, k)).unwrap();
+        let mut nw = bf16(1, k);
+        nw.shape = vec![k];
+        let norm_w = be.upload(&nw).unwrap();
+        let mut variants: Vec<(u32, u32)> = (0..4).map(|pf| (0, pf)).collect();
+        if matches!(name, "o" | "down") {
+            for ks in [1, 2, 4, 8] {
+                variants.extend([(ks, 0), (ks, 1), (ks, 3)]);
+            }
+        }
+        for (ks, pf) in variants {
+            be.set_gemv_splits(ks);
+            be.set_gemv_prefetch(pf);
+            let run = |c: usize| -> Vec<CudaTensor> {
+                let n = || Normed { x: &x, residual: Some(&res), weight: &norm_w, eps: 1e-6, offset: 0.0 };
+                match (gated, normed) {
+                    (true, true) => vec![be.norm_gated_matmul(n(), (&mats[0][c], None), (&mats[1][c], None), Activation::Silu).unwrap().0],
+                    (true, false) => vec![be.gated_matmul(&x, (&mats[0][c], None), (&mats[1][c], None), Activation::Silu).unwrap()],
+                    (false, true) => {
+                        let parts: Vec<_> = mats.iter().map(|w| (&w[c], None)).collect();
+                        be.norm_matmul_many(n(), &parts).unwrap().0
+                    }
+                    (false, false) => {
+                        let parts: Vec<_> = mats.iter().map(|w| (&w[c], None)).collect();
+                        be.matmul_many(&x, &parts).unwrap()
+                    }
+                }
+            };
+            drop(run(0));
+            be.synchronize().unwrap();
+            be.graph_begin().unwrap();
+            let mut outs = Vec::new();
+            for c in 0..copies {
+                outs.push(run(c));
+            }
+            drop(outs);
+            let id = be.graph_end(true).unwrap();
+            be.graph_replay(id).unwrap();
+            be.synchronize().unwrap();
+            let reps = (2000 / copies).clamp(3, 200);
+            let mut times = Vec::new();
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    be.graph_replay(id).unwrap();
+                }
+                be.synchronize().unwrap();
+                times.push(t0.elapsed().as_secs_f64() / (reps * copies) as f64);
+            }
+            times.sort_by(f64::total_cmp);
+            let us = times[2] * 1e6;
+            let gbs = bytes as f64 / times[2] / 1e9;
+            println!("GEMV1 {name:<13} M{m} ks{ks} pf{pf} {us:>8.2} us {gbs:>6.0} GB/s ({:.1} MB, {copies} copies)", bytes as f64 / 1e6);
+        }
+    }
+    be.set_gemv_splits(0);
+}

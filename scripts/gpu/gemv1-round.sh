@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One device call for the single-stream GEMV work (branch cuda-gemv1: L2 prefetch of W slabs
+# in kernels/gemv.cu, `TESSERA_GEMV_PF`), from a bundle with bin/tessera (this branch),
+# bin/tessera-base (main, xz'd is fine), bin/cuda_gemv1, bin/cuda_ops, bin/cuda_fused, the
+# fixtures and smollm3-3b/config.json (scripts/build-gpu-bundle.sh), then
+#   run(command="bash .gpu-B/gemv1-round.sh", carry=[".gpu-B"])
+# Steps, most telling first, cut at G1_BUDGET seconds (default 500); G1_STEPS picks them:
+# parity (cuda_gemv1), the M = 1 product bench per prefetch mode / K split, bench latency
+# 1 x (128 / 256) base vs new per mode (interleaved), ncu per-product node durations, batch-4
+# latency, and the cuda_ops GEMV / cuda_fused suites. A summary is printed last.
+set -uo pipefail
+B="$(cd "$(dirname "$0")" && pwd)"
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
+export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
+export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -1)"
+export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+L=/tmp/g1
+mkdir -p "$L"
+for f in "$B"/bin/*.xz; do [ -f "$f" ] && xz -d -T4 "$f"; done
+chmod +x "$B"/bin/* 2>/dev/null
+M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+{
+    echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+    echo "seed $TESSERA_SEED"
+} | tee "$L/device.txt"
+: > "$L/steps.txt"
+DEADLINE=$((SECONDS + ${G1_BUDGET:-500}))
+step() {
+    local name=$1 limit=$2 t0=$SECONDS
+    shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 15 ]; then echo "$name skipped (deadline)" | tee -a "$L/steps.txt"; return; fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    timeout "$limit" "$@" > "$L/$name.log" 2>&1
+    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
+}
+lat() { # name batch env... binary
+    local name=$1 bs=$2
+    shift 2
+    step "lat_$name" 60 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
+}
+prof() { # name env... binary: ncu node durations of the GEMV kernels of a short run
+    local name=$1
+    shift
+    step "ncu_$name" 90 env "$@" ncu --graph-profiling node -k regex:gemv --metrics gpu__time_duration.sum --clock-control none \
+        --cache-control none --csv --print-units base --log-file "$L/ncu_$name.csv" \
+        bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0
+    python3 "$B/ncu_gemv.py" "$L/ncu_$name.csv" 36 > "$L/ncu_$name.txt" 2>&1
+}
+N="$B/bin/tessera" O="$B/bin/tessera-base"
+for s in ${G1_STEPS:-parity bench lat_base lat_pf1 lat_pf3 lat_pf0 lat_pf2 lat_base2 lat_pf1b lat_pf3b ncu_base ncu_pf1 ncu_pf3 ncu_pf0 lat4_base lat4_new fused ops}; do
+    case $s in
+        parity) step parity 150 "$B/bin/cuda_gemv1" gemv_prefetch_parity --nocapture ;;
+        bench) step bench 120 "$B/bin/cuda_gemv1" gemv1_bench --ignored --nocapture ;;
+        lat_base | lat_base2) lat "${s#lat_}" 1 "$O" ;;
+        lat_pf?) lat "${s#lat_}" 1 TESSERA_GEMV_PF="${s#lat_pf}" "$N" ;;
+        lat_pf?b) v=${s#lat_pf}; lat "${s#lat_}" 1 TESSERA_GEMV_PF="${v%b}" "$N" ;;
+        lat4_base) lat 4_base 4 "$O" ;;
+        lat4_new) lat 4_new 4 "$N" ;;
+        ncu_base) prof base "$O" ;;
+        ncu_pf?) prof "${s#ncu_}" TESSERA_GEMV_PF="${s#ncu_pf}" "$N" ;;
+        fused) step fused 120 "$B/bin/cuda_fused" norm_matmul_fused --nocapture ;;
+        ops) step ops 150 "$B/bin/cuda_ops" gemv_shapes gemv_fused_ops --test-threads=2 --nocapture ;;
+        *) echo "unknown step $s" ;;
+    esac
+done
+{
+    echo "=== device"; cat "$L/device.txt"
+    for f in parity fused ops; do
+        [ -f "$L/$f.log" ] || continue
+        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
+        grep -aE "^PARITY .*FAIL|test result|panicked" "$L/$f.log" | head -8
+    done
+    echo "=== M = 1 products (graph over rotating copies)"
+    grep -a "^GEMV1" "$L/bench.log" 2> /dev/null
+    echo "=== latency (128 / 256)"
+    for f in "$L"/lat_*.log; do
+        [ -f "$f" ] || continue
+        printf '%-8s %s | %s\n' "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
+    done
+    for f in "$L"/ncu_*.txt; do
+        [ -f "$f" ] && { echo "=== $(basename "$f" .txt)"; cat "$f"; }
+    done
+    echo "=== steps"; cat "$L/steps.txt"
+} > "$L/summary.txt"
+[ -n "${OUT:-}" ] && tar czf "$OUT/g1-logs.tgz" -C "$L" --exclude='*.csv' . 2> /dev/null
+cat "$L/summary.txt"
+exit 0
