@@ -36,7 +36,8 @@
 //! the bytes stream while the block normalizes x), `ahead` = the slab of block blk + ahead
 //! (host: the blocks resident at once, or the persistent grid), i.e. roughly the block that
 //! will follow this one on the SM. The lanes' loads then hit in L2; bytes in flight no longer
-//! hang on the registers of the resident warps.
+//! hang on the registers of the resident warps. Opt-in (`TESSERA_GEMV_PF`): measured slower
+//! than the loads alone in every mode (native/src/cuda/gemv.rs).
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)

@@ -4,8 +4,9 @@
 //! outputs poisoned before every launch: `matmul`, `matmul_many` (3 matrices), `gated_matmul`,
 //! and the normed `norm_matmul_many` / `norm_gated_matmul`, M 1..8 on the GEMV kernels, K odd /
 //! not whole 16-byte vectors (no prefetch: the scalar loop) / whole, N not a multiple of the
-//! rows a block owns, every forced K split, f32/f16/bf16. Prefetch changes no arithmetic, so
-//! against mode 0 the tolerance is 1e-9 (identical); against the CPU the usual 1e-5 / 1e-2.
+//! rows a block owns, every forced K split and the chosen one (for M = 1 and long K: one load
+//! batch a lane), f32/f16/bf16. Prefetch changes no arithmetic, so against mode 0 of the same
+//! K split the tolerance is 1e-9 (identical); against the CPU the usual 1e-5 / 1e-2.
 //!
 //! `gemv1_bench` (ignored; `--ignored --nocapture`): the SmolLM3-3B decode products at M = 1
 //! (q/k/v and gate/up normed with a residual, as a decode step runs them; o, down, lm_head
@@ -28,17 +29,21 @@ fn as_cpu(c: &Ctx, t: &CudaTensor) -> CpuTensor {
     c.cpu.upload(&HostTensor::from_f32(&h.to_f32(), &h.shape)).expect("cpu upload")
 }
 
+/// The GPU inputs of one case: x `[M, K]` and its residual, the norm weight `[K]`, three
+/// matrices (the first with `bias`), gate and up.
+struct Inputs<'a> {
+    x: &'a CudaTensor,
+    res: &'a CudaTensor,
+    norm_w: &'a CudaTensor,
+    ws: &'a [(CudaTensor, CpuTensor)],
+    bias: &'a CudaTensor,
+    gate: &'a CudaTensor,
+    up: &'a CudaTensor,
+}
+
 /// Every output of one GEMV case under one prefetch mode / K split.
-fn run_all(
-    c: &Ctx,
-    x: &CudaTensor,
-    res: &CudaTensor,
-    norm_w: &CudaTensor,
-    ws: &[(CudaTensor, CpuTensor)],
-    bias: &CudaTensor,
-    gate: &CudaTensor,
-    up: &CudaTensor,
-) -> Vec<CudaTensor> {
+fn run_all(c: &Ctx, i: &Inputs<'_>) -> Vec<CudaTensor> {
+    let Inputs { x, res, norm_w, ws, bias, gate, up } = *i;
     let g = &c.gpu;
     let parts: Vec<_> = ws.iter().enumerate().map(|(j, w)| (&w.0, (j == 0).then_some(bias))).collect();
     let n = || Normed { x, residual: Some(res), weight: norm_w, eps: 1e-6, offset: 0.0 };
@@ -62,13 +67,16 @@ fn gemv_prefetch_parity() {
         c.gpu.set_gemv_max_m(Some(8));
         // (K, N of the three matrices, gate/up N, rows M): K 33 odd and 100 not whole 16-byte
         // vectors (scalar loop, no prefetch), 2048 and 2056 whole (prefetch on; 2056 the
-        // normed block path with a partial last vector round); N not multiples of a block's rows.
-        let cases: [(usize, [usize; 3], usize, &[usize]); 5] = [
+        // normed block path with a partial last vector round), 11008 long (M = 1 splits K until
+        // a lane loads its slice in one batch; the norm too wide to fold: the unfused body);
+        // N not multiples of a block's rows.
+        let cases: [(usize, [usize; 3], usize, &[usize]); 6] = [
             (33, [37, 5, 1], 19, &[1, 3]),
             (100, [70, 33, 9], 41, &[2, 8]),
             (2048, [1000, 37, 250], 333, &[1, 2, 3, 4, 5, 6, 7, 8]),
             (2056, [129, 65, 3], 77, &[1, 4]),
             (1536, [96, 32, 32], 2051, &[1, 2]),
+            (11008, [300, 17, 5], 40, &[1, 2]),
         ];
         for (k, ns, gn, ms) in cases {
             let norm_w = c.rand(&[k], 1.0);
@@ -92,22 +100,27 @@ fn gemv_prefetch_parity() {
                 want.push(ng);
                 assert_eq!(want.len(), NAMES.len() + 1);
 
-                c.gpu.set_gemv_splits(0);
-                c.gpu.set_gemv_prefetch(0);
-                let base = run_all(&c, &x.0, &res.0, &norm_w.0, &ws, &bias.0, &gate.0, &up.0);
-                let base_cpu: Vec<CpuTensor> = base.iter().map(|t| as_cpu(&c, t)).collect();
-                // Every mode at the chosen split, every split with both prefetches.
-                let variants = [(0u32, 1u32), (0, 2), (0, 3), (1, 3), (2, 3), (4, 3), (8, 3), (8, 1)];
-                for (ks, pf) in variants {
+                let inputs = Inputs { x: &x.0, res: &res.0, norm_w: &norm_w.0, ws: &ws, bias: &bias.0, gate: &gate.0, up: &up.0 };
+                let label = |ks: u32, pf: u32| format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} pf{pf}");
+                // Every K split (0 = chosen) with every prefetch mode: against the CPU, and
+                // against mode 0 of the same split (the same sums in the same order).
+                for ks in [0u32, 1, 2, 4, 8] {
                     c.gpu.set_gemv_splits(ks);
-                    c.gpu.set_gemv_prefetch(pf);
-                    let got = run_all(&c, &x.0, &res.0, &norm_w.0, &ws, &bias.0, &gate.0, &up.0);
-                    assert_eq!(got.len(), want.len());
-                    for (i, g) in got.iter().enumerate() {
-                        let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
-                        let label = format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} pf{pf}");
-                        c.check(name, &label, g, &want[i]);
-                        c.check_tol(&format!("{name}.vs_pf0"), &label, g, &base_cpu[i], 1e-9);
+                    c.gpu.set_gemv_prefetch(0);
+                    let base = run_all(&c, &inputs);
+                    let base_cpu: Vec<CpuTensor> = base.iter().map(|t| as_cpu(&c, t)).collect();
+                    for (i, g) in base.iter().enumerate() {
+                        c.check(NAMES.get(i).copied().unwrap_or("norm_gated_matmul"), &label(ks, 0), g, &want[i]);
+                    }
+                    for pf in 1..4u32 {
+                        c.gpu.set_gemv_prefetch(pf);
+                        let got = run_all(&c, &inputs);
+                        assert_eq!(got.len(), want.len());
+                        for (i, g) in got.iter().enumerate() {
+                            let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
+                            c.check(name, &label(ks, pf), g, &want[i]);
+                            c.check_tol(&format!("{name}.vs_pf0"), &label(ks, pf), g, &base_cpu[i], 1e-9);
+                        }
                     }
                 }
             }

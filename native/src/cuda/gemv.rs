@@ -6,17 +6,19 @@
 //! ```text
 //! kernel gemv{_gated}_m{MM}_<dtype>, MM = the smallest of 1/2/4/8 >= M
 //! block  = 8 warps in groups of ks (K splits); a group owns R rows (PLAIN_ROWS / GATED_ROWS)
-//! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row
+//! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row;
+//!          plain M = 1: then doubled while a lane needs > 1 batch of 8 loads (long K)
 //! grid   = Σ_j ceil(N_j / (8/ks · R)) blocks, matrix j after matrix j-1 (<= 4 per launch)
 //! ```
 //! `norm_matmul_many` / `norm_gated_matmul` (`TESSERA_CUDA_FUSE_NORM`, on by default) run
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
-//! L2 prefetch (`TESSERA_GEMV_PF`, [`GEMV_PF_DEFAULT`]): each block hands whole W slabs to the
-//! SM's TMA unit (kernels/gemv.cu): bit 0 its own rows as it starts (normed kernels: before
-//! the prologue), bit 1 the rows of block b + ahead, ahead = the blocks resident at once
-//! (occupancy × SMs; the persistent grid for normed launches), i.e. the block that follows.
+//! L2 prefetch (`TESSERA_GEMV_PF`, opt-in, [`GEMV_PF_DEFAULT`]): each block hands whole W
+//! slabs to the SM's TMA unit (kernels/gemv.cu): bit 0 its own rows as it starts (normed
+//! kernels: before the prologue), bit 1 the rows of block b + ahead, ahead = the blocks
+//! resident at once (occupancy × SMs; the persistent grid for normed launches), i.e. the
+//! block that follows on the SM.
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
 //! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
 //! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
@@ -38,6 +40,9 @@ use super::{shape_err, CudaBackend, CudaTensor};
 const PLAIN_ROWS: [(usize, usize); 4] = [(1, 1), (2, 2), (4, 2), (8, 4)];
 const GATED_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 1), (8, 2)];
 const WARPS: usize = 8;
+/// 16-byte chunks of its row a lane of the plain M = 1 kernel loads at once (`U` of
+/// `gemv_dot` in kernels/gemv.cu for one x row and R = 1).
+const M1_BATCH: usize = 8;
 /// Matrices one plain launch takes.
 const MAX_MATS: usize = 4;
 /// The largest M the kernels take.
@@ -50,8 +55,10 @@ const DEFAULT_MAX_M_SINGLE: usize = 2;
 const DEFAULT_MAX_M_WIDE: usize = 1;
 const DEFAULT_MAX_M_FUSED: usize = 4;
 const WIDE_N: usize = 32768;
-/// L2 prefetch of W slabs by default (bit 0 own rows, bit 1 the following block's rows).
-pub(crate) const GEMV_PF_DEFAULT: u32 = 1;
+/// L2 prefetch of W slabs by default (bit 0 own rows, bit 1 the following block's rows): off,
+/// measured slower in every mode (H100, SmolLM3-3B decode at M = 1: products 1-15 % slower,
+/// single stream 301 -> 277-282 tok/s own, 264-266 both; BENCHMARKS.md).
+pub(crate) const GEMV_PF_DEFAULT: u32 = 0;
 /// `gemv_max_m` value meaning "the defaults above".
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
@@ -133,8 +140,14 @@ impl CudaBackend {
 
     /// K splits: forced, or doubled while the grid has fewer than 2 blocks per SM and each
     /// lane keeps at least 4 16-byte chunks of a row (measured: o_proj 256 -> 512 blocks
-    /// gains 13%, down_proj 256 -> 512 gains 19%; q/k/v's 384 blocks lose 12% at ks 2).
-    fn gemv_splits(&self, chunks: usize, blocks: impl Fn(usize) -> usize) -> usize {
+    /// gains 13%, down_proj 256 -> 512 gains 19%; q/k/v's 384 blocks lose 12% at ks 2);
+    /// then, with `batch` (the chunks a lane loads at once: plain M = 1 launches), doubled
+    /// while a lane would still need more than one batch of loads for its slice of a row, so
+    /// each warp issues its whole slice at once instead of waiting out one load round trip a
+    /// batch (measured on down_proj, K = 11008, 2048 rows: ks 8 against the 2 above, 18.8 vs
+    /// 21.0 µs on an H100, 15.1 vs 16.0 on an H200; o_proj, q/k/v and lm_head, one batch a
+    /// lane already, keep their splits).
+    fn gemv_splits(&self, chunks: usize, batch: Option<usize>, blocks: impl Fn(usize) -> usize) -> usize {
         let forced = self.gemv_splits.load(Ordering::Relaxed) as usize;
         if matches!(forced, 1 | 2 | 4 | 8) {
             return forced;
@@ -143,6 +156,11 @@ impl CudaBackend {
         let mut ks = 1;
         while ks < WARPS && blocks(ks) < 2 * sms && chunks / (2 * ks) >= 4 * 32 {
             ks *= 2;
+        }
+        if let Some(batch) = batch {
+            while ks < WARPS && chunks > 32 * ks * batch {
+                ks *= 2;
+            }
         }
         ks
     }
@@ -187,7 +205,8 @@ impl CudaBackend {
         for group in live.chunks(MAX_MATS) {
             let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
-            let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
+            let batch = (mm == 1).then_some(M1_BATCH);
+            let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
             let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let pf = self.gemv_pf(op, &f, norm.is_some().then_some(grid))?;
@@ -254,7 +273,7 @@ impl CudaBackend {
         let ve = vec_elems(dt);
         let vec_ok = k.is_multiple_of(ve) && [x.ptr, gate.w.ptr, up.w.ptr].iter().all(|p| p.is_multiple_of(16));
         let per_block = |ks: usize| (WARPS / ks) * r;
-        let ks = self.gemv_splits(k / ve, |ks| n.div_ceil(per_block(ks)));
+        let ks = self.gemv_splits(k / ve, None, |ks| n.div_ceil(per_block(ks)));
         let code = match act {
             Activation::Silu => 0u32,
             Activation::GeluTanh => 1,

@@ -145,7 +145,7 @@ impl CudaBackend {
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
     /// waves or more, see [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
-    /// splits (1, 2, 4 or 8), `TESSERA_GEMV_PF=0..3` their L2 prefetch of W (bit 0: a block's
+    /// splits (1, 2, 4 or 8), `TESSERA_GEMV_PF=0..3` their L2 prefetch of W (default 0, off; bit 0: a block's
     /// own rows, bit 1: the rows of the block after it; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
