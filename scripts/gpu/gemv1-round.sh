@@ -4,7 +4,8 @@
 # bin/tessera-base (main, xz'd is fine), bin/cuda_gemv1, bin/cuda_ops, bin/cuda_fused, the
 # fixtures and smollm3-3b/config.json (scripts/build-gpu-bundle.sh), then
 #   run(command="bash .gpu-B/gemv1-round.sh", carry=[".gpu-B"])
-# Steps, most telling first, cut at G1_BUDGET seconds (default 500); G1_STEPS picks them:
+# Steps, most telling first, cut at G1_BUDGET seconds (default 500); G1_STEPS picks them
+# (lat_pfN / ncu_pfN: this build with TESSERA_GEMV_PF=N, lat_pfNb a second run):
 # parity (cuda_gemv1), the M = 1 product bench per prefetch mode / K split, bench latency
 # 1 x (128 / 256) base vs new per mode (interleaved), ncu per-product node durations, batch-4
 # latency, and the cuda_ops GEMV / cuda_fused suites. A summary is printed last.
@@ -39,28 +40,30 @@ step() {
 lat() { # name batch env... binary
     local name=$1 bs=$2
     shift 2
-    step "lat_$name" 60 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
+    step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
 }
-prof() { # name env... binary: ncu node durations of the GEMV kernels of a short run
-    local name=$1
-    shift
+prof() { # name binary env...: ncu node durations of the GEMV kernels of a short run
+    local name=$1 bin=$2
+    shift 2
     step "ncu_$name" 90 env "$@" ncu --graph-profiling node -k regex:gemv --metrics gpu__time_duration.sum --clock-control none \
         --cache-control none --csv --print-units base --log-file "$L/ncu_$name.csv" \
-        bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0
+        "$bin" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0
     python3 "$B/ncu_gemv.py" "$L/ncu_$name.csv" 36 > "$L/ncu_$name.txt" 2>&1
 }
 N="$B/bin/tessera" O="$B/bin/tessera-base"
-for s in ${G1_STEPS:-parity bench lat_base lat_pf1 lat_pf3 lat_pf0 lat_pf2 lat_base2 lat_pf1b lat_pf3b ncu_base ncu_pf1 ncu_pf3 ncu_pf0 lat4_base lat4_new fused ops}; do
+for s in ${G1_STEPS:-parity bench lat_base lat_new lat_base2 lat_new2 ncu_base ncu_new lat4_base lat4_new lat_pf1 fused ops}; do
     case $s in
         parity) step parity 150 "$B/bin/cuda_gemv1" gemv_prefetch_parity --nocapture ;;
         bench) step bench 120 "$B/bin/cuda_gemv1" gemv1_bench --ignored --nocapture ;;
         lat_base | lat_base2) lat "${s#lat_}" 1 "$O" ;;
+        lat_new | lat_new2) lat "${s#lat_}" 1 "$N" ;;
         lat_pf?) lat "${s#lat_}" 1 TESSERA_GEMV_PF="${s#lat_pf}" "$N" ;;
         lat_pf?b) v=${s#lat_pf}; lat "${s#lat_}" 1 TESSERA_GEMV_PF="${v%b}" "$N" ;;
         lat4_base) lat 4_base 4 "$O" ;;
         lat4_new) lat 4_new 4 "$N" ;;
         ncu_base) prof base "$O" ;;
-        ncu_pf?) prof "${s#ncu_}" TESSERA_GEMV_PF="${s#ncu_pf}" "$N" ;;
+        ncu_new) prof new "$N" ;;
+        ncu_pf?) prof "${s#ncu_}" "$N" TESSERA_GEMV_PF="${s#ncu_pf}" ;;
         fused) step fused 120 "$B/bin/cuda_fused" norm_matmul_fused --nocapture ;;
         ops) step ops 150 "$B/bin/cuda_ops" gemv_shapes gemv_fused_ops --test-threads=2 --nocapture ;;
         *) echo "unknown step $s" ;;

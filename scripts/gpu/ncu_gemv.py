@@ -1,5 +1,5 @@
 """Per-product durations of the small-M GEMV nodes of the last decode step, from an ncu CSV
-of a run profiled with `-k regex:gemv` (`ncu --graph-profiling node --metrics
+of a run (`-k regex:gemv` profiles only those) (`ncu --graph-profiling node --metrics
 gpu__time_duration.sum --csv --print-units base --log-file X`): the last 4 · LAYERS + 1 GEMV
 nodes are the step's q/k/v, o, gate/up, down per layer and the lm_head; prints each
 product's mean µs and GB/s (bf16 weights of the SmolLM3-3B shapes by default).
@@ -21,7 +21,9 @@ for r in csv.DictReader(lines):
     unit = (r.get("Metric Unit") or "").strip().lower()
     v = float(r["Metric Value"].replace(",", ""))
     us = v * {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3}.get(unit, 1e-3)
-    rows.append((r["Kernel Name"].split("(")[0], r.get("Grid Size", ""), us))
+    name = r["Kernel Name"].split("(")[0]
+    if name.startswith("gemv"):
+        rows.append((name, r.get("Grid Size", ""), us))
 need = 4 * layers + 1
 if len(rows) < need:
     sys.exit(f"{len(rows)} GEMV nodes, need {need}")
