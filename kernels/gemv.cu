@@ -29,15 +29,14 @@
 //! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
 //! of work), so the prologue runs once per resident block, not once per row group.
 //!
-//! L2 prefetch (`pf` = ahead << 1 | own, 0 = none; whole 16-byte vectors only): a block's
-//! rows are one contiguous slab of W (gated: one of gate, one of up), so warp 0 hands the
-//! slab to the SM's TMA unit (`cp.async.bulk.prefetch.L2`, 8 KiB a lane, no registers, no
-//! wait): `own` = this block's slab as it starts (a normed kernel: before its prologue, so
-//! the bytes stream while the block normalizes x), `ahead` = the slab of block blk + ahead
-//! (host: the blocks resident at once, or the persistent grid), i.e. roughly the block that
-//! will follow this one on the SM. The lanes' loads then hit in L2; bytes in flight no longer
-//! hang on the registers of the resident warps. Opt-in (`TESSERA_GEMV_PF`): measured slower
-//! than the loads alone in every mode (native/src/cuda/gemv.rs).
+//! Early W (`early`, normed kernels, `TESSERA_GEMV_EARLY_W`, on by default): the W rows a
+//! block streams do not depend on x, so each resident block first hands its first block's
+//! first batch of W loads to `cp.async` (into a stage in dynamic shared memory after x, when
+//! the launch gave room: `gemv_early_stage`; no registers held), runs the prologue while those
+//! bytes are in flight, then waits and reads them back; the FMAs run in the same order, so the
+//! results are the same bits either way. With `early` = 0 the prologue runs first (the block
+//! then loads W), as before. M = 1 normed kernels are built for 4 blocks an SM (<= 64
+//! registers, as without the stage).
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
@@ -57,30 +56,8 @@ template <bool XS> __device__ __forceinline__ uint4 ld_x(const void* p) {
     else return __ldg(reinterpret_cast<const uint4*>(p));
 }
 
-/// Bytes of W one lane hands to the TMA unit per prefetch instruction.
-#define GEMV_PF_PIECE 8192u
-
-/// Starts pulling `bytes` at `p` into L2 (16-byte aligned, a multiple of 16; no wait).
-__device__ __forceinline__ void gemv_prefetch_span(const char* p, u32 bytes) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#else
-    for (u32 o = 0; o < bytes; o += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
-#endif
-}
-
-/// Warp 0 prefetches rows [row0, min(row0 + rows, n)) of `w` [n, k] (one contiguous slab).
-template <typename T>
-__device__ __forceinline__ void gemv_prefetch_rows(const T* w, u32 row0, u32 rows, u32 n, u32 k) {
-    if (threadIdx.x >= 32 || w == nullptr || row0 >= n) return;
-    const u32 end = min(row0 + rows, n);
-    const u64 bytes = (u64)(end - row0) * k * sizeof(T);
-    const char* p = reinterpret_cast<const char*>(w + (u64)row0 * k);
-    for (u64 off = (u64)threadIdx.x * GEMV_PF_PIECE; off < bytes; off += 32ull * GEMV_PF_PIECE)
-        gemv_prefetch_span(p + off, (u32)min((u64)GEMV_PF_PIECE, bytes - off));
-}
-
-/// Up to 4 matrices sharing x (plain kernels): matrix j owns blocks [f[j], f[j + 1]).
+/// Up to 4 matrices sharing x (plain kernels): matrix j owns blocks [f[j], f[j + 1]); one
+/// struct instead of 20 arguments threaded through every helper.
 template <typename T> struct GemvMats {
     const T* w[4];
     const float* b[4];
@@ -99,29 +76,13 @@ template <typename T> struct GemvMat {
     u32 first;
 };
 
+/// The matrix block `blk` works on.
 template <typename T> __device__ __forceinline__ GemvMat<T> gemv_pick(const GemvMats<T>& ms, u32 blk) {
     GemvMat<T> r{ms.w[0], ms.b[0], ms.o[0], ms.n[0], 0};
     if (ms.count > 1 && blk >= ms.f[1]) r = GemvMat<T>{ms.w[1], ms.b[1], ms.o[1], ms.n[1], ms.f[1]};
     if (ms.count > 2 && blk >= ms.f[2]) r = GemvMat<T>{ms.w[2], ms.b[2], ms.o[2], ms.n[2], ms.f[2]};
     if (ms.count > 3 && blk >= ms.f[3]) r = GemvMat<T>{ms.w[3], ms.b[3], ms.o[3], ms.n[3], ms.f[3]};
     return r;
-}
-
-/// Prefetches the W slab of plain block `blk` (< nblocks) of `groups * R` rows.
-template <typename T>
-__device__ __forceinline__ void gemv_prefetch_plain(const GemvMats<T>& ms, u32 blk, u32 nblocks, u32 rows, u32 k) {
-    if (blk >= nblocks) return;
-    const GemvMat<T> mt = gemv_pick(ms, blk);
-    gemv_prefetch_rows(mt.w, (blk - mt.first) * rows, rows, mt.n, k);
-}
-
-/// Prefetches the gate and up slabs of gated block `blk` (< nblocks).
-template <typename T>
-__device__ __forceinline__ void gemv_prefetch_gated(const T* gate, const T* up, u32 blk, u32 nblocks, u32 rows, u32 n,
-                                                    u32 k) {
-    if (blk >= nblocks) return;
-    gemv_prefetch_rows(gate, blk * rows, rows, n, k);
-    gemv_prefetch_rows(up, blk * rows, rows, n, k);
 }
 
 /// The Vec16<T>::N values of a 16-byte register vector, widened to f32.
@@ -131,18 +92,74 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& raw, fl
     for (int i = 0; i < Vec16<T>::N; ++i) out[i] = to_f32(e[i]);
 }
 
+/// Loads per lane of `gemv_dot`: U chunks of every W row, and (MM > 1) of every x row, <= 16.
+/// With one x row, x is loaded next to its use (fewer registers, more resident warps).
+template <int MM, int RR> struct GemvBatch {
+    static constexpr bool XPRE = MM > 1;
+    static constexpr int LOADS = RR + (XPRE ? MM : 0);
+    static constexpr int U = !XPRE ? (8 / RR > 0 ? 8 / RR : 1)
+                                   : ((16 / LOADS) >= 8 ? 8 : ((16 / LOADS) >= 4 ? 4 : ((16 / LOADS) >= 2 ? 2 : 1)));
+    /// 16-byte vectors of an early W batch's stage (`gemv_dot`): the first batch of every
+    /// thread (native/src/cuda/gemv.rs `stage_bytes` mirrors it).
+    static constexpr u32 STAGE = U * RR * GEMV_THREADS;
+};
+
+/// The W chunks c + u·step (u < U) of the RR rows `w` into wv (zeros past the row or for a
+/// null row).
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_load_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, uint4 (&wv)[U][RR]) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            wv[u][r] = (cc < chunks && w[r] != nullptr) ? ld_stream(w[r] + (u64)cc * V) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+/// `gemv_load_w`'s chunks as `cp.async` copies into this thread's slots of `stage`
+/// (`[U][RR][GEMV_THREADS]` vectors: no registers held while they are in flight).
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_stage_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, uint4* stage) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            if (cc < chunks && w[r] != nullptr)
+                cp_async16(stage + (u * RR + r) * GEMV_THREADS + threadIdx.x, w[r] + (u64)cc * V, true);
+    }
+    cp_async_commit();
+}
+
+/// Waits for `gemv_stage_w`'s copies, then reads them as `gemv_load_w` would have loaded them.
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_unstage_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, const uint4* stage,
+                                               uint4 (&wv)[U][RR]) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            wv[u][r] = (cc < chunks && w[r] != nullptr) ? stage[(u * RR + r) * GEMV_THREADS + threadIdx.x] : make_uint4(0, 0, 0, 0);
+    }
+}
+
 /// This warp's partial dot products of x rows [0, m) with the RR rows `w` (nullptr = a row
 /// past N: contributes zeros) over its K slice, into acc (reduced over the warp on return).
-template <typename T, int MM, int RR, bool XS>
+/// `before()` runs once before x is read (the normed kernels' prologue, which writes x; a no-op
+/// otherwise); with a `stage` (GemvBatch::STAGE vectors of shared memory), after this lane's
+/// first batch of W is already on its way there (`gemv_stage_w`). The FMAs run in the same
+/// order either way.
+template <typename T, int MM, int RR, bool XS, typename Before>
 __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, const T* const (&w)[RR],
-                                         u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR]) {
+                                         u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR], uint4* stage, Before&& before) {
     constexpr int V = Vec16<T>::N;
-    // Loads in flight per lane: U chunks of every W row, and (MM > 1) of every x row, <= 16.
-    // With one x row, x is loaded next to its use (fewer registers, more resident warps).
-    constexpr bool XPRE = MM > 1;
-    constexpr int LOADS = RR + (XPRE ? MM : 0);
-    constexpr int U = !XPRE ? (8 / RR > 0 ? 8 / RR : 1)
-                            : ((16 / LOADS) >= 8 ? 8 : ((16 / LOADS) >= 4 ? 4 : ((16 / LOADS) >= 2 ? 2 : 1)));
+    constexpr bool XPRE = GemvBatch<MM, RR>::XPRE;
+    constexpr int U = GemvBatch<MM, RR>::U;
 #pragma unroll
     for (int mi = 0; mi < MM; ++mi)
 #pragma unroll
@@ -150,20 +167,8 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
     const u32 step = ks * 32;
     if (vec_ok) {
         const u32 chunks = k / V;
-        for (u32 c = slice * 32 + lane; c < chunks; c += U * step) {
-            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const u32 cc = c + u * step;
-#pragma unroll
-                for (int r = 0; r < RR; ++r)
-                    wv[u][r] = (cc < chunks && w[r] != nullptr) ? ld_stream(w[r] + (u64)cc * V) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-                for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
-                    xv[u][mi] = (cc < chunks && mi < (int)m)
-                                    ? ld_x<XS>(x + (u64)mi * k + (u64)cc * V)
-                                    : make_uint4(0, 0, 0, 0);
-            }
+        // The FMAs of the batch at chunk c: wv (and for MM > 1 xv) loaded.
+        auto fma_batch = [&](u32 c, const uint4 (&wv)[U][RR], const uint4 (&xv)[U][XPRE ? MM : 1]) {
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const u32 cc = c + u * step;
@@ -185,8 +190,39 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
                     }
                 }
             }
+        };
+        auto load_x = [&](u32 c, uint4 (&xv)[U][XPRE ? MM : 1]) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const u32 cc = c + u * step;
+#pragma unroll
+                for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
+                    xv[u][mi] = (cc < chunks && mi < (int)m) ? ld_x<XS>(x + (u64)mi * k + (u64)cc * V) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        u32 c = slice * 32 + lane;
+        if (stage != nullptr) {
+            // The first batch through shared memory, copied while before() runs.
+            gemv_stage_w<T, U, RR>(w, c, step, chunks, stage);
+            before();
+            if (c < chunks) {
+                uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
+                gemv_unstage_w<T, U, RR>(w, c, step, chunks, stage, wv);
+                load_x(c, xv);
+                fma_batch(c, wv, xv);
+            }
+            c += U * step;
+        } else {
+            before();
+        }
+        for (; c < chunks; c += U * step) {
+            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
+            gemv_load_w<T, U, RR>(w, c, step, chunks, wv);
+            load_x(c, xv);
+            fma_batch(c, wv, xv);
         }
     } else {
+        before();
         for (u32 i = slice * 32 + lane; i < k; i += step) {
             float wf[RR];
 #pragma unroll
@@ -207,6 +243,11 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
         for (int r = 0; r < RR; ++r) acc[mi][r] = warp_sum(acc[mi][r]);
 }
 
+/// No prologue (`gemv_dot`'s `before` of the plain kernels and of a normed block's later rows).
+struct GemvNoop {
+    __device__ __forceinline__ void operator()() const {}
+};
+
 /// Writes each warp's sums to `red[warp][mi * RR + r]`, then waits for the block.
 template <int MM, int RR>
 __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM * RR], u32 warp, u32 lane) {
@@ -219,17 +260,13 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
     __syncthreads();
 }
 
-/// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `pf`:
-/// the L2 prefetch (module docs), `nblocks` the launch's blocks of work.
-template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_plain(u32 blk, u32 nblocks, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
-                                           u32 pf, const GemvMats<T>& ms) {
+/// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `stage`,
+/// `before`: see `gemv_dot`.
+template <typename T, int MM, int R, bool XS, typename Before>
+__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
+                                           const GemvMats<T>& ms, uint4* stage, Before&& before) {
     __shared__ float red[GEMV_WARPS][MM * R];
     const u32 groups = GEMV_WARPS / ks;
-    if (vec_ok && pf != 0) {
-        if (pf & 1u) gemv_prefetch_plain(ms, blk, nblocks, groups * R, k);
-        if (pf >> 1) gemv_prefetch_plain(ms, blk + (pf >> 1), nblocks, groups * R, k);
-    }
     // This block's matrix.
     const GemvMat<T> mt = gemv_pick(ms, blk);
     const T* w = mt.w;
@@ -246,7 +283,7 @@ __device__ __forceinline__ void gemv_plain(u32 blk, u32 nblocks, const T* __rest
         rows[r] = row < n ? w + (u64)row * k : nullptr;
     }
     float acc[MM][R];
-    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, R>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -259,18 +296,15 @@ __device__ __forceinline__ void gemv_plain(u32 blk, u32 nblocks, const T* __rest
     }
 }
 
-/// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first.
-template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_gated(u32 blk, u32 nblocks, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
-                                           u32 pf, u32 act, const T* gate, const float* bg, const T* up, const float* bu,
-                                           T* out, u32 n) {
+/// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first; `stage`,
+/// `before`: see `gemv_dot`.
+template <typename T, int MM, int R, bool XS, typename Before>
+__device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
+                                           const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n,
+                                           uint4* stage, Before&& before) {
     constexpr int RR = 2 * R;
     __shared__ float red[GEMV_WARPS][MM * RR];
     const u32 groups = GEMV_WARPS / ks;
-    if (vec_ok && pf != 0) {
-        if (pf & 1u) gemv_prefetch_gated(gate, up, blk, nblocks, groups * R, n, k);
-        if (pf >> 1) gemv_prefetch_gated(gate, up, blk + (pf >> 1), nblocks, groups * R, n, k);
-    }
     const u32 row0 = blk * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
@@ -282,7 +316,7 @@ __device__ __forceinline__ void gemv_gated(u32 blk, u32 nblocks, const T* __rest
         rows[R + r] = row < n ? up + (u64)row * k : nullptr;
     }
     float acc[MM][RR];
-    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, RR>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -322,6 +356,7 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     // into xs (and sum_out), sum of squares in rms_norm.cu's order.
     auto pass1 = [&](u32 mi, u32 first, u32 step) {
         float acc = 0.0f;
+#pragma unroll 1
         for (u32 i = first * N; i < k; i += step * N) {
             const u64 at = (u64)mi * k + i;
             float v[N];
@@ -354,6 +389,7 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     // Pass 2, in place: h = s * inv_rms * (offset + w), rounded to T.
     for (u32 mi = 0; mi < m; ++mi) {
         const float inv = inv_rms[mi];
+#pragma unroll 1
         for (u32 i = i0; i < k; i += blockDim.x * N) {
             float v[N];
             load_vec(xs + (u64)mi * k + i, v);
@@ -371,47 +407,90 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
 #define GEMV_MATS(T)                                                                                               \
     const GemvMats<T> ms{{w0, w1, w2, w3}, {b0, b1, b2, b3}, {o0, o1, o2, o3}, {n0, n1, n2, n3}, {0, f1, f2, f3}, nmats}
 
+/// Bytes of dynamic shared memory this launch has.
+__device__ __forceinline__ u32 gemv_dynamic_smem() {
+    u32 r;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+    return r;
+}
+
+/// The normed kernels' early W stage (module docs): in dynamic shared memory after x (m·k of
+/// T, rounded up to 16 bytes), when `early` and the launch has the room; else null.
+template <typename T, int MM, int RR>
+__device__ __forceinline__ uint4* gemv_early_stage(unsigned char* smem, u32 early, u32 m, u32 k) {
+    const u32 at = (m * k * (u32)sizeof(T) + 15u) & ~15u;
+    const bool room = at + GemvBatch<MM, RR>::STAGE * 16u <= gemv_dynamic_smem();
+    return early && room ? reinterpret_cast<uint4*>(smem + at) : nullptr;
+}
+
+/// The normed plain kernels: `gemv_norm_prologue` once per resident block (with `early`, while
+/// its first block's first W batch is on its way to shared memory; module docs), then its
+/// blocks of work.
+template <typename T, int MM, int R>
+__device__ __forceinline__ void gemv_norm_plain(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum_out,
+                                                const float* __restrict__ nw, float eps, float offset, u32 nblocks, u32 m,
+                                                u32 k, u32 vec_ok, u32 ks, u32 early, const GemvMats<T>& ms,
+                                                unsigned char* smem) {
+    T* xs = reinterpret_cast<T*>(smem);
+    uint4* stage = gemv_early_stage<T, MM, R>(smem, early, m, k);
+    for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
+        const bool first = blk == blockIdx.x;
+        gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
+            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        });
+        __syncthreads();
+    }
+}
+
+/// The normed gated kernels, as `gemv_norm_plain`.
+template <typename T, int MM, int R>
+__device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum_out,
+                                                const float* __restrict__ nw, float eps, float offset, u32 nblocks, u32 m,
+                                                u32 k, u32 vec_ok, u32 ks, u32 early, u32 act, const T* gate,
+                                                const float* bg, const T* up, const float* bu, T* out, u32 n,
+                                                unsigned char* smem) {
+    T* xs = reinterpret_cast<T*>(smem);
+    uint4* stage = gemv_early_stage<T, MM, 2 * R>(smem, early, m, k);
+    for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
+        const bool first = blk == blockIdx.x;
+        gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, first ? stage : nullptr, [&] {
+            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        });
+        __syncthreads();
+    }
+}
+
+/// Blocks an SM the normed kernels are built for: M = 1 keeps the 4 (<= 64 registers) it had
+/// before the early W stage (whose pointer and flag stay live over the prologue).
+#define GEMV_NORM_MIN_BLOCKS(MM) ((MM) == 1 ? 4 : 1)
+
 #define GEMV_PLAIN(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1)                                                  \
-        gemv_m##MM##_##S(const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 pf, GEMV_MATS_PARAMS(T)) {             \
+        gemv_m##MM##_##S(const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, GEMV_MATS_PARAMS(T)) {                      \
         GEMV_MATS(T);                                                                                              \
-        gemv_plain<T, MM, R, false>(blockIdx.x, gridDim.x, x, m, k, vec_ok, ks, pf, ms);                           \
+        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, ms, nullptr, GemvNoop{});                              \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_norm_m##MM##_##S(                             \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_norm_m##MM##_##S(      \
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok, u32 ks, u32 pf, GEMV_MATS_PARAMS(T)) {                                                         \
+        u32 vec_ok, u32 ks, u32 early, GEMV_MATS_PARAMS(T)) {                                                      \
         GEMV_MATS(T);                                                                                              \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
-        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
-        /* The first block's W streams into L2 while the prologue normalizes x. */                                 \
-        if (vec_ok && (pf & 1u)) gemv_prefetch_plain(ms, blockIdx.x, nblocks, (GEMV_WARPS / ks) * R, k);           \
-        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            const u32 p = blk == blockIdx.x ? (pf & ~1u) : pf;                                                     \
-            gemv_plain<T, MM, R, true>(blk, nblocks, xs, m, k, vec_ok, ks, p, ms);                                 \
-            __syncthreads();                                                                                       \
-        }                                                                                                          \
+        gemv_norm_plain<T, MM, R>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, ms, gemv_xs); \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
-        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 pf, u32 act, const T* gate, const float* bg, const T* up, \
+        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R, false>(blockIdx.x, gridDim.x, x, m, k, vec_ok, ks, pf, act, gate, bg, up, bu, out, n); \
+        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, nullptr, GemvNoop{}); \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_norm_m##MM##_##S(                       \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_gated_norm_m##MM##_##S(\
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok, u32 ks, u32 pf, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, \
-        u32 n) {                                                                                                   \
+        u32 vec_ok, u32 ks, u32 early, u32 act, const T* gate, const float* bg, const T* up, const float* bu,      \
+        T* out, u32 n) {                                                                                           \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
-        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
-        if (vec_ok && (pf & 1u)) gemv_prefetch_gated(gate, up, blockIdx.x, nblocks, (GEMV_WARPS / ks) * R, n, k);  \
-        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            const u32 p = blk == blockIdx.x ? (pf & ~1u) : pf;                                                     \
-            gemv_gated<T, MM, R, true>(blk, nblocks, xs, m, k, vec_ok, ks, p, act, gate, bg, up, bu, out, n);      \
-            __syncthreads();                                                                                       \
-        }                                                                                                          \
+        gemv_norm_gated<T, MM, R>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, act, gate,   \
+                                  bg, up, bu, out, n, gemv_xs);                                                    \
     }
 
 // (MM, R): keep in sync with PLAIN_ROWS / GATED_ROWS in native/src/cuda/gemv.rs.

@@ -1,17 +1,20 @@
-//! The small-M GEMV kernels' L2 prefetch of W (`TESSERA_GEMV_PF`, kernels/gemv.cu): every
-//! mode (off, own rows, the following block's rows, both) against the CPU backend and against
-//! mode 0 of the same kernel, on fresh random inputs (seed printed; `TESSERA_SEED` replays),
-//! outputs poisoned before every launch: `matmul`, `matmul_many` (3 matrices), `gated_matmul`,
-//! and the normed `norm_matmul_many` / `norm_gated_matmul`, M 1..8 on the GEMV kernels, K odd /
-//! not whole 16-byte vectors (no prefetch: the scalar loop) / whole, N not a multiple of the
-//! rows a block owns, every forced K split and the chosen one (for M = 1 and long K: one load
-//! batch a lane), f32/f16/bf16. Prefetch changes no arithmetic, so against mode 0 of the same
-//! K split the tolerance is 1e-9 (identical); against the CPU the usual 1e-5 / 1e-2.
+//! The small-M GEMV kernels (kernels/gemv.cu) over their launch choices: every K split
+//! (forced 1/2/4/8 and the chosen one: for M = 1 and long K, one load batch a lane) with the
+//! normed kernels' early W stage on and off (`TESSERA_GEMV_EARLY_W`), against the CPU backend
+//! and, for early W, against the same split with it off (the same sums in the same order:
+//! tolerance 1e-9, i.e. identical), on fresh random inputs (seed printed; `TESSERA_SEED`
+//! replays), outputs poisoned before every launch: `matmul`, `matmul_many` (3 matrices),
+//! `gated_matmul`, and the normed `norm_matmul_many` / `norm_gated_matmul`, M 1..8 on the GEMV
+//! kernels, K odd / not whole 16-byte vectors (the scalar loop; the norm unfused) / whole (K <=
+//! 1024: the prologue's warp-per-row path; larger: the block path; m·K too large for the stage
+//! beside x: early W falls back to off), N not a multiple of the rows a block owns,
+//! f32/f16/bf16.
 //!
 //! `gemv1_bench` (ignored; `--ignored --nocapture`): the SmolLM3-3B decode products at M = 1
 //! (q/k/v and gate/up normed with a residual, as a decode step runs them; o, down, lm_head
-//! plain), each timed inside a CUDA graph over rotating weight copies, per prefetch mode and
-//! forced K split. Runs on the GPU machine (scripts/gpu-suite.sh); without a GPU it fails.
+//! plain), each timed inside a CUDA graph over rotating weight copies, with early W on / off
+//! (normed) and per forced K split (o, down). Runs on the GPU machine (scripts/gpu-suite.sh);
+//! without a GPU it fails.
 
 #![cfg(feature = "cuda")]
 
@@ -41,7 +44,7 @@ struct Inputs<'a> {
     up: &'a CudaTensor,
 }
 
-/// Every output of one GEMV case under one prefetch mode / K split.
+/// Every output of one GEMV case under one K split / early W setting.
 fn run_all(c: &Ctx, i: &Inputs<'_>) -> Vec<CudaTensor> {
     let Inputs { x, res, norm_w, ws, bias, gate, up } = *i;
     let g = &c.gpu;
@@ -59,20 +62,22 @@ fn run_all(c: &Ctx, i: &Inputs<'_>) -> Vec<CudaTensor> {
 }
 
 #[test]
-fn gemv_prefetch_parity() {
+fn gemv_split_parity() {
     const NAMES: [&str; 9] =
         ["matmul", "matmul_many.0", "matmul_many.1", "matmul_many.2", "gated_matmul", "norm_matmul_many.0", "norm_matmul_many.1", "norm_matmul_many.2", "norm_matmul_many.sum"];
     for dtype in DTYPES {
-        let Some(mut c) = Ctx::new(dtype, "gemv_prefetch_parity") else { return };
+        let Some(mut c) = Ctx::new(dtype, "gemv_split_parity") else { return };
         c.gpu.set_gemv_max_m(Some(8));
         // (K, N of the three matrices, gate/up N, rows M): K 33 odd and 100 not whole 16-byte
-        // vectors (scalar loop, no prefetch), 2048 and 2056 whole (prefetch on; 2056 the
-        // normed block path with a partial last vector round), 11008 long (M = 1 splits K until
-        // a lane loads its slice in one batch; the norm too wide to fold: the unfused body);
-        // N not multiples of a block's rows.
-        let cases: [(usize, [usize; 3], usize, &[usize]); 6] = [
+        // vectors (scalar loop; the norm unfused), 512 whole (the prologue's warp-per-row
+        // path), 2048 and 2056 whole (the block path; 2056 with a partial last vector round;
+        // bf16 M = 8 and f32 M >= 4 leave no room for the early W stage: off), 11008 long (M = 1
+        // splits K until a lane loads its slice in one batch; the norm too wide to fold: the
+        // unfused body); N not multiples of a block's rows.
+        let cases: [(usize, [usize; 3], usize, &[usize]); 7] = [
             (33, [37, 5, 1], 19, &[1, 3]),
             (100, [70, 33, 9], 41, &[2, 8]),
+            (512, [300, 64, 7], 129, &[1, 3, 8]),
             (2048, [1000, 37, 250], 333, &[1, 2, 3, 4, 5, 6, 7, 8]),
             (2056, [129, 65, 3], 77, &[1, 4]),
             (1536, [96, 32, 32], 2051, &[1, 2]),
@@ -101,32 +106,30 @@ fn gemv_prefetch_parity() {
                 assert_eq!(want.len(), NAMES.len() + 1);
 
                 let inputs = Inputs { x: &x.0, res: &res.0, norm_w: &norm_w.0, ws: &ws, bias: &bias.0, gate: &gate.0, up: &up.0 };
-                let label = |ks: u32, pf: u32| format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} pf{pf}");
-                // Every K split (0 = chosen) with every prefetch mode: against the CPU, and
-                // against mode 0 of the same split (the same sums in the same order).
+                let label = |ks: u32, early: bool| format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} early_w{}", early as u8);
+                // Every K split (0 = chosen): early W off against the CPU; on against the CPU
+                // and against off (the same sums in the same order).
                 for ks in [0u32, 1, 2, 4, 8] {
                     c.gpu.set_gemv_splits(ks);
-                    c.gpu.set_gemv_prefetch(0);
+                    c.gpu.set_gemv_early_w(false);
                     let base = run_all(&c, &inputs);
                     let base_cpu: Vec<CpuTensor> = base.iter().map(|t| as_cpu(&c, t)).collect();
                     for (i, g) in base.iter().enumerate() {
-                        c.check(NAMES.get(i).copied().unwrap_or("norm_gated_matmul"), &label(ks, 0), g, &want[i]);
+                        c.check(NAMES.get(i).copied().unwrap_or("norm_gated_matmul"), &label(ks, false), g, &want[i]);
                     }
-                    for pf in 1..4u32 {
-                        c.gpu.set_gemv_prefetch(pf);
-                        let got = run_all(&c, &inputs);
-                        assert_eq!(got.len(), want.len());
-                        for (i, g) in got.iter().enumerate() {
-                            let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
-                            c.check(name, &label(ks, pf), g, &want[i]);
-                            c.check_tol(&format!("{name}.vs_pf0"), &label(ks, pf), g, &base_cpu[i], 1e-9);
-                        }
+                    c.gpu.set_gemv_early_w(true);
+                    let got = run_all(&c, &inputs);
+                    assert_eq!(got.len(), want.len());
+                    for (i, g) in got.iter().enumerate() {
+                        let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
+                        c.check(name, &label(ks, true), g, &want[i]);
+                        c.check_tol(&format!("{name}.vs_early_off"), &label(ks, true), g, &base_cpu[i], 1e-9);
                     }
                 }
             }
         }
         c.gpu.set_gemv_splits(0);
-        c.gpu.set_gemv_prefetch(0);
+        c.gpu.set_gemv_early_w(true);
         c.gpu.set_gemv_max_m(None);
         c.finish();
     }
@@ -174,15 +177,15 @@ fn gemv1_bench() {
         let mut nw = bf16(1, k);
         nw.shape = vec![k];
         let norm_w = be.upload(&nw).unwrap();
-        let mut variants: Vec<(u32, u32)> = (0..4).map(|pf| (0, pf)).collect();
+        // (forced K split, early W): early W on / off for the normed products; o and down
+        // also per forced split.
+        let mut variants: Vec<(u32, bool)> = if normed { vec![(0, true), (0, false)] } else { vec![(0, true)] };
         if matches!(name, "o" | "down") {
-            for ks in [1, 2, 4, 8] {
-                variants.extend([(ks, 0), (ks, 1), (ks, 3)]);
-            }
+            variants.extend([1, 2, 4, 8].map(|ks| (ks, true)));
         }
-        for (ks, pf) in variants {
+        for (ks, early) in variants {
             be.set_gemv_splits(ks);
-            be.set_gemv_prefetch(pf);
+            be.set_gemv_early_w(early);
             let run = |c: usize| -> Vec<CudaTensor> {
                 let n = || Normed { x: &x, residual: Some(&res), weight: &norm_w, eps: 1e-6, offset: 0.0 };
                 match (gated, normed) {
@@ -222,8 +225,9 @@ fn gemv1_bench() {
             times.sort_by(f64::total_cmp);
             let us = times[2] * 1e6;
             let gbs = bytes as f64 / times[2] / 1e9;
-            println!("GEMV1 {name:<13} M{m} ks{ks} pf{pf} {us:>8.2} us {gbs:>6.0} GB/s ({:.1} MB, {copies} copies)", bytes as f64 / 1e6);
+            println!("GEMV1 {name:<13} M{m} ks{ks} ew{} {us:>8.2} us {gbs:>6.0} GB/s ({:.1} MB, {copies} copies)", early as u8, bytes as f64 / 1e6);
         }
     }
     be.set_gemv_splits(0);
+    be.set_gemv_early_w(true);
 }

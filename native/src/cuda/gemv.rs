@@ -14,11 +14,10 @@
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
-//! L2 prefetch (`TESSERA_GEMV_PF`, opt-in, [`GEMV_PF_DEFAULT`]): each block hands whole W
-//! slabs to the SM's TMA unit (kernels/gemv.cu): bit 0 its own rows as it starts (normed
-//! kernels: before the prologue), bit 1 the rows of block b + ahead, ahead = the blocks
-//! resident at once (occupancy × SMs; the persistent grid for normed launches), i.e. the
-//! block that follows on the SM.
+//! Early W (`TESSERA_GEMV_EARLY_W`, on by default): a normed launch also gets room in shared
+//! memory for one batch of W loads a thread (`stage_bytes`) when x leaves it (within
+//! `NORM_SMEM`), and each block's first batch is copied there (`cp.async`) while the block
+//! normalizes x; the same sums in the same order, so the same bits as with it off.
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
 //! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
 //! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
@@ -55,10 +54,6 @@ const DEFAULT_MAX_M_SINGLE: usize = 2;
 const DEFAULT_MAX_M_WIDE: usize = 1;
 const DEFAULT_MAX_M_FUSED: usize = 4;
 const WIDE_N: usize = 32768;
-/// L2 prefetch of W slabs by default (bit 0 own rows, bit 1 the following block's rows): off,
-/// measured slower in every mode (H100, SmolLM3-3B decode at M = 1: products 1-15 % slower,
-/// single stream 301 -> 277-282 tok/s own, 264-266 both; BENCHMARKS.md).
-pub(crate) const GEMV_PF_DEFAULT: u32 = 0;
 /// `gemv_max_m` value meaning "the defaults above".
 pub(crate) const GEMV_MAX_M_DEFAULT: usize = usize::MAX;
 
@@ -69,6 +64,18 @@ const NORM_SMEM: usize = 44 * 1024;
 /// The normed kernels reproduce rms_norm.cu's sums only for rows it gives a warp or a block
 /// of 256 threads (K < 8192).
 const NORM_MAX_K: usize = 8191;
+
+/// Bytes of the early W stage of a normed launch (`GemvBatch::STAGE` in kernels/gemv.cu: one
+/// batch of `gemv_dot`'s W loads for every thread): MM rows of x, RR W rows a warp group.
+fn stage_bytes(mm: usize, rr: usize) -> usize {
+    let u = if mm == 1 {
+        (8 / rr).max(1)
+    } else {
+        let per = 16 / (rr + mm);
+        [8, 4, 2, 1].into_iter().find(|&u| per >= u).unwrap_or(1)
+    };
+    u * rr * WARPS * 32 * 16
+}
 
 /// The RMSNorm a normed GEMV launch applies to x first: residual (0 = none), where x +
 /// residual goes (0 = none), the weight as f32, eps, offset.
@@ -165,18 +172,19 @@ impl CudaBackend {
         ks
     }
 
-    /// The kernels' `pf` argument: `ahead << 1 | own` (kernels/gemv.cu), `ahead` = `grid` for a
-    /// persistent launch, else the blocks of `f` resident at once.
-    fn gemv_pf(&self, op: Op, f: &cudarc::driver::CudaFunction, persistent: Option<usize>) -> Result<u32> {
-        let mode = self.gemv_pf.load(Ordering::Relaxed);
-        if mode & 2 == 0 {
-            return Ok(mode & 1);
+    /// Dynamic shared memory of a normed launch (x's m·K, then the early W stage when on and
+    /// within `NORM_SMEM`) and its `early` argument; (0, 0) without a norm.
+    fn norm_smem(&self, norm: Option<&NormArgs>, dt: DType, (m, k): (usize, usize), mm: usize, rr: usize) -> (u32, u32) {
+        if norm.is_none() {
+            return (0, 0);
         }
-        let ahead = match persistent {
-            Some(grid) => grid,
-            None => self.resident_blocks(op, f, 0)?,
-        };
-        Ok((u32_arg(op, "GEMV prefetch distance", ahead)? << 1) | (mode & 1))
+        let xs = m * k * dt.size();
+        let staged = xs.next_multiple_of(16) + stage_bytes(mm, rr);
+        if self.gemv_early_w.load(Ordering::Relaxed) && staged <= NORM_SMEM {
+            (staged as u32, 1)
+        } else {
+            (xs as u32, 0)
+        }
     }
 
     /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
@@ -201,7 +209,7 @@ impl CudaBackend {
         let f = self.kernels.function("gemv", &format!("{kind}_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
         let chunks = k / ve;
-        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let (smem, early) = self.norm_smem(norm, dt, (m, k), mm, r);
         for group in live.chunks(MAX_MATS) {
             let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
@@ -209,7 +217,6 @@ impl CudaBackend {
             let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
             let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
-            let pf = self.gemv_pf(op, &f, norm.is_some().then_some(grid))?;
             let mut args = vec![Arg::Ptr(x.ptr)];
             if let Some(n) = norm {
                 args.extend(n.args());
@@ -220,9 +227,11 @@ impl CudaBackend {
                 Arg::U32(u32_arg(op, "K", k)?),
                 Arg::U32(vec_ok as u32),
                 Arg::U32(ks as u32),
-                Arg::U32(pf),
-                Arg::U32(group.len() as u32),
             ]);
+            if norm.is_some() {
+                args.push(Arg::U32(early));
+            }
+            args.push(Arg::U32(group.len() as u32));
             let mut first = 0usize;
             for j in 0..MAX_MATS {
                 let (w, b, o, n) = match group.get(j) {
@@ -236,7 +245,8 @@ impl CudaBackend {
                 first += n.div_ceil(per_block(ks));
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
-            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks} pf{pf}", ns.join("+"));
+            let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
+            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}{ew}", ns.join("+"));
             let cfg = cudarc::driver::LaunchConfig {
                 grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
                 block_dim: ((WARPS * 32) as u32, 1, 1),
@@ -280,9 +290,8 @@ impl CudaBackend {
             Activation::Gelu => 2,
         };
         let nblocks = n.div_ceil(per_block(ks));
-        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let (smem, early) = self.norm_smem(norm, dt, (m, k), mm, 2 * r);
         let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
-        let pf = self.gemv_pf(op, &f, norm.is_some().then_some(grid))?;
         let mut args = vec![Arg::Ptr(x.ptr)];
         if let Some(n) = norm {
             args.extend(n.args());
@@ -293,7 +302,11 @@ impl CudaBackend {
             Arg::U32(u32_arg(op, "K", k)?),
             Arg::U32(vec_ok as u32),
             Arg::U32(ks as u32),
-            Arg::U32(pf),
+        ]);
+        if norm.is_some() {
+            args.push(Arg::U32(early));
+        }
+        args.extend([
             Arg::U32(code),
             Arg::Ptr(gate.w.ptr),
             Arg::Ptr(gate.bias.as_ref().map_or(0, |b| b.ptr)),
@@ -307,7 +320,8 @@ impl CudaBackend {
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks} pf{pf}")), cfg, &args)?;
+        let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
+        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}{ew}")), cfg, &args)?;
         Ok(out)
     }
 
