@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# One device call for the single-stream GEMV work (branch cuda-gemv1: L2 prefetch of W slabs
-# in kernels/gemv.cu, `TESSERA_GEMV_PF`), from a bundle with bin/tessera (this branch),
-# bin/tessera-base (main, xz'd is fine), bin/cuda_gemv1, bin/cuda_ops, bin/cuda_fused, the
-# fixtures and smollm3-3b/config.json (scripts/build-gpu-bundle.sh), then
+# One device step for the single-stream GEMV work (branch cuda-gemv1: K splits for long K,
+# the normed kernels' early W stage `TESSERA_GEMV_EARLY_W`, kernels/gemv.cu), from the bundle
+# scripts/gpu/gemv1-bundle.sh builds (bin/tessera of this branch, bin/tessera-base = main
+# 3d73e15, bin/cuda_gemv1, bin/cuda_fused, bin/cuda_ops, xz'd binaries are fine, the fixtures
+# and smollm3-3b/config.json), then
 #   run(command="bash .gpu-B/gemv1-round.sh", carry=[".gpu-B"])
-# Steps, most telling first, cut at G1_BUDGET seconds (default 500); G1_STEPS picks them
-# (lat_pfN / ncu_pfN: this build with TESSERA_GEMV_PF=N, lat_pfNb a second run):
-# parity (cuda_gemv1), the M = 1 product bench per prefetch mode / K split, bench latency
-# 1 x (128 / 256) base vs new per mode (interleaved), ncu per-product node durations, batch-4
-# latency, and the cuda_ops GEMV / cuda_fused suites. A summary is printed last.
+# Default steps (about 100 s, cut at G1_BUDGET seconds, default 120): parity (cuda_gemv1: every
+# K split x early W on/off x M 1-8 x f32/f16/bf16 vs the CPU and on vs off; cuda_fused
+# norm_matmul_fused: fused vs unfused, bit for bit), the M = 1 product bench (early W on/off,
+# K splits), bench latency 1 x (128 / 256) of this build, of main (base) and of this build
+# with early W off (ew0). G1_STEPS picks others: lat_new2 / lat_base2 / lat_ew02 (second
+# runs), ncu_new / ncu_base / ncu_ew0 (per-product node durations), lat4_new / lat4_base
+# (batch 4), ops (cuda_ops GEMV cases). A summary is printed last.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -27,7 +30,7 @@ M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
     echo "seed $TESSERA_SEED"
 } | tee "$L/device.txt"
 : > "$L/steps.txt"
-DEADLINE=$((SECONDS + ${G1_BUDGET:-500}))
+DEADLINE=$((SECONDS + ${G1_BUDGET:-120}))
 step() {
     local name=$1 limit=$2 t0=$SECONDS
     shift 2
@@ -40,7 +43,7 @@ step() {
 lat() { # name batch env... binary
     local name=$1 bs=$2
     shift 2
-    step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
+    step "lat_$name" 60 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
 }
 prof() { # name binary env...: ncu node durations of the GEMV kernels of a short run
     local name=$1 bin=$2
@@ -51,21 +54,20 @@ prof() { # name binary env...: ncu node durations of the GEMV kernels of a short
     python3 "$B/ncu_gemv.py" "$L/ncu_$name.csv" 36 > "$L/ncu_$name.txt" 2>&1
 }
 N="$B/bin/tessera" O="$B/bin/tessera-base"
-for s in ${G1_STEPS:-parity bench lat_base lat_new lat_base2 lat_new2 ncu_base ncu_new lat4_base lat4_new lat_pf1 fused ops}; do
+for s in ${G1_STEPS:-parity fused bench lat_new lat_base lat_ew0}; do
     case $s in
-        parity) step parity 150 "$B/bin/cuda_gemv1" gemv_prefetch_parity --nocapture ;;
-        bench) step bench 120 "$B/bin/cuda_gemv1" gemv1_bench --ignored --nocapture ;;
+        parity) step parity 60 "$B/bin/cuda_gemv1" gemv_split_parity --nocapture ;;
+        bench) step bench 40 "$B/bin/cuda_gemv1" gemv1_bench --ignored --nocapture ;;
         lat_base | lat_base2) lat "${s#lat_}" 1 "$O" ;;
         lat_new | lat_new2) lat "${s#lat_}" 1 "$N" ;;
-        lat_pf?) lat "${s#lat_}" 1 TESSERA_GEMV_PF="${s#lat_pf}" "$N" ;;
-        lat_pf?b) v=${s#lat_pf}; lat "${s#lat_}" 1 TESSERA_GEMV_PF="${v%b}" "$N" ;;
+        lat_ew0 | lat_ew02) lat "${s#lat_}" 1 TESSERA_GEMV_EARLY_W=0 "$N" ;;
         lat4_base) lat 4_base 4 "$O" ;;
         lat4_new) lat 4_new 4 "$N" ;;
         ncu_base) prof base "$O" ;;
         ncu_new) prof new "$N" ;;
-        ncu_pf?) prof "${s#ncu_}" "$N" TESSERA_GEMV_PF="${s#ncu_pf}" ;;
-        fused) step fused 120 "$B/bin/cuda_fused" norm_matmul_fused --nocapture ;;
-        ops) step ops 150 "$B/bin/cuda_ops" gemv_shapes gemv_fused_ops --test-threads=2 --nocapture ;;
+        ncu_ew0) prof ew0 "$N" TESSERA_GEMV_EARLY_W=0 ;;
+        fused) step fused 60 "$B/bin/cuda_fused" norm_matmul_fused --nocapture ;;
+        ops) step ops 90 "$B/bin/cuda_ops" gemv_shapes gemv_fused_ops --test-threads=2 --nocapture ;;
         *) echo "unknown step $s" ;;
     esac
 done
