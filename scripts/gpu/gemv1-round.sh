@@ -20,6 +20,7 @@ export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYT
 export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -1)"
 export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
 L=/tmp/g1
+rm -rf "$L"
 mkdir -p "$L"
 for f in "$B"/bin/*.xz; do [ -f "$f" ] && xz -d -T4 "$f"; done
 chmod +x "$B"/bin/* 2>/dev/null
