@@ -100,7 +100,7 @@ parity() {
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
-    # The GEMV kernels' L2 prefetch modes and K splits vs CPU and vs no prefetch.
+    # The GEMV kernels over K splits and early W on/off (normed) vs CPU, and on vs off.
     step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
