@@ -28,6 +28,15 @@
 //! runs the products on h. K < 8192, whole 16-byte vectors (the host checks). Their grid is
 //! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
 //! of work), so the prologue runs once per resident block, not once per row group.
+//!
+//! Early W (`early`, normed kernels, `TESSERA_GEMV_EARLY_W`, on by default): the W rows a
+//! block streams do not depend on x, so each resident block first hands its first block's
+//! first batch of W loads to `cp.async` (into a stage in dynamic shared memory after x, when
+//! the launch gave room: `gemv_early_stage`; no registers held), runs the prologue while those
+//! bytes are in flight, then waits and reads them back; the FMAs run in the same order, so the
+//! results are the same bits either way. With `early` = 0 the prologue runs first (the block
+//! then loads W), as before. M = 1 normed kernels are built for 4 blocks an SM (<= 64
+//! registers, as without the stage).
 
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
@@ -47,6 +56,35 @@ template <bool XS> __device__ __forceinline__ uint4 ld_x(const void* p) {
     else return __ldg(reinterpret_cast<const uint4*>(p));
 }
 
+/// Up to 4 matrices sharing x (plain kernels): matrix j owns blocks [f[j], f[j + 1]); one
+/// struct instead of 20 arguments threaded through every helper.
+template <typename T> struct GemvMats {
+    const T* w[4];
+    const float* b[4];
+    T* o[4];
+    u32 n[4];
+    u32 f[4];
+    u32 count;
+};
+
+/// One matrix of a plain launch: the one block `blk` works on.
+template <typename T> struct GemvMat {
+    const T* w;
+    const float* b;
+    T* o;
+    u32 n;
+    u32 first;
+};
+
+/// The matrix block `blk` works on.
+template <typename T> __device__ __forceinline__ GemvMat<T> gemv_pick(const GemvMats<T>& ms, u32 blk) {
+    GemvMat<T> r{ms.w[0], ms.b[0], ms.o[0], ms.n[0], 0};
+    if (ms.count > 1 && blk >= ms.f[1]) r = GemvMat<T>{ms.w[1], ms.b[1], ms.o[1], ms.n[1], ms.f[1]};
+    if (ms.count > 2 && blk >= ms.f[2]) r = GemvMat<T>{ms.w[2], ms.b[2], ms.o[2], ms.n[2], ms.f[2]};
+    if (ms.count > 3 && blk >= ms.f[3]) r = GemvMat<T>{ms.w[3], ms.b[3], ms.o[3], ms.n[3], ms.f[3]};
+    return r;
+}
+
 /// The Vec16<T>::N values of a 16-byte register vector, widened to f32.
 template <typename T> __device__ __forceinline__ void widen(const uint4& raw, float* out) {
     const T* e = reinterpret_cast<const T*>(&raw);
@@ -54,18 +92,74 @@ template <typename T> __device__ __forceinline__ void widen(const uint4& raw, fl
     for (int i = 0; i < Vec16<T>::N; ++i) out[i] = to_f32(e[i]);
 }
 
+/// Loads per lane of `gemv_dot`: U chunks of every W row, and (MM > 1) of every x row, <= 16.
+/// With one x row, x is loaded next to its use (fewer registers, more resident warps).
+template <int MM, int RR> struct GemvBatch {
+    static constexpr bool XPRE = MM > 1;
+    static constexpr int LOADS = RR + (XPRE ? MM : 0);
+    static constexpr int U = !XPRE ? (8 / RR > 0 ? 8 / RR : 1)
+                                   : ((16 / LOADS) >= 8 ? 8 : ((16 / LOADS) >= 4 ? 4 : ((16 / LOADS) >= 2 ? 2 : 1)));
+    /// 16-byte vectors of an early W batch's stage (`gemv_dot`): the first batch of every
+    /// thread (native/src/cuda/gemv.rs `stage_bytes` mirrors it).
+    static constexpr u32 STAGE = U * RR * GEMV_THREADS;
+};
+
+/// The W chunks c + u·step (u < U) of the RR rows `w` into wv (zeros past the row or for a
+/// null row).
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_load_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, uint4 (&wv)[U][RR]) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            wv[u][r] = (cc < chunks && w[r] != nullptr) ? ld_stream(w[r] + (u64)cc * V) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+/// `gemv_load_w`'s chunks as `cp.async` copies into this thread's slots of `stage`
+/// (`[U][RR][GEMV_THREADS]` vectors: no registers held while they are in flight).
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_stage_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, uint4* stage) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            if (cc < chunks && w[r] != nullptr)
+                cp_async16(stage + (u * RR + r) * GEMV_THREADS + threadIdx.x, w[r] + (u64)cc * V, true);
+    }
+    cp_async_commit();
+}
+
+/// Waits for `gemv_stage_w`'s copies, then reads them as `gemv_load_w` would have loaded them.
+template <typename T, int U, int RR>
+__device__ __forceinline__ void gemv_unstage_w(const T* const (&w)[RR], u32 c, u32 step, u32 chunks, const uint4* stage,
+                                               uint4 (&wv)[U][RR]) {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const u32 cc = c + u * step;
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+            wv[u][r] = (cc < chunks && w[r] != nullptr) ? stage[(u * RR + r) * GEMV_THREADS + threadIdx.x] : make_uint4(0, 0, 0, 0);
+    }
+}
+
 /// This warp's partial dot products of x rows [0, m) with the RR rows `w` (nullptr = a row
 /// past N: contributes zeros) over its K slice, into acc (reduced over the warp on return).
-template <typename T, int MM, int RR, bool XS>
+/// `before()` runs once before x is read (the normed kernels' prologue, which writes x; a no-op
+/// otherwise); with a `stage` (GemvBatch::STAGE vectors of shared memory), after this lane's
+/// first batch of W is already on its way there (`gemv_stage_w`). The FMAs run in the same
+/// order either way.
+template <typename T, int MM, int RR, bool XS, typename Before>
 __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, const T* const (&w)[RR],
-                                         u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR]) {
+                                         u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR], uint4* stage, Before&& before) {
     constexpr int V = Vec16<T>::N;
-    // Loads in flight per lane: U chunks of every W row, and (MM > 1) of every x row, <= 16.
-    // With one x row, x is loaded next to its use (fewer registers, more resident warps).
-    constexpr bool XPRE = MM > 1;
-    constexpr int LOADS = RR + (XPRE ? MM : 0);
-    constexpr int U = !XPRE ? (8 / RR > 0 ? 8 / RR : 1)
-                            : ((16 / LOADS) >= 8 ? 8 : ((16 / LOADS) >= 4 ? 4 : ((16 / LOADS) >= 2 ? 2 : 1)));
+    constexpr bool XPRE = GemvBatch<MM, RR>::XPRE;
+    constexpr int U = GemvBatch<MM, RR>::U;
 #pragma unroll
     for (int mi = 0; mi < MM; ++mi)
 #pragma unroll
@@ -73,20 +167,8 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
     const u32 step = ks * 32;
     if (vec_ok) {
         const u32 chunks = k / V;
-        for (u32 c = slice * 32 + lane; c < chunks; c += U * step) {
-            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const u32 cc = c + u * step;
-#pragma unroll
-                for (int r = 0; r < RR; ++r)
-                    wv[u][r] = (cc < chunks && w[r] != nullptr) ? ld_stream(w[r] + (u64)cc * V) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-                for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
-                    xv[u][mi] = (cc < chunks && mi < (int)m)
-                                    ? ld_x<XS>(x + (u64)mi * k + (u64)cc * V)
-                                    : make_uint4(0, 0, 0, 0);
-            }
+        // The FMAs of the batch at chunk c: wv (and for MM > 1 xv) loaded.
+        auto fma_batch = [&](u32 c, const uint4 (&wv)[U][RR], const uint4 (&xv)[U][XPRE ? MM : 1]) {
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 const u32 cc = c + u * step;
@@ -108,8 +190,39 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
                     }
                 }
             }
+        };
+        auto load_x = [&](u32 c, uint4 (&xv)[U][XPRE ? MM : 1]) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const u32 cc = c + u * step;
+#pragma unroll
+                for (int mi = 0; mi < (XPRE ? MM : 0); ++mi)
+                    xv[u][mi] = (cc < chunks && mi < (int)m) ? ld_x<XS>(x + (u64)mi * k + (u64)cc * V) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        u32 c = slice * 32 + lane;
+        if (stage != nullptr) {
+            // The first batch through shared memory, copied while before() runs.
+            gemv_stage_w<T, U, RR>(w, c, step, chunks, stage);
+            before();
+            if (c < chunks) {
+                uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
+                gemv_unstage_w<T, U, RR>(w, c, step, chunks, stage, wv);
+                load_x(c, xv);
+                fma_batch(c, wv, xv);
+            }
+            c += U * step;
+        } else {
+            before();
+        }
+        for (; c < chunks; c += U * step) {
+            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
+            gemv_load_w<T, U, RR>(w, c, step, chunks, wv);
+            load_x(c, xv);
+            fma_batch(c, wv, xv);
         }
     } else {
+        before();
         for (u32 i = slice * 32 + lane; i < k; i += step) {
             float wf[RR];
 #pragma unroll
@@ -130,6 +243,11 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
         for (int r = 0; r < RR; ++r) acc[mi][r] = warp_sum(acc[mi][r]);
 }
 
+/// No prologue (`gemv_dot`'s `before` of the plain kernels and of a normed block's later rows).
+struct GemvNoop {
+    __device__ __forceinline__ void operator()() const {}
+};
+
 /// Writes each warp's sums to `red[warp][mi * RR + r]`, then waits for the block.
 template <int MM, int RR>
 __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM * RR], u32 warp, u32 lane) {
@@ -142,25 +260,20 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
     __syncthreads();
 }
 
-/// Plain GEMV over up to 4 matrices sharing x (see the module docs).
-template <typename T, int MM, int R, bool XS>
-__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats,
-                                           const T* w0, const float* b0, T* o0, u32 n0, u32 f1,
-                                           const T* w1, const float* b1, T* o1, u32 n1, u32 f2,
-                                           const T* w2, const float* b2, T* o2, u32 n2, u32 f3,
-                                           const T* w3, const float* b3, T* o3, u32 n3) {
+/// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `stage`,
+/// `before`: see `gemv_dot`.
+template <typename T, int MM, int R, bool XS, typename Before>
+__device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
+                                           const GemvMats<T>& ms, uint4* stage, Before&& before) {
     __shared__ float red[GEMV_WARPS][MM * R];
-    // This block's matrix.
-    u32 first = 0;
-    const T* w = w0;
-    const float* bias = b0;
-    T* out = o0;
-    u32 n = n0;
-    if (nmats > 1 && blk >= f1) { w = w1; bias = b1; out = o1; n = n1; first = f1; }
-    if (nmats > 2 && blk >= f2) { w = w2; bias = b2; out = o2; n = n2; first = f2; }
-    if (nmats > 3 && blk >= f3) { w = w3; bias = b3; out = o3; n = n3; first = f3; }
     const u32 groups = GEMV_WARPS / ks;
-    const u32 row0 = (blk - first) * groups * R;
+    // This block's matrix.
+    const GemvMat<T> mt = gemv_pick(ms, blk);
+    const T* w = mt.w;
+    const float* bias = mt.b;
+    T* out = mt.o;
+    const u32 n = mt.n;
+    const u32 row0 = (blk - mt.first) * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
     const T* rows[R];
@@ -170,7 +283,7 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
         rows[r] = row < n ? w + (u64)row * k : nullptr;
     }
     float acc[MM][R];
-    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, R>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -183,10 +296,12 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
     }
 }
 
-/// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first.
-template <typename T, int MM, int R, bool XS>
+/// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first; `stage`,
+/// `before`: see `gemv_dot`.
+template <typename T, int MM, int R, bool XS, typename Before>
 __device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
-                                           const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {
+                                           const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n,
+                                           uint4* stage, Before&& before) {
     constexpr int RR = 2 * R;
     __shared__ float red[GEMV_WARPS][MM * RR];
     const u32 groups = GEMV_WARPS / ks;
@@ -201,7 +316,7 @@ __device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32
         rows[R + r] = row < n ? up + (u64)row * k : nullptr;
     }
     float acc[MM][RR];
-    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc);
+    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, RR>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -232,10 +347,18 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     __shared__ float inv_rms[8];
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const bool write_sum = res != nullptr && blockIdx.x == 0;  // (persistent grid: block 0 exists)
+    // The norm weights of this thread's first pass-2 vector, loaded now (off the critical path).
+    const u32 i0 = threadIdx.x * N;
+    float nw0[N];
+#pragma unroll
+    for (int e = 0; e < N; ++e) nw0[e] = i0 + e < k ? nw[i0 + e] : 0.0f;
     // Pass 1 over elements first*N, (first+step)*N, ... of row mi: s = x (+ res) rounded to T
     // into xs (and sum_out), sum of squares in rms_norm.cu's order.
     auto pass1 = [&](u32 mi, u32 first, u32 step) {
         float acc = 0.0f;
+        // Not unrolled: fewer registers (the M = 2 normed kernels 89 -> 80, 3 blocks an SM);
+        // at K 2048 it is one round anyway, and with early W it runs under the W loads.
+#pragma unroll 1
         for (u32 i = first * N; i < k; i += step * N) {
             const u64 at = (u64)mi * k + i;
             float v[N];
@@ -268,58 +391,108 @@ __device__ __forceinline__ void gemv_norm_prologue(const T* __restrict__ x, cons
     // Pass 2, in place: h = s * inv_rms * (offset + w), rounded to T.
     for (u32 mi = 0; mi < m; ++mi) {
         const float inv = inv_rms[mi];
-        for (u32 i = threadIdx.x * N; i < k; i += blockDim.x * N) {
+#pragma unroll 1
+        for (u32 i = i0; i < k; i += blockDim.x * N) {
             float v[N];
             load_vec(xs + (u64)mi * k + i, v);
 #pragma unroll
-            for (int e = 0; e < N; ++e) v[e] = (v[e] * inv) * (offset + nw[i + e]);
+            for (int e = 0; e < N; ++e) v[e] = (v[e] * inv) * (offset + (i == i0 ? nw0[e] : nw[i + e]));
             store_vec(xs + (u64)mi * k + i, v);
         }
     }
     __syncthreads();
 }
 
+#define GEMV_MATS_PARAMS(T)                                                                                        \
+    u32 nmats, const T *w0, const float *b0, T *o0, u32 n0, u32 f1, const T *w1, const float *b1, T *o1, u32 n1,   \
+        u32 f2, const T *w2, const float *b2, T *o2, u32 n2, u32 f3, const T *w3, const float *b3, T *o3, u32 n3
+#define GEMV_MATS(T)                                                                                               \
+    const GemvMats<T> ms{{w0, w1, w2, w3}, {b0, b1, b2, b3}, {o0, o1, o2, o3}, {n0, n1, n2, n3}, {0, f1, f2, f3}, nmats}
+
+/// Bytes of dynamic shared memory this launch has.
+__device__ __forceinline__ u32 gemv_dynamic_smem() {
+    u32 r;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+    return r;
+}
+
+/// The normed kernels' early W stage (module docs): in dynamic shared memory after x (m·k of
+/// T, rounded up to 16 bytes), when `early` and the launch has the room; else null.
+template <typename T, int MM, int RR>
+__device__ __forceinline__ uint4* gemv_early_stage(unsigned char* smem, u32 early, u32 m, u32 k) {
+    const u32 at = (m * k * (u32)sizeof(T) + 15u) & ~15u;
+    const bool room = at + GemvBatch<MM, RR>::STAGE * 16u <= gemv_dynamic_smem();
+    return early && room ? reinterpret_cast<uint4*>(smem + at) : nullptr;
+}
+
+/// The normed plain kernels: `gemv_norm_prologue` once per resident block (with `early`, while
+/// its first block's first W batch is on its way to shared memory; module docs), then its
+/// blocks of work.
+template <typename T, int MM, int R>
+__device__ __forceinline__ void gemv_norm_plain(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum_out,
+                                                const float* __restrict__ nw, float eps, float offset, u32 nblocks, u32 m,
+                                                u32 k, u32 vec_ok, u32 ks, u32 early, const GemvMats<T>& ms,
+                                                unsigned char* smem) {
+    T* xs = reinterpret_cast<T*>(smem);
+    uint4* stage = gemv_early_stage<T, MM, R>(smem, early, m, k);
+    for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
+        const bool first = blk == blockIdx.x;
+        gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
+            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        });
+        __syncthreads();
+    }
+}
+
+/// The normed gated kernels, as `gemv_norm_plain`.
+template <typename T, int MM, int R>
+__device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum_out,
+                                                const float* __restrict__ nw, float eps, float offset, u32 nblocks, u32 m,
+                                                u32 k, u32 vec_ok, u32 ks, u32 early, u32 act, const T* gate,
+                                                const float* bg, const T* up, const float* bu, T* out, u32 n,
+                                                unsigned char* smem) {
+    T* xs = reinterpret_cast<T*>(smem);
+    uint4* stage = gemv_early_stage<T, MM, 2 * R>(smem, early, m, k);
+    for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
+        const bool first = blk == blockIdx.x;
+        gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, first ? stage : nullptr, [&] {
+            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        });
+        __syncthreads();
+    }
+}
+
+/// Blocks an SM the normed kernels are built for: M = 1 keeps the 4 (<= 64 registers) it had
+/// before the early W stage (whose pointer and flag stay live over the prologue).
+#define GEMV_NORM_MIN_BLOCKS(MM) ((MM) == 1 ? 4 : 1)
+
 #define GEMV_PLAIN(S, T, MM, R)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_m##MM##_##S(                                  \
-        const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0,      \
-        u32 f1, const T* w1, const float* b1, T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2,  \
-        u32 f3, const T* w3, const float* b3, T* o3, u32 n3) {                                                     \
-        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, b2, o2, \
-                                    n2, f3, w3, b3, o3, n3);                                                       \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1)                                                  \
+        gemv_m##MM##_##S(const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, GEMV_MATS_PARAMS(T)) {                      \
+        GEMV_MATS(T);                                                                                              \
+        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, ms, nullptr, GemvNoop{});                              \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_norm_m##MM##_##S(                             \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_norm_m##MM##_##S(      \
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok,                                                                                                \
-        u32 ks, u32 nmats, const T* w0, const float* b0, T* o0, u32 n0, u32 f1, const T* w1, const float* b1,      \
-        T* o1, u32 n1, u32 f2, const T* w2, const float* b2, T* o2, u32 n2, u32 f3, const T* w3, const float* b3,  \
-        T* o3, u32 n3) {                                                                                           \
+        u32 vec_ok, u32 ks, u32 early, GEMV_MATS_PARAMS(T)) {                                                      \
+        GEMV_MATS(T);                                                                                              \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
-        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
-        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, nmats, w0, b0, o0, n0, f1, w1, b1, o1, n1, f2, w2, \
-                                       b2, o2, n2, f3, w3, b3, o3, n3);                                            \
-            __syncthreads();                                                                                       \
-        }                                                                                                          \
+        gemv_norm_plain<T, MM, R>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, ms, gemv_xs); \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                           \
+        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, nullptr, GemvNoop{}); \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_norm_m##MM##_##S(                       \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_gated_norm_m##MM##_##S(\
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
-        u32 vec_ok,                                                                                                \
-        u32 ks, u32 act, const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n) {            \
+        u32 vec_ok, u32 ks, u32 early, u32 act, const T* gate, const float* bg, const T* up, const float* bu,      \
+        T* out, u32 n) {                                                                                           \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
-        T* xs = reinterpret_cast<T*>(gemv_xs);                                                                     \
-        gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);                                         \
-        for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {                                              \
-            gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n);                  \
-            __syncthreads();                                                                                       \
-        }                                                                                                          \
+        gemv_norm_gated<T, MM, R>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, act, gate,   \
+                                  bg, up, bu, out, n, gemv_xs);                                                    \
     }
 
 // (MM, R): keep in sync with PLAIN_ROWS / GATED_ROWS in native/src/cuda/gemv.rs.

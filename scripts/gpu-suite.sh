@@ -100,6 +100,8 @@ parity() {
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    # The GEMV kernels over K splits and early W on/off (normed) vs CPU, and on vs off.
+    step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
     # bf16/f16/f32 on this card vs those dumps (the bf16 contract).
@@ -120,6 +122,7 @@ parity() {
 quick() { # parity without HF: ops, fused paths, tiny models vs their f32 references, engine, CLI
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # The pipelined decode-attention kernel (large decode grids; TESSERA_ATTN_DECODE_V2).
     step cuda_att256 120 "$BUNDLE/bin/cuda_att256" --test-threads=1 --nocapture

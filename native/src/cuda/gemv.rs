@@ -6,13 +6,18 @@
 //! ```text
 //! kernel gemv{_gated}_m{MM}_<dtype>, MM = the smallest of 1/2/4/8 >= M
 //! block  = 8 warps in groups of ks (K splits); a group owns R rows (PLAIN_ROWS / GATED_ROWS)
-//! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row
+//! ks     = 1, doubled while < 2 blocks per SM and each lane keeps >= 4 chunks of a row;
+//!          plain M = 1: then doubled while a lane needs > 1 batch of 8 loads (long K)
 //! grid   = Σ_j ceil(N_j / (8/ks · R)) blocks, matrix j after matrix j-1 (<= 4 per launch)
 //! ```
 //! `norm_matmul_many` / `norm_gated_matmul` (`TESSERA_CUDA_FUSE_NORM`, on by default) run
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
+//! Early W (`TESSERA_GEMV_EARLY_W`, on by default): a normed launch also gets room in shared
+//! memory for one batch of W loads a thread (`stage_bytes`) when x leaves it (within
+//! `NORM_SMEM`), and each block's first batch is copied there (`cp.async`) while the block
+//! normalizes x; the same sums in the same order, so the same bits as with it off.
 //! No allocation besides the outputs (stream-ordered, like every op) and no host sync, so the
 //! launches record into decode-step CUDA graphs. `TESSERA_GEMV_MAX_M` (one cutover for every
 //! product, <= 8; 0 = always cuBLAS) and `TESSERA_GEMV_SPLITS` (force ks) override the
@@ -34,6 +39,9 @@ use super::{shape_err, CudaBackend, CudaTensor};
 const PLAIN_ROWS: [(usize, usize); 4] = [(1, 1), (2, 2), (4, 2), (8, 4)];
 const GATED_ROWS: [(usize, usize); 4] = [(1, 1), (2, 1), (4, 1), (8, 2)];
 const WARPS: usize = 8;
+/// 16-byte chunks of its row a lane of the plain M = 1 kernel loads at once (`U` of
+/// `gemv_dot` in kernels/gemv.cu for one x row and R = 1).
+const M1_BATCH: usize = 8;
 /// Matrices one plain launch takes.
 const MAX_MATS: usize = 4;
 /// The largest M the kernels take.
@@ -56,6 +64,18 @@ const NORM_SMEM: usize = 44 * 1024;
 /// The normed kernels reproduce rms_norm.cu's sums only for rows it gives a warp or a block
 /// of 256 threads (K < 8192).
 const NORM_MAX_K: usize = 8191;
+
+/// Bytes of the early W stage of a normed launch (`GemvBatch::STAGE` in kernels/gemv.cu: one
+/// batch of `gemv_dot`'s W loads for every thread): MM rows of x, RR W rows a warp group.
+fn stage_bytes(mm: usize, rr: usize) -> usize {
+    let u = if mm == 1 {
+        (8 / rr).max(1)
+    } else {
+        let per = 16 / (rr + mm);
+        [8, 4, 2, 1].into_iter().find(|&u| per >= u).unwrap_or(1)
+    };
+    u * rr * WARPS * 32 * 16
+}
 
 /// The RMSNorm a normed GEMV launch applies to x first: residual (0 = none), where x +
 /// residual goes (0 = none), the weight as f32, eps, offset.
@@ -127,8 +147,14 @@ impl CudaBackend {
 
     /// K splits: forced, or doubled while the grid has fewer than 2 blocks per SM and each
     /// lane keeps at least 4 16-byte chunks of a row (measured: o_proj 256 -> 512 blocks
-    /// gains 13%, down_proj 256 -> 512 gains 19%; q/k/v's 384 blocks lose 12% at ks 2).
-    fn gemv_splits(&self, chunks: usize, blocks: impl Fn(usize) -> usize) -> usize {
+    /// gains 13%, down_proj 256 -> 512 gains 19%; q/k/v's 384 blocks lose 12% at ks 2);
+    /// then, with `batch` (the chunks a lane loads at once: plain M = 1 launches), doubled
+    /// while a lane would still need more than one batch of loads for its slice of a row, so
+    /// each warp issues its whole slice at once instead of waiting out one load round trip a
+    /// batch (measured on down_proj, K = 11008, 2048 rows: ks 8 against the 2 above, 18.8 vs
+    /// 21.0 µs on an H100, 15.1 vs 16.0 on an H200; o_proj, q/k/v and lm_head, one batch a
+    /// lane already, keep their splits).
+    fn gemv_splits(&self, chunks: usize, batch: Option<usize>, blocks: impl Fn(usize) -> usize) -> usize {
         let forced = self.gemv_splits.load(Ordering::Relaxed) as usize;
         if matches!(forced, 1 | 2 | 4 | 8) {
             return forced;
@@ -138,7 +164,27 @@ impl CudaBackend {
         while ks < WARPS && blocks(ks) < 2 * sms && chunks / (2 * ks) >= 4 * 32 {
             ks *= 2;
         }
+        if let Some(batch) = batch {
+            while ks < WARPS && chunks > 32 * ks * batch {
+                ks *= 2;
+            }
+        }
         ks
+    }
+
+    /// Dynamic shared memory of a normed launch (x's m·K, then the early W stage when on and
+    /// within `NORM_SMEM`) and its `early` argument; (0, 0) without a norm.
+    fn norm_smem(&self, norm: Option<&NormArgs>, dt: DType, (m, k): (usize, usize), mm: usize, rr: usize) -> (u32, u32) {
+        if norm.is_none() {
+            return (0, 0);
+        }
+        let xs = m * k * dt.size();
+        let staged = xs.next_multiple_of(16) + stage_bytes(mm, rr);
+        if self.gemv_early_w.load(Ordering::Relaxed) && staged <= NORM_SMEM {
+            (staged as u32, 1)
+        } else {
+            (xs as u32, 0)
+        }
     }
 
     /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
@@ -163,12 +209,14 @@ impl CudaBackend {
         let f = self.kernels.function("gemv", &format!("{kind}_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
         let chunks = k / ve;
-        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
+        let (smem, early) = self.norm_smem(norm, dt, (m, k), mm, r);
         for group in live.chunks(MAX_MATS) {
             let vec_ok = k.is_multiple_of(ve) && x.ptr.is_multiple_of(16) && group.iter().all(|(l, _)| l.w.ptr.is_multiple_of(16));
             let per_block = |ks: usize| (WARPS / ks) * r;
-            let ks = self.gemv_splits(chunks, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
+            let batch = (mm == 1).then_some(M1_BATCH);
+            let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
+            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let mut args = vec![Arg::Ptr(x.ptr)];
             if let Some(n) = norm {
                 args.extend(n.args());
@@ -179,8 +227,11 @@ impl CudaBackend {
                 Arg::U32(u32_arg(op, "K", k)?),
                 Arg::U32(vec_ok as u32),
                 Arg::U32(ks as u32),
-                Arg::U32(group.len() as u32),
             ]);
+            if norm.is_some() {
+                args.push(Arg::U32(early));
+            }
+            args.push(Arg::U32(group.len() as u32));
             let mut first = 0usize;
             for j in 0..MAX_MATS {
                 let (w, b, o, n) = match group.get(j) {
@@ -194,8 +245,8 @@ impl CudaBackend {
                 first += n.div_ceil(per_block(ks));
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
-            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}", ns.join("+"));
-            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+            let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
+            let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}{ew}", ns.join("+"));
             let cfg = cudarc::driver::LaunchConfig {
                 grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
                 block_dim: ((WARPS * 32) as u32, 1, 1),
@@ -232,13 +283,15 @@ impl CudaBackend {
         let ve = vec_elems(dt);
         let vec_ok = k.is_multiple_of(ve) && [x.ptr, gate.w.ptr, up.w.ptr].iter().all(|p| p.is_multiple_of(16));
         let per_block = |ks: usize| (WARPS / ks) * r;
-        let ks = self.gemv_splits(k / ve, |ks| n.div_ceil(per_block(ks)));
+        let ks = self.gemv_splits(k / ve, None, |ks| n.div_ceil(per_block(ks)));
         let code = match act {
             Activation::Silu => 0u32,
             Activation::GeluTanh => 1,
             Activation::Gelu => 2,
         };
         let nblocks = n.div_ceil(per_block(ks));
+        let (smem, early) = self.norm_smem(norm, dt, (m, k), mm, 2 * r);
+        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
         let mut args = vec![Arg::Ptr(x.ptr)];
         if let Some(n) = norm {
             args.extend(n.args());
@@ -249,6 +302,11 @@ impl CudaBackend {
             Arg::U32(u32_arg(op, "K", k)?),
             Arg::U32(vec_ok as u32),
             Arg::U32(ks as u32),
+        ]);
+        if norm.is_some() {
+            args.push(Arg::U32(early));
+        }
+        args.extend([
             Arg::U32(code),
             Arg::Ptr(gate.w.ptr),
             Arg::Ptr(gate.bias.as_ref().map_or(0, |b| b.ptr)),
@@ -257,14 +315,13 @@ impl CudaBackend {
             Arg::Ptr(out.ptr),
             Arg::U32(u32_arg(op, "N", n)?),
         ]);
-        let smem = if norm.is_some() { (m * k * dt.size()) as u32 } else { 0 };
-        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
         let cfg = cudarc::driver::LaunchConfig {
             grid_dim: (u32_arg(op, "GEMV blocks", grid)?, 1, 1),
             block_dim: ((WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}")), cfg, &args)?;
+        let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
+        self.launch(op, &(f, format!("{kind}_m{mm}_{s} n{n}x2 k{k} ks{ks}{ew}")), cfg, &args)?;
         Ok(out)
     }
 
@@ -324,12 +381,16 @@ impl CudaBackend {
     /// Blocks of a persistent normed launch: as many as are resident on the SMs at once
     /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`.
     fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
+        Ok(nblocks.min(self.resident_blocks(op, f, smem)?).max(1))
+    }
+
+    /// Blocks of `f` (with `smem` bytes of dynamic shared memory) resident on the SMs at once.
+    fn resident_blocks(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32) -> Result<usize> {
         self.device.bind(op)?;
         let per_sm = f
             .occupancy_max_active_blocks_per_multiprocessor((WARPS * 32) as u32, smem as usize, None)
             .map_err(|e| dev_err(op, format!("occupancy of a GEMV kernel: {e}")))?;
-        let sms = self.device.info.multiprocessors as usize;
-        Ok(nblocks.min(sms * (per_sm as usize).max(1)).max(1))
+        Ok(self.device.info.multiprocessors as usize * (per_sm as usize).max(1))
     }
 
     /// The RMSNorm of `n` for a normed GEMV over x `[m, k]`, when the fused kernels take it

@@ -104,6 +104,8 @@ pub struct CudaBackend {
     gemv_max_m: AtomicUsize,
     /// Force the GEMV kernels' K splits (0 = choose).
     gemv_splits: AtomicU32,
+    /// Whether the normed GEMV kernels load their first W batch under the norm prologue (gemv.rs).
+    gemv_early_w: AtomicBool,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
@@ -143,7 +145,8 @@ impl CudaBackend {
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
     /// waves or more, see [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
-    /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
+    /// splits (1, 2, 4 or 8), `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
+    /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
@@ -190,6 +193,7 @@ impl CudaBackend {
             fuse_rope: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_ROPE")),
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
+            gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
             replays: Default::default(),
             host_wait_ns: Default::default(),
             paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
@@ -272,6 +276,12 @@ impl CudaBackend {
     /// Forces the GEMV kernels' K splits (1, 2, 4 or 8; anything else = choose).
     pub fn set_gemv_splits(&self, ks: u32) {
         self.gemv_splits.store(ks, Ordering::Relaxed);
+    }
+
+    /// Whether the normed GEMV kernels stream their first W batch while they normalize x (on by
+    /// default; off: the norm prologue first, then W; the same results either way, see gemv.rs).
+    pub fn set_gemv_early_w(&self, on: bool) {
+        self.gemv_early_w.store(on, Ordering::Relaxed);
     }
 
     /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the RMSNorm into the GEMV kernels.
