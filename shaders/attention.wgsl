@@ -90,7 +90,29 @@ var<workgroup> red: array<f32, WG>;
 // Row layout, computed by thread 0: (seq, pos, first key, valid).
 var<workgroup> row_info: vec4<u32>;
 
+/// With subgroups: each subgroup's result in `red[li / SG]`, then every thread combines the
+/// WG / SG of them (one barrier each side instead of a tree).
+fn sg_reduce(li: u32, v: f32, is_max: bool) -> f32 {
+    var s = sg_add(v);
+    if (is_max) {
+        s = sg_max(v);
+    }
+    if (li % SG == 0u) {
+        red[li / SG] = s;
+    }
+    workgroupBarrier();
+    var r = red[0];
+    for (var j = 1u; j < WG / SG; j = j + 1u) {
+        r = select(r + red[j], max(r, red[j]), is_max);
+    }
+    workgroupBarrier();
+    return r;
+}
+
 fn reduce_max(li: u32, v: f32) -> f32 {
+    if (SG > 0u) {
+        return sg_reduce(li, v, true);
+    }
     red[li] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
@@ -105,6 +127,9 @@ fn reduce_max(li: u32, v: f32) -> f32 {
 }
 
 fn reduce_sum(li: u32, v: f32) -> f32 {
+    if (SG > 0u) {
+        return sg_reduce(li, v, false);
+    }
     red[li] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
@@ -236,17 +261,38 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         m = m_new;
         acc = acc * alpha;
         if (g < G) {
-            for (var i = g; i < n; i = i + G) {
+            // Two keys per iteration: both V rows in flight before either product.
+            var acc1 = vec4<f32>(0.0);
+            var i = g;
+            for (; i + G < n; i = i + 2u * G) {
+                let v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                let v1 = key4(true, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
+                acc = acc + sc[i] * v0;
+                acc1 = acc1 + sc[i + G] * v1;
+            }
+            if (i < n) {
                 acc = acc + sc[i] * key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
             }
+            acc = acc + acc1;
         }
         workgroupBarrier();
     }
     part[li] = acc;
     workgroupBarrier();
+    // G a power of two: a tree over the key groups (log2 G steps), else one pass per column.
+    var gn = G;
+    if ((G & (G - 1u)) == 0u) {
+        for (var s = G / 2u; s > 0u; s = s / 2u) {
+            if (g < s) {
+                part[li] = part[li] + part[li + s * HD4];
+            }
+            workgroupBarrier();
+        }
+        gn = 1u;
+    }
     for (var cc = li; cc < HD4; cc = cc + WG) {
         var sum = vec4<f32>(0.0);
-        for (var gg = 0u; gg < G; gg = gg + 1u) {
+        for (var gg = 0u; gg < gn; gg = gg + 1u) {
             sum = sum + part[gg * HD4 + cc];
         }
         let o = sum / l;

@@ -229,7 +229,16 @@ fn main() {
     let info = be.adapter_info();
     let software = info.device_type == wgpu::DeviceType::Cpu;
     let switches: Vec<String> = std::env::vars().filter(|(k, _)| k.starts_with("TESSERA_WGPU_")).map(|(k, v)| format!("{k}={v}")).collect();
-    println!("adapter: {} ({:?}), activations {}, switches [{}]", info.name, info.backend, be.activation_dtype(), switches.join(" "));
+    println!(
+        "adapter: {} ({:?}), activations {}, subgroups {} (adapter {}..{}), switches [{}]",
+        info.name,
+        info.backend,
+        be.activation_dtype(),
+        be.subgroup_size(),
+        info.subgroup_min_size,
+        info.subgroup_max_size,
+        switches.join(" ")
+    );
     let (n1, n2, reps) = if software { (2, 6, 3) } else { (20, 120, 15) };
     let models: Vec<String> = std::env::args().skip(1).collect();
     let models = if models.is_empty() { vec!["q4_1".to_string(), "f16".to_string()] } else { models };

@@ -292,6 +292,7 @@ pub(super) fn paged_attention(
         .konst("HD", p.head_dim as u32)
         .konst("HD4", hd4)
         .konst("CH", ch)
+        .konst("SG", if be.sizes().subgroup <= wg { be.sizes().subgroup } else { 0 })
         .konst("FKV", u32::from(fused.is_some()));
     kern = match fused {
         Some(pk) => kern.ty("S", pk.ds).read(1).rw(2).rw(3),

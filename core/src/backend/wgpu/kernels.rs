@@ -49,6 +49,15 @@ const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
 const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
+/// Subgroup reductions (`sg_add`, `sg_max`, `sg_xor`), appended where SG > 0.
+const SUBGROUP: &str = include_str!("../../../../shaders/subgroup.wgsl");
+/// Their stand-ins where SG = 0 (never called: every use is behind `SG > 0u`), so the
+/// sources need no subgroup builtin the device may lack.
+const NO_SUBGROUP: &str = "
+fn sg_add(v: f32) -> f32 { return v; }
+fn sg_max(v: f32) -> f32 { return v; }
+fn sg_xor(v: f32, mask: u32) -> f32 { return v; }
+";
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -77,6 +86,11 @@ impl Shader {
     /// the weight slots).
     fn has_tile(self) -> bool {
         matches!(self, Shader::Matmul | Shader::QMatmul)
+    }
+
+    /// Whether the source reduces with subgroups where it can (const SG, `subgroup.wgsl`).
+    fn uses_subgroups(self) -> bool {
+        matches!(self, Shader::Matmul | Shader::QMatmul | Shader::Attention)
     }
 }
 
@@ -146,6 +160,13 @@ impl Kernel {
         }
         s.push_str(COMMON);
         s.push('\n');
+        if self.shader.uses_subgroups() {
+            if self.consts.iter().all(|(n, _)| *n != "SG") {
+                s.push_str("const SG: u32 = 0u;\n");
+            }
+            s.push_str(if self.konst_of("SG", 0) > 0 { SUBGROUP } else { NO_SUBGROUP });
+            s.push('\n');
+        }
         if self.shader.reads_blocks() {
             s.push_str(GGUF_BLOCKS);
             s.push('\n');
@@ -252,6 +273,10 @@ pub(crate) struct PipelineCache {
     /// `TESSERA_WGPU_ZERO_WG=0` turns it off: every shader here writes its workgroup
     /// memory before reading it, so the fill is pure cost).
     zero_workgroup_memory: bool,
+    /// `TESSERA_WGPU_TRUSTED=1`: compile without naga's loop bounding and integer-division
+    /// guards (`ShaderRuntimeChecks`; buffer bounds checks stay). Every loop here ends and
+    /// no divisor is zero, so they are pure cost; off by default (for comparisons).
+    trusted: bool,
 }
 
 impl PipelineCache {
@@ -259,6 +284,7 @@ impl PipelineCache {
         PipelineCache {
             pipelines: Mutex::default(),
             zero_workgroup_memory: std::env::var("TESSERA_WGPU_ZERO_WG").map_or(true, |v| v != "0"),
+            trusted: std::env::var("TESSERA_WGPU_TRUSTED").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -268,7 +294,7 @@ impl PipelineCache {
         if let Some(p) = map.get(k) {
             return Ok(p.clone());
         }
-        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory)?);
+        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory, self.trusted)?);
         map.insert(k.clone(), p.clone());
         Ok(p)
     }
@@ -279,14 +305,22 @@ impl PipelineCache {
     }
 }
 
-fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool) -> Result<Pipeline> {
+fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool, trusted: bool) -> Result<Pipeline> {
     let d = &gpu.device;
     let label = format!("{:?}::{}", k.shader, k.entry);
     gpu.errors.check("before compiling a shader")?;
-    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(&label),
-        source: wgpu::ShaderSource::Wgsl(k.wgsl().into()),
-    });
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(&label), source: wgpu::ShaderSource::Wgsl(k.wgsl().into()) };
+    let module = if trusted {
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        checks.int_div_checks = false;
+        // SAFETY: every loop of shaders/*.wgsl has a bound (strides of at least 1 up to a
+        // limit) and every divisor is a nonzero constant or a size the ops check before
+        // dispatching; buffer bounds checks stay on.
+        unsafe { d.create_shader_module_trusted(desc, checks) }
+    } else {
+        d.create_shader_module(desc)
+    };
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
         binding: 0,
         visibility: wgpu::ShaderStages::COMPUTE,

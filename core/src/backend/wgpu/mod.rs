@@ -146,6 +146,12 @@ impl WgpuBackend {
         self.gpu.errors.check("device error")
     }
 
+    /// The subgroup size the kernels reduce with (0: no subgroup operations; see
+    /// `device::Sizes::subgroup`).
+    pub fn subgroup_size(&self) -> u32 {
+        self.gpu.sizes.subgroup
+    }
+
     /// Pipelines compiled so far (each is compiled once).
     pub fn pipelines_compiled(&self) -> usize {
         self.pipelines.len()
