@@ -92,17 +92,19 @@ var<workgroup> row_info: vec4<u32>;
 
 /// With subgroups: each subgroup's result in `red[li / SG]`, then every thread combines the
 /// WG / SG of them (one barrier each side instead of a tree).
+const SGD: u32 = max(SG, 1u);
+
 fn sg_reduce(li: u32, v: f32, is_max: bool) -> f32 {
     var s = sg_add(v);
     if (is_max) {
         s = sg_max(v);
     }
-    if (li % SG == 0u) {
-        red[li / SG] = s;
+    if (li % SGD == 0u) {
+        red[li / SGD] = s;
     }
     workgroupBarrier();
     var r = red[0];
-    for (var j = 1u; j < WG / SG; j = j + 1u) {
+    for (var j = 1u; j < WG / SGD; j = j + 1u) {
         r = select(r + red[j], max(r, red[j]), is_max);
     }
     workgroupBarrier();
