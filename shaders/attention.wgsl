@@ -145,6 +145,23 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
     return r;
 }
 
+/// Whether this workgroup stores the new K/V (FKV: split 0 of the kv group's first head).
+var<private> kv_writer: bool = true;
+
+/// Floats of one split's partial result: m, l, 2 unused, then HD4 vec4 of the weighted sum.
+const PSTRIDE: u32 = 4u + 4u * HD4;
+
+/// Keys [x, y) of `split` among keys first ..= pos: SPLITS chunks of at least MIN_SPLIT_KEYS
+/// (trailing splits of a short context get none).
+fn split_range(first: u32, pos: u32, split: u32) -> vec2<u32> {
+    if (SPLITS == 1u) {
+        return vec2<u32>(first, pos + 1u);
+    }
+    let chunk = max((pos + 1u - first + SPLITS - 1u) / SPLITS, MIN_SPLIT_KEYS);
+    let lo = min(first + split * chunk, pos + 1u);
+    return vec2<u32>(lo, min(lo + chunk, pos + 1u));
+}
+
 fn slot_of(b: u32, j: u32) -> u32 {
     let blk = block_tables[b * p.max_blocks + j / p.block_size];
     return blk * p.block_size + j % p.block_size;
@@ -174,10 +191,14 @@ fn kv4(is_v: bool, base: u32, c: u32) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let idx = linear_wg(wg, nwg);
+    // SPLITS > 1: workgroup (row, head, split) over its split's keys (`split_range`).
+    let widx = linear_wg(wg, nwg);
+    let split = widx % SPLITS;
+    let idx = widx / SPLITS;
     if (idx >= p.tokens * p.num_heads) {
         return;
     }
+    kv_writer = split == 0u;
     let t = idx / p.num_heads;
     let h = idx - t * p.num_heads;
     let out_base = t * p.num_heads * HD + h * HD;
@@ -215,7 +236,7 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
     let b = info.x;
     let pos = info.y;
-    let first = info.z;
+    let keys = split_range(info.z, pos, split);
     let kv_width = (p.num_heads / p.group) * HD;
     let kv_off = (h / p.group) * HD;
     for (var c = li; c < HD4; c = c + WG) {
@@ -233,8 +254,8 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     var m = NEG;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    for (var j0 = first; j0 <= pos; j0 = j0 + CH) {
-        let n = min(CH, pos + 1u - j0);
+    for (var j0 = keys.x; j0 < keys.y; j0 = j0 + CH) {
+        let n = min(CH, keys.y - j0);
         var local_max = NEG;
         for (var i = li; i < n; i = i + WG) {
             let slot = slot_of(b, j0 + i);
@@ -296,6 +317,18 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         var sum = vec4<f32>(0.0);
         for (var gg = 0u; gg < gn; gg = gg + 1u) {
             sum = sum + part[gg * HD4 + cc];
+        }
+        if (SPLITS > 1u) {
+            // Unnormalized, with this split's (m, l) (`attention_merge.wgsl`).
+            let pb = widx * PSTRIDE;
+            if (cc == 0u) {
+                put_partial(pb, m);
+                put_partial(pb + 1u, l);
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                put_partial(pb + 4u + 4u * cc + i, sum[i]);
+            }
+            continue;
         }
         let o = sum / l;
         for (var i = 0u; i < 4u && 4u * cc + i < HD; i = i + 1u) {

@@ -261,6 +261,6 @@ fn main() {
             let us = (b - a) / (n2 - n1) as f64 * 1e6;
             line.push_str(&format!("  {chain} {us:.2}"));
         }
-        println!("{line}   (µs per link)");
+        println!("{line}   (µs per link; {} pipelines)", be.pipelines_compiled());
     }
 }

@@ -5,6 +5,8 @@
 //! trees) and on with a column's lanes inside one subgroup (butterfly shuffles: 8 lanes on
 //! lavapipe's subgroups of 8) or spread over several (subgroup sums added in workgroup
 //! memory: 64 lanes). Where the adapter has no subgroups every configuration runs the trees.
+//! Paged attention also over key splits (4 workgroups per (row, head), `attention_merge`),
+//! with and without subgroups.
 
 #[path = "wgpu_ops/cases.rs"]
 mod cases;
@@ -29,19 +31,29 @@ fn parity(be: &WgpuBackend, dt: Dt, filter: &str, label: &str) -> Vec<String> {
 
 #[test]
 fn decode_reductions_on_every_path() {
-    let configs = [("no subgroups", Some(false), None), ("8 lanes", None, Some(8)), ("64 lanes", None, Some(64))];
+    let configs = [
+        ("no subgroups", Some(false), None, None),
+        ("8 lanes", None, Some(8), None),
+        ("64 lanes", None, Some(64), None),
+        ("4 key splits", None, None, Some(4)),
+        ("4 key splits, no subgroups", Some(false), None, Some(4)),
+    ];
     let mut failures = Vec::new();
     let mut subgroup_sizes = Vec::new();
-    for (label, subgroups, vec_lanes) in configs {
+    for (label, subgroups, vec_lanes, attn_splits) in configs {
         for (dtype, dt) in [(DType::F32, Dt::F32), (DType::F16, Dt::F16)] {
-            let opts = WgpuOptions { dtype: Some(dtype), poison_outputs: true, subgroups, vec_lanes, ..Default::default() };
+            let opts = WgpuOptions { dtype: Some(dtype), poison_outputs: true, subgroups, vec_lanes, attn_splits, ..Default::default() };
             let be = WgpuBackend::new_blocking(opts).expect("a wgpu adapter (lavapipe in CI)");
             if subgroups == Some(false) {
                 assert_eq!(be.subgroup_size(), 0, "subgroups asked off");
             }
             subgroup_sizes.push(be.subgroup_size());
             // The matvec cases only in one dtype per lane count (the kernels are the same).
-            let filters: &[&str] = if dt == Dt::F32 || vec_lanes.is_none() { &["matmul", "attention"] } else { &["qmatmul", "norm_"] };
+            let filters: &[&str] = match (attn_splits, dt, vec_lanes) {
+                (Some(_), _, _) => &["attention"],
+                (None, Dt::F32, _) | (None, _, None) => &["matmul", "attention"],
+                _ => &["qmatmul", "norm_"],
+            };
             for f in filters {
                 failures.extend(parity(&be, dt, f, label));
             }

@@ -36,6 +36,9 @@ pub struct WgpuOptions {
     /// Lanes per output column of the matrix-vector kernels (a power of two; default 32, or
     /// `TESSERA_WGPU_VEC_LANES`).
     pub vec_lanes: Option<u32>,
+    /// Most key splits of paged attention (1: none; default 16 on GPUs, 1 on software
+    /// adapters, or `TESSERA_WGPU_ATTN_SPLIT`).
+    pub attn_splits: Option<u32>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
@@ -68,6 +71,8 @@ pub(crate) struct Sizes {
     /// Lanes that reduce one output column of the matrix-vector kernels (a power of two,
     /// 32 unless `TESSERA_WGPU_VEC_LANES` asks for another; at most wg / 2).
     pub vec_lanes: u32,
+    /// Most workgroups one (row, head) of paged attention is split over (`attention`).
+    pub attn_splits: u32,
 }
 
 /// A power-of-two setting from the environment (`None` where unset or not a power of two).
@@ -219,6 +224,11 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
         max_groups: l.max_compute_workgroups_per_dimension.max(1),
         storage_buffers: l.max_storage_buffers_per_shader_stage.min(opts.max_storage_buffers.unwrap_or(u32::MAX)),
         subgroup: if subgroups && subgroup_size <= wg { subgroup_size } else { 0 },
+        attn_splits: opts
+            .attn_splits
+            .or_else(|| std::env::var("TESSERA_WGPU_ATTN_SPLIT").ok().and_then(|v| v.parse().ok()))
+            .unwrap_or(if info.device_type == wgpu::DeviceType::Cpu { 1 } else { 16 })
+            .clamp(1, 64),
         vec_lanes: opts.vec_lanes.filter(|v| v.is_power_of_two()).or_else(|| env_pow2("TESSERA_WGPU_VEC_LANES")).unwrap_or(32).clamp(4, wg / 2),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");

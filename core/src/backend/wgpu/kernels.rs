@@ -47,6 +47,8 @@ const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
 /// `paged_attention`'s write of the new K/V rows, appended when the kernel sets FKV = 1.
 const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
+/// `paged_attention` over key splits and `attention_merge`, appended when SPLITS > 1.
+const ATTENTION_MERGE: &str = include_str!("../../../../shaders/attention_merge.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
 /// Subgroup reductions (`sg_add`, `sg_max`, `sg_xor`), appended where SG > 0.
@@ -141,6 +143,24 @@ impl Kernel {
         self
     }
 
+    /// The value of const `name` (0 if the kernel does not set it).
+    pub fn konst_value(&self, name: &str) -> u32 {
+        self.konst_of(name, 0)
+    }
+
+    /// The same specialization (same source) at another entry point.
+    pub fn entry_point(mut self, entry: &'static str) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    /// Replaces the storage layout: `(binding, read_write)` pairs (an entry point that uses
+    /// fewer bindings than the shader declares).
+    pub fn layout_only(mut self, bindings: &[(u32, bool)]) -> Self {
+        self.layout = bindings.iter().map(|&(i, rw)| (i, if rw { Access::ReadWrite } else { Access::Read })).collect();
+        self
+    }
+
     /// The full WGSL text of this specialization.
     fn wgsl(&self) -> String {
         let mut s = String::new();
@@ -185,6 +205,8 @@ impl Kernel {
         }
         if self.shader == Shader::Attention {
             s.push_str(self.fused_kv());
+            s.push('\n');
+            s.push_str(if self.konst_of("SPLITS", 1) > 1 { ATTENTION_MERGE } else { "fn put_partial(i: u32, v: f32) {}\n" });
         }
         s
     }
