@@ -295,9 +295,12 @@ pub(crate) struct PipelineCache {
     /// `TESSERA_WGPU_ZERO_WG=0` turns it off: every shader here writes its workgroup
     /// memory before reading it, so the fill is pure cost).
     zero_workgroup_memory: bool,
-    /// `TESSERA_WGPU_TRUSTED=1`: compile without naga's loop bounding and integer-division
-    /// guards (`ShaderRuntimeChecks`; buffer bounds checks stay). Every loop here ends and
-    /// no divisor is zero, so they are pure cost; off by default (for comparisons).
+    /// Compile without naga's loop bounding and integer-division guards
+    /// (`ShaderRuntimeChecks`; buffer bounds checks stay): every loop here has a bound and
+    /// no divisor is zero (sizes are checked before dispatching), so they are pure cost: the
+    /// counter naga adds to every loop keeps the driver from unrolling the matvec and
+    /// attention loops (decode +14 % Q4_1, +32 % f16 on an H100). Native only (the browser
+    /// compiles WGSL itself); `TESSERA_WGPU_TRUSTED=0` keeps the checks (for comparisons).
     trusted: bool,
 }
 
@@ -306,7 +309,7 @@ impl PipelineCache {
         PipelineCache {
             pipelines: Mutex::default(),
             zero_workgroup_memory: std::env::var("TESSERA_WGPU_ZERO_WG").map_or(true, |v| v != "0"),
-            trusted: std::env::var("TESSERA_WGPU_TRUSTED").is_ok_and(|v| v == "1"),
+            trusted: cfg!(not(target_arch = "wasm32")) && std::env::var("TESSERA_WGPU_TRUSTED").map_or(true, |v| v != "0"),
         }
     }
 
