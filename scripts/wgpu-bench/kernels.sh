@@ -3,7 +3,8 @@
 # xz-compressed binaries (tessera, tessera-base, wgpu_kernel_cost, wgpu_kernel_cost-base):
 # the per-kernel chain costs (core/examples/wgpu_kernel_cost.rs) of the base and of the new
 # kernels under each KERNEL_ENVS word (comma-separated TESSERA_WGPU_* settings, "-" = none),
-# then compare.sh (decode tok/s: base vs new, CUDA in the same call).
+# then compare.sh (decode tok/s: base vs new, CUDA in the same call). LEAN=1: instead of
+# compare.sh, first bench.sh of the base (CUDA + wgpu) and of the new binary (wgpu) only.
 #   run(command="bash .gpu-C/kernels.sh", carry=[".gpu-C"])
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
@@ -22,6 +23,15 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
 done
 export VK_LOADER_DEBUG=error
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+if [ "${LEAN:-0}" = 1 ]; then
+    mkdir -p /tmp/b-base /tmp/b-new
+    OUT=/tmp/b-base TABLE=$R/base-table.txt TESSERA_BIN=/tmp/tessera-base DISPATCH_COST=0 WGPU_ENVS="TESSERA_WGPU_GRAPHS=1" \
+        bash "$B/bench.sh" > /tmp/b-base/stdout 2>&1
+    OUT=/tmp/b-new TABLE=$R/new-table.txt TESSERA_BIN=/tmp/tessera DISPATCH_COST=0 CUDA_FIRST= WGPU_ENVS="${NEW_ENVS:-TESSERA_WGPU_GRAPHS=1}" \
+        bash "$B/bench.sh" > /tmp/b-new/stdout 2>&1
+    grep -ah "FAILED" -A5 /tmp/b-base/stdout /tmp/b-new/stdout | head -20
+    BENCH=0
+fi
 if [ "${KERNELS:-1}" = 1 ]; then
     echo "== kernel chains, base" | tee "$R/kernels.txt"
     [ -x /tmp/wgpu_kernel_cost-base ] && timeout 120 /tmp/wgpu_kernel_cost-base 2>&1 | grep -v "^$" | tee -a "$R/kernels.txt"
@@ -36,3 +46,5 @@ if [ "${BENCH:-1}" = 1 ]; then
 fi
 echo "== kernels"
 cat "$R/kernels.txt"
+echo "== tables"
+cat "$R/base-table.txt" "$R/new-table.txt" 2>/dev/null
