@@ -87,7 +87,7 @@ var<workgroup> sc: array<f32, CH>;
 var<workgroup> sl: array<u32, CH>;
 var<workgroup> part: array<vec4<f32>, WG>;
 var<workgroup> red: array<f32, WG>;
-// Row layout, computed by thread 0: (seq, pos, first key, valid).
+// Row layout, computed by the last thread: (seq, pos, first key, valid).
 var<workgroup> row_info: vec4<u32>;
 
 /// With subgroups: each subgroup's result in `red[li / SG]`, then every thread combines the
@@ -202,7 +202,9 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let t = idx / p.num_heads;
     let h = idx - t * p.num_heads;
     let out_base = t * p.num_heads * HD + h * HD;
-    if (li == 0u) {
+    // The row's layout (a binary search: dependent loads) by the last thread, while the
+    // first ones stage q and the new K/V, which do not depend on it: one wait for all three.
+    if (li == WG - 1u) {
         var info = vec4<u32>(0u, 0u, 0u, 0u);
         if (t < query_start_loc[p.num_seqs]) {
             var lo = 0u;
@@ -226,8 +228,16 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         }
         row_info = info;
     }
-    let info = workgroupUniformLoad(&row_info);
+    for (var c = li; c < HD4; c = c + WG) {
+        var v = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
+            v[i] = q_value(t, out_base, 4u * c + i);
+        }
+        qs[c] = v;
+    }
     stage_new_kv(t, h, li);
+    // (A barrier: row_info, qs, and the staged K/V are complete.)
+    let info = workgroupUniformLoad(&row_info);
     if (info.w == 0u) {
         for (var d = li; d < HD; d = d + WG) {
             out[out_base + d] = O(0.0);
@@ -239,14 +249,6 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let keys = split_range(info.z, pos, split);
     let kv_width = (p.num_heads / p.group) * HD;
     let kv_off = (h / p.group) * HD;
-    for (var c = li; c < HD4; c = c + WG) {
-        var v = vec4<f32>(0.0);
-        for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
-            v[i] = q_value(t, out_base, 4u * c + i);
-        }
-        qs[c] = v;
-    }
-    workgroupBarrier();
 
     // Value phase mapping: column c (4 dims), key group g.
     let c = li % HD4;
