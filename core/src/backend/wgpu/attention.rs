@@ -16,6 +16,11 @@
 //! `paged_attention` of decode rows (q_len 1) on those caches right after it does the write
 //! in its own dispatch (`attention.wgsl`, FKV); any other command records it first
 //! (`WgpuBackend::settle_kv`). `TESSERA_WGPU_FUSE_KV=0` records it at once.
+//!
+//! Key splits (`attention_merge.wgsl`): when rows x heads are fewer than ~128 workgroups
+//! (decode of small batches), each (row, head) runs as up to `Sizes::attn_splits` workgroups
+//! over ranges of >= 32 keys, then `attention_merge` combines their partial softmax sums.
+//! The split count depends on rows only, so a decode-step graph serves every context.
 
 use std::sync::Arc;
 

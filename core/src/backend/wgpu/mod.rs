@@ -28,6 +28,14 @@
 //! block weights), `attention` (`write_kv`, `paged_attention`),
 //! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
 //! step's time goes).
+//!
+//! Natively, shader modules are compiled without naga's loop bounding and integer-division
+//! guards (`kernels`; `TESSERA_WGPU_TRUSTED=0` keeps them), the reductions use subgroup
+//! operations where the adapter has a fixed subgroup size (`device::Sizes::subgroup`;
+//! `TESSERA_WGPU_SUBGROUPS=0`: workgroup-memory trees), and decode attention of few rows is
+//! split over key ranges with a merge dispatch (`attention`; `TESSERA_WGPU_ATTN_SPLIT=1`:
+//! one workgroup per (row, head)). `TESSERA_WGPU_VEC_LANES` / `TESSERA_WGPU_ATTN_WG` change
+//! the matvec lanes per column / attention workgroup size (for measurements).
 
 mod attention;
 mod device;
