@@ -24,18 +24,10 @@
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
 //! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
-//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF
-//! block weights), `attention` (`write_kv`, `paged_attention`),
-//! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
-//! step's time goes).
-//!
-//! Natively, shader modules are compiled without naga's loop bounding and integer-division
-//! guards (`kernels`; `TESSERA_WGPU_TRUSTED=0` keeps them), the reductions use subgroup
-//! operations where the adapter has a fixed subgroup size (`device::Sizes::subgroup`;
-//! `TESSERA_WGPU_SUBGROUPS=0`: workgroup-memory trees), and decode attention of few rows is
-//! split over key ranges with a merge dispatch (`attention`; `TESSERA_WGPU_ATTN_SPLIT=1`:
-//! one workgroup per (row, head)). `TESSERA_WGPU_VEC_LANES` / `TESSERA_WGPU_ATTN_WG` change
-//! the matvec lanes per column / attention workgroup size (for measurements).
+//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF block weights),
+//! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
+//! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`),
+//! `TESSERA_WGPU_SUBGROUPS` (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
 
 mod attention;
 mod device;
@@ -154,8 +146,7 @@ impl WgpuBackend {
         self.gpu.errors.check("device error")
     }
 
-    /// The subgroup size the kernels reduce with (0: no subgroup operations; see
-    /// `device::Sizes::subgroup`).
+    /// The subgroup size the kernels reduce with (0: none; `device::Sizes::subgroup`).
     pub fn subgroup_size(&self) -> u32 {
         self.gpu.sizes.subgroup
     }
