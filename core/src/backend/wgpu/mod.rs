@@ -26,8 +26,9 @@
 //! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
 //! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF block weights),
 //! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
-//! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`),
-//! `TESSERA_WGPU_SUBGROUPS` (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
+//! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively
+//! on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`), `TESSERA_WGPU_SUBGROUPS`
+//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
 
 mod attention;
 mod device;
