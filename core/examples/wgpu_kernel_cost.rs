@@ -11,7 +11,9 @@
 //! o_proj               matmul 576 -> 576
 //! mlp                  norm_gated_matmul (576 -> 2 x 1536, silu) + down matmul 1536 -> 576
 //! attn@L               write_kv + paged_attention of one row over L keys (fused on decode)
-//! layer@L              qkv, attention, o_proj, mlp (the 5 dispatches of a decoder layer)
+//! layer@L              qkv, attention, o_proj, mlp (the 5-6 dispatches of a decoder layer)
+//! model@L              layer@L cycling through 30 layers of distinct weights (as a decode
+//!                      step reads them: from HBM, where the chains above hit the L2 cache)
 //! tail                 embedding (tied Q8_0 / f16 table) + rms_norm + lm_head 576 -> 49152 + argmax
 //! ```
 //! µs per link = (wall of a replay of N2 links - wall of N1 links) / (N2 - N1), median of
@@ -34,6 +36,8 @@ const INTER: usize = 1536;
 const VOCAB: usize = 49152;
 const BLOCK: usize = 16;
 const MAX_CTX: usize = 1024;
+/// Decoder layers of distinct weights the "model" chain cycles through (SmolLM2's 30).
+const LAYERS: usize = 30;
 
 fn values(seed: u32, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
@@ -81,7 +85,8 @@ fn weight(be: &WgpuBackend, seed: u32, n: usize, k: usize, dtype: DType) -> T {
     be.upload(&HostTensor { dtype, shape: vec![n, k], data: data.into() }).unwrap()
 }
 
-struct Model {
+/// One decoder layer's matrices.
+struct Layer {
     q: T,
     k: T,
     v: T,
@@ -89,6 +94,24 @@ struct Model {
     gate: T,
     up: T,
     down: T,
+}
+
+fn layer(be: &WgpuBackend, seed: u32, wt: DType) -> Layer {
+    let width = KV_HEADS * HD;
+    Layer {
+        q: weight(be, seed, HIDDEN, HIDDEN, wt),
+        k: weight(be, seed + 1, width, HIDDEN, wt),
+        v: weight(be, seed + 2, width, HIDDEN, wt),
+        o: weight(be, seed + 3, HIDDEN, HIDDEN, wt),
+        gate: weight(be, seed + 4, INTER, HIDDEN, wt),
+        up: weight(be, seed + 5, INTER, HIDDEN, wt),
+        down: weight(be, seed + 6, HIDDEN, INTER, wt),
+    }
+}
+
+struct Model {
+    /// Layer 0 serves every chain but "model", which cycles through all of them.
+    layers: Vec<Layer>,
     lm: T,
     norm: T,
     res: T,
@@ -100,7 +123,8 @@ struct Model {
     meta: Vec<(usize, AttentionMetadata<T>)>,
 }
 
-fn model(be: &WgpuBackend, wt: DType, lm: DType) -> Model {
+/// The model's shared tensors and `n_layers` layers of distinct weights.
+fn model(be: &WgpuBackend, wt: DType, lm: DType, n_layers: usize) -> Model {
     let norm = be.upload(&HostTensor::from_f32(&values(9, HIDDEN, 0.2).iter().map(|x| 1.0 + x).collect::<Vec<_>>(), &[HIDDEN])).unwrap();
     let blocks = MAX_CTX / BLOCK + 1;
     let width = KV_HEADS * HD;
@@ -126,13 +150,7 @@ fn model(be: &WgpuBackend, wt: DType, lm: DType) -> Model {
         })
         .collect();
     Model {
-        q: weight(be, 1, HIDDEN, HIDDEN, wt),
-        k: weight(be, 2, width, HIDDEN, wt),
-        v: weight(be, 3, width, HIDDEN, wt),
-        o: weight(be, 4, HIDDEN, HIDDEN, wt),
-        gate: weight(be, 5, INTER, HIDDEN, wt),
-        up: weight(be, 6, INTER, HIDDEN, wt),
-        down: weight(be, 7, HIDDEN, INTER, wt),
+        layers: (0..n_layers.max(1)).map(|i| layer(be, 1 + 100 * i as u32, wt)).collect(),
         lm: weight(be, 8, VOCAB, HIDDEN, lm),
         norm,
         res: f16_or_act(be, &values(10, HIDDEN, 1.0), &[1, HIDDEN]),
@@ -160,8 +178,8 @@ fn normed<'a>(m: &'a Model, x: &'a T) -> Normed<'a, T> {
     Normed { x, residual: Some(&m.res), weight: &m.norm, eps: 1e-5, offset: 0.0 }
 }
 
-fn qkv(be: &WgpuBackend, m: &Model, x: &T) -> T {
-    let (mut outs, _) = be.norm_matmul_many(normed(m, x), &[(&m.q, None), (&m.k, None), (&m.v, None)]).unwrap();
+fn qkv(be: &WgpuBackend, m: &Model, w: &Layer, x: &T) -> T {
+    let (mut outs, _) = be.norm_matmul_many(normed(m, x), &[(&w.q, None), (&w.k, None), (&w.v, None)]).unwrap();
     outs.swap_remove(0)
 }
 
@@ -172,25 +190,29 @@ fn attention(be: &WgpuBackend, m: &mut Model, x: &T, ctx: usize) -> T {
     be.paged_attention(x, &m.k_cache, &m.v_cache, meta, &PARAMS).unwrap()
 }
 
-fn mlp(be: &WgpuBackend, m: &Model, x: &T) -> T {
-    let (h, _) = be.norm_gated_matmul(normed(m, x), (&m.gate, None), (&m.up, None), tessera_core::backend::Activation::Silu).unwrap();
-    be.matmul(&h, &m.down, None).unwrap()
+fn mlp(be: &WgpuBackend, m: &Model, w: &Layer, x: &T) -> T {
+    let (h, _) = be.norm_gated_matmul(normed(m, x), (&w.gate, None), (&w.up, None), tessera_core::backend::Activation::Silu).unwrap();
+    be.matmul(&h, &w.down, None).unwrap()
 }
 
-/// One link of `chain` on `x` (shape [1, 576], or the ids [1] for "tail").
-fn link(be: &WgpuBackend, m: &mut Model, chain: &str, x: &T) -> T {
+/// A decoder layer: qkv, attention over `ctx` keys, o_proj, mlp.
+fn decoder_layer(be: &WgpuBackend, m: &mut Model, i: usize, x: &T, ctx: usize) -> T {
+    let q = qkv(be, m, &m.layers[i], x);
+    let a = attention(be, m, &q, ctx);
+    let o = be.matmul(&a, &m.layers[i].o, None).unwrap();
+    mlp(be, m, &m.layers[i], &o)
+}
+
+/// Link `i` of `chain` on `x` (shape [1, 576], or the ids [1] for "tail").
+fn link(be: &WgpuBackend, m: &mut Model, chain: &str, i: usize, x: &T) -> T {
     let ctx = chain.split('@').nth(1).map(|c| c.parse().unwrap());
     match chain.split('@').next().unwrap() {
-        "qkv" => qkv(be, m, x),
-        "o_proj" => be.matmul(x, &m.o, None).unwrap(),
-        "mlp" => mlp(be, m, x),
+        "qkv" => qkv(be, m, &m.layers[0], x),
+        "o_proj" => be.matmul(x, &m.layers[0].o, None).unwrap(),
+        "mlp" => mlp(be, m, &m.layers[0], x),
         "attn" => attention(be, m, x, ctx.unwrap()),
-        "layer" => {
-            let q = qkv(be, m, x);
-            let a = attention(be, m, &q, ctx.unwrap());
-            let o = be.matmul(&a, &m.o, None).unwrap();
-            mlp(be, m, &o)
-        }
+        "layer" => decoder_layer(be, m, 0, x, ctx.unwrap()),
+        "model" => decoder_layer(be, m, i % m.layers.len(), x, ctx.unwrap()),
         "tail" => {
             let e = be.embedding(&m.lm, x, 1.0).unwrap();
             let h = be.rms_norm(&e, &m.norm, 1e-5, 0.0).unwrap();
@@ -205,9 +227,9 @@ fn link(be: &WgpuBackend, m: &mut Model, chain: &str, x: &T) -> T {
 fn time_chain(be: &WgpuBackend, m: &mut Model, chain: &str, n: usize, reps: usize) -> f64 {
     let start = if chain == "tail" { be.upload_u32(&[7], &[1]).unwrap() } else { f16_or_act(be, &values(20, HIDDEN, 1.0), &[1, HIDDEN]) };
     be.graph_begin().unwrap();
-    let mut x = link(be, m, chain, &start);
-    for _ in 1..n {
-        x = link(be, m, chain, &x);
+    let mut x = link(be, m, chain, 0, &start);
+    for i in 1..n {
+        x = link(be, m, chain, i, &x);
     }
     let id = be.graph_end(true).unwrap();
     let mut t = Vec::with_capacity(reps);
@@ -243,7 +265,7 @@ fn main() {
     let models: Vec<String> = std::env::args().skip(1).collect();
     let models = if models.is_empty() { vec!["q4_1".to_string(), "f16".to_string()] } else { models };
     let chains: Vec<String> = std::env::var("CHAINS")
-        .unwrap_or_else(|_| "qkv o_proj mlp attn@16 attn@272 attn@528 attn@1000 layer@272 tail".into())
+        .unwrap_or_else(|_| "qkv o_proj mlp attn@16 attn@272 attn@528 attn@1000 layer@272 model@272 tail".into())
         .split_whitespace()
         .map(String::from)
         .collect();
@@ -253,7 +275,8 @@ fn main() {
             "q4_1" => (DType::Q4_1, DType::Q8_0),
             n => panic!("model {n}: f16 or q4_1"),
         };
-        let mut m = model(&be, wt, lm);
+        let n_layers = if chains.iter().any(|c| c.starts_with("model")) { LAYERS } else { 1 };
+        let mut m = model(&be, wt, lm, n_layers);
         let mut line = format!("{name:<5}");
         for chain in &chains {
             let a = time_chain(&be, &mut m, chain, n1, reps);

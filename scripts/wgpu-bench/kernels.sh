@@ -37,7 +37,7 @@ if [ "${KERNELS:-1}" = 1 ]; then
     [ -x /tmp/wgpu_kernel_cost-base ] && timeout 120 /tmp/wgpu_kernel_cost-base 2>&1 | grep -v "^$" | tee -a "$R/kernels.txt"
     for e in ${KERNEL_ENVS:--}; do
         echo "== kernel chains, new: $e" | tee -a "$R/kernels.txt"
-        env $( [ "$e" = - ] || echo "$e" | tr ',' ' ') CHAINS="${CHAINS_NEW:-qkv o_proj mlp attn@16 attn@272 attn@528 attn@1000 layer@272 tail}" \
+        env $( [ "$e" = - ] || echo "$e" | tr ',' ' ') CHAINS="${CHAINS_NEW:-qkv o_proj mlp attn@16 attn@272 attn@528 attn@1000 layer@272 model@272 tail}" \
             timeout 120 /tmp/wgpu_kernel_cost 2>&1 | grep -v "^$" | tee -a "$R/kernels.txt"
     done
 fi
