@@ -62,3 +62,13 @@ fn decode_reductions_on_every_path() {
     eprintln!("subgroup sizes: {subgroup_sizes:?}");
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// Key splits bind one more storage buffer: with 12 (the fused K/V write's own need) the
+/// attention runs unsplit and still matches.
+#[test]
+fn key_splits_need_a_spare_storage_binding() {
+    let opts = WgpuOptions { dtype: Some(DType::F32), poison_outputs: true, attn_splits: Some(4), max_storage_buffers: Some(12), ..Default::default() };
+    let be = WgpuBackend::new_blocking(opts).expect("a wgpu adapter (lavapipe in CI)");
+    let failures = parity(&be, Dt::F32, "attention", "12 storage buffers");
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+}

@@ -289,7 +289,8 @@ pub(super) fn paged_attention(
     }
     let free = if fused.is_some() { free - 4 * hd4 } else { free };
     let ch = (1u32 << (31 - free.leading_zeros())).min(1024);
-    let splits = key_splits(be, rows);
+    // The split kernel binds the partials too (binding 13).
+    let splits = if be.sizes().storage_buffers > if fused.is_some() { 12 } else { 9 } { key_splits(be, rows) } else { 1 };
     let mut kern = Kernel::new(Shader::Attention, "paged_attention")
         .ty("Q", dq)
         .ty("KV", dkv)
