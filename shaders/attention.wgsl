@@ -87,10 +87,34 @@ var<workgroup> sc: array<f32, CH>;
 var<workgroup> sl: array<u32, CH>;
 var<workgroup> part: array<vec4<f32>, WG>;
 var<workgroup> red: array<f32, WG>;
-// Row layout, computed by thread 0: (seq, pos, first key, valid).
+// Row layout, computed by the last thread: (seq, pos, first key, valid).
 var<workgroup> row_info: vec4<u32>;
 
+/// With subgroups: each subgroup's result in `red[li / SG]`, then every thread combines the
+/// WG / SG of them (one barrier each side instead of a tree).
+const SGD: u32 = max(SG, 1u);
+
+fn sg_reduce(li: u32, v: f32, is_max: bool) -> f32 {
+    var s = sg_add(v);
+    if (is_max) {
+        s = sg_max(v);
+    }
+    if (li % SGD == 0u) {
+        red[li / SGD] = s;
+    }
+    workgroupBarrier();
+    var r = red[0];
+    for (var j = 1u; j < WG / SGD; j = j + 1u) {
+        r = select(r + red[j], max(r, red[j]), is_max);
+    }
+    workgroupBarrier();
+    return r;
+}
+
 fn reduce_max(li: u32, v: f32) -> f32 {
+    if (SG > 0u) {
+        return sg_reduce(li, v, true);
+    }
     red[li] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
@@ -105,6 +129,9 @@ fn reduce_max(li: u32, v: f32) -> f32 {
 }
 
 fn reduce_sum(li: u32, v: f32) -> f32 {
+    if (SG > 0u) {
+        return sg_reduce(li, v, false);
+    }
     red[li] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
@@ -116,6 +143,23 @@ fn reduce_sum(li: u32, v: f32) -> f32 {
     let r = red[0];
     workgroupBarrier();
     return r;
+}
+
+/// Whether this workgroup stores the new K/V (FKV: split 0 of the kv group's first head).
+var<private> kv_writer: bool = true;
+
+/// Floats of one split's partial result: m, l, 2 unused, then HD4 vec4 of the weighted sum.
+const PSTRIDE: u32 = 4u + 4u * HD4;
+
+/// Keys [x, y) of `split` among keys first ..= pos: SPLITS chunks of at least MIN_SPLIT_KEYS
+/// (trailing splits of a short context get none).
+fn split_range(first: u32, pos: u32, split: u32) -> vec2<u32> {
+    if (SPLITS == 1u) {
+        return vec2<u32>(first, pos + 1u);
+    }
+    let chunk = max((pos + 1u - first + SPLITS - 1u) / SPLITS, MIN_SPLIT_KEYS);
+    let lo = min(first + split * chunk, pos + 1u);
+    return vec2<u32>(lo, min(lo + chunk, pos + 1u));
 }
 
 fn slot_of(b: u32, j: u32) -> u32 {
@@ -147,14 +191,20 @@ fn kv4(is_v: bool, base: u32, c: u32) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let idx = linear_wg(wg, nwg);
+    // SPLITS > 1: workgroup (row, head, split) over its split's keys (`split_range`).
+    let widx = linear_wg(wg, nwg);
+    let split = widx % SPLITS;
+    let idx = widx / SPLITS;
     if (idx >= p.tokens * p.num_heads) {
         return;
     }
+    kv_writer = split == 0u;
     let t = idx / p.num_heads;
     let h = idx - t * p.num_heads;
     let out_base = t * p.num_heads * HD + h * HD;
-    if (li == 0u) {
+    // The row's layout (a binary search: dependent loads) by the last thread, while the
+    // first ones stage q and the new K/V, which do not depend on it: one wait for all three.
+    if (li == WG - 1u) {
         var info = vec4<u32>(0u, 0u, 0u, 0u);
         if (t < query_start_loc[p.num_seqs]) {
             var lo = 0u;
@@ -178,8 +228,16 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         }
         row_info = info;
     }
-    let info = workgroupUniformLoad(&row_info);
+    for (var c = li; c < HD4; c = c + WG) {
+        var v = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
+            v[i] = q_value(t, out_base, 4u * c + i);
+        }
+        qs[c] = v;
+    }
     stage_new_kv(t, h, li);
+    // (A barrier: row_info, qs, and the staged K/V are complete.)
+    let info = workgroupUniformLoad(&row_info);
     if (info.w == 0u) {
         for (var d = li; d < HD; d = d + WG) {
             out[out_base + d] = O(0.0);
@@ -188,17 +246,9 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
     let b = info.x;
     let pos = info.y;
-    let first = info.z;
+    let keys = split_range(info.z, pos, split);
     let kv_width = (p.num_heads / p.group) * HD;
     let kv_off = (h / p.group) * HD;
-    for (var c = li; c < HD4; c = c + WG) {
-        var v = vec4<f32>(0.0);
-        for (var i = 0u; i < 4u && 4u * c + i < HD; i = i + 1u) {
-            v[i] = q_value(t, out_base, 4u * c + i);
-        }
-        qs[c] = v;
-    }
-    workgroupBarrier();
 
     // Value phase mapping: column c (4 dims), key group g.
     let c = li % HD4;
@@ -206,8 +256,8 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     var m = NEG;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    for (var j0 = first; j0 <= pos; j0 = j0 + CH) {
-        let n = min(CH, pos + 1u - j0);
+    for (var j0 = keys.x; j0 < keys.y; j0 = j0 + CH) {
+        let n = min(CH, keys.y - j0);
         var local_max = NEG;
         for (var i = li; i < n; i = i + WG) {
             let slot = slot_of(b, j0 + i);
@@ -236,18 +286,51 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         m = m_new;
         acc = acc * alpha;
         if (g < G) {
-            for (var i = g; i < n; i = i + G) {
+            // Two keys per iteration: both V rows in flight before either product.
+            var acc1 = vec4<f32>(0.0);
+            var i = g;
+            for (; i + G < n; i = i + 2u * G) {
+                let v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                let v1 = key4(true, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
+                acc = acc + sc[i] * v0;
+                acc1 = acc1 + sc[i + G] * v1;
+            }
+            if (i < n) {
                 acc = acc + sc[i] * key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
             }
+            acc = acc + acc1;
         }
         workgroupBarrier();
     }
     part[li] = acc;
     workgroupBarrier();
+    // G a power of two: a tree over the key groups (log2 G steps), else one pass per column.
+    var gn = G;
+    if ((G & (G - 1u)) == 0u) {
+        for (var s = G / 2u; s > 0u; s = s / 2u) {
+            if (g < s) {
+                part[li] = part[li] + part[li + s * HD4];
+            }
+            workgroupBarrier();
+        }
+        gn = 1u;
+    }
     for (var cc = li; cc < HD4; cc = cc + WG) {
         var sum = vec4<f32>(0.0);
-        for (var gg = 0u; gg < G; gg = gg + 1u) {
+        for (var gg = 0u; gg < gn; gg = gg + 1u) {
             sum = sum + part[gg * HD4 + cc];
+        }
+        if (SPLITS > 1u) {
+            // Unnormalized, with this split's (m, l) (`attention_merge.wgsl`).
+            let pb = widx * PSTRIDE;
+            if (cc == 0u) {
+                put_partial(pb, m);
+                put_partial(pb + 1u, l);
+            }
+            for (var i = 0u; i < 4u; i = i + 1u) {
+                put_partial(pb + 4u + 4u * cc + i, sum[i]);
+            }
+            continue;
         }
         let o = sum / l;
         for (var i = 0u; i < 4u && 4u * cc + i < HD; i = i + 1u) {

@@ -18,7 +18,7 @@ fn stage_new_kv(t: u32, h: u32, li: u32) {
     let off = (h / p.group) * HD;
     let base = t * kv_width + off;
     let slot = slots[t];
-    let store = h % p.group == 0u && slot < p.num_slots;
+    let store = kv_writer && h % p.group == 0u && slot < p.num_slots;
     for (var d = li; d < 4u * HD4; d = d + WG) {
         var kf = 0.0;
         var vf = 0.0;

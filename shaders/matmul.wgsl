@@ -60,22 +60,39 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     tile_store(row0, col0, lid, &acc);
 }
 
+/// Elements i .. i + 4 of weight slot `wsel` (`wl`) and of x (`xl`).
+fn w4(i: u32) -> vec4<f32> {
+    return vec4<f32>(f32(wl(i)), f32(wl(i + 1u)), f32(wl(i + 2u)), f32(wl(i + 3u)));
+}
+
+fn xl4(i: u32) -> vec4<f32> {
+    return vec4<f32>(xl(i), xl(i + 1u), xl(i + 2u), xl(i + 3u));
+}
+
 /// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`wl`): runs of 4 elements
-/// per lane (independent loads in flight), then the tail.
+/// per lane, two runs per iteration (both loads in flight before either product, two
+/// accumulators), then the tail.
 fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
-    var acc = 0.0;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
     let xb = r * p.k;
     let wb = c * p.k;
     let k4 = p.k / 4u * 4u;
-    for (var kk = 4u * lane; kk < k4; kk = kk + 4u * LANES) {
-        let xv = vec4<f32>(xl(xb + kk), xl(xb + kk + 1u), xl(xb + kk + 2u), xl(xb + kk + 3u));
-        let wv = vec4<f32>(f32(wl(wb + kk)), f32(wl(wb + kk + 1u)), f32(wl(wb + kk + 2u)), f32(wl(wb + kk + 3u)));
-        acc = acc + dot(xv, wv);
+    let step = 4u * LANES;
+    var kk = 4u * lane;
+    for (; kk + step < k4; kk = kk + 2u * step) {
+        let w0 = w4(wb + kk);
+        let w1 = w4(wb + kk + step);
+        acc0 = acc0 + dot(xl4(xb + kk), w0);
+        acc1 = acc1 + dot(xl4(xb + kk + step), w1);
     }
-    for (var kk = k4 + lane; kk < p.k; kk = kk + LANES) {
-        acc = acc + xl(xb + kk) * f32(wl(wb + kk));
+    if (kk < k4) {
+        acc0 = acc0 + dot(xl4(xb + kk), w4(wb + kk));
     }
-    return acc;
+    for (var t = k4 + lane; t < p.k; t = t + LANES) {
+        acc1 = acc1 + xl(xb + t) * f32(wl(wb + t));
+    }
+    return acc0 + acc1;
 }
 
 @compute @workgroup_size(WG)

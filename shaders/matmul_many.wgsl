@@ -57,8 +57,34 @@ fn store(r: u32, c: u32, acc: f32) {
     out[r * p.n + p.n0 + c] = O(v);
 }
 
-/// Sum of `acc` over the LANES lanes of this thread's column (valid on lane 0).
+/// Sum of `acc` over the LANES lanes of this thread's column (valid on lane 0; also in
+/// `partial[li]` of lane 0 when it returns). With subgroups (SG > 0): butterfly shuffles
+/// inside the subgroup when a column's lanes fit one (SG >= LANES), else subgroup sums
+/// added in workgroup memory; otherwise a tree in workgroup memory.
 fn vec_reduce(li: u32, lane: u32, acc: f32) -> f32 {
+    if (SG >= LANES) {
+        var v = acc;
+        for (var o = LANES / 2u; o > 0u; o = o / 2u) {
+            v = v + sg_xor(v, o);
+        }
+        partial[li] = v;
+        workgroupBarrier();
+        return v;
+    }
+    if (SG > 0u) {
+        partial[li] = sg_add(acc);
+        workgroupBarrier();
+        var v = 0.0;
+        if (lane == 0u) {
+            for (var j = 0u; j < LANES; j = j + SG) {
+                v = v + partial[li + j];
+            }
+        }
+        workgroupBarrier();
+        partial[li] = v;
+        workgroupBarrier();
+        return v;
+    }
     partial[li] = acc;
     workgroupBarrier();
     for (var s = LANES / 2u; s > 0u; s = s / 2u) {

@@ -23,21 +23,33 @@ fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(xl(i), xl(i + 1u), xl(i + 2u), xl(i + 3u));
 }
 
+/// Quarter g (of the row's quarters-of-units) of row r of x · the row at byte `rb`.
+fn quarter_dot(r: u32, rb: u32, g: u32) -> f32 {
+    let u = g / 4u;
+    let q = g % 4u;
+    let d = deq8(rb, u, q);
+    let pos = pos8(q);
+    let xo = r * p.k + u * 32u;
+    return dot(d.a, x4(xo + pos.x)) + dot(d.b, x4(xo + pos.y));
+}
+
 /// Lane `lane`'s part of row r of x · row c of weight slot `wsel` (`deq8` reads it through
-/// `wl`): lanes stride over the row's quarters-of-units.
+/// `wl`): lanes stride over the row's quarters-of-units, two quarters per iteration (both
+/// decoded before either product, two accumulators).
 fn vec_dot(r: u32, c: u32, lane: u32) -> f32 {
-    var acc = 0.0;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
     let rb = c * p.row_bytes;
     let quarters = p.k / 8u;
-    for (var g = lane; g < quarters; g = g + LANES) {
-        let u = g / 4u;
-        let q = g % 4u;
-        let d = deq8(rb, u, q);
-        let pos = pos8(q);
-        let xo = r * p.k + u * 32u;
-        acc = acc + dot(d.a, x4(xo + pos.x)) + dot(d.b, x4(xo + pos.y));
+    var g = lane;
+    for (; g + LANES < quarters; g = g + 2u * LANES) {
+        acc0 = acc0 + quarter_dot(r, rb, g);
+        acc1 = acc1 + quarter_dot(r, rb, g + LANES);
     }
-    return acc;
+    if (g < quarters) {
+        acc0 = acc0 + quarter_dot(r, rb, g);
+    }
+    return acc0 + acc1;
 }
 
 @compute @workgroup_size(WG)

@@ -16,6 +16,11 @@
 //! `paged_attention` of decode rows (q_len 1) on those caches right after it does the write
 //! in its own dispatch (`attention.wgsl`, FKV); any other command records it first
 //! (`WgpuBackend::settle_kv`). `TESSERA_WGPU_FUSE_KV=0` records it at once.
+//!
+//! Key splits (`attention_merge.wgsl`): when rows x heads are fewer than ~128 workgroups
+//! (decode of small batches), each (row, head) runs as up to `Sizes::attn_splits` workgroups
+//! over ranges of >= 32 keys, then `attention_merge` combines their partial softmax sums.
+//! The split count depends on rows only, so a decode-step graph serves every context.
 
 use std::sync::Arc;
 
@@ -284,6 +289,8 @@ pub(super) fn paged_attention(
     }
     let free = if fused.is_some() { free - 4 * hd4 } else { free };
     let ch = (1u32 << (31 - free.leading_zeros())).min(1024);
+    // The split kernel binds the partials too (binding 13).
+    let splits = if be.sizes().storage_buffers > if fused.is_some() { 12 } else { 9 } { key_splits(be, rows) } else { 1 };
     let mut kern = Kernel::new(Shader::Attention, "paged_attention")
         .ty("Q", dq)
         .ty("KV", dkv)
@@ -292,7 +299,10 @@ pub(super) fn paged_attention(
         .konst("HD", p.head_dim as u32)
         .konst("HD4", hd4)
         .konst("CH", ch)
-        .konst("FKV", u32::from(fused.is_some()));
+        .konst("SG", if be.sizes().subgroup <= wg { be.sizes().subgroup } else { 0 })
+        .konst("FKV", u32::from(fused.is_some()))
+        .konst("SPLITS", splits)
+        .konst("MIN_SPLIT_KEYS", MIN_SPLIT_KEYS);
     kern = match fused {
         Some(pk) => kern.ty("S", pk.ds).read(1).rw(2).rw(3),
         None => kern.read(1).read(2).read(3),
@@ -300,6 +310,9 @@ pub(super) fn paged_attention(
     kern = kern.read(4).read(5).read(6).rw(7).read(8).read(9);
     if fused.is_some() {
         kern = kern.read(10).read(11).read(12);
+    }
+    if splits > 1 {
+        kern = kern.rw(13);
     }
     let done = (|| {
         if let Some(r) = rope.as_ref().filter(|r| !fits(r)) {
@@ -367,5 +380,27 @@ fn attend(
         bindings.push(Binding::whole(11, &pk.v));
         bindings.push(Binding::whole(12, &pk.slots));
     }
-    be.run(kern, &params, &bindings, be.grid_groups(op, rows)?)
+    let splits = kern.konst_value("SPLITS");
+    if splits <= 1 {
+        return be.run(kern, &params, &bindings, be.grid_groups(op, rows)?);
+    }
+    // Key splits: partial results (m, l, -, -, HD sums) per (row, head, split), then the merge.
+    let stride = 4 + 4 * p.head_dim.div_ceil(4);
+    let part = be.output(op, DType::F32, vec![rows as usize * splits as usize * stride])?;
+    bindings.push(be.bind(op, 13, &part)?);
+    let groups = be.grid_groups(op, u32_of(op, "attention workgroups", rows as usize * splits as usize)?)?;
+    be.run(kern.clone(), &params, &bindings, groups)?;
+    let merge = kern.entry_point("attention_merge").layout_only(&[(7, true), (13, true)]);
+    let merge_bindings = [be.bind(op, 7, out)?, be.bind(op, 13, &part)?];
+    be.run(merge, &params, &merge_bindings, be.grid_groups(op, rows)?)
+}
+
+/// Fewest keys a split of paged attention gets (`attention_merge.wgsl`).
+const MIN_SPLIT_KEYS: u32 = 32;
+
+/// Workgroups per (row, head) of paged attention: enough to give the GPU ~128 workgroups
+/// when the rows x heads are fewer (decode of small batches), at most `Sizes::attn_splits`.
+fn key_splits(be: &WgpuBackend, rows: u32) -> u32 {
+    let want = 128u32.div_ceil(rows.max(1));
+    want.min(be.sizes().attn_splits).max(1)
 }

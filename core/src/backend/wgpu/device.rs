@@ -30,6 +30,15 @@ pub struct WgpuOptions {
     /// Lower the storage buffers per shader stage below the adapter's (tests of the fused
     /// matmuls on adapters with WebGPU's minimum of 8, as browsers' fallback adapters).
     pub max_storage_buffers: Option<u32>,
+    /// `Some(false)`: no subgroup reductions even where the adapter has them (tests of both
+    /// paths; `TESSERA_WGPU_SUBGROUPS=0` does the same).
+    pub subgroups: Option<bool>,
+    /// Lanes per output column of the matrix-vector kernels (a power of two; default 32, or
+    /// `TESSERA_WGPU_VEC_LANES`).
+    pub vec_lanes: Option<u32>,
+    /// Most key splits of paged attention (1: none; default 16 on GPUs, 1 on software
+    /// adapters, or `TESSERA_WGPU_ATTN_SPLIT`).
+    pub attn_splits: Option<u32>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
@@ -55,6 +64,20 @@ pub(crate) struct Sizes {
     pub max_groups: u32,
     /// Storage buffers one kernel may bind (`maxStorageBuffersPerShaderStage`).
     pub storage_buffers: u32,
+    /// The adapter's subgroup size where the device has wgpu's `SUBGROUP` feature and the
+    /// size is fixed (min = max, a power of two <= 128); 0: no subgroup operations (the
+    /// browser, adapters without them, `TESSERA_WGPU_SUBGROUPS=0`). Kernels get it as `SG`.
+    pub subgroup: u32,
+    /// Lanes that reduce one output column of the matrix-vector kernels (a power of two,
+    /// 32 unless `TESSERA_WGPU_VEC_LANES` asks for another; at most wg / 2).
+    pub vec_lanes: u32,
+    /// Most workgroups one (row, head) of paged attention is split over (`attention`).
+    pub attn_splits: u32,
+}
+
+/// A power-of-two setting from the environment (`None` where unset or not a power of two).
+fn env_pow2(name: &str) -> Option<u32> {
+    std::env::var(name).ok()?.parse::<u32>().ok().filter(|v| v.is_power_of_two())
 }
 
 /// Device errors reported by wgpu's callback, waiting to be returned.
@@ -145,6 +168,18 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     if super::profile::timestamps_requested() && adapter.features().contains(timestamps) {
         features |= timestamps;
     }
+    // Subgroup reductions where the size is fixed, so a kernel can rely on it (native only:
+    // browsers need WGSL's `enable subgroups`, which naga does not parse).
+    let subgroup_size = info.subgroup_min_size;
+    let subgroups = cfg!(not(target_arch = "wasm32"))
+        && opts.subgroups.unwrap_or_else(|| std::env::var("TESSERA_WGPU_SUBGROUPS").map_or(true, |v| v != "0"))
+        && adapter.features().contains(wgpu::Features::SUBGROUP)
+        && subgroup_size == info.subgroup_max_size
+        && subgroup_size.is_power_of_two()
+        && (4..=128).contains(&subgroup_size);
+    if subgroups {
+        features |= wgpu::Features::SUBGROUP;
+    }
     let limits = adapter.limits();
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
@@ -173,11 +208,14 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     if let Some(cap) = opts.max_binding_bytes {
         max_binding = max_binding.min(cap.max(256));
     }
+    // Attention: TESSERA_WGPU_ATTN_WG (a power of two up to the adapter's invocations) or wg.
+    let attn_max = pow2_floor(max_invocations.min(l.max_compute_workgroup_size_x).min(1024));
+    let attn_wg = env_pow2("TESSERA_WGPU_ATTN_WG").map_or(wg, |v| v.clamp(32, attn_max.max(32)));
     let sizes = Sizes {
         wg,
         matmul_ts: ts,
         // Software adapters run a workgroup's threads one after another between barriers.
-        attn_wg: if info.device_type == wgpu::DeviceType::Cpu { wg.min(64) } else { wg },
+        attn_wg: if info.device_type == wgpu::DeviceType::Cpu { wg.min(64) } else { attn_wg },
         wg_storage: l.max_compute_workgroup_storage_size,
         max_binding,
         max_buffer: l.max_buffer_size,
@@ -185,6 +223,13 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
         uniform_align: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
         max_groups: l.max_compute_workgroups_per_dimension.max(1),
         storage_buffers: l.max_storage_buffers_per_shader_stage.min(opts.max_storage_buffers.unwrap_or(u32::MAX)),
+        subgroup: if subgroups && subgroup_size <= wg { subgroup_size } else { 0 },
+        attn_splits: opts
+            .attn_splits
+            .or_else(|| std::env::var("TESSERA_WGPU_ATTN_SPLIT").ok().and_then(|v| v.parse().ok()))
+            .unwrap_or(if info.device_type == wgpu::DeviceType::Cpu { 1 } else { 16 })
+            .clamp(1, 64),
+        vec_lanes: opts.vec_lanes.filter(|v| v.is_power_of_two()).or_else(|| env_pow2("TESSERA_WGPU_VEC_LANES")).unwrap_or(32).clamp(4, wg / 2),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");
     Ok((Gpu { device, queue, info, has_f16: adapter_f16, sizes, errors, profile }, dtype))

@@ -47,8 +47,19 @@ const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
 /// `paged_attention`'s write of the new K/V rows, appended when the kernel sets FKV = 1.
 const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
+/// `paged_attention` over key splits and `attention_merge`, appended when SPLITS > 1.
+const ATTENTION_MERGE: &str = include_str!("../../../../shaders/attention_merge.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
+/// Subgroup reductions (`sg_add`, `sg_max`, `sg_xor`), appended where SG > 0.
+const SUBGROUP: &str = include_str!("../../../../shaders/subgroup.wgsl");
+/// Their stand-ins where SG = 0 (never called: every use is behind `SG > 0u`), so the
+/// sources need no subgroup builtin the device may lack.
+const NO_SUBGROUP: &str = "
+fn sg_add(v: f32) -> f32 { return v; }
+fn sg_max(v: f32) -> f32 { return v; }
+fn sg_xor(v: f32, mask: u32) -> f32 { return v; }
+";
 
 impl Shader {
     fn source(self) -> &'static str {
@@ -77,6 +88,11 @@ impl Shader {
     /// the weight slots).
     fn has_tile(self) -> bool {
         matches!(self, Shader::Matmul | Shader::QMatmul)
+    }
+
+    /// Whether the source reduces with subgroups where it can (const SG, `subgroup.wgsl`).
+    fn uses_subgroups(self) -> bool {
+        matches!(self, Shader::Matmul | Shader::QMatmul | Shader::Attention)
     }
 }
 
@@ -127,6 +143,24 @@ impl Kernel {
         self
     }
 
+    /// The value of const `name` (0 if the kernel does not set it).
+    pub fn konst_value(&self, name: &str) -> u32 {
+        self.konst_of(name, 0)
+    }
+
+    /// The same specialization (same source) at another entry point.
+    pub fn entry_point(mut self, entry: &'static str) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    /// Replaces the storage layout: `(binding, read_write)` pairs (an entry point that uses
+    /// fewer bindings than the shader declares).
+    pub fn layout_only(mut self, bindings: &[(u32, bool)]) -> Self {
+        self.layout = bindings.iter().map(|&(i, rw)| (i, if rw { Access::ReadWrite } else { Access::Read })).collect();
+        self
+    }
+
     /// The full WGSL text of this specialization.
     fn wgsl(&self) -> String {
         let mut s = String::new();
@@ -146,6 +180,13 @@ impl Kernel {
         }
         s.push_str(COMMON);
         s.push('\n');
+        if self.shader.uses_subgroups() {
+            if self.consts.iter().all(|(n, _)| *n != "SG") {
+                s.push_str("const SG: u32 = 0u;\n");
+            }
+            s.push_str(if self.konst_of("SG", 0) > 0 { SUBGROUP } else { NO_SUBGROUP });
+            s.push('\n');
+        }
         if self.shader.reads_blocks() {
             s.push_str(GGUF_BLOCKS);
             s.push('\n');
@@ -164,6 +205,8 @@ impl Kernel {
         }
         if self.shader == Shader::Attention {
             s.push_str(self.fused_kv());
+            s.push('\n');
+            s.push_str(if self.konst_of("SPLITS", 1) > 1 { ATTENTION_MERGE } else { "fn put_partial(i: u32, v: f32) {}\n" });
         }
         s
     }
@@ -252,6 +295,13 @@ pub(crate) struct PipelineCache {
     /// `TESSERA_WGPU_ZERO_WG=0` turns it off: every shader here writes its workgroup
     /// memory before reading it, so the fill is pure cost).
     zero_workgroup_memory: bool,
+    /// Compile without naga's loop bounding and integer-division guards
+    /// (`ShaderRuntimeChecks`; buffer bounds checks stay): every loop here has a bound and
+    /// no divisor is zero (sizes are checked before dispatching), so they are pure cost: the
+    /// counter naga adds to every loop keeps the driver from unrolling the matvec and
+    /// attention loops (decode +14 % Q4_1, +32 % f16 on an H100). Native only (the browser
+    /// compiles WGSL itself); `TESSERA_WGPU_TRUSTED=0` keeps the checks (for comparisons).
+    trusted: bool,
 }
 
 impl PipelineCache {
@@ -259,6 +309,7 @@ impl PipelineCache {
         PipelineCache {
             pipelines: Mutex::default(),
             zero_workgroup_memory: std::env::var("TESSERA_WGPU_ZERO_WG").map_or(true, |v| v != "0"),
+            trusted: cfg!(not(target_arch = "wasm32")) && std::env::var("TESSERA_WGPU_TRUSTED").map_or(true, |v| v != "0"),
         }
     }
 
@@ -268,7 +319,7 @@ impl PipelineCache {
         if let Some(p) = map.get(k) {
             return Ok(p.clone());
         }
-        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory)?);
+        let p = Arc::new(compile(gpu, k, self.zero_workgroup_memory, self.trusted)?);
         map.insert(k.clone(), p.clone());
         Ok(p)
     }
@@ -279,14 +330,22 @@ impl PipelineCache {
     }
 }
 
-fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool) -> Result<Pipeline> {
+fn compile(gpu: &Gpu, k: &Kernel, zero_workgroup_memory: bool, trusted: bool) -> Result<Pipeline> {
     let d = &gpu.device;
     let label = format!("{:?}::{}", k.shader, k.entry);
     gpu.errors.check("before compiling a shader")?;
-    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some(&label),
-        source: wgpu::ShaderSource::Wgsl(k.wgsl().into()),
-    });
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(&label), source: wgpu::ShaderSource::Wgsl(k.wgsl().into()) };
+    let module = if trusted {
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        checks.int_div_checks = false;
+        // SAFETY: every loop of shaders/*.wgsl has a bound (strides of at least 1 up to a
+        // limit) and every divisor is a nonzero constant or a size the ops check before
+        // dispatching; buffer bounds checks stay on.
+        unsafe { d.create_shader_module_trusted(desc, checks) }
+    } else {
+        d.create_shader_module(desc)
+    };
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
         binding: 0,
         visibility: wgpu::ShaderStages::COMPUTE,

@@ -131,7 +131,8 @@ pub(super) fn run_rows(
         .ty("O", be.dtype)
         .konst("WG", s.wg)
         .konst("TS", s.matmul_ts)
-        .konst("VR", s.wg / 32)
+        .konst("VR", s.wg / s.vec_lanes)
+        .konst("SG", s.subgroup)
         .konst("NW", 1)
         .konst("NO", 1)
         .read(1)
@@ -150,7 +151,7 @@ pub(super) fn run_rows(
         let mut params = [0u32; PARAM_WORDS];
         params[..7].copy_from_slice(&[m as u32, n as u32, k as u32, n0 as u32, nc as u32, u32::from(bias.is_some()), word6]);
         let groups = if vec {
-            let mut g = be.grid_groups(op, (nc as u32).div_ceil(s.wg / 32))?;
+            let mut g = be.grid_groups(op, (nc as u32).div_ceil(s.wg / s.vec_lanes))?;
             g[2] = m as u32;
             g
         } else {

@@ -127,7 +127,7 @@ fn dispatch(
 ) -> Result<()> {
     let op = Op::Matmul;
     let s = be.sizes();
-    let vr = s.wg / 32;
+    let vr = s.wg / s.vec_lanes;
     let mut kernel = Kernel::new(plan.shader, plan.entry)
         .ty("X", plan.dx)
         .ty("BT", plan.db)
@@ -135,6 +135,7 @@ fn dispatch(
         .konst("WG", s.wg)
         .konst("TS", s.matmul_ts)
         .konst("VR", vr)
+        .konst("SG", s.subgroup)
         .konst("NW", ws.len() as u32)
         .konst("NO", outs.len() as u32);
     if let Some(dw) = plan.dw {
@@ -191,8 +192,8 @@ fn dispatch(
         params[16 + i] = group;
         group += (n as u32).div_ceil(vr);
     }
-    // gated_matmul: a workgroup covers VR / 2 columns of gate and of up (VR >= 2: the 1-D
-    // workgroup has at least 64 threads).
+    // gated_matmul: a workgroup covers VR / 2 columns of gate and of up (VR >= 2: lanes are
+    // at most half the workgroup).
     let groups = if plan.entry.ends_with("gated_matmul") { (ws[0].0.shape[0] as u32).div_ceil(vr / 2) } else { group };
     let mut g = be.grid_groups(op, groups)?;
     g[2] = plan.m as u32;

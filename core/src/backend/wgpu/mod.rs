@@ -24,10 +24,11 @@
 //! Submodules: `device` (opening, limits, errors), `kernels` (WGSL + pipeline cache),
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
 //! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
-//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF
-//! block weights), `attention` (`write_kv`, `paged_attention`),
-//! `sample` (top-k / top-p / min-p sampling), `profile` (`TESSERA_WGPU_PROFILE=1`: where a
-//! step's time goes).
+//! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF block weights),
+//! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
+//! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively
+//! on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`), `TESSERA_WGPU_SUBGROUPS`
+//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
 
 mod attention;
 mod device;
@@ -144,6 +145,11 @@ impl WgpuBackend {
         self.settle_kv()?;
         self.recorder.flush(&self.gpu)?;
         self.gpu.errors.check("device error")
+    }
+
+    /// The subgroup size the kernels reduce with (0: none; `device::Sizes::subgroup`).
+    pub fn subgroup_size(&self) -> u32 {
+        self.gpu.sizes.subgroup
     }
 
     /// Pipelines compiled so far (each is compiled once).
