@@ -9,7 +9,8 @@
 //!   the registers variant, or the pipelined one (`DecodePipeline`: large grids by default,
 //!   48 KB of dynamic shared memory, its own keys per tile); grids and splits: attention_plan.rs
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
-//!   merged by attention_decode_combine
+//!   merged by the last block of each head group to finish (counters in `counters`), or by
+//!   attention_decode_combine (`TESSERA_ATTN_FUSED_COMBINE=0`, or more groups than counters)
 //! other sequences (prefill chunks; all of them for other head dims):
 //!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
 //!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
@@ -184,6 +185,11 @@ impl CudaBackend {
         }
     }
 
+    /// Counters of the decode kernel's folded merge: the first half of `counters`.
+    fn attention_counters(&self) -> usize {
+        self.counters.shape[0] / 2
+    }
+
     /// Records the per-sequence grid of a decode-only launch (graph.rs keys graphs on it).
     fn note_decode_grid(&self, l: &Launch, grid: DecodeGrid) {
         if l.meta.max_query_len == 1 {
@@ -354,7 +360,8 @@ impl CudaBackend {
         };
         self.note_decode_grid(l, grid);
         let mode = self.decode_pipeline.load(Ordering::Relaxed);
-        let (pipelined, splits, split_len) = grid.launch(forced, mode, num_decode, sms, self.split_basis(meta.max_seq_len));
+        let tile = self.tile_splits.load(Ordering::Relaxed);
+        let (pipelined, splits, split_len) = grid.launch(forced, mode, tile, num_decode, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let (name, smem) = if pipelined {
             (format!("paged_attention_decode_pipelined_{s}_d{d}_g{gh}"), decode_pipelined_smem(dt, d, gh) as u32)
@@ -368,12 +375,16 @@ impl CudaBackend {
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
             self.device.prefer_shared(op, &f.0, &f.1)?;
         }
+        // Every split writes its (max, sum), empty ones too: no zero fill. The kernel merges
+        // them itself where the counters cover its block groups (a grid short of 4 blocks an
+        // SM: every automatic split), else the combine launch below does.
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
-            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.empty(op, DType::F32, &[rows * 2])?))
         } else {
             (None, None)
         };
+        let fused = splits > 1 && self.fused_combine.load(Ordering::Relaxed) && num_decode * per_seq <= self.attention_counters();
         let args = [
             Arg::Ptr(l.q.ptr),
             Arg::Ptr(l.k_cache.ptr),
@@ -399,6 +410,7 @@ impl CudaBackend {
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::Ptr(if fused { self.counters.ptr } else { 0 }),
             Arg::Ptr(self.device.err_ptr),
         ];
         let cfg = LaunchConfig {
@@ -408,7 +420,7 @@ impl CudaBackend {
         };
         self.launch(op, &f, cfg, &args)?;
 
-        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
+        if let (Some(acc), Some(ml), false) = (&part_acc, &part_ml, fused) {
             let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
             let args = [
                 Arg::Ptr(acc.ptr),

@@ -80,6 +80,10 @@ pub(crate) const NAME: &str = "cuda";
 /// Threads per block of the simple kernels.
 const THREADS: u32 = 256;
 
+/// Last-block-done counters an SM (`CudaBackend::counters`): the first half for the decode
+/// attention merge (one a block group of a grid under 4 blocks an SM), the second for argmax.
+pub(crate) const COUNTERS_PER_SM: usize = 8;
+
 pub struct CudaBackend {
     // Field order is drop order: graphs, cuBLAS and the modules go before the context's stream.
     graphs: Mutex<Vec<graph::Graph>>,
@@ -108,6 +112,15 @@ pub struct CudaBackend {
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
     decode_pipeline: AtomicU32,
+    /// Decode key splits of one tile a block for small grids (`TESSERA_ATTN_TILE_SPLITS`,
+    /// default on; attention_plan.rs `choose_decode_splits`).
+    tile_splits: AtomicBool,
+    /// The decode kernel merges its split partials itself, the last block of a head group
+    /// to finish (`TESSERA_ATTN_FUSED_COMBINE`, default on; else attention_decode_combine).
+    fused_combine: AtomicBool,
+    /// Zeroed u32 counters of the last-block-done kernels (decode attention's merge,
+    /// argmax's): each launch leaves them zero again. Allocated once, so graphs keep it.
+    counters: CudaTensor,
     /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
@@ -141,7 +154,10 @@ impl CudaBackend {
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
     /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
-    /// waves or more, see [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_TILE_SPLITS=0` splits small
+    /// decode grids by the older rule (whole tiles, fewer splits), `TESSERA_ATTN_FUSED_COMBINE=0`
+    /// merges decode split partials with the separate combine kernel (default: the attention
+    /// kernel's last block); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
@@ -162,6 +178,12 @@ impl CudaBackend {
         let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
         let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
         let env_off = |k: &str| std::env::var(k).map(|v| v == "0").unwrap_or(false);
+        let counters = {
+            let n = COUNTERS_PER_SM * device.info.multiprocessors.max(1) as usize;
+            let (buf, ptr) = device.alloc(Op::Upload, n * 4)?;
+            device.memset(Op::Upload, ptr, 0, n * 4)?;
+            CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: vec![n], dtype: DType::U32, rope: None }
+        };
         let be = CudaBackend {
             graphs: Mutex::new(Vec::new()),
             blas,
@@ -184,6 +206,9 @@ impl CudaBackend {
                 Ok("2") => DecodePipeline::Always,
                 _ => DecodePipeline::Auto,
             } as u32),
+            tile_splits: AtomicBool::new(!env_off("TESSERA_ATTN_TILE_SPLITS")),
+            fused_combine: AtomicBool::new(!env_off("TESSERA_ATTN_FUSED_COMBINE")),
+            counters,
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
             fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
@@ -292,6 +317,17 @@ impl CudaBackend {
     /// Which decode-attention variant decode rows take (default: `TESSERA_ATTN_DECODE_V2`, else `Auto`).
     pub fn set_decode_pipeline(&self, mode: DecodePipeline) {
         self.decode_pipeline.store(mode as u32, Ordering::Relaxed);
+    }
+
+    /// Decode key splits of one tile a block for small grids (default on).
+    pub fn set_decode_tile_splits(&self, on: bool) {
+        self.tile_splits.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the decode kernel merges its own split partials (default) or leaves them to
+    /// the combine kernel.
+    pub fn set_decode_fused_combine(&self, on: bool) {
+        self.fused_combine.store(on, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------
