@@ -2,7 +2,9 @@
 //! block per (sequence, kv head, group of GH query heads, key split), K/V rows read once
 //! straight from the cache with 16-byte loads (K and V of U keys in flight per lane), every
 //! row serving all GH query heads of its group (GQA), online softmax in f32, and with
-//! num_splits > 1 f32 partials merged by `attention_decode_combine`.
+//! num_splits > 1 f32 partials (every split writes its (max, sum), an empty one (-inf, 0))
+//! merged by `attention_decode_combine`, or, given `counters` (opt-in), by the last block of
+//! each (sequence, head group) to finish (`decode_merge_last`).
 //!
 //! ```text
 //! grid  x = num_decode * num_splits   (i = x / num_splits: seq b = seq_order[i], split = x % ..)
@@ -476,20 +478,20 @@ __device__ __forceinline__ void decode_merge_last(const float* __restrict__ part
                                                   const u32* __restrict__ seq_order, u32 num_decode, u32 num_seqs,
                                                   u32 num_tokens, u32 num_heads, u32 num_kv_heads, u32 num_splits,
                                                   u32* __restrict__ counters) {
-    __shared__ u32 s_last;
     const u32 i = blockIdx.x / num_splits;
     if (i >= num_decode) return;
     // Every thread's partial writes are visible device-wide before the block counts itself.
     __threadfence();
     __syncthreads();
+    bool last = false;
     if (threadIdx.x == 0) {
         u32* c = counters + (u64)i * gridDim.y + blockIdx.y;
-        const bool last = atomicAdd(c, 1u) + 1 == num_splits;
+        last = atomicAdd(c, 1u) + 1 == num_splits;
         if (last) atomicExch(c, 0u);
-        s_last = last;
     }
-    __syncthreads();
-    if (!s_last) return;
+    // The flag through the barrier, not a __shared__ word: static shared memory would push
+    // the pipelined variant's 48 KB of dynamic shared memory past the default limit.
+    if (!__syncthreads_or(last)) return;
     __threadfence();
     // The metadata the blocks checked (a bad sequence wrote no partials: its error is
     // recorded; only indices are checked here).

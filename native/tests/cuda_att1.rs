@@ -1,6 +1,7 @@
 //! Single-stream decode on the GPU: the decode-attention kernel's split-K merge folded into
-//! its last block (`set_decode_fused_combine`, `TESSERA_ATTN_FUSED_COMBINE`), one-tile key
-//! splits for small grids (`set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`) and the
+//! its last block (opt-in: `set_decode_fused_combine`, `TESSERA_ATTN_FUSED_COMBINE=1`), the
+//! partials' (max, sum) written by every split (no zero fill), one-tile key splits for small
+//! grids (default: `set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`) and the
 //! multi-block argmax of wide rows (`argmax_split`), against the CPU backend (the
 //! specification), f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED`
 //! replays), outputs poisoned before every kernel:
@@ -12,7 +13,7 @@
 //!   case runs after others on the same backend);
 //! - decode graphs: a recorded attention (+ argmax) step replayed with new contexts written
 //!   in place, against the CPU each time (a counter left non-zero, or a merge that did not
-//!   run, shows as a stale or wrong row);
+//!   run, shows as a stale or wrong row), with either merge;
 //! - argmax of 1–16 rows of 16k–262k columns: ties across spans, NaN and -inf rows, columns
 //!   not a whole number of vectors, repeated launches.
 //!
@@ -83,14 +84,18 @@ fn small_grid_decode_attention_matches_cpu() {
                 c.check("paged_attention", &format!("{label} fused={fused} tile={tile}"), &g, &r);
             }
         }
-        // The pipelined variant's partials through the same merge.
-        c.gpu.set_decode_fused_combine(true);
+        // The pipelined variant's partials through either merge (its 48 KB of dynamic shared
+        // memory leaves no room for static shared memory in the merge).
         c.gpu.set_decode_tile_splits(true);
         c.gpu.set_decode_pipeline(DecodePipeline::Always);
-        for case in [lone(1, 16, 4, 128, None, None), lone(129, 16, 4, 128, None, None), lone(3000, 32, 4, 64, Some(700), None)] {
-            let (g, r, label) = pair_attention_case(&mut c, &case);
-            c.check("paged_attention", &format!("{label} pipelined fused"), &g, &r);
+        for fused in [true, false] {
+            c.gpu.set_decode_fused_combine(fused);
+            for case in [lone(1, 16, 4, 128, None, None), lone(129, 16, 4, 128, None, None), lone(3000, 32, 4, 64, Some(700), None)] {
+                let (g, r, label) = pair_attention_case(&mut c, &case);
+                c.check("paged_attention", &format!("{label} pipelined fused={fused}"), &g, &r);
+            }
         }
+        c.gpu.set_decode_fused_combine(false);
         c.gpu.set_decode_pipeline(DecodePipeline::Auto);
         c.gpu.set_attention_splits(0);
         c.finish();
@@ -130,8 +135,9 @@ fn decode_meta<T>(seq_lens: T, qsl: T, tables: T, order: T, n: usize, max_blocks
 
 #[test]
 fn decode_graph_replays_match_cpu() {
-    for dtype in [DType::F32, DType::BF16] {
+    for (dtype, fused) in [(DType::F32, true), (DType::BF16, true), (DType::BF16, false)] {
         let Some(mut c) = Ctx::new(dtype, "decode_graph_replays") else { return };
+        c.gpu.set_decode_fused_combine(fused);
         // Graphs need unsynchronised launches (and no poison inside the recording).
         c.gpu.set_sync_launches(false);
         c.gpu.set_poison_outputs(false);
@@ -176,7 +182,7 @@ fn decode_graph_replays_match_cpu() {
             let (_, cs) = c.pair_u32(lens, &[n]);
             let cmeta = decode_meta(cs, cq.clone(), ct.clone(), co.clone(), n, mb, 256);
             let r = c.cpu.paged_attention(&q.1, &kc.1, &vc.1, &cmeta, &p).unwrap();
-            c.check("paged_attention", &format!("graph replay {k} lens {lens:?} H{heads} KV{kv_heads} D{d}"), &out_buf, &r);
+            c.check("paged_attention", &format!("graph replay {k} lens {lens:?} H{heads} KV{kv_heads} D{d} fused={fused}"), &out_buf, &r);
             c.check_u32("argmax", &format!("graph replay {k} 2x128256"), &ids_buf, &want_ids);
         }
         // The eager result of the first contexts, for completeness.

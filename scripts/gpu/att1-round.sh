@@ -10,7 +10,7 @@
 #   cuda_att1 (new parity cases), lat_new / lat_base twice interleaved (bench latency 1 x
 #   (128 / 256) bf16 SmolLM3-3B dummy), ncu per-node of one late decode step (replay
 #   ATT1_REPLAY, default 240: context ~370) of new and base (att1_ncu.py: the graph + the
-#   eager tail), the switches off (TESSERA_ATTN_FUSED_COMBINE=0, TESSERA_ATTN_TILE_SPLITS=0),
+#   eager tail), the switches (TESSERA_ATTN_FUSED_COMBINE=1, TESSERA_ATTN_TILE_SPLITS=0),
 #   then the existing parity suites the change touches (cuda_ops, cuda_att256, cuda_batch,
 #   cuda_fused, cuda_engine). A summary is printed last; logs come back as $OUT/att1-logs.tgz.
 set -uo pipefail
@@ -54,7 +54,7 @@ prof() { # name binary: ncu node durations of one late replayed decode step (+ i
     python3 "$B/att1_ncu.py" "$L/ncu_$1.csv" 36 > "$L/ncu_$1.txt" 2>&1
 }
 N="$B/bin/tessera" O="$B/bin/tessera-base"
-for s in ${ATT1_STEPS:-cuda_att1 lat_new lat_base ncu_new ncu_base lat_new2 lat_base2 lat_fused_off lat_tile_off cuda_ops cuda_att256 cuda_batch cuda_engine cuda_fused}; do
+for s in ${ATT1_STEPS:-cuda_att1 lat_new lat_base ncu_new ncu_base lat_new2 lat_base2 lat_fused_on lat_tile_off cuda_ops cuda_att256 cuda_batch cuda_engine cuda_fused}; do
     case $s in
         cuda_att1) step cuda_att1 120 "$B/bin/cuda_att1" --test-threads=1 --nocapture ;;
         cuda_ops) step cuda_ops 120 "$B/bin/cuda_ops" --test-threads=3 --nocapture ;;
@@ -64,7 +64,7 @@ for s in ${ATT1_STEPS:-cuda_att1 lat_new lat_base ncu_new ncu_base lat_new2 lat_
         cuda_fused) step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture ;;
         lat_new | lat_new2) lat "${s#lat_}" "$N" ;;
         lat_base | lat_base2) lat "${s#lat_}" "$O" ;;
-        lat_fused_off) lat fused_off TESSERA_ATTN_FUSED_COMBINE=0 "$N" ;;
+        lat_fused_on) lat fused_on TESSERA_ATTN_FUSED_COMBINE=1 "$N" ;;
         lat_tile_off) lat tile_off TESSERA_ATTN_TILE_SPLITS=0 "$N" ;;
         ncu_new) prof new "$N" ;;
         ncu_base) prof base "$O" ;;

@@ -9,8 +9,8 @@
 //!   the registers variant, or the pipelined one (`DecodePipeline`: large grids by default,
 //!   48 KB of dynamic shared memory, its own keys per tile); grids and splits: attention_plan.rs
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
-//!   merged by the last block of each head group to finish (counters in `counters`), or by
-//!   attention_decode_combine (`TESSERA_ATTN_FUSED_COMBINE=0`, or more groups than counters)
+//!   merged by attention_decode_combine, or (`TESSERA_ATTN_FUSED_COMBINE=1`, opt-in) by the
+//!   last block of each head group to finish (counters in `counters`)
 //! other sequences (prefill chunks; all of them for other head dims):
 //!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
 //!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
@@ -375,9 +375,10 @@ impl CudaBackend {
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
             self.device.prefer_shared(op, &f.0, &f.1)?;
         }
-        // Every split writes its (max, sum), empty ones too: no zero fill. The kernel merges
-        // them itself where the counters cover its block groups (a grid short of 4 blocks an
-        // SM: every automatic split), else the combine launch below does.
+        // Every split writes its (max, sum), empty ones too: no zero fill. The combine launch
+        // below merges them, or (opt-in `fused_combine`) the kernel's last block of each head
+        // group where the counters cover the groups (a grid short of 4 blocks an SM: every
+        // automatic split).
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
             (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.empty(op, DType::F32, &[rows * 2])?))

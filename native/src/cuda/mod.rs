@@ -116,7 +116,8 @@ pub struct CudaBackend {
     /// default on; attention_plan.rs `choose_decode_splits`).
     tile_splits: AtomicBool,
     /// The decode kernel merges its split partials itself, the last block of a head group
-    /// to finish (`TESSERA_ATTN_FUSED_COMBINE`, default on; else attention_decode_combine).
+    /// to finish (`TESSERA_ATTN_FUSED_COMBINE=1`, opt-in: measured slower than the combine
+    /// launch, BENCHMARKS.md; default: attention_decode_combine).
     fused_combine: AtomicBool,
     /// Zeroed u32 counters of the last-block-done kernels (decode attention's merge,
     /// argmax's): each launch leaves them zero again. Allocated once, so graphs keep it.
@@ -155,9 +156,9 @@ impl CudaBackend {
     /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
     /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_TILE_SPLITS=0` splits small
-    /// decode grids by the older rule (whole tiles, fewer splits), `TESSERA_ATTN_FUSED_COMBINE=0`
-    /// merges decode split partials with the separate combine kernel (default: the attention
-    /// kernel's last block); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// decode grids by the older rule (whole tiles, fewer splits), `TESSERA_ATTN_FUSED_COMBINE=1`
+    /// merges decode split partials in the attention kernel's last block instead of the
+    /// combine kernel (opt-in: slower on an H100, BENCHMARKS.md); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
@@ -207,7 +208,7 @@ impl CudaBackend {
                 _ => DecodePipeline::Auto,
             } as u32),
             tile_splits: AtomicBool::new(!env_off("TESSERA_ATTN_TILE_SPLITS")),
-            fused_combine: AtomicBool::new(!env_off("TESSERA_ATTN_FUSED_COMBINE")),
+            fused_combine: AtomicBool::new(env_on("TESSERA_ATTN_FUSED_COMBINE")),
             counters,
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
@@ -324,8 +325,8 @@ impl CudaBackend {
         self.tile_splits.store(on, Ordering::Relaxed);
     }
 
-    /// Whether the decode kernel merges its own split partials (default) or leaves them to
-    /// the combine kernel.
+    /// Whether the decode kernel merges its own split partials or leaves them to the combine
+    /// kernel (default).
     pub fn set_decode_fused_combine(&self, on: bool) {
         self.fused_combine.store(on, Ordering::Relaxed);
     }
