@@ -60,7 +60,7 @@ pub(crate) fn u32_arg(op: Op, what: &str, v: usize) -> Result<u32> {
 
 /// Whether `len` elements of `dtype` are a whole number of 16-byte vectors.
 pub(crate) fn vec_ok(dtype: DType, len: usize) -> u32 {
-    (len % vec_elems(dtype) == 0) as u32
+    len.is_multiple_of(vec_elems(dtype)) as u32
 }
 
 pub(crate) fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
