@@ -2,9 +2,8 @@
 //! block per (sequence, kv head, group of GH query heads, key split), K/V rows read once
 //! straight from the cache with 16-byte loads (K and V of U keys in flight per lane), every
 //! row serving all GH query heads of its group (GQA), online softmax in f32, and with
-//! num_splits > 1 f32 partials (every split writes its (max, sum), an empty one (-inf, 0))
-//! merged by `attention_decode_combine`, or, given `counters` (opt-in), by the last block of
-//! each (sequence, head group) to finish (`decode_merge_last`).
+//! num_splits > 1 f32 partials (every split writes its (max, sum), an empty one (-inf, 0), so
+//! they need no zero fill) merged by `attention_decode_combine`.
 //!
 //! ```text
 //! grid  x = num_decode * num_splits   (i = x / num_splits: seq b = seq_order[i], split = x % ..)
@@ -197,7 +196,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, const u32* __restrict__ seq_order,
     u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,
     u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window, u32 num_splits, u32 split_len,
-    u32 max_seq_len, u32* counters, u32* err) {
+    u32 max_seq_len, u32* err) {
     using S = DecodeShape<T, D, GH, PIPE>;
     constexpr int N = S::N, TG = S::TG, VPL = S::VPL, KPI = S::KPI, U = S::U, KPW = S::KPW, KPB = S::KPB;
     constexpr int E = VPL * N;  // elements of a row per lane
@@ -228,8 +227,8 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         hi = min(hi, split * split_len + split_len);
     }
     if (lo >= hi) {
-        // An empty split (trailing splits of a power-of-two count): (max, sum) = (-inf, 0),
-        // so the merge skips it (no zero fill of the partials on the host).
+        // An empty split (trailing splits of a power-of-two count, or before a sliding
+        // window): (max, sum) = (-inf, 0), so the combine skips it (no zero fill on the host).
         if (num_splits > 1 && threadIdx.x < GH && g0 + threadIdx.x < G) {
             const u64 o = ((u64)split * num_decode + i) * num_heads + kvh * G + g0 + threadIdx.x;
             part_ml[o * 2] = TESSERA_NEG_INF;
@@ -466,64 +465,6 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     }
 }
 
-/// The split-K merge folded into the decode kernel (`counters` not null, num_splits > 1):
-/// every block of a (decode sequence, kv head, head chunk) counts itself done after its
-/// partials (__threadfence, atomicAdd on counters[i * gridDim.y + y]); the last one resets
-/// the counter to 0 (so the next launch, or a graph replay, starts from zero) and merges the
-/// num_splits partials of its GH heads into `out`, one pass of online rescaling a split,
-/// reading through L2 (__ldcg: the other blocks' writes). Saves the combine launch.
-template <typename T, int D, int GH>
-__device__ __forceinline__ void decode_merge_last(const float* __restrict__ part_acc, const float* __restrict__ part_ml,
-                                                  T* __restrict__ out, const u32* __restrict__ qsl,
-                                                  const u32* __restrict__ seq_order, u32 num_decode, u32 num_seqs,
-                                                  u32 num_tokens, u32 num_heads, u32 num_kv_heads, u32 num_splits,
-                                                  u32* __restrict__ counters) {
-    const u32 i = blockIdx.x / num_splits;
-    if (i >= num_decode) return;
-    // Every thread's partial writes are visible device-wide before the block counts itself.
-    __threadfence();
-    __syncthreads();
-    bool last = false;
-    if (threadIdx.x == 0) {
-        u32* c = counters + (u64)i * gridDim.y + blockIdx.y;
-        last = atomicAdd(c, 1u) + 1 == num_splits;
-        if (last) atomicExch(c, 0u);
-    }
-    // The flag through the barrier, not a __shared__ word: static shared memory would push
-    // the pipelined variant's 48 KB of dynamic shared memory past the default limit.
-    if (!__syncthreads_or(last)) return;
-    __threadfence();
-    // The metadata the blocks checked (a bad sequence wrote no partials: its error is
-    // recorded; only indices are checked here).
-    const u32 b = seq_order[i];
-    if (b >= num_seqs) return;
-    const u32 token = qsl[b];
-    if (qsl[b + 1] != token + 1 || token >= num_tokens) return;
-    const u32 G = num_heads / num_kv_heads;
-    const u32 chunks = (G + GH - 1) / GH;
-    const u32 kvh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * GH;
-    for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
-        const u32 g = idx / D, d = idx % D;
-        if (g0 + g >= G) break;
-        const u32 head = kvh * G + g0 + g;
-        float M = TESSERA_NEG_INF, L = 0.0f, A = 0.0f;
-#pragma unroll 8
-        for (u32 s = 0; s < num_splits; ++s) {
-            const u64 o = ((u64)s * num_decode + i) * num_heads + head;
-            const float m = __ldcg(part_ml + o * 2), l = __ldcg(part_ml + o * 2 + 1);
-            const float a = __ldcg(part_acc + o * D + d);
-            if (l > 0.0f) {
-                const float mn = fmaxf(M, m);
-                const float co = expf(M - mn), cn = expf(m - mn);
-                L = L * co + l * cn;
-                A = A * co + a * cn;
-                M = mn;
-            }
-        }
-        out[((u64)token * num_heads + head) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
-    }
-}
-
 /// Merges the split partials of one (decode sequence, head) row per block.
 template <typename T>
 __device__ __forceinline__ void attention_decode_combine_impl(const float* __restrict__ part_acc,
@@ -561,29 +502,21 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
     const T *q, const T *k_cache, const T *v_cache, T *out, float *part_acc, float *part_ml, const u32 *qsl, \
         const u32 *seq_lens, const u32 *block_tables, const u32 *seq_order, u32 num_decode, u32 num_seqs,  \
         u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads, u32 num_kv_heads,   \
-        float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_seq_len, u32 *counters, \
-        u32 *err
+        float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_seq_len, u32 *err
 #define DECODE_ARGS                                                                                    \
     q, k_cache, v_cache, out, part_acc, part_ml, qsl, seq_lens, block_tables, seq_order, num_decode,   \
         num_seqs, num_tokens, max_blocks, block_size, num_blocks, num_heads, num_kv_heads, scale,      \
-        softcap, window, num_splits, split_len, max_seq_len, counters, err
+        softcap, window, num_splits, split_len, max_seq_len, err
 
-#define DECODE_MERGE_ARGS                                                                              \
-    part_acc, part_ml, out, qsl, seq_order, num_decode, num_seqs, num_tokens, num_heads, num_kv_heads, \
-        num_splits, counters
-
-// The registers variant and the pipelined one (dynamic shared memory DecodeShape::SMEM); both
-// merge their split partials themselves when given `counters` (else attention_decode_combine).
+// The registers variant and the pipelined one (dynamic shared memory DecodeShape::SMEM).
 #define PAGED_ATTENTION_DECODE(S, T, D, GH)                                                           \
     extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32)                                      \
         paged_attention_decode_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                                 \
         paged_attention_decode_impl<T, D, GH, false>(DECODE_ARGS);                                    \
-        if (counters != nullptr && num_splits > 1) decode_merge_last<T, D, GH>(DECODE_MERGE_ARGS);    \
     }                                                                                                 \
     extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32, (DecodeShape<T, D, GH, true>::MIN_BLOCKS)) \
         paged_attention_decode_pipelined_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                       \
         paged_attention_decode_impl<T, D, GH, true>(DECODE_ARGS);                                     \
-        if (counters != nullptr && num_splits > 1) decode_merge_last<T, D, GH>(DECODE_MERGE_ARGS);    \
     }
 
 #define DECODE_HEADS(S, T, D)                                                                          \

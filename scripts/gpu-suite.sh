@@ -101,7 +101,7 @@ parity() {
     # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
-    # Single-stream decode: folded split-K merge, one-tile splits, multi-block argmax, graphs.
+    # Single-stream decode: one-tile splits, unfilled split partials, multi-block argmax, graphs.
     step cuda_att1 120 "$BUNDLE/bin/cuda_att1" --test-threads=1 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
     # bf16/f16/f32 on this card vs those dumps (the bf16 contract).
@@ -125,7 +125,7 @@ quick() { # parity without HF: ops, fused paths, tiny models vs their f32 refere
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # The pipelined decode-attention kernel (large decode grids; TESSERA_ATTN_DECODE_V2).
     step cuda_att256 120 "$BUNDLE/bin/cuda_att256" --test-threads=1 --nocapture
-    # Single-stream decode: folded split-K merge, one-tile splits, multi-block argmax, graphs.
+    # Single-stream decode: one-tile splits, unfilled split partials, multi-block argmax, graphs.
     step cuda_att1 120 "$BUNDLE/bin/cuda_att1" --test-threads=1 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture

@@ -1,19 +1,18 @@
-//! Single-stream decode on the GPU: the decode-attention kernel's split-K merge folded into
-//! its last block (opt-in: `set_decode_fused_combine`, `TESSERA_ATTN_FUSED_COMBINE=1`), the
-//! partials' (max, sum) written by every split (no zero fill), one-tile key splits for small
-//! grids (default: `set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`) and the
-//! multi-block argmax of wide rows (`argmax_split`), against the CPU backend (the
-//! specification), f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED`
-//! replays), outputs poisoned before every kernel:
+//! Single-stream decode on the GPU: one-tile key splits for small grids (default:
+//! `set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`), the partials' (max, sum) written
+//! by every split, empty ones too (no zero fill: the partials are poisoned NaN before every
+//! kernel, so a split that wrote nothing shows), and the multi-block argmax of wide rows
+//! (`argmax_split`, last-block-done counters), against the CPU backend (the specification),
+//! f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED` replays), outputs
+//! poisoned before every kernel:
 //! - lone decode sequences of 1 key, a tile's worth ± 1 (tiles of 8 to 128 keys by dtype,
 //!   head_dim and group), many splits (5000 keys), sliding windows that empty whole splits,
 //!   softcap, GQA groups 1/2/4/7/8, head_dim 64/128/256, small batches and decode rows beside
-//!   prefill rows, forced splits (3, 7), the pipelined variant; under every combination of
-//!   the two switches (the merge's counters must be left at zero for the next launch: every
-//!   case runs after others on the same backend);
+//!   prefill rows, forced splits (3, 7), the pipelined variant; under both split rules;
 //! - decode graphs: a recorded attention (+ argmax) step replayed with new contexts written
-//!   in place, against the CPU each time (a counter left non-zero, or a merge that did not
-//!   run, shows as a stale or wrong row), with either merge;
+//!   in place (empty trailing splits in some rounds, not in others), against the CPU each
+//!   time (a stale partial or an argmax counter left non-zero shows as a wrong row), under
+//!   both split rules;
 //! - argmax of 1–16 rows of 16k–262k columns: ties across spans, NaN and -inf rows, columns
 //!   not a whole number of vectors, repeated launches.
 //!
@@ -76,26 +75,21 @@ fn cases() -> Vec<AttnCase> {
 fn small_grid_decode_attention_matches_cpu() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "small_grid_decode_attention") else { return };
-        for (fused, tile) in [(true, true), (false, true), (true, false), (false, false)] {
-            c.gpu.set_decode_fused_combine(fused);
+        for tile in [true, false] {
             c.gpu.set_decode_tile_splits(tile);
             for case in &cases() {
                 let (g, r, label) = pair_attention_case(&mut c, case);
-                c.check("paged_attention", &format!("{label} fused={fused} tile={tile}"), &g, &r);
+                c.check("paged_attention", &format!("{label} tile={tile}"), &g, &r);
             }
         }
-        // The pipelined variant's partials through either merge (its 48 KB of dynamic shared
-        // memory leaves no room for static shared memory in the merge).
+        // The pipelined variant (its own 32-key tiles; 48 KB of dynamic shared memory): empty
+        // trailing splits and a window that empties the first ones write their (-inf, 0) too.
         c.gpu.set_decode_tile_splits(true);
         c.gpu.set_decode_pipeline(DecodePipeline::Always);
-        for fused in [true, false] {
-            c.gpu.set_decode_fused_combine(fused);
-            for case in [lone(1, 16, 4, 128, None, None), lone(129, 16, 4, 128, None, None), lone(3000, 32, 4, 64, Some(700), None)] {
-                let (g, r, label) = pair_attention_case(&mut c, &case);
-                c.check("paged_attention", &format!("{label} pipelined fused={fused}"), &g, &r);
-            }
+        for case in [lone(1, 16, 4, 128, None, None), lone(129, 16, 4, 128, None, None), lone(3000, 32, 4, 64, Some(700), None)] {
+            let (g, r, label) = pair_attention_case(&mut c, &case);
+            c.check("paged_attention", &format!("{label} pipelined"), &g, &r);
         }
-        c.gpu.set_decode_fused_combine(false);
         c.gpu.set_decode_pipeline(DecodePipeline::Auto);
         c.gpu.set_attention_splits(0);
         c.finish();
@@ -135,9 +129,9 @@ fn decode_meta<T>(seq_lens: T, qsl: T, tables: T, order: T, n: usize, max_blocks
 
 #[test]
 fn decode_graph_replays_match_cpu() {
-    for (dtype, fused) in [(DType::F32, true), (DType::BF16, true), (DType::BF16, false)] {
+    for (dtype, tile) in [(DType::F32, true), (DType::BF16, true), (DType::BF16, false)] {
         let Some(mut c) = Ctx::new(dtype, "decode_graph_replays") else { return };
-        c.gpu.set_decode_fused_combine(fused);
+        c.gpu.set_decode_tile_splits(tile);
         // Graphs need unsynchronised launches (and no poison inside the recording).
         c.gpu.set_sync_launches(false);
         c.gpu.set_poison_outputs(false);
@@ -151,14 +145,22 @@ fn decode_graph_replays_match_cpu() {
         let (gt, ct) = c.pair_u32(&s.tables, &[n, s.max_blocks]);
         let (go, co) = c.pair_u32(&[0, 1], &[n]);
         let p = AttentionParams { num_heads: heads, num_kv_heads: kv_heads, head_dim: d, scale: 0.088, sliding_window: None, softcap: None };
-        // Contexts of one variant (the hint's splits): 129..256 keys (4 splits of 64 in bf16).
-        let rounds: [[u32; 2]; 4] = [[200, 140], [130, 256], [255, 129], [160, 161]];
+        // Contexts of one graph variant (the hint's splits), each round a context the hint
+        // covers. Tile rule, hint 256: 4 splits of 64 keys in bf16 (16 of 16 in f32), the
+        // trailing ones empty in some rounds and busy in the round before (a split that wrote
+        // no (-inf, 0) would merge the previous replay's partials). Older rule, hint 255:
+        // 2 splits of 128 in bf16.
+        let (hint, rounds): (usize, [[u32; 2]; 4]) = if tile {
+            (256, [[200, 140], [130, 256], [255, 129], [160, 161]])
+        } else {
+            (255, [[200, 140], [130, 255], [254, 129], [160, 161]])
+        };
         let (gs, _) = c.pair_u32(&rounds[0], &[n]);
         let mb = s.max_blocks;
         // As the runner: metadata bounded by the table, the real longest context as the hint,
         // an eager step first, then the recording into persistent buffers.
         let gmeta = decode_meta(gs.clone(), gq.clone(), gt.clone(), go.clone(), n, mb, mb * 16);
-        c.gpu.set_attention_hint(Some(256));
+        c.gpu.set_attention_hint(Some(hint));
         let eager = c.gpu.paged_attention(&q.0, &kc.0, &vc.0, &gmeta, &p).expect("eager attention");
         let out_buf = c.gpu.paged_attention(&q.0, &kc.0, &vc.0, &gmeta, &p).expect("eager attention");
         let ids_buf = c.gpu.argmax(&logits.0).expect("eager argmax");
@@ -182,7 +184,7 @@ fn decode_graph_replays_match_cpu() {
             let (_, cs) = c.pair_u32(lens, &[n]);
             let cmeta = decode_meta(cs, cq.clone(), ct.clone(), co.clone(), n, mb, 256);
             let r = c.cpu.paged_attention(&q.1, &kc.1, &vc.1, &cmeta, &p).unwrap();
-            c.check("paged_attention", &format!("graph replay {k} lens {lens:?} H{heads} KV{kv_heads} D{d} fused={fused}"), &out_buf, &r);
+            c.check("paged_attention", &format!("graph replay {k} lens {lens:?} H{heads} KV{kv_heads} D{d} tile={tile}"), &out_buf, &r);
             c.check_u32("argmax", &format!("graph replay {k} 2x128256"), &ids_buf, &want_ids);
         }
         // The eager result of the first contexts, for completeness.

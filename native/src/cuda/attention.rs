@@ -9,8 +9,7 @@
 //!   the registers variant, or the pipelined one (`DecodePipeline`: large grids by default,
 //!   48 KB of dynamic shared memory, its own keys per tile); grids and splits: attention_plan.rs
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
-//!   merged by attention_decode_combine, or (`TESSERA_ATTN_FUSED_COMBINE=1`, opt-in) by the
-//!   last block of each head group to finish (counters in `counters`)
+//!   every split writes its (max, sum) (no zero fill), merged by attention_decode_combine
 //! other sequences (prefill chunks; all of them for other head dims):
 //!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
 //!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
@@ -183,11 +182,6 @@ impl CudaBackend {
         } else {
             max_seq_len
         }
-    }
-
-    /// Counters of the decode kernel's folded merge: the first half of `counters`.
-    fn attention_counters(&self) -> usize {
-        self.counters.shape[0] / 2
     }
 
     /// Records the per-sequence grid of a decode-only launch (graph.rs keys graphs on it).
@@ -375,17 +369,14 @@ impl CudaBackend {
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
             self.device.prefer_shared(op, &f.0, &f.1)?;
         }
-        // Every split writes its (max, sum), empty ones too: no zero fill. The combine launch
-        // below merges them, or (opt-in `fused_combine`) the kernel's last block of each head
-        // group where the counters cover the groups (a grid short of 4 blocks an SM: every
-        // automatic split).
+        // Every split writes its (max, sum), empty ones (-inf, 0): no zero fill (a memset
+        // node a layer fewer in a graph). The combine launch below merges them.
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
             (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.empty(op, DType::F32, &[rows * 2])?))
         } else {
             (None, None)
         };
-        let fused = splits > 1 && self.fused_combine.load(Ordering::Relaxed) && num_decode * per_seq <= self.attention_counters();
         let args = [
             Arg::Ptr(l.q.ptr),
             Arg::Ptr(l.k_cache.ptr),
@@ -411,7 +402,6 @@ impl CudaBackend {
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
-            Arg::Ptr(if fused { self.counters.ptr } else { 0 }),
             Arg::Ptr(self.device.err_ptr),
         ];
         let cfg = LaunchConfig {
@@ -421,7 +411,7 @@ impl CudaBackend {
         };
         self.launch(op, &f, cfg, &args)?;
 
-        if let (Some(acc), Some(ml), false) = (&part_acc, &part_ml, fused) {
+        if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
             let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
             let args = [
                 Arg::Ptr(acc.ptr),

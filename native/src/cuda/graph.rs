@@ -11,7 +11,7 @@
 //!   cuProfilerStart/Stop with TESSERA_CUDA_PROFILER_REPLAYS=first:count, for ncu)
 //! graph_variant: per distinct decode grid (blocks per sequence, which kernel) the attention
 //!   kernel variant and key split (attention::DecodeGrid::launch) for (num_seqs, longest
-//!   context), and where split partials are merged: equal variants, equal launches
+//!   context): equal variants, equal launches
 //! ```
 
 use std::collections::hash_map::DefaultHasher;
@@ -54,8 +54,6 @@ impl CudaBackend {
         let tile = self.tile_splits.load(Ordering::Relaxed);
         let sms = self.device.info.multiprocessors as usize;
         let mut h = DefaultHasher::new();
-        // The merge (in the decode kernel, or a combine launch) changes the recorded nodes.
-        self.fused_combine.load(Ordering::Relaxed).hash(&mut h);
         for grid in seen.iter() {
             grid.launch(forced, pipeline, tile, num_seqs, sms, max_seq_len).hash(&mut h);
         }

@@ -80,9 +80,9 @@ pub(crate) const NAME: &str = "cuda";
 /// Threads per block of the simple kernels.
 const THREADS: u32 = 256;
 
-/// Last-block-done counters an SM (`CudaBackend::counters`): the first half for the decode
-/// attention merge (one a block group of a grid under 4 blocks an SM), the second for argmax.
-pub(crate) const COUNTERS_PER_SM: usize = 8;
+/// Last-block-done counters of `argmax_split` an SM (`CudaBackend::argmax_counters`): one a
+/// row, so rows up to 4 an SM (more rows take the one-block-a-row kernel: sampling.rs).
+pub(crate) const ARGMAX_COUNTERS_PER_SM: usize = 4;
 
 pub struct CudaBackend {
     // Field order is drop order: graphs, cuBLAS and the modules go before the context's stream.
@@ -115,13 +115,9 @@ pub struct CudaBackend {
     /// Decode key splits of one tile a block for small grids (`TESSERA_ATTN_TILE_SPLITS`,
     /// default on; attention_plan.rs `choose_decode_splits`).
     tile_splits: AtomicBool,
-    /// The decode kernel merges its split partials itself, the last block of a head group
-    /// to finish (`TESSERA_ATTN_FUSED_COMBINE=1`, opt-in: measured slower than the combine
-    /// launch, BENCHMARKS.md; default: attention_decode_combine).
-    fused_combine: AtomicBool,
-    /// Zeroed u32 counters of the last-block-done kernels (decode attention's merge,
-    /// argmax's): each launch leaves them zero again. Allocated once, so graphs keep it.
-    counters: CudaTensor,
+    /// Zeroed u32 counters of `argmax_split`'s last-block-done merge, one a row: each launch
+    /// leaves them zero again. Allocated once, so recorded graphs keep pointing at them.
+    argmax_counters: CudaTensor,
     /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
@@ -156,9 +152,7 @@ impl CudaBackend {
     /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
     /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_TILE_SPLITS=0` splits small
-    /// decode grids by the older rule (whole tiles, fewer splits), `TESSERA_ATTN_FUSED_COMBINE=1`
-    /// merges decode split partials in the attention kernel's last block instead of the
-    /// combine kernel (opt-in: slower on an H100, BENCHMARKS.md); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// decode grids by the older rule (whole tiles, fewer splits); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
@@ -179,8 +173,8 @@ impl CudaBackend {
         let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
         let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
         let env_off = |k: &str| std::env::var(k).map(|v| v == "0").unwrap_or(false);
-        let counters = {
-            let n = COUNTERS_PER_SM * device.info.multiprocessors.max(1) as usize;
+        let argmax_counters = {
+            let n = ARGMAX_COUNTERS_PER_SM * device.info.multiprocessors.max(1) as usize;
             let (buf, ptr) = device.alloc(Op::Upload, n * 4)?;
             device.memset(Op::Upload, ptr, 0, n * 4)?;
             CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: vec![n], dtype: DType::U32, rope: None }
@@ -208,8 +202,7 @@ impl CudaBackend {
                 _ => DecodePipeline::Auto,
             } as u32),
             tile_splits: AtomicBool::new(!env_off("TESSERA_ATTN_TILE_SPLITS")),
-            fused_combine: AtomicBool::new(env_on("TESSERA_ATTN_FUSED_COMBINE")),
-            counters,
+            argmax_counters,
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
             fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
@@ -323,12 +316,6 @@ impl CudaBackend {
     /// Decode key splits of one tile a block for small grids (default on).
     pub fn set_decode_tile_splits(&self, on: bool) {
         self.tile_splits.store(on, Ordering::Relaxed);
-    }
-
-    /// Whether the decode kernel merges its own split partials or leaves them to the combine
-    /// kernel (default).
-    pub fn set_decode_fused_combine(&self, on: bool) {
-        self.fused_combine.store(on, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------

@@ -40,11 +40,11 @@ impl CudaBackend {
             return Ok(out);
         }
         let vok = vec_ok(dt, cols) == 1 && x.ptr.is_multiple_of(16);
-        let region = self.counters.shape[0] / 2;
-        let parts = argmax_parts(rows, cols, region, self.device.info.multiprocessors as usize);
+        let counters = self.argmax_counters.shape[0];
+        let parts = argmax_parts(rows, cols, counters, self.device.info.multiprocessors as usize);
         if parts > 1 {
             // A few vocabulary-sized rows (greedy decoding): spans of ~4k columns, one block
-            // each, merged by the last block of a row (counters: the second half).
+            // each, merged by the last block of a row (a counter a row).
             let f = self.func(op, "elementwise", "argmax_split", dt)?;
             let part_v = self.empty(op, DType::F32, &[rows * parts])?;
             let part_i = self.empty(op, DType::U32, &[rows * parts])?;
@@ -55,7 +55,7 @@ impl CudaBackend {
                 Arg::U32(vok as u32),
                 Arg::Ptr(part_v.ptr),
                 Arg::Ptr(part_i.ptr),
-                Arg::Ptr(self.counters.ptr + (region * 4) as u64),
+                Arg::Ptr(self.argmax_counters.ptr),
             ];
             let cfg = LaunchConfig { grid_dim: (rows as u32, parts as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
             self.launch(op, &f, cfg, &args)?;
@@ -108,10 +108,10 @@ impl CudaBackend {
 }
 
 /// Blocks a row of `argmax_split` (1 = the one-block-a-row kernel): rows of at least 16k
-/// columns, while they have counters (`region`) and the grid stays within 2 blocks an SM,
-/// take a block per ~4k columns (at most 64).
-pub(crate) fn argmax_parts(rows: usize, cols: usize, region: usize, sms: usize) -> usize {
-    if cols < 16384 || rows == 0 || rows > region {
+/// columns, while they have counters (`counters`: one a row) and the grid stays within 2
+/// blocks an SM, take a block per ~4k columns (at most 64).
+pub(crate) fn argmax_parts(rows: usize, cols: usize, counters: usize, sms: usize) -> usize {
+    if cols < 16384 || rows == 0 || rows > counters {
         return 1;
     }
     let parts = cols.div_ceil(4096).min(64).min((2 * sms / rows).max(1));
