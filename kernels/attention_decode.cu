@@ -2,7 +2,8 @@
 //! block per (sequence, kv head, group of GH query heads, key split), K/V rows read once
 //! straight from the cache with 16-byte loads (K and V of U keys in flight per lane), every
 //! row serving all GH query heads of its group (GQA), online softmax in f32, and with
-//! num_splits > 1 f32 partials merged by `attention_decode_combine`.
+//! num_splits > 1 f32 partials (every split writes its (max, sum), an empty one (-inf, 0), so
+//! they need no zero fill) merged by `attention_decode_combine`.
 //!
 //! ```text
 //! grid  x = num_decode * num_splits   (i = x / num_splits: seq b = seq_order[i], split = x % ..)
@@ -225,7 +226,16 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         lo = max(lo, split * split_len);
         hi = min(hi, split * split_len + split_len);
     }
-    if (lo >= hi) return;  // an empty split: its (max, sum) stay as the host zeroed them
+    if (lo >= hi) {
+        // An empty split (trailing splits of a power-of-two count, or before a sliding
+        // window): (max, sum) = (-inf, 0), so the combine skips it (no zero fill on the host).
+        if (num_splits > 1 && threadIdx.x < GH && g0 + threadIdx.x < G) {
+            const u64 o = ((u64)split * num_decode + i) * num_heads + kvh * G + g0 + threadIdx.x;
+            part_ml[o * 2] = TESSERA_NEG_INF;
+            part_ml[o * 2 + 1] = 0.0f;
+        }
+        return;
+    }
 
     // This lane's slice of every row: vectors t + TG * v, v < VPL.
     float qf[GH][E];

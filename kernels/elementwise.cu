@@ -1,7 +1,9 @@
 //! Elementwise and row-selection ops: add, softcap, dtype casts, bias add, gather_rows, argmax.
 //!
 //! Grid-stride loops over flat tensors (16-byte accesses when the length allows); gather_rows
-//! takes a block per output row and per column span of wide rows, argmax one block per row.
+//! takes a block per output row and per column span of wide rows, argmax one block per row,
+//! or for a few wide rows (greedy decoding's logits) several blocks a row merged by the last
+//! one to finish (`argmax_split`).
 
 template <typename T>
 __device__ __forceinline__ void add_impl(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
@@ -71,21 +73,17 @@ __device__ __forceinline__ bool arg_better(float va, u32 ia, float vb, u32 ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
-/// Index of the largest value of each row (first on ties, first NaN wins). blockDim.x <= 1024.
-/// `vec_ok`: rows are whole 16-byte vectors (16-byte loads, 4 in flight per thread).
+/// This thread's best (value, index) of row[lo, hi) in block-stride order. `vec_ok`: the row
+/// is whole 16-byte vectors and lo a multiple of a vector (16-byte loads, 4 in flight).
 template <typename T>
-__device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols, u32 vec_ok) {
-    __shared__ float sv[32];
-    __shared__ u32 si[32];
-    const T* row = x + (u64)blockIdx.x * cols;
-    float bv = TESSERA_NEG_INF;
-    u32 bi = 0xffffffffu;
+__device__ __forceinline__ void argmax_scan(const T* __restrict__ row, u32 lo, u32 hi, u32 vec_ok, float& bv, u32& bi) {
+    bv = TESSERA_NEG_INF;
+    bi = 0xffffffffu;
     // arg_better is a total order, so the scan order does not change the result.
     if (vec_ok) {
         constexpr int N = Vec16<T>::N;
-        const u32 chunks = cols / N;
 #pragma unroll 4
-        for (u32 c = threadIdx.x; c < chunks; c += blockDim.x) {
+        for (u32 c = lo / N + threadIdx.x; c < hi / N; c += blockDim.x) {
             float v[N];
             load_vec(row + (u64)c * N, v);
 #pragma unroll
@@ -95,17 +93,28 @@ __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __rest
     } else {
         // Unrolled: a 128k-entry vocab row is ~125 loads per thread, several kept in flight.
 #pragma unroll 8
-        for (u32 i = threadIdx.x; i < cols; i += blockDim.x) {
+        for (u32 i = lo + threadIdx.x; i < hi; i += blockDim.x) {
             const float v = to_f32(row[i]);
             if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }
         }
     }
+}
+
+/// The best (value, index) of the warp, in every lane.
+__device__ __forceinline__ void argmax_warp(float& bv, u32& bi) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         const u32 oi = __shfl_xor_sync(0xffffffffu, bi, o);
         if (arg_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
     }
+}
+
+/// The best (value, index) of the block, valid in thread 0 (index 0xffffffff: none).
+__device__ __forceinline__ void argmax_block(float& bv, u32& bi) {
+    __shared__ float sv[32];
+    __shared__ u32 si[32];
+    argmax_warp(bv, bi);
     const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) { sv[warp] = bv; si[warp] = bi; }
     __syncthreads();
@@ -113,14 +122,59 @@ __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __rest
         const u32 nwarps = blockDim.x >> 5;
         bv = lane < nwarps ? sv[lane] : TESSERA_NEG_INF;
         bi = lane < nwarps ? si[lane] : 0xffffffffu;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const u32 oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (arg_better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-        }
-        if (lane == 0) out[blockIdx.x] = bi == 0xffffffffu ? 0u : bi;
+        argmax_warp(bv, bi);
     }
+}
+
+/// Index of the largest value of each row (first on ties, first NaN wins), one block a row.
+/// blockDim.x <= 1024.
+template <typename T>
+__device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols, u32 vec_ok) {
+    float bv;
+    u32 bi;
+    argmax_scan(x + (u64)blockIdx.x * cols, 0, cols, vec_ok, bv, bi);
+    argmax_block(bv, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == 0xffffffffu ? 0u : bi;
+}
+
+/// argmax of wide rows (vocabulary logits) over gridDim.y blocks a row, each a span of
+/// columns (a multiple of 16 bytes when `vec_ok`): each block leaves its best in
+/// part_v / part_i [row][y], counts itself done on counters[row], and the last one (which
+/// resets the counter to 0 for the next launch or graph replay) reduces the partials.
+template <typename T>
+__device__ __forceinline__ void argmax_split_impl(const T* __restrict__ x, u32* __restrict__ out, u32 cols,
+                                                  u32 vec_ok, float* __restrict__ part_v, u32* __restrict__ part_i,
+                                                  u32* __restrict__ counters) {
+    __shared__ u32 s_last;
+    constexpr int N = Vec16<T>::N;
+    const u32 r = blockIdx.x, parts = gridDim.y;
+    u32 span = (cols + parts - 1) / parts;
+    if (vec_ok) span = (span + N - 1) / N * N;
+    const u32 lo = min(cols, blockIdx.y * span), hi = min(cols, lo + span);
+    float bv;
+    u32 bi;
+    argmax_scan(x + (u64)r * cols, lo, hi, vec_ok, bv, bi);
+    argmax_block(bv, bi);
+    if (threadIdx.x == 0) {
+        part_v[(u64)r * parts + blockIdx.y] = bv;
+        part_i[(u64)r * parts + blockIdx.y] = bi;
+        __threadfence();
+        const bool last = atomicAdd(counters + r, 1u) + 1 == parts;
+        if (last) atomicExch(counters + r, 0u);
+        s_last = last;
+    }
+    __syncthreads();
+    if (!s_last || threadIdx.x >= 32) return;
+    __threadfence();
+    bv = TESSERA_NEG_INF;
+    bi = 0xffffffffu;
+    for (u32 p = threadIdx.x; p < parts; p += 32) {
+        const float v = __ldcg(part_v + (u64)r * parts + p);
+        const u32 i = __ldcg(part_i + (u64)r * parts + p);
+        if (arg_better(v, i, bv, bi)) { bv = v; bi = i; }
+    }
+    argmax_warp(bv, bi);
+    if (threadIdx.x == 0) out[r] = bi == 0xffffffffu ? 0u : bi;
 }
 
 #define ELEMENTWISE(S, T)                                                                            \
@@ -139,6 +193,10 @@ __device__ __forceinline__ void argmax_impl(const T* __restrict__ x, u32* __rest
     }                                                                                                \
     extern "C" __global__ void argmax_##S(const T* x, u32* out, u32 cols, u32 vec_ok) {              \
         argmax_impl<T>(x, out, cols, vec_ok);                                                        \
+    }                                                                                                \
+    extern "C" __global__ void argmax_split_##S(const T* x, u32* out, u32 cols, u32 vec_ok,          \
+                                                float* part_v, u32* part_i, u32* counters) {         \
+        argmax_split_impl<T>(x, out, cols, vec_ok, part_v, part_i, counters);                        \
     }
 FOR_EACH_FLOAT(ELEMENTWISE)
 

@@ -17,7 +17,7 @@ rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin"
 
 echo "== building the CUDA tests (release)"
-cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --test cuda_fused --test cuda_batch --test cuda_att256 --test cuda_prefetch --test cuda_gemv1 --no-run \
+cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --test cuda_fused --test cuda_batch --test cuda_att256 --test cuda_att1 --test cuda_prefetch --test cuda_gemv1 --no-run \
     --message-format=json-render-diagnostics > "$BUNDLE/build.json"
 python3 - "$BUNDLE" <<'PY'
 import json, shutil, sys
@@ -30,7 +30,7 @@ for line in open(f"{bundle}/build.json"):
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         found[m["target"]["name"]] = m["executable"]
-for name in ("cuda_ops", "cuda_models", "cuda_engine", "cuda_fused", "cuda_batch", "cuda_att256", "cuda_prefetch", "cuda_gemv1"):
+for name in ("cuda_ops", "cuda_models", "cuda_engine", "cuda_fused", "cuda_batch", "cuda_att256", "cuda_att1", "cuda_prefetch", "cuda_gemv1"):
     if name not in found:
         raise SystemExit(f"no test binary for {name} in cargo's output")
     shutil.copy(found[name], f"{bundle}/bin/{name}")

@@ -103,6 +103,8 @@ parity() {
     # The GEMV kernels over K splits and early W on/off (normed) vs CPU, and on vs off.
     step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
+    # Single-stream decode: one-tile splits, unfilled split partials, multi-block argmax, graphs.
+    step cuda_att1 120 "$BUNDLE/bin/cuda_att1" --test-threads=1 --nocapture
     # Model parity (f32 vs HF's f32 reference; bf16/f16 logits dumped), then HF in
     # bf16/f16/f32 on this card vs those dumps (the bf16 contract).
     TESSERA_LOGITS_DUMP="$LOG/logits" step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
@@ -126,6 +128,8 @@ quick() { # parity without HF: ops, fused paths, tiny models vs their f32 refere
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # The pipelined decode-attention kernel (large decode grids; TESSERA_ATTN_DECODE_V2).
     step cuda_att256 120 "$BUNDLE/bin/cuda_att256" --test-threads=1 --nocapture
+    # Single-stream decode: one-tile splits, unfilled split partials, multi-block argmax, graphs.
+    step cuda_att1 120 "$BUNDLE/bin/cuda_att1" --test-threads=1 --nocapture
     step cuda_models 150 "$BUNDLE/bin/cuda_models" tiny_models --test-threads=1 --nocapture
     step cuda_engine 120 "$BUNDLE/bin/cuda_engine" --test-threads=1 --nocapture
     step cuda_prefetch 90 "$BUNDLE/bin/cuda_prefetch" --test-threads=1 --nocapture

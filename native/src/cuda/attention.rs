@@ -9,7 +9,7 @@
 //!   the registers variant, or the pipelined one (`DecodePipeline`: large grids by default,
 //!   48 KB of dynamic shared memory, its own keys per tile); grids and splits: attention_plan.rs
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
-//!   merged by attention_decode_combine
+//!   every split writes its (max, sum) (no zero fill), merged by attention_decode_combine
 //! other sequences (prefill chunks; all of them for other head dims):
 //!   bf16/f16, head_dim 64/128/256, grid of >= SMs / 2 blocks (TensorCorePrefill):
 //!   attention_prefill (tensor cores), grid x = seqs, y = kv heads,
@@ -354,7 +354,8 @@ impl CudaBackend {
         };
         self.note_decode_grid(l, grid);
         let mode = self.decode_pipeline.load(Ordering::Relaxed);
-        let (pipelined, splits, split_len) = grid.launch(forced, mode, num_decode, sms, self.split_basis(meta.max_seq_len));
+        let tile = self.tile_splits.load(Ordering::Relaxed);
+        let (pipelined, splits, split_len) = grid.launch(forced, mode, tile, num_decode, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
         let (name, smem) = if pipelined {
             (format!("paged_attention_decode_pipelined_{s}_d{d}_g{gh}"), decode_pipelined_smem(dt, d, gh) as u32)
@@ -368,9 +369,11 @@ impl CudaBackend {
             self.device.allow_shared(op, &f.0, &f.1, smem)?;
             self.device.prefer_shared(op, &f.0, &f.1)?;
         }
+        // Every split writes its (max, sum), empty ones (-inf, 0): no zero fill (a memset
+        // node a layer fewer in a graph). The combine launch below merges them.
         let (part_acc, part_ml) = if splits > 1 {
             let rows = splits * num_decode * p.num_heads;
-            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.zeroed(op, DType::F32, &[rows * 2])?))
+            (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.empty(op, DType::F32, &[rows * 2])?))
         } else {
             (None, None)
         };

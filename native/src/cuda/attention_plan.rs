@@ -36,8 +36,9 @@ pub(crate) struct DecodeGrid {
 
 impl DecodeGrid {
     /// `(pipelined, num_splits, split_len)` of this launch for `num_seqs` sequences under the
-    /// [`DecodePipeline`] mode `pipeline` (as u32).
-    pub fn launch(&self, forced: u32, pipeline: u32, num_seqs: usize, sms: usize, max_seq_len: usize) -> (bool, usize, usize) {
+    /// [`DecodePipeline`] mode `pipeline` (as u32); `tile_splits`: the decode kernel's splits
+    /// by [`choose_decode_splits`]'s one-tile rule (else the older rounding).
+    pub fn launch(&self, forced: u32, pipeline: u32, tile_splits: bool, num_seqs: usize, sms: usize, max_seq_len: usize) -> (bool, usize, usize) {
         let blocks = num_seqs * self.blocks_per_seq;
         match self.keys_per_tile {
             0 => {
@@ -47,7 +48,7 @@ impl DecodeGrid {
             kpb => {
                 let pipelined = use_pipeline(pipeline, blocks, sms);
                 let kpb = if pipelined { self.pipelined_keys_per_tile } else { kpb };
-                let (n, len) = choose_decode_splits(forced, blocks, sms, max_seq_len, kpb);
+                let (n, len) = choose_decode_splits(forced, blocks, sms, max_seq_len, kpb, tile_splits);
                 (pipelined, n, len)
             }
         }
@@ -105,7 +106,12 @@ pub(crate) fn decode_pipelined_smem(dtype: DType, head_dim: usize, gh: usize) ->
 /// otherwise split only when the grid is short of 4 blocks an SM, into at most 64 splits of
 /// at least one tile. split_len and num_splits are powers of two (trailing splits may be
 /// empty and exit at once), so a graph replays one variant over a range of contexts.
-pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize, kpb: usize) -> (usize, usize) {
+///
+/// `tile`: as many splits as the context has tiles (rounded up) while the grid stays under
+/// 4 blocks an SM, so a short lone sequence runs one tile a block (each tile a dependent
+/// HBM round trip): 130 keys of 64-key tiles -> 4 splits x 64 (3 busy), not 2 x 128. Else
+/// the older rule: whole tiles only (130 keys -> 2 splits, rounded up to 128 keys each).
+pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_seq_len: usize, kpb: usize, tile: bool) -> (usize, usize) {
     let none = (1, u32::MAX as usize);
     if max_seq_len == 0 {
         return none;
@@ -115,7 +121,8 @@ pub(crate) fn choose_decode_splits(forced: u32, blocks: usize, sms: usize, max_s
         let n = max_seq_len.div_ceil(split_len);
         return if n <= 1 { none } else { (n, split_len) };
     }
-    let want = (4 * sms).div_ceil(blocks.max(1)).min(max_seq_len / kpb.max(1)).min(64);
+    let tiles = if tile { max_seq_len.div_ceil(kpb.max(1)) } else { max_seq_len / kpb.max(1) };
+    let want = (4 * sms).div_ceil(blocks.max(1)).min(tiles).min(64);
     if want <= 1 {
         return none;
     }
@@ -210,34 +217,48 @@ mod tests {
         assert!(use_pipeline(auto, 1024, 132) && !use_pipeline(auto, 512, 132) && !use_pipeline(auto, 4, 132));
         assert!(!use_pipeline(off, 1024, 132) && use_pipeline(always, 4, 132));
         let grid = DecodeGrid { blocks_per_seq: 4, keys_per_tile: 64, pipelined_keys_per_tile: 32 };
-        assert_eq!(grid.launch(0, auto, 256, 132, 640), (true, 1, u32::MAX as usize));
-        assert_eq!(grid.launch(0, off, 256, 132, 640), (false, 1, u32::MAX as usize));
+        assert_eq!(grid.launch(0, auto, true, 256, 132, 640), (true, 1, u32::MAX as usize));
+        assert_eq!(grid.launch(0, off, true, 256, 132, 640), (false, 1, u32::MAX as usize));
         // A lone sequence splits by the variant's own tile: 32 keys pipelined, 64 not.
-        assert_eq!(grid.launch(0, always, 1, 132, 64), (true, 2, 32));
-        assert_eq!(grid.launch(0, off, 1, 132, 64), (false, 1, u32::MAX as usize));
+        assert_eq!(grid.launch(0, always, true, 1, 132, 64), (true, 2, 32));
+        assert_eq!(grid.launch(0, off, true, 1, 132, 64), (false, 1, u32::MAX as usize));
         let general = DecodeGrid { blocks_per_seq: 4, keys_per_tile: 0, pipelined_keys_per_tile: 0 };
-        assert!(!general.launch(0, always, 256, 132, 640).0);
+        assert!(!general.launch(0, always, true, 256, 132, 640).0);
     }
 
     #[test]
     fn decode_splits_cover_every_key_in_powers_of_two() {
         let none = (1, u32::MAX as usize);
         // A lone short decode on 132 SMs: one-tile splits; a full batch: none.
-        assert_eq!(choose_decode_splits(0, 4, 132, 192, 64), (4, 64));
-        assert_eq!(choose_decode_splits(0, 1024, 132, 640, 64), none);
-        assert_eq!(choose_decode_splits(0, 4, 132, 40, 64), none);
-        // Forced: exactly that many ranges.
-        assert_eq!(choose_decode_splits(3, 4, 132, 10, 64), (3, 4));
-        for blocks in [1, 4, 16, 64, 200, 527] {
-            for ctx in [1, 63, 64, 65, 191, 192, 1000, 5000, 131072] {
-                let (n, len) = choose_decode_splits(0, blocks, 132, ctx, 64);
-                if n == 1 {
-                    continue;
+        for tile in [false, true] {
+            assert_eq!(choose_decode_splits(0, 4, 132, 192, 64, tile), (4, 64));
+            assert_eq!(choose_decode_splits(0, 1024, 132, 640, 64, tile), none);
+            assert_eq!(choose_decode_splits(0, 4, 132, 40, 64, tile), none);
+            // Forced: exactly that many ranges.
+            assert_eq!(choose_decode_splits(3, 4, 132, 10, 64, tile), (3, 4));
+            for blocks in [1, 4, 16, 64, 200, 527] {
+                for ctx in [1, 63, 64, 65, 191, 192, 1000, 5000, 131072] {
+                    let (n, len) = choose_decode_splits(0, blocks, 132, ctx, 64, tile);
+                    if n == 1 {
+                        continue;
+                    }
+                    assert!(n.is_power_of_two() && len.is_power_of_two() && len >= 64 && n <= 64, "{blocks} {ctx}: {n} x {len}");
+                    // Every key in some split; at most half the splits empty (n was rounded up).
+                    assert!(n * len >= ctx && 2 * ctx > (n / 2) * len, "{blocks} {ctx}: {n} x {len}");
                 }
-                assert!(n.is_power_of_two() && len.is_power_of_two() && len >= 64 && n <= 64, "{blocks} {ctx}: {n} x {len}");
-                // Every key in some split; at most half the splits empty (n was rounded up).
-                assert!(n * len >= ctx && 2 * ctx > (n / 2) * len, "{blocks} {ctx}: {n} x {len}");
             }
         }
+        // SmolLM3-3B single stream (4 kv heads, 64-key tiles) along a 128 + 256 run: one tile
+        // a block under the tile rule; the older rule doubles the serial tiles below 256 keys.
+        for (ctx, tile, old) in [(129, (4, 64), (2, 128)), (200, (4, 64), (2, 128)), (256, (4, 64), (4, 64)), (330, (8, 64), (4, 128)), (384, (8, 64), (8, 64))] {
+            assert_eq!(choose_decode_splits(0, 4, 132, ctx, 64, true), tile, "{ctx}");
+            assert_eq!(choose_decode_splits(0, 4, 132, ctx, 64, false), old, "{ctx}");
+        }
+        // One key over a tile splits in two; a key short of it does not.
+        assert_eq!(choose_decode_splits(0, 4, 132, 65, 64, true), (2, 64));
+        assert_eq!(choose_decode_splits(0, 4, 132, 65, 64, false), none);
+        assert_eq!(choose_decode_splits(0, 4, 132, 64, 64, true), none);
+        // A batch of 32 (128 blocks): 5 splits wanted, 256 keys each (rounded up) -> 4.
+        assert_eq!(choose_decode_splits(0, 128, 132, 1000, 64, true), (4, 256));
     }
 }

@@ -51,10 +51,11 @@ impl CudaBackend {
         }
         let forced = self.attention_splits.load(Ordering::Relaxed);
         let pipeline = self.decode_pipeline.load(Ordering::Relaxed);
+        let tile = self.tile_splits.load(Ordering::Relaxed);
         let sms = self.device.info.multiprocessors as usize;
         let mut h = DefaultHasher::new();
         for grid in seen.iter() {
-            grid.launch(forced, pipeline, num_seqs, sms, max_seq_len).hash(&mut h);
+            grid.launch(forced, pipeline, tile, num_seqs, sms, max_seq_len).hash(&mut h);
         }
         Some(h.finish())
     }

@@ -80,6 +80,10 @@ pub(crate) const NAME: &str = "cuda";
 /// Threads per block of the simple kernels.
 const THREADS: u32 = 256;
 
+/// Last-block-done counters of `argmax_split` an SM (`CudaBackend::argmax_counters`): one a
+/// row, so rows up to 4 an SM (more rows take the one-block-a-row kernel: sampling.rs).
+pub(crate) const ARGMAX_COUNTERS_PER_SM: usize = 4;
+
 pub struct CudaBackend {
     // Field order is drop order: graphs, cuBLAS and the modules go before the context's stream.
     graphs: Mutex<Vec<graph::Graph>>,
@@ -110,6 +114,12 @@ pub struct CudaBackend {
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
     decode_pipeline: AtomicU32,
+    /// Decode key splits of one tile a block for small grids (`TESSERA_ATTN_TILE_SPLITS`,
+    /// default on; attention_plan.rs `choose_decode_splits`).
+    tile_splits: AtomicBool,
+    /// Zeroed u32 counters of `argmax_split`'s last-block-done merge, one a row: each launch
+    /// leaves them zero again. Allocated once, so recorded graphs keep pointing at them.
+    argmax_counters: CudaTensor,
     /// `norm_*` ops fold the RMSNorm into the GEMV kernels (`TESSERA_CUDA_FUSE_NORM`, default on).
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
@@ -143,7 +153,8 @@ impl CudaBackend {
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
     /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
-    /// waves or more, see [`DecodePipeline`]); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
+    /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_TILE_SPLITS=0` splits small
+    /// decode grids by the older rule (whole tiles, fewer splits); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8), `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
     /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
@@ -165,6 +176,12 @@ impl CudaBackend {
         let blas = device::guarded("cuBLAS", || blas::Blas::new(&device.stream))?;
         let env_on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
         let env_off = |k: &str| std::env::var(k).map(|v| v == "0").unwrap_or(false);
+        let argmax_counters = {
+            let n = ARGMAX_COUNTERS_PER_SM * device.info.multiprocessors.max(1) as usize;
+            let (buf, ptr) = device.alloc(Op::Upload, n * 4)?;
+            device.memset(Op::Upload, ptr, 0, n * 4)?;
+            CudaTensor { buf: std::sync::Arc::new(buf), ptr, shape: vec![n], dtype: DType::U32, rope: None }
+        };
         let be = CudaBackend {
             graphs: Mutex::new(Vec::new()),
             blas,
@@ -187,6 +204,8 @@ impl CudaBackend {
                 Ok("2") => DecodePipeline::Always,
                 _ => DecodePipeline::Auto,
             } as u32),
+            tile_splits: AtomicBool::new(!env_off("TESSERA_ATTN_TILE_SPLITS")),
+            argmax_counters,
             decode_grids: Mutex::new(Default::default()),
             deferred: Mutex::new(Vec::new()),
             fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
@@ -302,6 +321,11 @@ impl CudaBackend {
     /// Which decode-attention variant decode rows take (default: `TESSERA_ATTN_DECODE_V2`, else `Auto`).
     pub fn set_decode_pipeline(&self, mode: DecodePipeline) {
         self.decode_pipeline.store(mode as u32, Ordering::Relaxed);
+    }
+
+    /// Decode key splits of one tile a block for small grids (default on).
+    pub fn set_decode_tile_splits(&self, on: bool) {
+        self.tile_splits.store(on, Ordering::Relaxed);
     }
 
     // ---- helpers shared by the op modules -------------------------------------------------

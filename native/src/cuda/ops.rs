@@ -12,7 +12,7 @@ use tessera_core::tensor::DType;
 
 use super::device::Arg;
 use super::tensor::{suffix, vec_elems, Deferred, PendingRope};
-use super::{shape_err, CudaBackend, CudaTensor, NAME, THREADS};
+use super::{shape_err, CudaBackend, CudaTensor, NAME};
 
 /// A float tensor (f32/f16/bf16), or `Unsupported` naming its dtype.
 pub(crate) fn float(op: Op, t: &CudaTensor) -> Result<DType> {
@@ -59,11 +59,11 @@ pub(crate) fn u32_arg(op: Op, what: &str, v: usize) -> Result<u32> {
 }
 
 /// Whether `len` elements of `dtype` are a whole number of 16-byte vectors.
-fn vec_ok(dtype: DType, len: usize) -> u32 {
-    (len % vec_elems(dtype) == 0) as u32
+pub(crate) fn vec_ok(dtype: DType, len: usize) -> u32 {
+    len.is_multiple_of(vec_elems(dtype)) as u32
 }
 
-fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
+pub(crate) fn rows_cfg(rows: usize, threads: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
 }
 
@@ -447,26 +447,6 @@ impl CudaBackend {
         }
         let f = self.func(op, "elementwise", "softcap", dt)?;
         self.launch(op, &f, self.grid_for(n), &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U64(n), Arg::F32(cap)])?;
-        Ok(out)
-    }
-
-    pub(crate) fn op_argmax(&self, x: &CudaTensor) -> Result<CudaTensor> {
-        let op = Op::Argmax;
-        let dt = float(op, x)?;
-        let (rows, cols) = dims2(op, "x", x)?;
-        if cols == 0 {
-            return Err(shape_err(op, format!("x {:?} has empty rows", x.shape)));
-        }
-        let out = self.empty(op, DType::U32, &[rows])?;
-        if rows == 0 {
-            return Ok(out);
-        }
-        let f = self.func(op, "elementwise", "argmax", dt)?;
-        // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
-        let threads = if cols >= 8192 { 1024 } else { THREADS };
-        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
-        let vok = vec_ok(dt, cols) == 1 && x.ptr.is_multiple_of(16);
-        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?), Arg::U32(vok as u32)])?;
         Ok(out)
     }
 }

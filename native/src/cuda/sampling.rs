@@ -1,6 +1,8 @@
 //! `Backend::sample` on the device (kernels/sampling.cu): one block per row reproduces
 //! `tessera_core::sample::sample_row` (temperature, top-k, top-p, min-p, one draw per row), so
-//! only the sampled ids come back to the host instead of the logits.
+//! only the sampled ids come back to the host instead of the logits. `Backend::argmax`
+//! (greedy decoding; kernels/elementwise.cu): one block a row, or a few wide rows over
+//! several blocks each (`argmax_split`, merged by the last block of a row).
 //!
 //! ```text
 //! per-row arguments, uploaded once per call: temperature f32 [M], top_k u32 [M],
@@ -13,8 +15,8 @@ use tessera_core::sample::RowSampling;
 use tessera_core::tensor::{DType, HostTensor};
 
 use super::device::Arg;
-use super::ops::{dims2, float, u32_arg};
-use super::{shape_err, CudaBackend, CudaTensor};
+use super::ops::{dims2, float, rows_cfg, u32_arg, vec_ok};
+use super::{shape_err, CudaBackend, CudaTensor, THREADS};
 
 /// Errors name the op closest to sampling in the trait's list.
 const OP: Op = Op::Argmax;
@@ -24,6 +26,47 @@ impl CudaBackend {
     fn upload_words(&self, bytes: &[u8]) -> Result<CudaTensor> {
         let words = bytes.len() / 4;
         self.upload_bytes_as(bytes, DType::U32, &[words])
+    }
+
+    pub(crate) fn op_argmax(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        let op = Op::Argmax;
+        let dt = float(op, x)?;
+        let (rows, cols) = dims2(op, "x", x)?;
+        if cols == 0 {
+            return Err(shape_err(op, format!("x {:?} has empty rows", x.shape)));
+        }
+        let out = self.empty(op, DType::U32, &[rows])?;
+        if rows == 0 {
+            return Ok(out);
+        }
+        let vok = vec_ok(dt, cols) == 1 && x.ptr.is_multiple_of(16);
+        let counters = self.argmax_counters.shape[0];
+        let parts = argmax_parts(rows, cols, counters, self.device.info.multiprocessors as usize);
+        if parts > 1 {
+            // A few vocabulary-sized rows (greedy decoding): spans of ~4k columns, one block
+            // each, merged by the last block of a row (a counter a row).
+            let f = self.func(op, "elementwise", "argmax_split", dt)?;
+            let part_v = self.empty(op, DType::F32, &[rows * parts])?;
+            let part_i = self.empty(op, DType::U32, &[rows * parts])?;
+            let args = [
+                Arg::Ptr(x.ptr),
+                Arg::Ptr(out.ptr),
+                Arg::U32(u32_arg(op, "cols", cols)?),
+                Arg::U32(vok as u32),
+                Arg::Ptr(part_v.ptr),
+                Arg::Ptr(part_i.ptr),
+                Arg::Ptr(self.argmax_counters.ptr),
+            ];
+            let cfg = LaunchConfig { grid_dim: (rows as u32, parts as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+            self.launch(op, &f, cfg, &args)?;
+            return Ok(out);
+        }
+        let f = self.func(op, "elementwise", "argmax", dt)?;
+        // Vocabulary-sized rows (greedy decoding) get a full block of 1024 threads.
+        let threads = if cols >= 8192 { 1024 } else { THREADS };
+        let cfg = rows_cfg(u32_arg(op, "rows", rows)? as usize, threads);
+        self.launch(op, &f, cfg, &[Arg::Ptr(x.ptr), Arg::Ptr(out.ptr), Arg::U32(u32_arg(op, "cols", cols)?), Arg::U32(vok as u32)])?;
+        Ok(out)
     }
 
     pub(crate) async fn op_sample(&self, logits: &CudaTensor, rows: &[RowSampling]) -> Result<Vec<u32>> {
@@ -61,5 +104,38 @@ impl CudaBackend {
         let host: HostTensor<'static> = tessera_core::backend::Backend::to_host(self, &out).await?;
         debug_assert_eq!(host.shape, out.shape());
         Ok(host.to_u32())
+    }
+}
+
+/// Blocks a row of `argmax_split` (1 = the one-block-a-row kernel): rows of at least 16k
+/// columns, while they have counters (`counters`: one a row) and the grid stays within 2
+/// blocks an SM, take a block per ~4k columns (at most 64).
+pub(crate) fn argmax_parts(rows: usize, cols: usize, counters: usize, sms: usize) -> usize {
+    if cols < 16384 || rows == 0 || rows > counters {
+        return 1;
+    }
+    let parts = cols.div_ceil(4096).min(64).min((2 * sms / rows).max(1));
+    if parts < 2 {
+        1
+    } else {
+        parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax_parts;
+
+    #[test]
+    fn argmax_splits_only_few_wide_rows() {
+        // Greedy single stream on 132 SMs: 128256 logits -> 32 blocks of ~4k columns.
+        assert_eq!(argmax_parts(1, 128256, 528, 132), 32);
+        assert_eq!(argmax_parts(4, 128256, 528, 132), 32);
+        // Many rows fill the SMs one block each; narrow rows and rows past the counters too.
+        assert_eq!(argmax_parts(256, 128256, 528, 132), 1);
+        assert_eq!(argmax_parts(1, 8192, 528, 132), 1);
+        assert_eq!(argmax_parts(600, 128256, 528, 1000), 1);
+        assert_eq!(argmax_parts(16, 262144, 528, 132), 16);
+        assert_eq!(argmax_parts(0, 128256, 528, 132), 1);
     }
 }
