@@ -10,6 +10,13 @@ use tessera_core::tensor::{DType, HostTensor};
 
 type T = <WgpuBackend as Backend>::Tensor;
 
+/// `a` and `b` equal in length and within `tol` (absolute) everywhere, NaN nowhere.
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let worst = a.iter().zip(b).map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() }).fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
+}
+
 fn values(seed: u32, n: usize) -> Vec<f32> {
     (0..n).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97_003)) >> 9) as f32 / (1u32 << 23) as f32 - 0.5).collect()
 }
@@ -101,9 +108,13 @@ fn write_kv_runs_inside_decode_attention() {
         let (split_n, o2, kc2, vc2) = step(&be, dtype, &seq_lens, 1, true);
         assert_eq!((fused_n, split_n), (1, 1), "{dtype}: dispatches fused / split");
         assert!(o.iter().all(|x| x.is_finite()));
-        assert_eq!(o, o2, "{dtype}: attention output");
-        assert_eq!(kc, kc2, "{dtype}: k cache");
-        assert_eq!(vc, vc2, "{dtype}: v cache");
+        // Two different shaders: lavapipe gives the same bits, NVIDIA's Vulkan compiler
+        // contracts the rope / dot products differently in each (H100: f16 outputs 1 ulp
+        // apart in a few elements), so equal within a couple of ulps of the dtype.
+        let tol = if dtype == DType::F16 { 2e-3 } else { 2e-6 };
+        assert_close(&o, &o2, tol, &format!("{dtype}: attention output"));
+        assert_close(&kc, &kc2, tol, &format!("{dtype}: k cache"));
+        assert_close(&vc, &vc2, tol, &format!("{dtype}: v cache"));
         // The new rows did land in the caches.
         for (cache, seed) in [(&kc, 4), (&vc, 5)] {
             let init = host(&be, &upload(&be, &values(seed, cache.len()), &[cache.len()], dtype));

@@ -235,8 +235,10 @@ fn one_submission_per_read_back_and_cached_pipelines() {
 
 const MODELS: &[&str] = &["llama", "llama_tied_f16", "mistral", "qwen2", "qwen3", "smollm3", "gemma3", "phi3"];
 
+/// The fixture model `name`: under `TESSERA_FIXTURES` (a GPU bundle's copy), else the repo's.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+    let root = std::env::var_os("TESSERA_FIXTURES").map(PathBuf::from);
+    root.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models")).join(name)
 }
 
 /// The tiny HF fixtures generate transformers' greedy tokens on the wgpu backend (f32).
