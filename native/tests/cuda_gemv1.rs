@@ -138,21 +138,11 @@ fn gemv_split_parity() {
 #[test]
 #[ignore]
 fn gemv1_bench() {
-    use std::time::Instant;
+    use cuda_common::bench::{graph_secs_per_call, random_bf16, weight_copies};
     let be = tessera::cuda::CudaBackend::new(0, DType::BF16).expect("a GPU");
     let info = be.device_info().clone();
     println!("GEMV1 device {} ({} SMs)", info.name, info.multiprocessors);
     let mut rng = cuda_common::Rng::new(cuda_common::run_seed());
-    // Random bf16 bits in ±[2^-7, 1): sign, exponent 120..126, random mantissa.
-    let mut bf16 = |rows: usize, k: usize| -> HostTensor<'static> {
-        let mut data = Vec::with_capacity(rows * k * 2);
-        for _ in 0..rows * k {
-            let r = rng.next_u64();
-            let bits = (((r >> 16) & 1) << 15) as u16 | ((120 + (r >> 20) % 7) << 7) as u16 | (r & 0x7f) as u16;
-            data.extend_from_slice(&bits.to_le_bytes());
-        }
-        HostTensor { dtype: DType::BF16, shape: vec![rows, k], data: data.into() }
-    };
     // (name, K, N of each matrix, gated, normed)
     let ops: [(&str, usize, &[usize], bool, bool); 5] = [
         ("qkv_norm", 2048, &[2048, 512, 512], false, true),
@@ -163,18 +153,10 @@ fn gemv1_bench() {
     ];
     let m = std::env::var("GEMV1_M").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
     for (name, k, ns, gated, normed) in ops {
-        let bytes: usize = ns.iter().map(|n| n * k * 2).sum();
-        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 64);
-        let mats: Vec<Vec<_>> = ns
-            .iter()
-            .map(|&n| {
-                let h = bf16(n, k);
-                (0..copies).map(|_| be.upload(&h).unwrap()).collect()
-            })
-            .collect();
-        let x = be.upload(&bf16(m, k)).unwrap();
-        let res = be.upload(&bf16(m, k)).unwrap();
-        let mut nw = bf16(1, k);
+        let (mats, copies, bytes) = weight_copies(&be, &mut rng, ns, k);
+        let x = be.upload(&random_bf16(&mut rng, m, k)).unwrap();
+        let res = be.upload(&random_bf16(&mut rng, m, k)).unwrap();
+        let mut nw = random_bf16(&mut rng, 1, k);
         nw.shape = vec![k];
         let norm_w = be.upload(&nw).unwrap();
         // (forced K split, early W): early W on / off for the normed products; o and down
@@ -201,30 +183,8 @@ fn gemv1_bench() {
                     }
                 }
             };
-            drop(run(0));
-            be.synchronize().unwrap();
-            be.graph_begin().unwrap();
-            let mut outs = Vec::new();
-            for c in 0..copies {
-                outs.push(run(c));
-            }
-            drop(outs);
-            let id = be.graph_end(true).unwrap();
-            be.graph_replay(id).unwrap();
-            be.synchronize().unwrap();
-            let reps = (2000 / copies).clamp(3, 200);
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                let t0 = Instant::now();
-                for _ in 0..reps {
-                    be.graph_replay(id).unwrap();
-                }
-                be.synchronize().unwrap();
-                times.push(t0.elapsed().as_secs_f64() / (reps * copies) as f64);
-            }
-            times.sort_by(f64::total_cmp);
-            let us = times[2] * 1e6;
-            let gbs = bytes as f64 / times[2] / 1e9;
+            let secs = graph_secs_per_call(&be, copies, run);
+            let (us, gbs) = (secs * 1e6, bytes as f64 / secs / 1e9);
             println!("GEMV1 {name:<13} M{m} ks{ks} ew{} {us:>8.2} us {gbs:>6.0} GB/s ({:.1} MB, {copies} copies)", early as u8, bytes as f64 / 1e6);
         }
     }

@@ -211,21 +211,11 @@ fn gemv_fused_ops() {
 #[test]
 #[ignore]
 fn gemv_bench() {
-    use std::time::Instant;
+    use cuda_common::bench::{graph_secs_per_call, random_bf16, weight_copies};
     let be = tessera::cuda::CudaBackend::new(0, DType::BF16).expect("a GPU");
     let info = be.device_info().clone();
     println!("GEMV_BENCH device {} ({} SMs)", info.name, info.multiprocessors);
     let mut rng = cuda_common::Rng::new(cuda_common::run_seed());
-    // Random bf16 bits in ±[2^-7, 1): sign, exponent 120..126, random mantissa.
-    let mut bf16 = |rows: usize, k: usize| -> HostTensor<'static> {
-        let mut data = Vec::with_capacity(rows * k * 2);
-        for _ in 0..rows * k {
-            let r = rng.next_u64();
-            let bits = (((r >> 16) & 1) << 15) as u16 | ((120 + (r >> 20) % 7) << 7) as u16 | (r & 0x7f) as u16;
-            data.extend_from_slice(&bits.to_le_bytes());
-        }
-        HostTensor { dtype: DType::BF16, shape: vec![rows, k], data: data.into() }
-    };
     // (name, K, N of each matrix, gated)
     let ops: [(&str, usize, &[usize], bool); 6] = [
         ("qkv", 2048, &[2048, 512, 512], false),
@@ -237,17 +227,9 @@ fn gemv_bench() {
     ];
     let mut table = Vec::new();
     for (name, k, ns, gated) in ops {
-        let bytes: usize = ns.iter().map(|n| n * k * 2).sum();
-        let copies = (256usize << 20).div_ceil(bytes).clamp(1, 64);
-        let mats: Vec<Vec<_>> = ns
-            .iter()
-            .map(|&n| {
-                let h = bf16(n, k);
-                (0..copies).map(|_| be.upload(&h).unwrap()).collect()
-            })
-            .collect();
+        let (mats, copies, bytes) = weight_copies(&be, &mut rng, ns, k);
         for m in [1usize, 2, 4, 8, 16] {
-            let x = be.upload(&bf16(m, k)).unwrap();
+            let x = be.upload(&random_bf16(&mut rng, m, k)).unwrap();
             // (label, cutover, forced K splits): cuBLAS, GEMV, the defaults, forced splits.
             let mut variants: Vec<(String, Option<usize>, u32)> =
                 vec![("cublas".into(), Some(0), 0), ("gemv".into(), Some(8), 0), ("default".into(), None, 0)];
@@ -268,31 +250,8 @@ fn gemv_bench() {
                         be.matmul_many(&x, &parts).unwrap()
                     }
                 };
-                // Eager once (compiles, allocates), then one graph over every copy.
-                drop(run(0));
-                be.synchronize().unwrap();
-                be.graph_begin().unwrap();
-                let mut outs = Vec::new();
-                for c in 0..copies {
-                    outs.push(run(c));
-                }
-                drop(outs);
-                let id = be.graph_end(true).unwrap();
-                be.graph_replay(id).unwrap();
-                be.synchronize().unwrap();
-                let reps = (2000 / copies).clamp(3, 200);
-                let mut times = Vec::new();
-                for _ in 0..5 {
-                    let t0 = Instant::now();
-                    for _ in 0..reps {
-                        be.graph_replay(id).unwrap();
-                    }
-                    be.synchronize().unwrap();
-                    times.push(t0.elapsed().as_secs_f64() / (reps * copies) as f64);
-                }
-                times.sort_by(f64::total_cmp);
-                let us = times[2] * 1e6;
-                let gbs = bytes as f64 / times[2] / 1e9;
+                let secs = graph_secs_per_call(&be, copies, run);
+                let (us, gbs) = (secs * 1e6, bytes as f64 / secs / 1e9);
                 let line = format!("GEMV_BENCH {name:<8} M{m:<2} {variant:<10} {us:>9.2} us {gbs:>7.0} GB/s  ({:.1} MB, {copies} copies)", bytes as f64 / 1e6);
                 println!("{line}");
                 table.push(line);

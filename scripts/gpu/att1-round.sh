@@ -18,39 +18,16 @@
 #   lat_new lat_base lat_tile_off" bash .gpu-A/att1-round.sh
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f -T4 "$f"; done
-chmod +x "$B"/bin/*
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
-export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
-export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -1)"
-export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+unxz_bins "$B"
+gpu_env "$B"
 L=/tmp/att1
 mkdir -p "$L"
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
-{
-    echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
-    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-    echo "seed $TESSERA_SEED"
-} | tee "$L/device.txt"
+device_txt
 : > "$L/steps.txt"
 DEADLINE=$((SECONDS + ${ATT1_BUDGET:-420}))
-step() { # name timeout command... (cut to the call's deadline; skipped past it)
-    local name=$1 limit=$2 t0=$SECONDS
-    shift 2
-    local left=$((DEADLINE - SECONDS))
-    if [ "$left" -lt 15 ]; then echo "$name skipped (deadline)" | tee -a "$L/steps.txt"; return; fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    timeout "$limit" "$@" > "$L/$name.log" 2>&1
-    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
-}
-lat() { # name env... binary
-    local name=$1
-    shift
-    step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
-}
 prof() { # name binary: ncu node durations of one late replayed decode step (+ its eager tail)
-    step "ncu_$1" 150 env TESSERA_CUDA_PROFILER_REPLAYS="${ATT1_REPLAY:-240}:2" ncu --profile-from-start off \
+    step "ncu_$1" 150 env TESSERA_CUDA_PROFILER_REPLAYS="${ATT1_REPLAY:-240}:2" "$NCU" --profile-from-start off \
         --graph-profiling node --metrics gpu__time_duration.sum --clock-control none --cache-control none \
         --csv --print-units base --log-file "$L/ncu_$1.csv" \
         "$2" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 1 --num-iters-warmup 0
@@ -66,9 +43,9 @@ for s in ${ATT1_STEPS:-cuda_att1 lat_new lat_base ncu_new ncu_base lat_new2 lat_
         cuda_batch) step cuda_batch 100 "$B/bin/cuda_batch" --test-threads=3 --nocapture ;;
         cuda_engine) step cuda_engine 100 "$B/bin/cuda_engine" --test-threads=1 --nocapture ;;
         cuda_fused) step cuda_fused 120 "$B/bin/cuda_fused" --test-threads=2 --nocapture ;;
-        lat_new | lat_new2) lat "${s#lat_}" "$N" ;;
-        lat_base | lat_base2) lat "${s#lat_}" "$O" ;;
-        lat_tile_off) lat tile_off TESSERA_ATTN_TILE_SPLITS=0 "$N" ;;
+        lat_new | lat_new2) lat "${s#lat_}" 1 "$N" ;;
+        lat_base | lat_base2) lat "${s#lat_}" 1 "$O" ;;
+        lat_tile_off) lat tile_off 1 TESSERA_ATTN_TILE_SPLITS=0 "$N" ;;
         ncu_new) prof new "$N" ;;
         ncu_base) prof base "$O" ;;
         *) echo "unknown step $s" ;;
@@ -77,21 +54,14 @@ done
 
 {
     echo "=== device"; cat "$L/device.txt"
-    for f in cuda_att1 cuda_ops cuda_ops_att cuda_att256 cuda_batch cuda_engine cuda_fused; do
-        [ -f "$L/$f.log" ] || continue
-        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
-        grep -aE "^PARITY .*FAIL|test result|panicked" "$L/$f.log" | head -8
-    done
+    parity_table 8 cuda_att1 cuda_ops cuda_ops_att cuda_att256 cuda_batch cuda_engine cuda_fused
     echo "=== latency 1 x (128 / 256)"
-    for f in "$L"/lat_*.log; do
-        [ -f "$f" ] || continue
-        printf '%-10s %s | %s\n' "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
-    done
+    lat_table 10
     for v in new base; do
         [ -f "$L/ncu_$v.txt" ] && { echo "=== ncu $v (one late decode step + tail)"; head -16 "$L/ncu_$v.txt"; }
     done
     echo "=== steps"; cat "$L/steps.txt"
 } | tee "$L/summary.txt"
-[ -n "${OUT:-}" ] && tar czf "$OUT/att1-logs.tgz" -C "$L" --exclude='*.csv' . 2> /dev/null
+logs_tgz att1-logs.tgz --exclude='*.csv'
 [ -n "${OUT:-}" ] && tar czf "$OUT/att1-ncu.tgz" -C "$L" $(cd "$L" && ls *.csv 2>/dev/null) 2> /dev/null
 exit 0

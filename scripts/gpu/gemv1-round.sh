@@ -14,42 +14,20 @@
 # (batch 4), ops (cuda_ops GEMV cases). A summary is printed last.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
-export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
-export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2>/dev/null | head -1)"
-export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+gpu_env "$B"
 L=/tmp/g1
 rm -rf "$L"
 mkdir -p "$L"
-for f in "$B"/bin/*.xz; do [ -f "$f" ] && xz -d -T4 "$f"; done
-chmod +x "$B"/bin/* 2>/dev/null
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
-{
-    echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
-    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-    echo "seed $TESSERA_SEED"
-} | tee "$L/device.txt"
+unxz_bins "$B"
+device_txt
 : > "$L/steps.txt"
 DEADLINE=$((SECONDS + ${G1_BUDGET:-120}))
-step() {
-    local name=$1 limit=$2 t0=$SECONDS
-    shift 2
-    local left=$((DEADLINE - SECONDS))
-    if [ "$left" -lt 15 ]; then echo "$name skipped (deadline)" | tee -a "$L/steps.txt"; return; fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    timeout "$limit" "$@" > "$L/$name.log" 2>&1
-    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
-}
-lat() { # name batch env... binary
-    local name=$1 bs=$2
-    shift 2
-    step "lat_$name" 60 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
-}
+LAT_LIMIT=60
 prof() { # name binary env...: ncu node durations of the GEMV kernels of a short run
     local name=$1 bin=$2
     shift 2
-    step "ncu_$name" 90 env "$@" ncu --graph-profiling node -k regex:gemv --metrics gpu__time_duration.sum --clock-control none \
+    step "ncu_$name" 90 env "$@" "$NCU" --graph-profiling node -k regex:gemv --metrics gpu__time_duration.sum --clock-control none \
         --cache-control none --csv --print-units base --log-file "$L/ncu_$name.csv" \
         "$bin" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0
     python3 "$B/ncu_gemv.py" "$L/ncu_$name.csv" 36 > "$L/ncu_$name.txt" 2>&1
@@ -74,23 +52,16 @@ for s in ${G1_STEPS:-parity fused bench lat_new lat_base lat_ew0}; do
 done
 {
     echo "=== device"; cat "$L/device.txt"
-    for f in parity fused ops; do
-        [ -f "$L/$f.log" ] || continue
-        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
-        grep -aE "^PARITY .*FAIL|test result|panicked" "$L/$f.log" | head -8
-    done
+    parity_table 8 parity fused ops
     echo "=== M = 1 products (graph over rotating copies)"
     grep -a "^GEMV1" "$L/bench.log" 2> /dev/null
     echo "=== latency (128 / 256)"
-    for f in "$L"/lat_*.log; do
-        [ -f "$f" ] || continue
-        printf '%-8s %s | %s\n' "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
-    done
+    lat_table 8
     for f in "$L"/ncu_*.txt; do
         [ -f "$f" ] && { echo "=== $(basename "$f" .txt)"; cat "$f"; }
     done
     echo "=== steps"; cat "$L/steps.txt"
 } > "$L/summary.txt"
-[ -n "${OUT:-}" ] && tar czf "$OUT/g1-logs.tgz" -C "$L" --exclude='*.csv' . 2> /dev/null
+logs_tgz g1-logs.tgz --exclude='*.csv'
 cat "$L/summary.txt"
 exit 0

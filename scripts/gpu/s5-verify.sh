@@ -12,45 +12,16 @@
 # printed last, the logs come back as $OUT/s5-logs.tgz.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
-chmod +x "$B"/bin/*
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
-export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
-export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+unxz_bins "$B"
+gpu_env "$B"
 L=/tmp/s5
 mkdir -p "$L"
 # The Vulkan loader and NVIDIA's ICD for the wgpu runs (as wgpu/bench.sh sets them up).
-if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ldconfig -p | grep -q 'libGLdispatch'; then
-    for f in "$B"/wgpu/deb/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-fi
-for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
-    [ -e "$icd" ] && { export VK_DRIVER_FILES="$icd"; break; }
-done
-export VK_LOADER_DEBUG=error
-{
-    echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
-    echo "seed $TESSERA_SEED"
-} | tee "$L/device.txt"
+vulkan_env "$B/wgpu/deb"
+device_txt name,driver_version,memory.total,clocks.max.sm
 : > "$L/steps.txt"
 DEADLINE=$((SECONDS + ${V_BUDGET:-540}))
-step() { # name timeout command... (cut to the call's deadline; skipped past it)
-    local name=$1 limit=$2 t0=$SECONDS
-    shift 2
-    local left=$((DEADLINE - SECONDS))
-    if [ "$left" -lt 15 ]; then echo "$name skipped (deadline)" | tee -a "$L/steps.txt"; return; fi
-    [ "$limit" -gt "$left" ] && limit=$left
-    timeout "$limit" "$@" > "$L/$name.log" 2>&1
-    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$L/steps.txt"
-}
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
-lat() { # name batch env... binary
-    local name=$1 bs=$2
-    shift 2
-    step "lat_$name" 90 env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
-}
 N="$B/bin/tessera" O="$B/bin/tessera-base"
 for s in ${V_STEPS:-cuda_att1 cuda_gemv1 cuda_ops_part cuda_att256 cuda_fused lat_new lat_base lat_tile_off lat_early_off lat_new2 wgpu_reductions wgpu_fused_kv wgpu_ops wgpu_bench cuda_batch cuda_engine lat4_new lat4_base}; do
     case $s in
@@ -76,11 +47,8 @@ done
 
 {
     echo "=== device"; cat "$L/device.txt"
-    for f in cuda_att1 cuda_gemv1 cuda_ops_part cuda_att256 cuda_fused cuda_batch cuda_engine wgpu_reductions wgpu_fused_kv wgpu_ops; do
-        [ -f "$L/$f.log" ] || continue
-        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
-        grep -aE "^PARITY .*FAIL|test result|panicked|adapter" "$L/$f.log" | head -8
-    done
+    PARITY_GREP="^PARITY .*FAIL|test result|panicked|adapter" parity_table 8 cuda_att1 cuda_gemv1 cuda_ops_part cuda_att256 \
+        cuda_fused cuda_batch cuda_engine wgpu_reductions wgpu_fused_kv wgpu_ops
     echo "=== latency 1 (and 4) x (128 / 256)"
     for f in "$L"/lat_*.log; do
         [ -f "$f" ] || continue
@@ -90,5 +58,5 @@ done
     cat "$L/wgpu-base.txt" "$L/wgpu-new.txt" 2> /dev/null
     echo "=== steps"; cat "$L/steps.txt"
 } > "$L/summary.txt"
-[ -n "${OUT:-}" ] && tar czf "$OUT/s5-logs.tgz" -C "$L" . 2> /dev/null
+logs_tgz s5-logs.tgz
 cat "$L/summary.txt"

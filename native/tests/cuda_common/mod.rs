@@ -1,9 +1,10 @@
 //! Shared by the CUDA test files: the seeded RNG, the GPU/CPU pair context with its parity
 //! check (poisoned outputs, NaN check, relative L2 error, one `PARITY` line per case), and
-//! the paged-attention case builder.
+//! the paged-attention case builder; `bench`: the GEMV micro-benches' weights and graph timing.
 
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod engine;
 
 use tessera::cuda::{CudaBackend, CudaTensor};

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Shared by the device round scripts of scripts/gpu/ (they run on the GPU machine from a
+# bundle, which build-gpu-bundle.sh fills with scripts/gpu/*.sh, so this file sits next to
+# them). Each script sources it from its own folder:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# then calls what it needs:
+#   unxz_bins B         xz -d B/bin/*.xz (binaries travel compressed: the 64 MiB carry limit)
+#   gpu_env B           CUDA libraries, NVRTC include, kernel cache, fixtures, ncu on PATH,
+#                       TESSERA_SEED (kept when set), NCU, M (bench model args for B/smollm3-3b)
+#   vulkan_env DEB_DIR  the Vulkan loader (from DEB_DIR/*.deb when missing) and NVIDIA's ICD
+#   device_txt [FIELDS] B/COMMIT, nvidia-smi FIELDS and seed, to stdout and $L/device.txt
+#   step NAME LIMIT CMD...       runs CMD to $L/NAME.log, one line in $L/steps.txt
+#   lat NAME BATCH [ENV=V...] BIN  step lat_NAME: bench latency BATCH x (128 / 256), 3 iters
+#   parity_table HEAD NAME...    per test log: PARITY lines, FAILs, first HEAD result lines
+#   lat_table WIDTH              per lat_*.log: its decode line and average latency
+#   logs_tgz FILE [TAR-OPTS...]  $L into $OUT/FILE when OUT is set
+# Variables: L (log folder; set before step), DEADLINE (SECONDS value; step cuts each limit
+# to it and skips steps with < 15 s left; unset: no deadline), STEP_QUIET=1 (steps.txt only,
+# no echo), STEP_PREFIX (before each steps.txt line), LAT_LIMIT (lat's limit, default 90),
+# PARITY_GREP (the lines parity_table shows).
+
+unxz_bins() { # bundle
+    local f
+    for f in "$1"/bin/*.xz; do [ -e "$f" ] && xz -d -f -T4 "$f"; done
+    chmod +x "$1"/bin/* 2> /dev/null
+    return 0
+}
+
+gpu_env() { # bundle
+    local b=$1
+    export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export TESSERA_CUDA_INCLUDE="${TESSERA_CUDA_INCLUDE:-/usr/local/cuda/include}"
+    # One cache for every script of a call: modules the suite compiled are loaded, not compiled again.
+    export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
+    export TESSERA_FIXTURES="$b/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2> /dev/null | head -1)"
+    export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+    NCU=$(command -v ncu || echo ncu)
+    M=(--model "$b/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+}
+
+vulkan_env() { # folder of the carried libvulkan1 + glvnd .debs (scripts/wgpu-bench/deb)
+    local f icd
+    if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ldconfig -p | grep -q 'libGLdispatch'; then
+        for f in "$1"/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+        ldconfig
+    fi
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+        [ -e "$icd" ] && { export VK_DRIVER_FILES="$icd"; break; }
+    done
+    export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"
+}
+
+device_txt() { # [nvidia-smi query fields]
+    {
+        echo "bundle: $(tr '\n' ' ' < "$B/COMMIT")"
+        nvidia-smi --query-gpu="${1:-name,memory.total,clocks.max.sm}" --format=csv,noheader
+        echo "seed $TESSERA_SEED"
+    } | tee "$L/device.txt"
+}
+
+step() { # name limit command... (cut to DEADLINE when set; skipped past it)
+    local name=$1 limit=$2 t0=$SECONDS
+    shift 2
+    if [ -n "${DEADLINE:-}" ]; then
+        local left=$((DEADLINE - SECONDS))
+        if [ "$left" -lt 15 ]; then
+            echo "${STEP_PREFIX:-}$name skipped (deadline)" | tee -a "$L/steps.txt"
+            return
+        fi
+        [ "$limit" -gt "$left" ] && limit=$left
+    fi
+    timeout "$limit" "$@" > "$L/$name.log" 2>&1
+    local line="${STEP_PREFIX:-}$name rc=$? secs=$((SECONDS - t0))"
+    if [ "${STEP_QUIET:-0}" = 1 ]; then echo "$line" >> "$L/steps.txt"; else echo "$line" | tee -a "$L/steps.txt"; fi
+}
+
+lat() { # name batch env... binary
+    local name=$1 bs=$2
+    shift 2
+    step "lat_$name" "${LAT_LIMIT:-90}" env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
+}
+
+parity_table() { # head names... (test logs in $L)
+    local n=$1 f
+    shift
+    for f in "$@"; do
+        [ -f "$L/$f.log" ] || continue
+        echo "--- $f: $(grep -ac '^PARITY' "$L/$f.log") parity lines, $(grep -aE '^PARITY .*FAIL' -c "$L/$f.log") FAIL"
+        grep -aE "${PARITY_GREP:-^PARITY .*FAIL|test result|panicked}" "$L/$f.log" | head -"$n"
+    done
+}
+
+lat_table() { # width of the name column
+    local f
+    for f in "$L"/lat_*.log; do
+        [ -f "$f" ] || continue
+        printf "%-${1}s %s | %s\n" "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
+    done
+}
+
+logs_tgz() { # file tar-options...
+    local file=$1
+    shift
+    [ -n "${OUT:-}" ] && tar czf "$OUT/$file" -C "$L" "$@" . 2> /dev/null
+    return 0
+}
