@@ -15,36 +15,24 @@
 # decode step. Logs go to $OUT/att256 (or /tmp/att256).
 set -uo pipefail
 B="$(cd "${1:-$(dirname "$0")}" && pwd)"
-for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
-chmod +x "$B"/bin/* 2> /dev/null
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# The suite's kernel cache: modules it compiled are loaded, not compiled again.
-export TESSERA_CUDA_INCLUDE="${TESSERA_CUDA_INCLUDE:-/usr/local/cuda/include}"
-export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
-export TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
-export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+unxz_bins "$B"
+# The suite's kernel cache (kept when set): modules it compiled are loaded, not compiled again.
+gpu_env "$B"
 O="${OUT:-/tmp}/att256"
 mkdir -p "$O"
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+L=$O
 T=(bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json)
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader; echo "seed $TESSERA_SEED"; tr '\n' ' ' < "$B/COMMIT"; echo; } | tee "$O/steps.txt"
-run() { # name limit command...
-    local name=$1 lim=$2
-    shift 2
-    local t0=$SECONDS
-    timeout "$lim" "$@" > "$O/$name.log" 2>&1
-    echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$O/steps.txt"
-}
 
-run cuda_att256 90 "$B/bin/cuda_att256" --test-threads=1 --nocapture
-run off1 60 env TESSERA_ATTN_DECODE_V2=0 "$B/bin/tessera" "${T[@]}"
-run on1 60 env TESSERA_ATTN_DECODE_V2=1 "$B/bin/tessera" "${T[@]}"
-run off2 60 env TESSERA_ATTN_DECODE_V2=0 "$B/bin/tessera" "${T[@]}"
-run on2 60 env TESSERA_ATTN_DECODE_V2=1 "$B/bin/tessera" "${T[@]}"
+step cuda_att256 90 "$B/bin/cuda_att256" --test-threads=1 --nocapture
+step off1 60 env TESSERA_ATTN_DECODE_V2=0 "$B/bin/tessera" "${T[@]}"
+step on1 60 env TESSERA_ATTN_DECODE_V2=1 "$B/bin/tessera" "${T[@]}"
+step off2 60 env TESSERA_ATTN_DECODE_V2=0 "$B/bin/tessera" "${T[@]}"
+step on2 60 env TESSERA_ATTN_DECODE_V2=1 "$B/bin/tessera" "${T[@]}"
 if [ "${ATT256_NCU:-0}" = 1 ]; then
-    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2> /dev/null | head -1)
     for v in 0 1; do
-        TESSERA_ATTN_DECODE_V2=$v TESSERA_CUDA_PROFILER_REPLAYS=60:1 run "ncu_v$v" 90 "$NCU" --profile-from-start off \
+        TESSERA_ATTN_DECODE_V2=$v TESSERA_CUDA_PROFILER_REPLAYS=60:1 step "ncu_v$v" 90 "$NCU" --profile-from-start off \
             --graph-profiling node --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv \
             --page raw "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
     done

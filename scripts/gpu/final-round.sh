@@ -12,14 +12,12 @@
 #    TESSERA_ATTN_DECODE_V2=1 on throughput; the default since), against step 1.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
-chmod +x "$B"/bin/*
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+unxz_bins "$B"
 bash "$B/gpu-suite.sh" final
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tessera-kernel-cache
+gpu_env "$B"
 echo "=== wgpu vs CUDA (t=${SECONDS}s)"
 TESSERA_BIN="$B/bin/tessera" DISPATCH_COST=0 timeout 150 bash "$B/wgpu/bench.sh"
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
 if [ "$SECONDS" -lt 520 ]; then
     echo "=== TESSERA_CUDA_PREFETCH=1 latency (t=${SECONDS}s)"
     TESSERA_CUDA_PREFETCH=1 timeout 40 "$B/bin/tessera" bench latency "${M[@]}" --batch-size 1 --input-len 128 \

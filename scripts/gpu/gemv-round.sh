@@ -10,28 +10,26 @@
 #   run(command="bash .gpu-gemv/gemv-round.sh", carry=[".gpu-gemv"])
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tkc TESSERA_FIXTURES="$B/fixtures"
-export TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+gpu_env "$B"
 L=/tmp/g
 mkdir -p $L
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee $L/device.txt
 cat "$B/COMMIT"
-st() { local n=$1 t=$2; shift 2; local t0=$SECONDS; timeout "$t" "$@" > $L/$n.log 2>&1; echo "STEP $n rc=$? secs=$((SECONDS-t0))" | tee -a $L/steps.txt; }
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+STEP_PREFIX="STEP "
 OPS="${GEMV_OPS_TESTS:-gemv_shapes gemv_fused_ops embedding_matmul_add norms_and_activations nvrtc}"
-st ops 200 "$B/bin/cuda_ops" $OPS --test-threads=3 --nocapture
-st bench_gemv 120 "$B/bin/cuda_ops" gemv_bench --ignored --nocapture
-st models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
-st engine 120 "$B/bin/cuda_engine" --test-threads=1 --nocapture
+step ops 200 "$B/bin/cuda_ops" $OPS --test-threads=3 --nocapture
+step bench_gemv 120 "$B/bin/cuda_ops" gemv_bench --ignored --nocapture
+step models 100 "$B/bin/cuda_models" tiny_models --test-threads=1 --nocapture
+step engine 120 "$B/bin/cuda_engine" --test-threads=1 --nocapture
 LAT=(bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 3)
 TPUT=(bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256)
-st lat_base 60 "$B/bin/tessera-base" "${LAT[@]}"
-st lat_new 60 "$B/bin/tessera" "${LAT[@]}"
-st tput_base 80 "$B/bin/tessera-base" "${TPUT[@]}"
-st tput_new 80 "$B/bin/tessera" "${TPUT[@]}"
-st tput_base2 80 "$B/bin/tessera-base" "${TPUT[@]}"
-st tput_new2 80 "$B/bin/tessera" "${TPUT[@]}"
+step lat_base 60 "$B/bin/tessera-base" "${LAT[@]}"
+step lat_new 60 "$B/bin/tessera" "${LAT[@]}"
+step tput_base 80 "$B/bin/tessera-base" "${TPUT[@]}"
+step tput_new 80 "$B/bin/tessera" "${TPUT[@]}"
+step tput_base2 80 "$B/bin/tessera-base" "${TPUT[@]}"
+step tput_new2 80 "$B/bin/tessera" "${TPUT[@]}"
 [ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C $L .
 echo "=== parity: failures and results"
 grep -ahE "FAIL|panicked|test result|GRAPHS .* batch 1:" $L/ops.log $L/models.log $L/engine.log | head -30

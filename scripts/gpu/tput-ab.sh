@@ -11,28 +11,22 @@
 # A summary is printed last; logs go to $OUT.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # Binaries may travel xz-compressed (the 64 MiB carry limit).
-for f in "$B"/bin/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
-chmod +x "$B"/bin/* 2> /dev/null
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tkc PYTHONUNBUFFERED=1
-export TESSERA_FIXTURES="$B/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+unxz_bins "$B"
+gpu_env "$B"
 O="${OUT:-/tmp/out}"; mkdir -p "$O"
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+L=$O
 T=(bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json)
 { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader; echo "seed $TESSERA_SEED"; cat "$B/COMMIT"; } | tee "$O/steps.txt"
-run() { local name=$1 lim=$2; shift 2; local t0=$SECONDS; timeout "$lim" "$@" > "$O/$name.log" 2>&1; echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$O/steps.txt"; }
 
-run cuda_ops 150 "$B/bin/cuda_ops" --test-threads=3 --nocapture
-run cuda_batch 90 "$B/bin/cuda_batch" --test-threads=2 --nocapture
-run cuda_engine 90 "$B/bin/cuda_engine" --test-threads=1 --nocapture
-run new 60 "$B/bin/tessera" "${T[@]}"
-run new_paired 60 env TESSERA_CUDA_PAIRED_GEMM=1 "$B/bin/tessera" "${T[@]}"
-run base 60 "$B/bin/tessera-base" "${T[@]}"
-TESSERA_CUDA_PAIRED_GEMM=1 TESSERA_CUDA_PROFILER_REPLAYS=60:1 run ncu 90 "$NCU" --profile-from-start off --graph-profiling node \
+step cuda_ops 150 "$B/bin/cuda_ops" --test-threads=3 --nocapture
+step cuda_batch 90 "$B/bin/cuda_batch" --test-threads=2 --nocapture
+step cuda_engine 90 "$B/bin/cuda_engine" --test-threads=1 --nocapture
+step new 60 "$B/bin/tessera" "${T[@]}"
+step new_paired 60 env TESSERA_CUDA_PAIRED_GEMM=1 "$B/bin/tessera" "${T[@]}"
+step base 60 "$B/bin/tessera-base" "${T[@]}"
+TESSERA_CUDA_PAIRED_GEMM=1 TESSERA_CUDA_PROFILER_REPLAYS=60:1 step ncu 90 "$NCU" --profile-from-start off --graph-profiling node \
     --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
     "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
 

@@ -5,27 +5,24 @@
 # TESSERA_CUDA_PROFILER_REPLAYS), bin/tessera-base, smollm3-3b/config.json, scripts/.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
-export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export TESSERA_CUDA_INCLUDE=/usr/local/cuda/include TESSERA_KERNEL_CACHE=/tmp/tkc PYTHONUNBUFFERED=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+gpu_env "$B"
 O="${OUT:-/tmp/out}"; mkdir -p "$O"
-NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-M=(--model "$B/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
+L=$O
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 echo "ncu: $NCU"
-run() { local name=$1 lim=$2; shift 2; local t0=$SECONDS; timeout "$lim" "$@" > "$O/$name.log" 2>&1; echo "$name rc=$? secs=$((SECONDS - t0))" | tee -a "$O/steps.txt"; }
 
-run base_tput 90 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
+step base_tput 90 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
 # 256 x (512 + 136): replays 120..121 are batch-256 decode steps at contexts ~632.
-TESSERA_CUDA_PROFILER_REPLAYS=120:2 run ncu_nodes 240 "$NCU" --profile-from-start off --graph-profiling node \
+TESSERA_CUDA_PROFILER_REPLAYS=120:2 step ncu_nodes 240 "$NCU" --profile-from-start off --graph-profiling node \
     --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
     "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
-TESSERA_CUDA_PROFILER_REPLAYS=120:3 run ncu_graph 120 "$NCU" --profile-from-start off --graph-profiling graph \
+TESSERA_CUDA_PROFILER_REPLAYS=120:3 step ncu_graph 120 "$NCU" --profile-from-start off --graph-profiling graph \
     --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
     "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
-run gemms 90 python3 "$B/scripts/gemm_shapes.py" 256 2048 16384
-run attn_split2 90 env TESSERA_ATTN_SPLITS=2 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
-run tput_16k 90 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --max-num-batched-tokens 16384 --json
+step gemms 90 python3 "$B/scripts/gemm_shapes.py" 256 2048 16384
+step attn_split2 90 env TESSERA_ATTN_SPLITS=2 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
+step tput_16k 90 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --max-num-batched-tokens 16384 --json
 
 echo "=== summary"
 for f in base_tput attn_split2 tput_16k; do echo "--- $f"; grep -aE '^\{' "$O/$f.log" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print({k: d[k] for k in ("tokens_per_second","decode_only_steps","decode_only_secs","prefill_steps_secs","steps","gpu")})' 2>&1; grep -aiE "error|panic" "$O/$f.log" | head -3; done
