@@ -6,24 +6,16 @@ product's mean µs and GB/s (bf16 weights of the SmolLM3-3B shapes by default).
 
     python3 ncu_gemv.py X.csv LAYERS
 """
-import csv
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ncu_csv import kernels, short_name  # noqa: E402
 
 path, layers = sys.argv[1], int(sys.argv[2])
 H, I, KV, V = 2048, 11008, 512, 128256
 BYTES = {"qkv": (H + 2 * KV) * H * 2, "o": H * H * 2, "gate_up": 2 * I * H * 2, "down": H * I * 2, "lm_head": V * H * 2}
-rows = []
-with open(path, newline="") as f:
-    lines = [l for l in f if l.startswith('"')]
-for r in csv.DictReader(lines):
-    if r.get("Metric Name") != "gpu__time_duration.sum":
-        continue
-    unit = (r.get("Metric Unit") or "").strip().lower()
-    v = float(r["Metric Value"].replace(",", ""))
-    us = v * {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3}.get(unit, 1e-3)
-    name = r["Kernel Name"].split("(")[0]
-    if name.startswith("gemv"):
-        rows.append((name, r.get("Grid Size", ""), us))
+rows = [(short_name(k), grid, us) for k, grid, us in kernels(path) if short_name(k).startswith("gemv")]
 need = 4 * layers + 1
 if len(rows) < need:
     sys.exit(f"{len(rows)} GEMV nodes, need {need}")
