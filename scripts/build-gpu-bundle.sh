@@ -7,6 +7,12 @@
 #
 #   run(command="bash .gpu/gpu-suite.sh [parity] [bench]", carry=[".gpu"])
 #
+# TESTS: the test binaries to build and carry (default: all the CUDA tests below; a round
+# that needs fewer carries less). BASE_BIN: a binary to compare with (e.g. main's
+# target/release/tessera), stripped into bin/tessera-base. BUNDLE_XZ=1: xz the tessera
+# binaries (bin/*.xz; the round scripts decompress them, scripts/gpu/lib.sh unxz_bins) to
+# fit the 64 MiB carry limit.
+#
 # Needs no CUDA here: cudarc loads the driver, NVRTC and cuBLAS at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +22,15 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin"
 
-echo "== building the CUDA tests (release)"
-cargo test --release --locked -p tessera --features cuda --test cuda_ops --test cuda_models --test cuda_engine --test cuda_fused --test cuda_batch --test cuda_att256 --test cuda_att1 --test cuda_prefetch --test cuda_gemv1 --no-run \
+TESTS="${TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1}"
+test_args=()
+for t in $TESTS; do test_args+=(--test "$t"); done
+echo "== building the CUDA tests (release): $TESTS"
+cargo test --release --locked -p tessera --features cuda "${test_args[@]}" --no-run \
     --message-format=json-render-diagnostics > "$BUNDLE/build.json"
-python3 - "$BUNDLE" <<'PY'
+python3 - "$BUNDLE" $TESTS <<'PY'
 import json, shutil, sys
-bundle = sys.argv[1]
+bundle, names = sys.argv[1], sys.argv[2:]
 found = {}
 for line in open(f"{bundle}/build.json"):
     try:
@@ -30,7 +39,7 @@ for line in open(f"{bundle}/build.json"):
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         found[m["target"]["name"]] = m["executable"]
-for name in ("cuda_ops", "cuda_models", "cuda_engine", "cuda_fused", "cuda_batch", "cuda_att256", "cuda_att1", "cuda_prefetch", "cuda_gemv1"):
+for name in names:
     if name not in found:
         raise SystemExit(f"no test binary for {name} in cargo's output")
     shutil.copy(found[name], f"{bundle}/bin/{name}")
@@ -43,11 +52,20 @@ FEATURES="${BUNDLE_FEATURES:-cuda}"
 echo "== building tessera (release, --features $FEATURES)"
 cargo build --release --locked -p tessera --features "$FEATURES" --bin tessera
 cp "$TARGET_DIR/release/tessera" "$BUNDLE/bin/tessera"
+if [ -n "${BASE_BIN:-}" ]; then
+    echo "== base binary: $BASE_BIN"
+    cp "$BASE_BIN" "$BUNDLE/bin/tessera-base"
+fi
 
 # Debug info is not needed there and would crowd the 64 MiB carry limit.
 for f in "$BUNDLE"/bin/*; do
     objcopy --strip-debug "$f" 2>/dev/null || strip --strip-debug "$f" 2>/dev/null || true
 done
+if [ "${BUNDLE_XZ:-0}" = 1 ]; then
+    for f in "$BUNDLE"/bin/tessera "$BUNDLE"/bin/tessera-base; do
+        if [ -f "$f" ]; then xz -T2 -6 "$f"; fi
+    done
+fi
 
 echo "== fixtures, scripts"
 cp -r tests/fixtures/models "$BUNDLE/fixtures"
@@ -55,7 +73,8 @@ mkdir -p "$BUNDLE/scripts" "$BUNDLE/smollm3-3b"
 cp scripts/gpu-suite.sh "$BUNDLE/gpu-suite.sh"
 cp scripts/hf_parity.py scripts/hf_bench.py scripts/hf_big_model.py scripts/gpu_report.py "$BUNDLE/scripts/"
 cp scripts/gpu/smollm3-3b-config.json "$BUNDLE/smollm3-3b/config.json"
-# Round scripts (bash .gpu-X/<name>.sh) and their helpers.
+# Round scripts (bash .gpu-X/<name>.sh), lib.sh which they source from their own folder, and
+# their Python helpers (ncu_csv.py beside the parsers, in both places).
 cp scripts/gpu/*.sh scripts/gpu/*.py "$BUNDLE/"
 cp scripts/gpu/*.py "$BUNDLE/scripts/"
 git rev-parse --short HEAD > "$BUNDLE/COMMIT" 2>/dev/null || true

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One device step for the single-stream GEMV work (branch cuda-gemv1: K splits for long K,
 # the normed kernels' early W stage `TESSERA_GEMV_EARLY_W`, kernels/gemv.cu), from the bundle
-# scripts/gpu/gemv1-bundle.sh builds (bin/tessera of this branch, bin/tessera-base = main
-# 3d73e15, bin/cuda_gemv1, bin/cuda_fused, bin/cuda_ops, xz'd binaries are fine, the fixtures
-# and smollm3-3b/config.json), then
+# scripts/gpu/gemv1-bundle.sh builds through scripts/build-gpu-bundle.sh (bin/tessera of this
+# branch, bin/tessera-base = main 3d73e15, bin/cuda_gemv1, bin/cuda_fused, bin/cuda_ops, xz'd
+# binaries are fine, the fixtures, smollm3-3b/config.json, lib.sh and ncu_csv.py), then
 #   run(command="bash .gpu-B/gemv1-round.sh", carry=[".gpu-B"])
 # Default steps (about 100 s, cut at G1_BUDGET seconds, default 120): parity (cuda_gemv1: every
 # K split x early W on/off x M 1-8 x f32/f16/bf16 vs the CPU and on vs off; cuda_fused
