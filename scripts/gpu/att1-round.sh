@@ -18,6 +18,7 @@
 #   lat_new lat_base lat_tile_off" bash .gpu-A/att1-round.sh
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 gpu_env "$B"
@@ -63,5 +64,6 @@ done
     echo "=== steps"; cat "$L/steps.txt"
 } | tee "$L/summary.txt"
 logs_tgz att1-logs.tgz --exclude='*.csv'
+# shellcheck disable=SC2046 # one argument per CSV file
 [ -n "${OUT:-}" ] && tar czf "$OUT/att1-ncu.tgz" -C "$L" $(cd "$L" && ls *.csv 2>/dev/null) 2> /dev/null
 exit 0

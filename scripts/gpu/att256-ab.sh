@@ -15,6 +15,7 @@
 # decode step. Logs go to $OUT/att256 (or /tmp/att256).
 set -uo pipefail
 B="$(cd "${1:-$(dirname "$0")}" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 # The suite's kernel cache (kept when set): modules it compiled are loaded, not compiled again.

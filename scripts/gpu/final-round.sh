@@ -12,6 +12,7 @@
 #    TESSERA_ATTN_DECODE_V2=1 on throughput; the default since), against step 1.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 bash "$B/gpu-suite.sh" final

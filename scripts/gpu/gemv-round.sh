@@ -10,6 +10,7 @@
 #   run(command="bash .gpu-gemv/gemv-round.sh", carry=[".gpu-gemv"])
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
 L=/tmp/g

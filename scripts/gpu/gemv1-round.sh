@@ -14,6 +14,7 @@
 # (batch 4), ops (cuda_ops GEMV cases). A summary is printed last.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
 L=/tmp/g1

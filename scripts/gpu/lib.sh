@@ -36,8 +36,12 @@ gpu_env() { # bundle
     export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
     export TESSERA_FIXTURES="$b/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-    export PATH="$PATH:/usr/local/cuda/bin:$(ls -d /opt/nvidia/nsight-compute/*/ 2> /dev/null | head -1)"
-    export TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+    local nsight
+    nsight=$(ls -d /opt/nvidia/nsight-compute/*/ 2> /dev/null | head -1)
+    export PATH="$PATH:/usr/local/cuda/bin:$nsight"
+    TESSERA_SEED="${TESSERA_SEED:-$(date +%s%N)}"
+    export TESSERA_SEED
+    # shellcheck disable=SC2034 # NCU and M are for the sourcing script
     NCU=$(command -v ncu || echo ncu)
     M=(--model "$b/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
 }

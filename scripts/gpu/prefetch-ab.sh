@@ -9,6 +9,7 @@
 # One summary line each is printed last (decode tok/s, ms per token step); ~60 s.
 set -uo pipefail
 B="$(cd "${1:-$(dirname "$0")}" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
 L=/tmp/prefetch-ab

@@ -15,6 +15,7 @@
 # printed last and the logs come back as $OUT/s1-logs.tgz.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
 L=/tmp/s1

@@ -12,6 +12,7 @@
 # printed last, the logs come back as $OUT/s5-logs.tgz.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 gpu_env "$B"

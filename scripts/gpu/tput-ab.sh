@@ -11,6 +11,7 @@
 # A summary is printed last; logs go to $OUT.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # Binaries may travel xz-compressed (the 64 MiB carry limit).
 unxz_bins "$B"

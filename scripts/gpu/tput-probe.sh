@@ -5,6 +5,7 @@
 # TESSERA_CUDA_PROFILER_REPLAYS), bin/tessera-base, smollm3-3b/config.json, scripts/.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
 O="${OUT:-/tmp/out}"; mkdir -p "$O"
