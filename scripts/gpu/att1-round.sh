@@ -28,9 +28,8 @@ device_txt
 : > "$L/steps.txt"
 DEADLINE=$((SECONDS + ${ATT1_BUDGET:-420}))
 prof() { # name binary: ncu node durations of one late replayed decode step (+ its eager tail)
-    step "ncu_$1" 150 env TESSERA_CUDA_PROFILER_REPLAYS="${ATT1_REPLAY:-240}:2" "$NCU" --profile-from-start off \
-        --graph-profiling node --metrics gpu__time_duration.sum --clock-control none --cache-control none \
-        --csv --print-units base --log-file "$L/ncu_$1.csv" \
+    step "ncu_$1" 150 env TESSERA_CUDA_PROFILER_REPLAYS="${ATT1_REPLAY:-240}:2" "${NCU_NODES[@]}" --profile-from-start off \
+        --print-units base --log-file "$L/ncu_$1.csv" \
         "$2" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 256 --num-iters 1 --num-iters-warmup 0
     python3 "$B/att1_ncu.py" "$L/ncu_$1.csv" 36 > "$L/ncu_$1.txt" 2>&1
 }

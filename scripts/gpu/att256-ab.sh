@@ -33,8 +33,7 @@ step off2 60 env TESSERA_ATTN_DECODE_V2=0 "$B/bin/tessera" "${T[@]}"
 step on2 60 env TESSERA_ATTN_DECODE_V2=1 "$B/bin/tessera" "${T[@]}"
 if [ "${ATT256_NCU:-0}" = 1 ]; then
     for v in 0 1; do
-        TESSERA_ATTN_DECODE_V2=$v TESSERA_CUDA_PROFILER_REPLAYS=60:1 step "ncu_v$v" 90 "$NCU" --profile-from-start off \
-            --graph-profiling node --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv \
+        TESSERA_ATTN_DECODE_V2=$v TESSERA_CUDA_PROFILER_REPLAYS=60:1 step "ncu_v$v" 90 "${NCU_NODES[@]}" --profile-from-start off \
             --page raw "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
     done
 fi

@@ -28,8 +28,7 @@ LAT_LIMIT=60
 prof() { # name binary env...: ncu node durations of the GEMV kernels of a short run
     local name=$1 bin=$2
     shift 2
-    step "ncu_$name" 90 env "$@" "$NCU" --graph-profiling node -k regex:gemv --metrics gpu__time_duration.sum --clock-control none \
-        --cache-control none --csv --print-units base --log-file "$L/ncu_$name.csv" \
+    step "ncu_$name" 90 env "$@" "${NCU_NODES[@]}" -k regex:gemv --print-units base --log-file "$L/ncu_$name.csv" \
         "$bin" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0
     python3 "$B/ncu_gemv.py" "$L/ncu_$name.csv" 36 > "$L/ncu_$name.txt" 2>&1
 }

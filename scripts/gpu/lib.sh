@@ -8,7 +8,8 @@
 # then calls what it needs:
 #   unxz_bins B         xz -d B/bin/*.xz (binaries travel compressed: the 64 MiB carry limit)
 #   gpu_env B           CUDA libraries, NVRTC include, kernel cache, fixtures, ncu on PATH,
-#                       TESSERA_SEED (kept when set), NCU, M (bench model args for B/smollm3-3b)
+#                       TESSERA_SEED (kept when set), NCU, NCU_NODES (ncu per graph node),
+#                       M (bench model args for B/smollm3-3b)
 #   vulkan_env DEB_DIR  the Vulkan loader (from DEB_DIR/*.deb when missing) and NVIDIA's ICD
 #   device_txt [FIELDS] B/COMMIT, nvidia-smi FIELDS and seed, to stdout and $L/device.txt
 #   step NAME LIMIT CMD...       runs CMD to $L/NAME.log, one line in $L/steps.txt
@@ -43,6 +44,9 @@ gpu_env() { # bundle
     export TESSERA_SEED
     # shellcheck disable=SC2034 # NCU and M are for the sourcing script
     NCU=$(command -v ncu || echo ncu)
+    # ncu's per-node durations of replayed CUDA graphs (add --log-file X or --page raw, the app)
+    # shellcheck disable=SC2034
+    NCU_NODES=("$NCU" --graph-profiling node --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv)
     M=(--model "$b/smollm3-3b" --load-format dummy --device cuda --dtype bfloat16)
 }
 

@@ -24,8 +24,7 @@ device_txt
 : > "$L/steps.txt"
 DEADLINE=$((SECONDS + ${S1_BUDGET:-520}))
 prof() { # name binary: ncu node durations of a short run, then its last decode step per layer
-    step "ncu_$1" 150 "$NCU" --graph-profiling node --metrics gpu__time_duration.sum --clock-control none \
-        --cache-control none --csv --print-units base --log-file "$L/ncu_$1.csv" \
+    step "ncu_$1" 150 "${NCU_NODES[@]}" --print-units base --log-file "$L/ncu_$1.csv" \
         "$2" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 6 --num-iters 1 --num-iters-warmup 0
     python3 "$B/ncu_step.py" "$L/ncu_$1.csv" 36 > "$L/ncu_$1.txt" 2>&1
 }

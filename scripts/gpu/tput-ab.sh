@@ -27,8 +27,7 @@ step cuda_engine 90 "$B/bin/cuda_engine" --test-threads=1 --nocapture
 step new 60 "$B/bin/tessera" "${T[@]}"
 step new_paired 60 env TESSERA_CUDA_PAIRED_GEMM=1 "$B/bin/tessera" "${T[@]}"
 step base 60 "$B/bin/tessera-base" "${T[@]}"
-TESSERA_CUDA_PAIRED_GEMM=1 TESSERA_CUDA_PROFILER_REPLAYS=60:1 step ncu 90 "$NCU" --profile-from-start off --graph-profiling node \
-    --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
+TESSERA_CUDA_PAIRED_GEMM=1 TESSERA_CUDA_PROFILER_REPLAYS=60:1 step ncu 90 "${NCU_NODES[@]}" --profile-from-start off --page raw \
     "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
 
 echo "=== summary"

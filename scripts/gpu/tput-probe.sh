@@ -15,8 +15,7 @@ echo "ncu: $NCU"
 
 step base_tput 90 "$B/bin/tessera-base" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256 --json
 # 256 x (512 + 136): replays 120..121 are batch-256 decode steps at contexts ~632.
-TESSERA_CUDA_PROFILER_REPLAYS=120:2 step ncu_nodes 240 "$NCU" --profile-from-start off --graph-profiling node \
-    --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
+TESSERA_CUDA_PROFILER_REPLAYS=120:2 step ncu_nodes 240 "${NCU_NODES[@]}" --profile-from-start off --page raw \
     "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 136 --num-prompts 256 --json
 TESSERA_CUDA_PROFILER_REPLAYS=120:3 step ncu_graph 120 "$NCU" --profile-from-start off --graph-profiling graph \
     --metrics gpu__time_duration.sum --clock-control none --cache-control none --csv --page raw \
