@@ -5,11 +5,12 @@ metric, with "Metric Name" / "Metric Unit" / "Metric Value") or the raw page (`-
 ncu's stdout: a column per metric, a units row after the header). Lines not starting with a
 quote (ncu's ==PROF== messages, the program's output) are skipped.
 
-    from ncu_csv import kernels, per_kernel_table
+    from ncu_csv import decode_step, kernels, per_kernel_table
 """
 import collections
 import csv
 import re
+import sys
 
 METRIC = "gpu__time_duration.sum"
 _TO_US = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3, "second": 1e6, "s": 1e6}
@@ -45,6 +46,18 @@ def kernels(path):
             continue
         out.append((row[name], row[grid] if grid is not None else "", us))
     return out
+
+
+def decode_step(rows, first=False):
+    """One decode step's launches and the count of steps seen (each starts with `embedding`):
+    the last step (a replayed decode graph), or with `first` the first whole one (to the next
+    `embedding`: the replayed graph plus the eager tail after it)."""
+    starts = [i for i, (k, _, _) in enumerate(rows) if k.startswith("embedding")]
+    if not starts:
+        sys.exit("no embedding kernel found")
+    if not first:
+        return rows[starts[-1]:], len(starts)
+    return rows[starts[0]:starts[1] if len(starts) > 1 else len(rows)], len(starts)
 
 
 def short_name(kernel):
