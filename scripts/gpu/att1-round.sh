@@ -22,11 +22,7 @@ B="$(cd "$(dirname "$0")" && pwd)"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 gpu_env "$B"
-L=/tmp/att1
-mkdir -p "$L"
-device_txt
-: > "$L/steps.txt"
-DEADLINE=$((SECONDS + ${ATT1_BUDGET:-420}))
+round_start /tmp/att1 "${ATT1_BUDGET:-420}"
 prof() { # name binary: ncu node durations of one late replayed decode step (+ its eager tail)
     step "ncu_$1" 150 env TESSERA_CUDA_PROFILER_REPLAYS="${ATT1_REPLAY:-240}:2" "${NCU_NODES[@]}" --profile-from-start off \
         --print-units base --log-file "$L/ncu_$1.csv" \

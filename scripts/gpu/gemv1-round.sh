@@ -17,13 +17,9 @@ B="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
-L=/tmp/g1
-rm -rf "$L"
-mkdir -p "$L"
+rm -rf /tmp/g1
 unxz_bins "$B"
-device_txt
-: > "$L/steps.txt"
-DEADLINE=$((SECONDS + ${G1_BUDGET:-120}))
+round_start /tmp/g1 "${G1_BUDGET:-120}"
 LAT_LIMIT=60
 prof() { # name binary env...: ncu node durations of the GEMV kernels of a short run
     local name=$1 bin=$2

@@ -11,6 +11,8 @@
 #                       TESSERA_SEED (kept when set), NCU, NCU_NODES (ncu per graph node),
 #                       M (bench model args for B/smollm3-3b)
 #   vulkan_env DEB_DIR  the Vulkan loader (from DEB_DIR/*.deb when missing) and NVIDIA's ICD
+#   round_start DIR BUDGET [FIELDS]  L=DIR (made), device_txt, an empty steps.txt, DEADLINE
+#                       BUDGET seconds from now
 #   device_txt [FIELDS] B/COMMIT, nvidia-smi FIELDS and seed, to stdout and $L/device.txt
 #   step NAME LIMIT CMD...       runs CMD to $L/NAME.log, one line in $L/steps.txt
 #   lat NAME BATCH [ENV=V...] BIN  step lat_NAME: bench latency BATCH x (128 / 256), 3 iters
@@ -68,6 +70,14 @@ device_txt() { # [nvidia-smi query fields]
         nvidia-smi --query-gpu="${1:-name,memory.total,clocks.max.sm}" --format=csv,noheader
         echo "seed $TESSERA_SEED"
     } | tee "$L/device.txt"
+}
+
+round_start() { # log folder, budget in seconds, [nvidia-smi fields]: L, device_txt, DEADLINE
+    L=$1
+    mkdir -p "$L"
+    device_txt "${3:-}"
+    : > "$L/steps.txt"
+    DEADLINE=$((SECONDS + $2))
 }
 
 step() { # name limit command... (cut to DEADLINE when set; skipped past it)

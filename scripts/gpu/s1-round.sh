@@ -18,11 +18,7 @@ B="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 gpu_env "$B"
-L=/tmp/s1
-mkdir -p "$L"
-device_txt
-: > "$L/steps.txt"
-DEADLINE=$((SECONDS + ${S1_BUDGET:-520}))
+round_start /tmp/s1 "${S1_BUDGET:-520}"
 prof() { # name binary: ncu node durations of a short run, then its last decode step per layer
     step "ncu_$1" 150 "${NCU_NODES[@]}" --print-units base --log-file "$L/ncu_$1.csv" \
         "$2" bench latency "${M[@]}" --batch-size 1 --input-len 128 --output-len 6 --num-iters 1 --num-iters-warmup 0

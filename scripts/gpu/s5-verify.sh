@@ -16,13 +16,9 @@ B="$(cd "$(dirname "$0")" && pwd)"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 unxz_bins "$B"
 gpu_env "$B"
-L=/tmp/s5
-mkdir -p "$L"
 # The Vulkan loader and NVIDIA's ICD for the wgpu runs (as wgpu/bench.sh sets them up).
 vulkan_env "$B/wgpu/deb"
-device_txt name,driver_version,memory.total,clocks.max.sm
-: > "$L/steps.txt"
-DEADLINE=$((SECONDS + ${V_BUDGET:-540}))
+round_start /tmp/s5 "${V_BUDGET:-540}" name,driver_version,memory.total,clocks.max.sm
 N="$B/bin/tessera" O="$B/bin/tessera-base"
 for s in ${V_STEPS:-cuda_att1 cuda_gemv1 cuda_ops_part cuda_att256 cuda_fused lat_new lat_base lat_tile_off lat_early_off lat_new2 wgpu_reductions wgpu_fused_kv wgpu_ops wgpu_bench cuda_batch cuda_engine lat4_new lat4_base}; do
     case $s in
