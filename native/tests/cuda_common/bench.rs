@@ -15,16 +15,27 @@ pub fn random_bf16(rng: &mut Rng, rows: usize, k: usize) -> HostTensor<'static> 
     let mut data = Vec::with_capacity(rows * k * 2);
     for _ in 0..rows * k {
         let r = rng.next_u64();
-        let bits = (((r >> 16) & 1) << 15) as u16 | ((120 + (r >> 20) % 7) << 7) as u16 | (r & 0x7f) as u16;
+        let bits = (((r >> 16) & 1) << 15) as u16
+            | ((120 + (r >> 20) % 7) << 7) as u16
+            | (r & 0x7f) as u16;
         data.extend_from_slice(&bits.to_le_bytes());
     }
-    HostTensor { dtype: DType::BF16, shape: vec![rows, k], data: data.into() }
+    HostTensor {
+        dtype: DType::BF16,
+        shape: vec![rows, k],
+        data: data.into(),
+    }
 }
 
 /// Random bf16 `[n, k]` weights for each `n` of `ns`, uploaded in enough copies (1..64) to
 /// span 256 MiB, so a graph over the copies streams from HBM rather than L2. Returns the
 /// copies (`[matrix][copy]`), their count and the bytes of one copy of all the matrices.
-pub fn weight_copies(be: &CudaBackend, rng: &mut Rng, ns: &[usize], k: usize) -> (Vec<Vec<CudaTensor>>, usize, usize) {
+pub fn weight_copies(
+    be: &CudaBackend,
+    rng: &mut Rng,
+    ns: &[usize],
+    k: usize,
+) -> (Vec<Vec<CudaTensor>>, usize, usize) {
     let bytes: usize = ns.iter().map(|n| n * k * 2).sum();
     let copies = (256usize << 20).div_ceil(bytes).clamp(1, 64);
     let mats = ns
