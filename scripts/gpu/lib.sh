@@ -23,6 +23,8 @@
 # to it and skips steps with < 15 s left; unset: no deadline), STEP_QUIET=1 (steps.txt only,
 # no echo), STEP_PREFIX (before each steps.txt line), LAT_LIMIT (lat's limit, default 90),
 # PARITY_GREP (the lines parity_table shows).
+# Check: shellcheck -x -P SCRIPTDIR -S warning scripts/gpu/*.sh (the scripts' `source=lib.sh`
+# directives let it follow this file).
 
 unxz_bins() { # bundle
     local f
