@@ -42,6 +42,9 @@ pub struct WgpuOptions {
     /// Values per workgroup of `argmax`'s first pass over a long row (0: one workgroup per
     /// row; default 4 x the workgroup size, or `TESSERA_WGPU_ARGMAX_CHUNK`).
     pub argmax_chunk: Option<u32>,
+    /// `Some(false)`: a split attention's merge is always its own dispatch, never folded
+    /// into the matvec after it (default on, or `TESSERA_WGPU_FUSE_MERGE`).
+    pub fuse_merge: Option<bool>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
