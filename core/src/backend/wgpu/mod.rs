@@ -28,7 +28,10 @@
 //! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
 //! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively
 //! on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`), `TESSERA_WGPU_SUBGROUPS`
-//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
+//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off), `TESSERA_WGPU_FUSE_MERGE`
+//! (`attention`, `matmul`: the split attention's merge in o_proj's prologue),
+//! `TESSERA_WGPU_ARGMAX_CHUNK` (`ops`: values per workgroup of a long row's argmax; `=0`: one
+//! workgroup a row).
 
 mod attention;
 mod device;

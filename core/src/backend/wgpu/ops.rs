@@ -1,6 +1,7 @@
 //! Row-wise and elementwise ops of the wgpu backend: embedding / gather_rows
 //! (`embedding.wgsl`), add / softcap (`elementwise.wgsl`), rms_norm / add_rms_norm
-//! (`rms_norm.wgsl`), rope (`rope.wgsl`), act_mul (`act.wgsl`), argmax (`argmax.wgsl`).
+//! (`rms_norm.wgsl`), rope (`rope.wgsl`), act_mul (`act.wgsl`), argmax (`argmax.wgsl`: rows longer
+//! than `Sizes::argmax_chunk` over several workgroups a row, then `argmax_merge`).
 //!
 //! Each op checks dtypes and shapes as the CPU reference does (same error kinds), validates
 //! index tensors against their host copy when they came from the host, allocates its output
