@@ -172,7 +172,14 @@ pub(super) fn run_rows(
             .rw(21),
         None => kernel,
     };
-    let x_bind = be.bind(op, 1, x)?;
+    let x_bind = match be.bind(op, 1, x) {
+        Ok(b) => b,
+        Err(e) => {
+            // x stays as it was: its merge pending for the next reader.
+            x.pending_merge.set(merge);
+            return Err(e);
+        }
+    };
     let bias_buf = match bias {
         Some(b) => be.bind(op, 3, b)?.buffer,
         None => &be.dummy,
