@@ -20,13 +20,16 @@
 //! Key splits (`attention_merge.wgsl`): when rows x heads are fewer than ~128 workgroups
 //! (decode of small batches), each (row, head) runs as up to `Sizes::attn_splits` workgroups
 //! over ranges of >= 32 keys, then `attention_merge` combines their partial softmax sums.
-//! The split count depends on rows only, so a decode-step graph serves every context.
+//! The split count depends on rows only, so a decode-step graph serves every context. The
+//! merge itself is deferred on the output (`PendingMerge`): the decode matvec that reads it
+//! next (o_proj) merges while staging its input row (`matmul::run_rows`, `merge_matmul.wgsl`),
+//! any other reader records it first; `TESSERA_WGPU_FUSE_MERGE=0` records it at once.
 
 use std::sync::Arc;
 
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{float, index, shape_err, u32_of, DeviceBuffer, PendingRope, WgpuTensor};
+use super::tensor::{float, index, shape_err, u32_of, DeviceBuffer, PendingMerge, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
@@ -391,8 +394,30 @@ fn attend(
     let groups = be.grid_groups(op, u32_of(op, "attention workgroups", rows as usize * splits as usize)?)?;
     be.run(kern.clone(), &params, &bindings, groups)?;
     let merge = kern.entry_point("attention_merge").layout_only(&[(7, true), (13, true)]);
-    let merge_bindings = [be.bind(op, 7, out)?, be.bind(op, 13, &part)?];
-    be.run(merge, &params, &merge_bindings, be.grid_groups(op, rows)?)
+    let pm = PendingMerge {
+        kern: merge,
+        params: params.to_vec(),
+        part: part.buffer.clone(),
+        tokens: tokens as usize,
+        heads: p.num_heads as u32,
+        head_dim: p.head_dim as u32,
+        splits,
+        pstride: stride as u32,
+    };
+    if be.fuse_merge {
+        // Deferred: the decode matvec reading `out` next merges as it stages its row.
+        out.pending_merge.set(Some(pm));
+        return Ok(());
+    }
+    record_merge(be, out, &pm)
+}
+
+/// Records `m`, the `attention_merge` that completes `out`, as its own dispatch.
+pub(super) fn record_merge(be: &WgpuBackend, out: &WgpuTensor, m: &PendingMerge) -> Result<()> {
+    let op = Op::PagedAttention;
+    let rows = u32_of(op, "query rows x heads", m.tokens * m.heads as usize)?;
+    let bindings = [Binding::whole(7, &out.buffer), Binding::whole(13, &m.part)];
+    be.run(m.kern.clone(), &m.params, &bindings, be.grid_groups(op, rows)?)
 }
 
 /// Fewest keys a split of paged attention gets (`attention_merge.wgsl`).

@@ -39,6 +39,12 @@ pub struct WgpuOptions {
     /// Most key splits of paged attention (1: none; default 16 on GPUs, 1 on software
     /// adapters, or `TESSERA_WGPU_ATTN_SPLIT`).
     pub attn_splits: Option<u32>,
+    /// Values per workgroup of `argmax`'s first pass over a long row (0: one workgroup per
+    /// row; default 4 x the workgroup size, or `TESSERA_WGPU_ARGMAX_CHUNK`).
+    pub argmax_chunk: Option<u32>,
+    /// `Some(false)`: a split attention's merge is always its own dispatch, never folded
+    /// into the matvec after it (default on, or `TESSERA_WGPU_FUSE_MERGE`).
+    pub fuse_merge: Option<bool>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.
@@ -73,6 +79,8 @@ pub(crate) struct Sizes {
     pub vec_lanes: u32,
     /// Most workgroups one (row, head) of paged attention is split over (`attention`).
     pub attn_splits: u32,
+    /// Values per workgroup of `argmax_part` (0: `argmax`, one workgroup per row).
+    pub argmax_chunk: u32,
 }
 
 /// A power-of-two setting from the environment (`None` where unset or not a power of two).
@@ -229,6 +237,10 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
             .or_else(|| std::env::var("TESSERA_WGPU_ATTN_SPLIT").ok().and_then(|v| v.parse().ok()))
             .unwrap_or(if info.device_type == wgpu::DeviceType::Cpu { 1 } else { 16 })
             .clamp(1, 64),
+        argmax_chunk: opts
+            .argmax_chunk
+            .or_else(|| std::env::var("TESSERA_WGPU_ARGMAX_CHUNK").ok().and_then(|v| v.parse().ok()))
+            .unwrap_or(4 * wg),
         vec_lanes: opts.vec_lanes.filter(|v| v.is_power_of_two()).or_else(|| env_pow2("TESSERA_WGPU_VEC_LANES")).unwrap_or(32).clamp(4, wg / 2),
     };
     tracing::info!(adapter = %info.name, backend = ?info.backend, %dtype, ?sizes, "wgpu device opened");

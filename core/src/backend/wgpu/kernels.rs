@@ -51,6 +51,8 @@ const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl")
 const ATTENTION_MERGE: &str = include_str!("../../../../shaders/attention_merge.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
+/// The attention-merge-prologue decode matvec, appended to a matmul kernel that sets MRG = 1.
+const MERGE_MATMUL: &str = include_str!("../../../../shaders/merge_matmul.wgsl");
 /// Subgroup reductions (`sg_add`, `sg_max`, `sg_xor`), appended where SG > 0.
 const SUBGROUP: &str = include_str!("../../../../shaders/subgroup.wgsl");
 /// Their stand-ins where SG = 0 (never called: every use is behind `SG > 0u`), so the
@@ -202,6 +204,10 @@ impl Kernel {
                 s.push('\n');
                 s.push_str(NORM_MATMUL);
             }
+            if self.konst_of("MRG", 0) != 0 {
+                s.push('\n');
+                s.push_str(MERGE_MATMUL);
+            }
         }
         if self.shader == Shader::Attention {
             s.push_str(self.fused_kv());
@@ -244,6 +250,12 @@ impl Kernel {
         }
         s.push_str(&format!("fn bias_of(s: u32, c: u32) -> f32 {{\n    switch s {{\n{bias_of}        default: {{ return f32(bias[c]); }}\n    }}\n}}\n"));
         s.push_str(&format!("fn put(s: u32, i: u32, v: f32) {{\n    switch s {{\n{put}        default: {{ out[i] = O(v); }}\n    }}\n}}\n"));
+        if self.konst_of("MRG", 0) != 0 {
+            s.push_str("@group(0) @binding(20) var<storage, read> part_in: array<f32>;\n");
+            s.push_str("@group(0) @binding(21) var<storage, read_write> merged_out: array<O>;\n");
+            s.push_str("fn xl(i: u32) -> f32 {\n    return xn[i - xbase];\n}\n");
+            return s;
+        }
         if self.konst_of("NORM", 0) == 0 {
             s.push_str("fn xl(i: u32) -> f32 {\n    return f32(x[i]);\n}\n");
             return s;

@@ -6,6 +6,8 @@
 //!            offset that is a multiple of minStorageBufferOffsetAlignment
 //! matmul    one dispatch per chunk, writing columns n0 .. n0 + nc of out
 //! kernel    M < 8: matmul_vec (decode: lanes reduce over K); else matmul_tiled (64x64 tiles)
+//!           merge_matmul: matmul_vec of a split attention's output whose merge is pending
+//!           (`attention`), merged in the prologue (`merge_matmul.wgsl`)
 //! fused     M < 8: matmul_many / gated_matmul, one dispatch for several weights (`matmul_many`)
 //! ```
 //! Weights are matched on their dtype: f32 / f16 here, GGUF block dtypes in `quant`
@@ -14,7 +16,7 @@
 use super::device::Sizes;
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{dims1, dims2, float, shape_err, u32_of, unsupported, WgpuTensor};
+use super::tensor::{dims1, dims2, float, shape_err, u32_of, unsupported, PendingMerge, WgpuTensor};
 use super::WgpuBackend;
 use crate::backend::{Op, Result};
 use crate::tensor::DType;
@@ -73,6 +75,14 @@ pub(super) fn matmul(be: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Opt
     let row_bytes = (k * dw.size()) as u64;
     let entries = Entries { shader: Shader::Matmul, vec: "matmul_vec", tiled: "matmul_tiled" };
     run_rows(be, x, w, bias, row_bytes, |k: Kernel| k.ty("W", dw), entries, 0)
+}
+
+/// Whether the merge `pm` of x `[m, k]` can run in a matvec's prologue (`merge_matmul.wgsl`):
+/// x is exactly the merged rows x heads x head_dim, and the staged row, the reduction and
+/// the per-(head, split) factors fit the workgroup memory.
+fn merge_fits(s: &Sizes, pm: &PendingMerge, m: usize, k: usize) -> bool {
+    let words = k as u64 + u64::from(s.wg) + 2 * u64::from(pm.heads) * u64::from(pm.splits) + u64::from(pm.heads);
+    m == pm.tokens && k == pm.heads as usize * pm.head_dim as usize && words * 4 <= u64::from(s.wg_storage)
 }
 
 /// A shader and its matrix-vector and tiled entry points.
@@ -140,7 +150,36 @@ pub(super) fn run_rows(
         .read(3)
         .rw(4);
     be.settle(w)?;
-    let x_bind = be.bind(op, 1, x)?;
+    // A split attention's merge still pending on x: done in this matvec's prologue where it fits.
+    let merge = match x.pending_merge.take() {
+        Some(pm) if vec && chunks.len() == 1 && merge_fits(s, &pm, m, k) => Some(pm),
+        Some(pm) => {
+            super::attention::record_merge(be, x, &pm)?;
+            None
+        }
+        None => None,
+    };
+    let kernel = match &merge {
+        Some(pm) => kernel
+            .entry_point("merge_matmul")
+            .konst("MRG", 1)
+            .konst("NK", k as u32)
+            .konst("MH", pm.heads)
+            .konst("MS", pm.splits)
+            .konst("MHD", pm.head_dim)
+            .konst("MPS", pm.pstride)
+            .read(20)
+            .rw(21),
+        None => kernel,
+    };
+    let x_bind = match be.bind(op, 1, x) {
+        Ok(b) => b,
+        Err(e) => {
+            // x stays as it was: its merge pending for the next reader.
+            x.pending_merge.set(merge);
+            return Err(e);
+        }
+    };
     let bias_buf = match bias {
         Some(b) => be.bind(op, 3, b)?.buffer,
         None => &be.dummy,
@@ -162,12 +201,18 @@ pub(super) fn run_rows(
             }
             g
         };
-        let bindings = [
+        let mut bindings = vec![
             Binding { index: 1, buffer: x_bind.buffer, offset: 0, size: None },
             Binding { index: 2, buffer: &w.buffer, offset, size: Some(size) },
             Binding { index: 3, buffer: bias_buf, offset: 0, size: None },
             Binding { index: 4, buffer: out_bind.buffer, offset: 0, size: None },
         ];
+        if let Some(pm) = &merge {
+            // x is written (the merged rows, by column group 0), not read as x.
+            bindings[0] = Binding::whole(1, &be.dummy);
+            bindings.push(Binding::whole(20, &pm.part));
+            bindings.push(Binding::whole(21, x_bind.buffer));
+        }
         be.run(kernel.clone(), &params, &bindings, groups)?;
     }
     Ok(out)

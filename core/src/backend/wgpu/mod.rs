@@ -28,7 +28,10 @@
 //! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
 //! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively
 //! on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`), `TESSERA_WGPU_SUBGROUPS`
-//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off).
+//! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off), `TESSERA_WGPU_FUSE_MERGE`
+//! (`attention`, `matmul`: the split attention's merge in o_proj's prologue),
+//! `TESSERA_WGPU_ARGMAX_CHUNK` (`ops`: values per workgroup of a long row's argmax; `=0`: one
+//! workgroup a row).
 
 mod attention;
 mod device;
@@ -91,6 +94,9 @@ pub struct WgpuBackend {
     /// Whether `write_kv` waits for the `paged_attention` after it to do the write
     /// (`TESSERA_WGPU_FUSE_KV=0`: never, for comparisons).
     fuse_kv: bool,
+    /// Whether a split decode attention's merge waits for the matvec after it to do it
+    /// (`TESSERA_WGPU_FUSE_MERGE=0`: never, for comparisons).
+    fuse_merge: bool,
     /// The deferred `write_kv` (see `attention`), recorded before any other command.
     pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
 }
@@ -120,6 +126,7 @@ impl WgpuBackend {
             fuse_matmul: std::env::var("TESSERA_WGPU_FUSE_MATMUL").map_or(true, |v| v != "0"),
             fuse_norm: std::env::var("TESSERA_WGPU_FUSE_NORM").map_or(true, |v| v != "0"),
             fuse_kv: std::env::var("TESSERA_WGPU_FUSE_KV").map_or(true, |v| v != "0"),
+            fuse_merge: opts.fuse_merge.unwrap_or_else(|| std::env::var("TESSERA_WGPU_FUSE_MERGE").map_or(true, |v| v != "0")),
             pending_kv: Default::default(),
         })
     }
@@ -232,6 +239,9 @@ impl WgpuBackend {
 
     /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
     fn settle(&self, t: &WgpuTensor) -> Result<()> {
+        if let Some(m) = t.pending_merge.take() {
+            attention::record_merge(self, t, &m)?;
+        }
         match t.pending_rope.take() {
             Some(r) => ops::record_rope(self, &t.buffer, t.dtype, &r),
             None => Ok(()),
@@ -305,7 +315,7 @@ impl WgpuBackend {
             Some(b) => b,
             None => self.buffer(op, bytes, None)?,
         };
-        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, pool), shape, dtype, host_u32: HostCopy::default(), pending_rope: Default::default() };
+        let t = WgpuTensor { buffer: DeviceBuffer::pooled(buffer, pool), shape, dtype, host_u32: HostCopy::default(), pending_rope: Default::default(), pending_merge: Default::default() };
         if self.poison && numel > 0 {
             let word = match dtype {
                 DType::F16 => 0x7e00_7e00,
@@ -396,7 +406,7 @@ impl Backend for WgpuBackend {
         };
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
         let host_u32 = HostCopy::new((dtype == DType::U32).then(|| Arc::from(t.to_u32())));
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32, pending_rope: Default::default() })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: t.shape.clone(), dtype, host_u32, pending_rope: Default::default(), pending_merge: Default::default() })
     }
 
     fn upload_u32(&self, values: &[u32], shape: &[usize]) -> Result<WgpuTensor> {
@@ -406,7 +416,7 @@ impl Backend for WgpuBackend {
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let buffer = self.buffer(op, bytes.len() as u64, Some(&bytes))?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: HostCopy::new(Some(values.into())), pending_rope: Default::default() })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: DType::U32, host_u32: HostCopy::new(Some(values.into())), pending_rope: Default::default(), pending_merge: Default::default() })
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
@@ -417,7 +427,7 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape_err(op, format!("zeros: shape {shape:?} overflows")))?;
         // wgpu zero-initializes new buffers.
         let buffer = self.buffer(op, bytes as u64, None)?;
-        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: HostCopy::default(), pending_rope: Default::default() })
+        Ok(WgpuTensor { buffer: DeviceBuffer::owned(buffer), shape: shape.to_vec(), dtype: self.dtype, host_u32: HostCopy::default(), pending_rope: Default::default(), pending_merge: Default::default() })
     }
 
     fn embedding(&self, table: &WgpuTensor, ids: &WgpuTensor, scale: f32) -> Result<WgpuTensor> {

@@ -1,6 +1,7 @@
 //! Row-wise and elementwise ops of the wgpu backend: embedding / gather_rows
 //! (`embedding.wgsl`), add / softcap (`elementwise.wgsl`), rms_norm / add_rms_norm
-//! (`rms_norm.wgsl`), rope (`rope.wgsl`), act_mul (`act.wgsl`), argmax (`argmax.wgsl`).
+//! (`rms_norm.wgsl`), rope (`rope.wgsl`), act_mul (`act.wgsl`), argmax (`argmax.wgsl`: rows longer
+//! than `Sizes::argmax_chunk` over several workgroups a row, then `argmax_merge`).
 //!
 //! Each op checks dtypes and shapes as the CPU reference does (same error kinds), validates
 //! index tensors against their host copy when they came from the host, allocates its output
@@ -284,10 +285,24 @@ pub(super) fn argmax(be: &WgpuBackend, x: &WgpuTensor) -> Result<WgpuTensor> {
         return Err(shape_err(op, format!("x {:?} has empty rows", x.shape)));
     }
     let out = be.output(op, DType::U32, vec![rows])?;
-    let wg = row_wg(be, cols);
+    if rows == 0 {
+        return Ok(out);
+    }
+    let chunk = be.sizes().argmax_chunk as usize;
+    let parts = if chunk == 0 { 1 } else { cols.div_ceil(chunk) };
+    let wg = if parts > 1 { be.sizes().wg } else { row_wg(be, cols) };
     let k = Kernel::new(Shader::Argmax, "argmax").ty("X", dx).konst("WG", wg).read(1).rw(2);
-    let params = [u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?, 0, 0];
-    let bindings = [be.bind(op, 1, x)?, be.bind(op, 2, &out)?];
-    be.run(k, &params, &bindings, be.grid_groups(op, rows as u32)?)?;
+    let params = [u32_of(op, "rows", rows)?, u32_of(op, "cols", cols)?, parts as u32, chunk as u32];
+    if parts <= 1 {
+        let bindings = [be.bind(op, 1, x)?, be.bind(op, 2, &out)?];
+        return be.run(k, &params, &bindings, be.grid_groups(op, rows as u32)?).map(|_| out);
+    }
+    // Long rows: PARTS workgroups a row leave (value bits, index) pairs, then one merges them.
+    let groups = u32_of(op, "argmax workgroups", rows * parts)?;
+    let part = be.output(op, DType::U32, vec![2 * groups as usize])?;
+    let first = k.clone().entry_point("argmax_part").layout_only(&[(1, false), (3, true)]);
+    be.run(first, &params, &[be.bind(op, 1, x)?, be.bind(op, 3, &part)?], be.grid_groups(op, groups)?)?;
+    let merge = k.entry_point("argmax_merge").layout_only(&[(2, true), (3, true)]);
+    be.run(merge, &params, &[be.bind(op, 2, &out)?, be.bind(op, 3, &part)?], be.grid_groups(op, rows as u32)?)?;
     Ok(out)
 }

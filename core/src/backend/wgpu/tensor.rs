@@ -16,6 +16,10 @@
 //! A `rope` is deferred (`pending_rope`): `write_kv` and `paged_attention` apply it while
 //! reading k / q (one dispatch fewer each, per layer), every other reader first records it
 //! in place (`WgpuBackend::settle`), so every op still sees the rotated values.
+//!
+//! Likewise the `attention_merge` of a paged attention over key splits (`pending_merge`):
+//! the decode matvec right after it (o_proj) merges the partials as it stages its input row
+//! (`merge_matmul.wgsl`); every other reader records the merge first (`settle`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +90,8 @@ pub struct WgpuTensor {
     pub(super) host_u32: HostCopy,
     /// A `rope` of this tensor not yet recorded (see the module doc).
     pub(super) pending_rope: Deferred,
+    /// The `attention_merge` that completes this tensor, not yet recorded (see the module doc).
+    pub(super) pending_merge: DeferredMerge,
 }
 
 /// A deferred in-place `rope`: its parameter words (as `rope.wgsl` takes them) and inputs.
@@ -108,6 +114,35 @@ impl Deferred {
     pub fn set(&self, r: Option<PendingRope>) {
         if let Ok(mut v) = self.0.lock() {
             *v = r;
+        }
+    }
+}
+
+/// A split paged attention's merge not yet recorded: the `attention_merge` kernel and its
+/// parameters, the partials, and their layout (per (row, head, split) `pstride` floats).
+pub(crate) struct PendingMerge {
+    pub kern: super::kernels::Kernel,
+    pub params: Vec<u32>,
+    pub part: Arc<DeviceBuffer>,
+    pub tokens: usize,
+    pub heads: u32,
+    pub head_dim: u32,
+    pub splits: u32,
+    pub pstride: u32,
+}
+
+/// The slot of a tensor's deferred merge.
+#[derive(Default)]
+pub(crate) struct DeferredMerge(Mutex<Option<PendingMerge>>);
+
+impl DeferredMerge {
+    pub fn take(&self) -> Option<PendingMerge> {
+        self.0.lock().ok()?.take()
+    }
+
+    pub fn set(&self, m: Option<PendingMerge>) {
+        if let Ok(mut v) = self.0.lock() {
+            *v = m;
         }
     }
 }
