@@ -155,11 +155,15 @@ struct Iter {
     ttft: f64,
     decode: f64,
     total: f64,
+    /// Seconds the host spent outside read-back waits (None: the backend does not count
+    /// waits). On a GPU these are the gaps in which the device idles between steps.
+    host: Option<f64>,
 }
 
 /// One batch through the engine: returns when every request has its `output_len` tokens.
-fn run_once<B: Backend>(e: &mut Engine<B>, prompts: &[Vec<u32>], output_len: usize, next_id: &mut u64) -> Result<Iter> {
+fn run_once<B: Backend + DeviceLabel>(e: &mut Engine<B>, prompts: &[Vec<u32>], output_len: usize, next_id: &mut u64) -> Result<Iter> {
     let params = bench_params(output_len);
+    let w0 = e.runner.backend.wait_secs();
     let t0 = Instant::now();
     let start = e.stats().generation_tokens_total;
     for p in prompts {
@@ -181,7 +185,8 @@ fn run_once<B: Backend>(e: &mut Engine<B>, prompts: &[Vec<u32>], output_len: usi
     if generated != (prompts.len() * output_len) as u64 {
         bail!("the engine generated {generated} tokens, expected {} x {output_len}", prompts.len());
     }
-    Ok(Iter { ttft, decode: total - ttft, total })
+    let host = e.runner.backend.wait_secs().zip(w0).map(|(w1, w0)| total - (w1 - w0));
+    Ok(Iter { ttft, decode: total - ttft, total, host })
 }
 
 pub fn run(args: BenchLatencyArgs) -> Result<()> {
@@ -261,6 +266,8 @@ fn latency_on<B: Backend + DeviceLabel>(args: &BenchLatencyArgs, m: LoadedModel<
     let decode_tps = median(iters.iter().map(|i| b * steps / i.decode.max(1e-9)).collect());
     let tpot_ms = decode / steps * 1000.0;
     let avg = totals.iter().sum::<f64>() / totals.len() as f64;
+    // Host time outside the device waits, per engine step (the prefill step + `steps`).
+    let host_us = iters.iter().map(|i| i.host).collect::<Option<Vec<f64>>>().map(|h| median(h) / (steps + 1.0) * 1e6);
     let pcts = [10.0, 25.0, 50.0, 75.0, 90.0, 99.0];
     if args.json {
         let mut v = serde_json::json!({
@@ -279,6 +286,7 @@ fn latency_on<B: Backend + DeviceLabel>(args: &BenchLatencyArgs, m: LoadedModel<
             "latencies": totals,
             "percentiles": pcts.iter().map(|&p| (format!("{p:.0}"), serde_json::json!(percentile(totals.clone(), p)))).collect::<serde_json::Map<_, _>>(),
             "load_s": load_secs,
+            "host_us_per_step": host_us,
         });
         if let Some(o) = v.as_object_mut() {
             o.extend(label);
@@ -287,6 +295,9 @@ fn latency_on<B: Backend + DeviceLabel>(args: &BenchLatencyArgs, m: LoadedModel<
     } else {
         println!("prefill:   {prefill_tps:>9.1} tok/s   (TTFT {:.1} ms for {} tokens)", ttft * 1000.0, args.batch_size * args.input_len);
         println!("decode:    {decode_tps:>9.1} tok/s   ({tpot_ms:.2} ms per token step, batch {})", args.batch_size);
+        if let Some(h) = host_us {
+            println!("host:      {h:>9.1} µs a step outside device waits (the device idles then)");
+        }
         println!("Avg latency: {avg:.4} seconds");
         for p in pcts {
             println!("{p:.0}% percentile latency: {:.4} seconds", percentile(totals.clone(), p));
