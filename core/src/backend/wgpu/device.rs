@@ -176,6 +176,11 @@ pub(crate) async fn open(opts: &WgpuOptions) -> Result<(Gpu, DType)> {
     if super::profile::timestamps_requested() && adapter.features().contains(timestamps) {
         features |= timestamps;
     }
+    // `TESSERA_WGPU_PROFILE=step`: a timestamp at each submission's start and end.
+    let step_ts = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+    if super::profile::step_requested() && adapter.features().contains(step_ts) {
+        features |= step_ts;
+    }
     // Subgroup reductions where the size is fixed, so a kernel can rely on it (native only:
     // browsers need WGSL's `enable subgroups`, which naga does not parse).
     let subgroup_size = info.subgroup_min_size;

@@ -271,14 +271,15 @@ impl Recorder {
         if let Some(f) = extra {
             f(&mut enc);
         }
-        self.profiler.before_submit(gpu, &mut st.profile, &mut enc);
+        let front = self.profiler.before_submit(gpu, &mut st.profile, &mut enc);
         if let Some(a) = &mut st.arena {
             if !a.bytes.is_empty() {
                 gpu.queue.write_buffer(&a.buffer, 0, &a.bytes);
                 a.bytes.clear();
             }
         }
-        let mut buffers = std::mem::take(&mut st.finished);
+        let mut buffers: Vec<wgpu::CommandBuffer> = front.into_iter().collect();
+        buffers.append(&mut st.finished);
         buffers.push(enc.finish());
         self.profiler.finished(&mut st.profile);
         gpu.queue.submit(buffers);

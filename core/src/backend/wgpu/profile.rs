@@ -12,6 +12,12 @@
 //! ```
 //! Timestamps between dispatches include the barrier and launch gap before the next one,
 //! which is what a step of hundreds of tiny dispatches pays for.
+//!
+//! `TESSERA_WGPU_PROFILE=step`: two timestamps a submission instead, one in a command buffer
+//! submitted ahead of it and one after its last command (the adapter's
+//! `TIMESTAMP_QUERY_INSIDE_ENCODERS`), nothing between dispatches, replays still prepared
+//! ahead: per read-back, GPU busy = sum of end - start, GPU idle = sum of start - the
+//! previous submission's end (the host's record / submit / read-back gap as the GPU sees it).
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use native::*;
@@ -23,10 +29,17 @@ pub(crate) fn requested() -> bool {
     cfg!(not(target_arch = "wasm32")) && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Whether the profile includes GPU timestamps (`TESSERA_WGPU_PROFILE=host`: host times only,
-/// so replays are still prepared ahead as without profiling).
+/// Whether the profile includes GPU timestamps after every dispatch
+/// (`TESSERA_WGPU_PROFILE=host`: host times only, so replays are still prepared ahead as
+/// without profiling; `=step`: see `step_requested`).
 pub(crate) fn timestamps_requested() -> bool {
-    requested() && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| v != "host")
+    requested() && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| v != "host" && v != "step")
+}
+
+/// Whether the profile is `TESSERA_WGPU_PROFILE=step`: host times and two GPU timestamps a
+/// submission (its start and end), none between dispatches.
+pub(crate) fn step_requested() -> bool {
+    requested() && std::env::var("TESSERA_WGPU_PROFILE").is_ok_and(|v| v == "step")
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -51,7 +64,9 @@ mod web {
         pub fn recorded(&self, _p: &mut Pending) {}
         pub fn pass_begin(&self, _p: &mut Pending, _pass: &mut wgpu::ComputePass<'static>) {}
         pub fn after_dispatch(&self, _p: &mut Pending, _pass: &mut wgpu::ComputePass<'static>, _label: &'static str) {}
-        pub fn before_submit(&self, _gpu: &super::super::device::Gpu, _p: &mut Pending, _enc: &mut wgpu::CommandEncoder) {}
+        pub fn before_submit(&self, _gpu: &super::super::device::Gpu, _p: &mut Pending, _enc: &mut wgpu::CommandEncoder) -> Option<wgpu::CommandBuffer> {
+            None
+        }
         pub fn finished(&self, _p: &mut Pending) {}
         pub fn submitted(&self, _p: &mut Pending) {}
         pub fn waited(&self, _gpu: &super::super::device::Gpu, _p: &mut Pending) {}
@@ -84,6 +99,8 @@ mod native {
         labels: Vec<&'static str>,
         /// Resolved timestamps of submitted work, waiting to be mapped.
         resolved: Vec<(wgpu::Buffer, Vec<&'static str>)>,
+        /// Step mode: each submission's (start, end) timestamps, waiting to be mapped.
+        steps: Vec<wgpu::Buffer>,
     }
 
     #[derive(Default)]
@@ -102,18 +119,35 @@ mod native {
         /// The warm-up read-backs were dropped.
         warm: bool,
         gpu: HashMap<&'static str, (u64, f64)>,
+        /// Step mode: GPU time inside submissions, between them (ns), and the last end tick.
+        busy: f64,
+        idle: f64,
+        last_end: Option<u64>,
     }
 
     pub(crate) struct Profiler {
         on: bool,
         queries: Option<(wgpu::QuerySet, wgpu::Buffer, f64)>,
+        /// Step mode: a query set of 2 (start, end), its resolve buffer, ns per tick.
+        steps: Option<(wgpu::QuerySet, wgpu::Buffer, f64)>,
         stats: Mutex<Stats>,
     }
 
     impl Profiler {
         pub fn new(gpu: &Gpu) -> Self {
             let on = gpu.profile;
-            let timestamps = on && gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+            let step = on && super::step_requested() && gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS);
+            let timestamps = on && !step && gpu.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+            let steps = step.then(|| {
+                let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("tessera step profile"), ty: wgpu::QueryType::Timestamp, count: 2 });
+                let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tessera step profile resolve"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (set, resolve, f64::from(gpu.queue.get_timestamp_period()))
+            });
             let queries = timestamps.then(|| {
                 let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("tessera profile"),
@@ -129,9 +163,9 @@ mod native {
                 (set, resolve, f64::from(gpu.queue.get_timestamp_period()))
             });
             if on {
-                tracing::info!(timestamps, "wgpu profile on");
+                tracing::info!(timestamps, step, "wgpu profile on");
             }
-            Profiler { on, queries, stats: Mutex::default() }
+            Profiler { on, queries, steps, stats: Mutex::default() }
         }
 
         pub fn on(&self) -> bool {
@@ -171,11 +205,27 @@ mod native {
         }
 
         /// The pass is ended; resolves this submission's timestamps into a mappable buffer.
-        pub fn before_submit(&self, gpu: &Gpu, p: &mut Pending, enc: &mut wgpu::CommandEncoder) {
+        /// Step mode: returns the command buffer to submit first (the start timestamp).
+        pub fn before_submit(&self, gpu: &Gpu, p: &mut Pending, enc: &mut wgpu::CommandEncoder) -> Option<wgpu::CommandBuffer> {
             if !self.on {
-                return;
+                return None;
             }
             p.submit_at = Some(Instant::now());
+            if let Some((set, resolve, _)) = &self.steps {
+                let mut front = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tessera step start") });
+                front.write_timestamp(set, 0);
+                enc.write_timestamp(set, 1);
+                let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("tessera step profile read-back"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                enc.resolve_query_set(set, 0..2, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, &staging, 0, 16);
+                p.steps.push(staging);
+                return Some(front.finish());
+            }
             if let (Some((set, resolve, _)), false) = (&self.queries, p.labels.is_empty()) {
                 let n = p.labels.len() as u32;
                 let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -188,6 +238,7 @@ mod native {
                 enc.copy_buffer_to_buffer(resolve, 0, &staging, 0, u64::from(n) * 8);
                 p.resolved.push((staging, std::mem::take(&mut p.labels)));
             }
+            None
         }
 
         /// The command buffers are finished (encoded); `queue.submit` follows.
@@ -239,7 +290,27 @@ mod native {
                 drop(view);
                 buf.unmap();
             }
+            let mut spans: Vec<(u64, u64)> = Vec::new();
+            for buf in std::mem::take(&mut p.steps) {
+                buf.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+                if gpu.device.poll(wgpu::PollType::wait_indefinitely()).is_err() {
+                    continue;
+                }
+                let Ok(view) = buf.slice(..).get_mapped_range() else { continue };
+                let t: Vec<u64> = view.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                spans.push((t[0], t[1]));
+                drop(view);
+                buf.unmap();
+            }
             let Ok(mut s) = self.stats.lock() else { return };
+            let step_period = self.steps.as_ref().map_or(1.0, |q| q.2);
+            for (start, end) in spans {
+                s.busy += end.saturating_sub(start) as f64 * step_period;
+                if let Some(last) = s.last_end {
+                    s.idle += start.saturating_sub(last) as f64 * step_period;
+                }
+                s.last_end = Some(end);
+            }
             if let Some(b) = p.submit_at.take() {
                 s.wait += now.saturating_duration_since(b);
             }
@@ -250,7 +321,7 @@ mod native {
             s.reads += 1;
             if s.reads == WARMUP && !s.warm {
                 // Forget the warm-up (pipeline compilation, prefill, graph recording).
-                *s = Stats { warm: true, last_read: s.last_read, ..Stats::default() };
+                *s = Stats { warm: true, last_read: s.last_read, last_end: s.last_end, ..Stats::default() };
                 return;
             }
             for (label, ns) in times {
@@ -275,7 +346,8 @@ mod native {
             .collect();
         tracing::info!(
             "wgpu profile: {} read-backs, {} submissions, {:.0} dispatches/read-back; per read-back (us): step {:.0}, \
-             record {:.0}, submit {:.0} (queue.submit {:.0}), wait {:.0}, gpu (timestamps) {:.0}; gpu per entry (per read-back/per dispatch x count): {}",
+             record {:.0}, submit {:.0} (queue.submit {:.0}), wait {:.0}, gpu (timestamps) {:.0}, gpu busy {:.0}, gpu idle {:.0} (step mode); \
+             gpu per entry (per read-back/per dispatch x count): {}",
             s.reads,
             s.submissions,
             s.dispatches as f64 / s.reads.max(1) as f64,
@@ -285,6 +357,8 @@ mod native {
             per(s.queue_submit),
             per(s.wait),
             gpu_total / 1e3 / s.reads.max(1) as f64,
+            s.busy / 1e3 / s.reads.max(1) as f64,
+            s.idle / 1e3 / s.reads.max(1) as f64,
             table.join(", ")
         );
     }
