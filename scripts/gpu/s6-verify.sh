@@ -26,7 +26,7 @@ tput() { # name env... binary
     shift
     step "tput_$name" 90 env "$@" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256
 }
-for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_engine cuda_fused cuda_batch lat_new lat_base lat_off lat_new2 wgpu_tests wgpu_bench lat4_new lat4_base tput_new tput_base cuda_gemv1 cuda_att256}; do
+for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_engine cuda_fused cuda_batch lat_new lat_base lat_off lat_new2 wgpu_tests wgpu_chains wgpu_bench lat4_new lat4_base tput_new tput_base cuda_gemv1 cuda_att256}; do
     case $s in
         cuda_ops_part) step "$s" 150 "$B/bin/cuda_ops" paged_attention gemv write_kv --test-threads=3 --nocapture ;;
         cuda_fused | cuda_batch) step "$s" 120 "$B/bin/$s" --test-threads=2 --nocapture ;;
@@ -45,7 +45,15 @@ for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_
         tput_base) tput base "$O" ;;
         wgpu_tests)
             for t in "$B"/bin/wgpu_*; do
-                [ -x "$t" ] && step "$(basename "$t")" 120 "$t" --test-threads=1
+                [ -x "$t" ] && [ "$(basename "$t")" != wgpu_kernel_cost ] && step "$(basename "$t")" 120 "$t" --test-threads=1
+            done
+            ;;
+        wgpu_chains)
+            # Per-kernel chains (core/examples/wgpu_kernel_cost.rs) under each CHAIN_ENVS word.
+            for e in ${CHAIN_ENVS:-- TESSERA_WGPU_ATTN_LEAN=0}; do
+                # shellcheck disable=SC2046 # one word of comma-separated settings
+                [ -x "$B/bin/wgpu_kernel_cost" ] && step "chains_$(echo "$e" | tr ',=' '+-')" 90 env $( [ "$e" = - ] || echo "$e" | tr ',' ' ') \
+                    CHAINS="${CHAINS:-attn@16 attn@272 attn@528 layer@272 model@272 tail}" "$B/bin/wgpu_kernel_cost"
             done
             ;;
         wgpu_bench)
@@ -61,7 +69,7 @@ done
 {
     echo "=== device"; cat "$L/device.txt"
     PARITY_GREP="^PARITY .*FAIL|test result|panicked|adapter" parity_table 8 cuda_fused_kv cuda_fused_merge cuda_att1 \
-        cuda_ops_part cuda_engine cuda_fused cuda_batch cuda_gemv1 cuda_att256 $(cd "$L" && ls wgpu_*.log 2> /dev/null | sed 's/\.log$//' | grep -v 'wgpu_base\|wgpu_new')
+        cuda_ops_part cuda_engine cuda_fused cuda_batch cuda_gemv1 cuda_att256 $(cd "$L" && ls wgpu_*.log 2> /dev/null | sed 's/\.log$//' | grep -v 'wgpu_base\|wgpu_new\|wgpu_kernel_cost')
     echo "=== latency 1 (and 4) x (128 / 256)"
     for f in "$L"/lat_*.log; do
         [ -f "$f" ] || continue
@@ -70,6 +78,9 @@ done
     echo "=== throughput 256 x (512 / 256)"
     for f in "$L"/tput_*.log; do
         [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$(grep -aE '^Throughput|decode-only|at batch' "$f" | head -3 | tr -s ' ' | tr '\n' ' ')"
+    done
+    for f in "$L"/chains_*.log; do
+        [ -f "$f" ] && { echo "=== $(basename "$f" .log)"; grep -av '^$' "$f" | tail -20; }
     done
     echo "=== wgpu vs CUDA (base binary, then new)"
     cat "$L/wgpu-base.txt" "$L/wgpu-new.txt" 2> /dev/null
