@@ -26,7 +26,7 @@ tput() { # name env... binary
     shift
     step "tput_$name" 90 env "$@" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256
 }
-for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_engine cuda_fused cuda_batch lat_new lat_base lat_off lat_new2 wgpu_tests wgpu_chains wgpu_bench lat4_new lat4_base tput_new tput_base cuda_gemv1 cuda_att256}; do
+for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_engine cuda_fused cuda_batch lat_new lat_base lat_off lat_new2 wgpu_tests wgpu_bench wgpu_chains tput_new tput_base lat4_new lat4_base cuda_gemv1 cuda_att256}; do
     case $s in
         cuda_ops_part) step "$s" 150 "$B/bin/cuda_ops" paged_attention gemv write_kv --test-threads=3 --nocapture ;;
         cuda_fused | cuda_batch) step "$s" 120 "$B/bin/$s" --test-threads=2 --nocapture ;;
@@ -58,8 +58,10 @@ for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_
             ;;
         wgpu_bench)
             mkdir -p /tmp/wb-base /tmp/wb-new
-            OUT=/tmp/wb-base TABLE=$L/wgpu-base.txt TESSERA_BIN="$O" DISPATCH_COST=0 step wgpu_base 120 bash "$B/wgpu/bench.sh"
+            OUT=/tmp/wb-base TABLE=$L/wgpu-base.txt TESSERA_BIN="$O" DISPATCH_COST=0 PROFILE=0 step wgpu_base 120 bash "$B/wgpu/bench.sh"
+            # The new binary also with TESSERA_WGPU_PROFILE=step: GPU busy / idle per read-back.
             OUT=/tmp/wb-new TABLE=$L/wgpu-new.txt TESSERA_BIN="$N" DISPATCH_COST=0 \
+                PROFILE="${WGPU_PROFILE:-1}" PROFILE_MODES="${WGPU_PROFILE_MODES:-step}" \
                 WGPU_ENVS="${WGPU_NEW_ENVS:-TESSERA_WGPU_GRAPHS=1}" step wgpu_new 200 bash "$B/wgpu/bench.sh"
             ;;
         *) echo "unknown step $s" ;;
@@ -84,6 +86,7 @@ done
     done
     echo "=== wgpu vs CUDA (base binary, then new)"
     cat "$L/wgpu-base.txt" "$L/wgpu-new.txt" 2> /dev/null
+    grep -a "^wgpu profile" "$L/wgpu_new.log" 2> /dev/null
     echo "=== steps"; cat "$L/steps.txt"
 } > "$L/summary.txt"
 logs_tgz s6-logs.tgz
