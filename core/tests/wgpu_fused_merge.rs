@@ -148,7 +148,12 @@ fn fused_merge_matches_the_separate_merge_and_the_cpu() {
                 if fd + usize::from(!big_m) != sd {
                     failures.push(format!("{name}: {fd} dispatches fused, {sd} separate"));
                 }
-                if fa != sa || fo != so {
+                // The merged rows are bit for bit the same; the products come from two
+                // different shaders, which NVIDIA's Vulkan compiler contracts differently
+                // (H100: f16 outputs a few ulps apart; lavapipe: the same bits), so f16
+                // products agree within a couple of f16 ulps, f32 ones exactly.
+                let out_ok = if f16 { max_rel(&fo, &so) <= 2e-3 } else { fo == so };
+                if fa != sa || !out_ok {
                     failures.push(format!("{name}: fused differs from the separate merge (attn {:.2e}, out {:.2e})", max_rel(&fa, &sa), max_rel(&fo, &so)));
                 }
                 if c.quant.is_none() {
