@@ -7,7 +7,8 @@
 #
 # 1. gpu-suite.sh final: parity (ops, fused paths, batch/att256/prefetch cases, models,
 #    engine), serve, roofline, bench latency + throughput, decode profile, HF baselines.
-# 2. wgpu vs CUDA SmolLM2 decode (wgpu/bench.sh) with the same binary.
+# 2. wgpu vs CUDA SmolLM2 decode (wgpu/bench.sh) with the same binary, and the wgpu step's
+#    GPU busy / idle time (TESSERA_WGPU_PROFILE=step).
 # 3. While time is left: single-stream latency with each of session 5's defaults off once
 #    (TESSERA_ATTN_TILE_SPLITS=0, TESSERA_GEMV_EARLY_W=0), against step 1.
 set -uo pipefail
@@ -18,7 +19,7 @@ unxz_bins "$B"
 bash "$B/gpu-suite.sh" final
 gpu_env "$B"
 echo "=== wgpu vs CUDA (t=${SECONDS}s)"
-TESSERA_BIN="$B/bin/tessera" DISPATCH_COST=0 timeout 150 bash "$B/wgpu/bench.sh"
+TESSERA_BIN="$B/bin/tessera" DISPATCH_COST=0 PROFILE=1 PROFILE_MODES=step timeout 150 bash "$B/wgpu/bench.sh"
 for sw in TESSERA_ATTN_TILE_SPLITS=0 TESSERA_GEMV_EARLY_W=0; do
     [ "$SECONDS" -lt 530 ] || break
     echo "=== $sw latency (t=${SECONDS}s)"

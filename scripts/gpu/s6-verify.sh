@@ -34,7 +34,7 @@ for s in ${V_STEPS:-cuda_fused_kv cuda_fused_merge cuda_att1 cuda_ops_part cuda_
         lat_new | lat_new2) lat "${s#lat_}" 1 "$N" ;;
         lat_base) lat base 1 "$O" ;;
         lat_off)
-            for e in ${LAT_OFF:-TESSERA_CUDA_FUSE_KV=0 TESSERA_CUDA_FUSE_MERGE=0 TESSERA_CUDA_FUSE_KV=0,TESSERA_CUDA_FUSE_MERGE=0}; do
+            for e in ${LAT_OFF:-TESSERA_GEMV_EARLY_W=0 TESSERA_ATTN_TILE_SPLITS=0}; do
                 # shellcheck disable=SC2046 # one word of comma-separated settings
                 lat "off_$(echo "$e" | tr ',=' '+-')" 1 $(echo "$e" | tr ',' ' ') "$N"
             done
