@@ -46,7 +46,8 @@ LONG=${LONG:-528}
 WGPU_ENVS=${WGPU_ENVS:-TESSERA_WGPU_GRAPHS=1}
 # PROFILE=1: also profiled wgpu runs per model and PROFILE_MODES word (TESSERA_WGPU_PROFILE:
 # "host" = host record / submit / wait times, "1" = plus GPU time per shader entry from
-# timestamps), the last summary of each printed.
+# timestamps, "step" = host times + GPU busy / idle per read-back from two timestamps a
+# submission), the last summary of each printed.
 PROFILE=${PROFILE:-0}
 RUN_ENV=""
 
@@ -92,7 +93,8 @@ for dev in ${CUDA_FIRST-cuda} $WGPU_ENVS ${CUDA_LAST-}; do
 done
 grep -ah "adapter\|GGUF weights\|CUDA backend" "$OUTDIR"/log-*-$SHORT.txt | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-220 | sort -u
 if [ "$PROFILE" = 1 ]; then
-    # host: host times only (replays prepared ahead as usual); 1: plus GPU timestamps per entry.
+    # host: host times only (replays prepared ahead as usual); 1: plus GPU timestamps per entry;
+    # step: host times + GPU busy / idle per read-back (two timestamps a submission).
     for mode in ${PROFILE_MODES:-host 1}; do for m in "--model /tmp/smollm2-q4_1.gguf" "--model /tmp/smollm2-f16 --dtype float16"; do
         RUN_ENV="TESSERA_WGPU_PROFILE=$mode ${WGPU_PROFILE_ENV:-}"
         gen wgpu 256 $m >/dev/null
