@@ -13,6 +13,8 @@
 #   vulkan_env DEB_DIR  the Vulkan loader (from DEB_DIR/*.deb when missing) and NVIDIA's ICD
 #   round_start DIR BUDGET [FIELDS]  L=DIR (made), device_txt, an empty steps.txt, DEADLINE
 #                       BUDGET seconds from now
+#   verify_start DIR BUDGET  a verification round's set-up: unxz_bins, gpu_env, vulkan_env
+#                       (B/wgpu/deb), round_start with the GPU's name, driver, memory, clock
 #   device_txt [FIELDS] B/COMMIT, nvidia-smi FIELDS and seed, to stdout and $L/device.txt
 #   step NAME LIMIT CMD...       runs CMD to $L/NAME.log, one line in $L/steps.txt
 #   lat NAME BATCH [ENV=V...] BIN  step lat_NAME: bench latency BATCH x (128 / 256), 3 iters
@@ -64,6 +66,14 @@ vulkan_env() { # folder of the carried libvulkan1 + glvnd .debs (scripts/wgpu-be
         [ -e "$icd" ] && { export VK_DRIVER_FILES="$icd"; break; }
     done
     export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"
+}
+
+verify_start() { # log folder, budget in seconds (B is the bundle)
+    unxz_bins "$B"
+    gpu_env "$B"
+    # The Vulkan loader and NVIDIA's ICD for the wgpu runs (as wgpu/bench.sh sets them up).
+    vulkan_env "$B/wgpu/deb"
+    round_start "$1" "$2" name,driver_version,memory.total,clocks.max.sm
 }
 
 device_txt() { # [nvidia-smi query fields]

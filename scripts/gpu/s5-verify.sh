@@ -14,11 +14,7 @@ set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-unxz_bins "$B"
-gpu_env "$B"
-# The Vulkan loader and NVIDIA's ICD for the wgpu runs (as wgpu/bench.sh sets them up).
-vulkan_env "$B/wgpu/deb"
-round_start /tmp/s5 "${V_BUDGET:-540}" name,driver_version,memory.total,clocks.max.sm
+verify_start /tmp/s5 "${V_BUDGET:-540}"
 N="$B/bin/tessera" O="$B/bin/tessera-base"
 for s in ${V_STEPS:-cuda_att1 cuda_gemv1 cuda_ops_part cuda_att256 cuda_fused lat_new lat_base lat_tile_off lat_early_off lat_new2 wgpu_reductions wgpu_fused_kv wgpu_ops wgpu_bench cuda_batch cuda_engine lat4_new lat4_base}; do
     case $s in

@@ -16,10 +16,7 @@ set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-unxz_bins "$B"
-gpu_env "$B"
-vulkan_env "$B/wgpu/deb"
-round_start /tmp/s6 "${V_BUDGET:-520}" name,driver_version,memory.total,clocks.max.sm
+verify_start /tmp/s6 "${V_BUDGET:-520}"
 N="$B/bin/tessera" O="$B/bin/tessera-base"
 tput() { # name env... binary
     local name=$1
