@@ -589,20 +589,6 @@ impl Backend for CudaBackend {
     }
 
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
-        self.not_capturing(Op::ToHost, "a read-back")?;
-        self.settle(t)?;
-        self.join_prefetch()?;
-        let bytes = t.bytes();
-        let mut data = vec![0u8; bytes];
-        let t0 = std::time::Instant::now();
-        if bytes > 0 {
-            self.device
-                .stream
-                .memcpy_dtoh(&t.buf.slice(0..bytes), &mut data[..])
-                .map_err(|e| dev_err(Op::ToHost, format!("copying {bytes} bytes to the host: {e}")))?;
-        }
-        self.device.synchronize()?;
-        self.host_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Ok(HostTensor { dtype: t.dtype, shape: t.shape.clone(), data: std::borrow::Cow::Owned(data) })
+        self.op_to_host(t)
     }
 }
