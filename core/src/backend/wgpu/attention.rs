@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::encoder::Binding;
 use super::kernels::{Kernel, Shader};
-use super::tensor::{float, index, shape_err, u32_of, DeviceBuffer, PendingMerge, PendingRope, WgpuTensor};
+use super::tensor::{device_err, float, index, shape_err, u32_of, DeviceBuffer, PendingMerge, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
 use crate::backend::{AttentionMetadata, AttentionParams, Op, Result, Tensor};
@@ -428,4 +428,31 @@ const MIN_SPLIT_KEYS: u32 = 32;
 fn key_splits(be: &WgpuBackend, rows: u32) -> u32 {
     let want = 128u32.div_ceil(rows.max(1));
     want.min(be.sizes().attn_splits).max(1)
+}
+
+/// The write_kv deferred into the decode attention that reads its caches next.
+impl WgpuBackend {
+    /// Defers `pk` (recorded at once with `TESSERA_WGPU_FUSE_KV=0`), after recording an
+    /// earlier pending one.
+    pub(super) fn defer_kv(&self, pk: PendingKv) -> Result<()> {
+        self.settle_kv()?;
+        if !self.fuse_kv {
+            return record_kv(self, &pk);
+        }
+        *self.pending_kv.lock().map_err(|_| device_err("pending write_kv poisoned"))? = Some(pk);
+        Ok(())
+    }
+
+    /// The deferred `write_kv`, now the caller's to run.
+    pub(super) fn take_kv(&self) -> Option<PendingKv> {
+        self.pending_kv.lock().ok()?.take()
+    }
+
+    /// Records the deferred `write_kv`, if any: before every other command.
+    pub(super) fn settle_kv(&self) -> Result<()> {
+        match self.take_kv() {
+            Some(pk) => record_kv(self, &pk),
+            None => Ok(()),
+        }
+    }
 }

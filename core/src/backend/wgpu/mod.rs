@@ -213,30 +213,6 @@ impl WgpuBackend {
         Ok(g)
     }
 
-    /// Defers `pk` (recorded at once with `TESSERA_WGPU_FUSE_KV=0`), after recording an
-    /// earlier pending one.
-    fn defer_kv(&self, pk: attention::PendingKv) -> Result<()> {
-        self.settle_kv()?;
-        if !self.fuse_kv {
-            return attention::record_kv(self, &pk);
-        }
-        *self.pending_kv.lock().map_err(|_| device_err("pending write_kv poisoned"))? = Some(pk);
-        Ok(())
-    }
-
-    /// The deferred `write_kv`, now the caller's to run.
-    fn take_kv(&self) -> Option<attention::PendingKv> {
-        self.pending_kv.lock().ok()?.take()
-    }
-
-    /// Records the deferred `write_kv`, if any: before every other command.
-    fn settle_kv(&self) -> Result<()> {
-        match self.take_kv() {
-            Some(pk) => attention::record_kv(self, &pk),
-            None => Ok(()),
-        }
-    }
-
     /// Records `t`'s deferred rope, if any, so its buffer holds what ops expect.
     fn settle(&self, t: &WgpuTensor) -> Result<()> {
         if let Some(m) = t.pending_merge.take() {
