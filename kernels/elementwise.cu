@@ -1,4 +1,5 @@
-//! Elementwise and row-selection ops: add, softcap, dtype casts, bias add, gather_rows, argmax.
+//! Elementwise and row-selection ops: add, softcap, dtype casts, bias add, gather_rows, argmax,
+//! scatter_ids (async scheduling's token feed).
 //!
 //! Grid-stride loops over flat tensors (16-byte accesses when the length allows); gather_rows
 //! takes a block per output row and per column span of wide rows, argmax one block per row,
@@ -217,3 +218,13 @@ CAST(f16, __half, f32, float)
 CAST(bf16, __nv_bfloat16, f32, float)
 CAST(f16, __half, bf16, __nv_bfloat16)
 CAST(bf16, __nv_bfloat16, f16, __half)
+
+/// `dst[pairs[2i]] = src[pairs[2i + 1]]`: the ids the previous step sampled, still on the
+/// device, into this step's input ids. Out-of-range pairs are skipped.
+extern "C" __global__ void scatter_ids_u32(u32* dst, const u32* __restrict__ src, const u32* __restrict__ pairs, u32 n,
+                                           u32 dst_len, u32 src_len) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const u32 d = pairs[2 * i], s = pairs[2 * i + 1];
+        if (d < dst_len && s < src_len) dst[d] = src[s];
+    }
+}

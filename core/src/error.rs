@@ -21,6 +21,9 @@ pub enum Error {
     /// The KV cache cannot hold what was asked of it.
     #[error("out of KV cache blocks: {0}")]
     OutOfBlocks(String),
+    /// A broken invariant of the engine itself (a bug, not the caller's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

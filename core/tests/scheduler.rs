@@ -11,7 +11,7 @@ use tessera_core::engine::FinishReason;
 
 fn sched(num_blocks: usize, block_size: usize, budget: usize, max_seqs: usize, policy: SchedulingPolicy, caching: bool) -> Scheduler {
     let kv = KVCacheManager::new(num_blocks, block_size, caching).unwrap();
-    let config = SchedulerConfig { max_num_seqs: max_seqs, max_num_batched_tokens: budget, max_model_len: 1000, policy };
+    let config = SchedulerConfig { max_num_seqs: max_seqs, max_num_batched_tokens: budget, max_model_len: 1000, policy, async_scheduling: false };
     Scheduler::new(config, kv).unwrap()
 }
 
@@ -185,7 +185,7 @@ fn requests_that_can_never_fit_are_rejected_with_a_clear_error() {
     let e = s.add_request(Request::new("empty", vec![], SamplingParams::greedy(1))).unwrap_err().to_string();
     assert!(e.contains("empty"), "{e}");
     let mut short = Scheduler::new(
-        SchedulerConfig { max_num_seqs: 4, max_num_batched_tokens: 8, max_model_len: 4, policy: SchedulingPolicy::Fcfs },
+        SchedulerConfig { max_num_seqs: 4, max_num_batched_tokens: 8, max_model_len: 4, policy: SchedulingPolicy::Fcfs, async_scheduling: false },
         KVCacheManager::new(64, 2, true).unwrap(),
     )
     .unwrap();

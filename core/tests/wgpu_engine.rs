@@ -2,7 +2,9 @@
 //! min-p requests (and a greedy one) batched together on the tiny llama fixture give the same
 //! tokens as on the CPU backend; every engine step is exactly one submission (forward, sample
 //! and the ids' read-back in one command encoder); a seeded request alone and inside the
-//! batch gives the same tokens.
+//! batch gives the same tokens. Async scheduling (the next step launched before this one's
+//! ids are read back, fed on the device) gives the CPU's greedy tokens, still one submission
+//! a step.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,12 +20,16 @@ use tessera_core::tensor::DType;
 use tessera_core::weights::SafetensorsWeights;
 
 fn engine<B: Backend>(b: B) -> Engine<B> {
+    engine_with(b, EngineConfig::new(256))
+}
+
+fn engine_with<B: Backend>(b: B, ec: EngineConfig) -> Engine<B> {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/llama");
     let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     let weights = SafetensorsWeights::from_dir(&d).unwrap();
     let model = load_model(&b, &config, &weights).unwrap();
     let runner = ModelRunner::new(b, model, 64, 16).unwrap();
-    Engine::new(runner, EngineConfig::new(256), None, vec![]).unwrap()
+    Engine::new(runner, ec, None, vec![]).unwrap()
 }
 
 fn requests() -> Vec<(&'static str, Vec<u32>, SamplingParams)> {
@@ -113,4 +119,27 @@ fn decode_graphs_replay_the_same_tokens_in_one_submission_per_step() {
     assert_eq!(alone[reqs[2].0], want[reqs[2].0]);
     let (captures2, replays2) = e.runner.graph_stats();
     assert!(captures2 > captures && replays2 > replays);
+}
+
+#[test]
+fn async_scheduling_gives_the_cpu_tokens_one_submission_per_step() {
+    let greedy: Vec<_> = requests().into_iter().map(|(id, p, s)| (id, p, SamplingParams { temperature: 0.0, ..s })).collect();
+    let want = run(&mut engine(CpuBackend::new()), &greedy, |_| {});
+    for graphs in [false, true] {
+        let be = WgpuBackend::new_blocking(WgpuOptions { dtype: Some(DType::F32), ..Default::default() })
+            .unwrap_or_else(|e| panic!("no wgpu adapter ({e}); install Mesa lavapipe: bash scripts/ci-deps.sh"));
+        let mut e = engine_with(be, EngineConfig { async_scheduling: true, ..EngineConfig::new(256) });
+        if graphs {
+            assert!(e.runner.enable_decode_graphs(8, 256), "the wgpu backend refused graphs");
+        }
+        let mut last = e.runner.backend.submissions();
+        let got = run(&mut e, &greedy, |e| {
+            let now = e.runner.backend.submissions();
+            assert!(now - last <= 2, "{} submissions in one step", now - last);
+            last = now;
+        });
+        let s = e.stats();
+        assert!(s.num_pipelined_steps_total * 10 >= s.num_steps_total * 8, "{} of {} steps pipelined", s.num_pipelined_steps_total, s.num_steps_total);
+        assert_eq!(got, want, "graphs {graphs}: async wgpu tokens differ from the CPU's");
+    }
 }

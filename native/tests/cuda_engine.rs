@@ -8,6 +8,10 @@
 //! (padding), with requests finishing at different steps (the batch shrinks), and the graphs
 //! are really replayed.
 //!
+//! Async scheduling (each step launched before the previous one's ids are read back, its
+//! input ids fed on the device): the same tokens as the synchronous engine, through graphs
+//! and eagerly, and under chunked prefill and preemption.
+//!
 //! `TESSERA_FIXTURES` points at the models folder (the GPU bundle carries a copy); without a
 //! GPU it fails (CI only builds it). Run on the GPU machine by scripts/gpu-suite.sh.
 
@@ -29,19 +33,19 @@ use tessera_core::weights::SafetensorsWeights;
 
 
 /// Greedy tokens of `prompts` run together and the runner's (graphs recorded, replays).
-fn run_batch(name: &str, dtype: DType, graphs: bool, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64)) {
-    let (tokens, stats, ()) = cuda_common::engine::run_batch(name, dtype, graphs, prompts, lens, |_| (), |_| ());
+fn run_batch(name: &str, dtype: DType, graphs: bool, async_scheduling: bool, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64)) {
+    let (tokens, stats, ()) = cuda_common::engine::run_batch(name, dtype, graphs, async_scheduling, prompts, lens, |_| (), |_| ());
     (tokens, stats)
 }
 
-fn engine(name: &str, num_blocks: usize, budget: usize) -> Engine<CudaBackend> {
+fn engine(name: &str, num_blocks: usize, budget: usize, async_scheduling: bool) -> Engine<CudaBackend> {
     let d = dir(name);
     let config = ModelConfig::from_json_str(&std::fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     let weights = SafetensorsWeights::from_dir(&d).unwrap();
     let b = cuda_backend(DType::F32);
     let model = load_model(&b, &config, &weights).unwrap();
     let runner = ModelRunner::new(b, model, num_blocks, 16).unwrap();
-    let ec = EngineConfig { max_num_batched_tokens: budget, enable_prefix_caching: true, ..EngineConfig::new(512) };
+    let ec = EngineConfig { max_num_batched_tokens: budget, enable_prefix_caching: true, async_scheduling, ..EngineConfig::new(512) };
     Engine::new(runner, ec, None, vec![2]).unwrap()
 }
 
@@ -58,8 +62,15 @@ fn gpu_decode_graphs_match_eager() {
             for n in [1usize, 3, 13] {
                 let prompts: Vec<Vec<u32>> = all.iter().take(n).cloned().collect();
                 let lens: Vec<usize> = (0..n).map(|i| 24 + 5 * i).collect();
-                let (eager, _) = run_batch(name, dtype, false, &prompts, &lens);
-                let (graphed, (captures, replays)) = run_batch(name, dtype, true, &prompts, &lens);
+                let (eager, _) = run_batch(name, dtype, false, false, &prompts, &lens);
+                let (graphed, (captures, replays)) = run_batch(name, dtype, true, false, &prompts, &lens);
+                let (pipelined, _) = run_batch(name, dtype, true, true, &prompts, &lens);
+                let (pipelined_eager, _) = run_batch(name, dtype, false, true, &prompts, &lens);
+                for (what, got) in [("async + graphs", &pipelined), ("async eager", &pipelined_eager)] {
+                    if got != &eager {
+                        wrong.push(format!("{name} {dtype} batch {n}: {what} differs from sync eager"));
+                    }
+                }
                 println!("GRAPHS {name} {dtype} batch {n}: {captures} graphs recorded, {replays} replays");
                 assert!(captures > 0 && replays > 0, "{name} {dtype} batch {n}: graphs were not used ({captures} recorded, {replays} replays)");
                 for (i, (g, w)) in graphed.iter().zip(&eager).enumerate() {
@@ -80,14 +91,14 @@ fn gpu_decode_graphs_match_eager() {
 
 #[test]
 fn gpu_batch_invariance_under_chunked_prefill_and_preemption() {
-    for name in ["llama", "qwen2", "gemma3"] {
+    for (name, async_scheduling) in ["llama", "qwen2", "gemma3"].into_iter().flat_map(|n| [(n, false), (n, true)]) {
         let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir(name).join("engine_reference.json")).unwrap()).unwrap();
         let steps = reference["greedy_steps"].as_u64().unwrap() as usize;
         let cases: Vec<(Vec<u32>, Vec<u32>)> =
             reference["cases"].as_array().unwrap().iter().map(|c| (ids(&c["prompt_token_ids"]), ids(&c["greedy_token_ids"]))).collect();
         assert_eq!(cases.len(), 32);
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(steps) };
-        let mut e = engine(name, 48, 64);
+        let mut e = engine(name, 48, 64, async_scheduling);
         for (i, (p, _)) in cases.iter().enumerate() {
             e.add_request(i.to_string(), p.clone(), params.clone()).unwrap();
         }
@@ -102,9 +113,10 @@ fn gpu_batch_invariance_under_chunked_prefill_and_preemption() {
         }
         let stats = e.stats();
         println!(
-            "ENGINE {name}: {} steps, {} preemptions, up to {max_batch} running, {} prefix-cache hit tokens",
-            stats.num_steps_total, stats.num_preemptions_total, stats.prefix_cache_hits_total
+            "ENGINE {name} async {async_scheduling}: {} steps ({} pipelined), {} preemptions, up to {max_batch} running, {} prefix-cache hit tokens",
+            stats.num_steps_total, stats.num_pipelined_steps_total, stats.num_preemptions_total, stats.prefix_cache_hits_total
         );
+        assert_eq!(stats.num_pipelined_steps_total > 0, async_scheduling);
         assert!(stats.num_preemptions_total >= 2, "{name}: only {} preemptions", stats.num_preemptions_total);
         assert!(max_batch >= 4, "{name}: at most {max_batch} requests ran together");
         let kv = &e.scheduler().kv_cache_manager;

@@ -25,7 +25,7 @@ use tessera_core::tensor::{DType, HostTensor};
 /// Greedy tokens of `prompts` run together (request i asks for `lens[i]` tokens), the
 /// runner's (graphs recorded, replays) and the prefetch launches.
 fn run_batch(name: &str, dtype: DType, graphs: bool, prefetch: Option<usize>, prompts: &[Vec<u32>], lens: &[usize]) -> (Vec<Vec<u32>>, (u64, u64), u64) {
-    cuda_common::engine::run_batch(name, dtype, graphs, prompts, lens, |b| b.set_prefetch(prefetch).unwrap(), |b| b.prefetch_launches())
+    cuda_common::engine::run_batch(name, dtype, graphs, false, prompts, lens, |b| b.set_prefetch(prefetch).unwrap(), |b| b.prefetch_launches())
 }
 
 #[test]

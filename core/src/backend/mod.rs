@@ -32,6 +32,7 @@ pub enum Op {
     GatherRows,
     Softcap,
     Argmax,
+    ScatterIds,
     ToHost,
 }
 
@@ -357,6 +358,23 @@ pub trait Backend {
     /// Copies `src` into the existing tensor `dst` of the same dtype and size, in place.
     fn copy_into(&self, _dst: &Self::Tensor, _src: &Self::Tensor) -> Result<()> {
         Err(BackendError::Device { backend: self.name(), message: "in-place copies are not supported".into() })
+    }
+
+    // ---- async scheduling (the engine's pipelined steps) -------------------------------
+
+    /// `dst[pairs[i][0]] = src[pairs[i][1]]` for u32 tensors, `pairs` `[P, 2]` u32: the
+    /// engine writes the token ids the previous step sampled, still on the device, into this
+    /// step's `input_ids`. Out-of-range pairs are skipped. Default: not supported (the engine
+    /// then runs every step synchronously).
+    fn scatter_ids(&self, _dst: &mut Self::Tensor, _src: &Self::Tensor, _pairs: &Self::Tensor) -> Result<()> {
+        Err(BackendError::Unsupported { op: Op::ScatterIds, dtype: DType::U32, backend: self.name() })
+    }
+
+    /// A hint: `t` is read back (`to_host`) after more work has been queued; start its copy
+    /// now, so that `to_host` waits for the work queued up to here and not for what follows.
+    /// Default: nothing (`to_host` then waits for everything queued).
+    fn read_begin(&self, _t: &Self::Tensor) -> Result<()> {
+        Ok(())
     }
 
     /// Copy to the host. The only async op: WebGPU read-backs must await.

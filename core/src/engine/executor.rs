@@ -10,11 +10,18 @@
 //!                                                                  sample_row
 //! ```
 //! Each row's draw is `Rng::nth_f64(seed, num_output_tokens)`: the request's own stream.
+//!
+//! A step is `launch`ed, then `collect`ed. Between the two, an all-greedy step's ids stay on
+//! the device (a read-back started): async scheduling launches the next step there, its
+//! input ids fed from those ids, before collecting this one. Every other step is complete
+//! when launched.
+
+use std::collections::HashMap;
 
 use super::input_batch::{CachedRequestState, InputBatch, RowPlan};
-use super::runner::ModelRunner;
+use super::runner::{ModelRunner, TokenFeed};
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sample::{apply_logits_processors, log_softmax, sample_row, top_logprobs, Rng, RowContext, RowSampling};
 use crate::sched::{ModelRunnerOutput, SampledOutput, SchedulerOutput};
 
@@ -29,85 +36,161 @@ fn row_sampling(s: &CachedRequestState) -> RowSampling {
         top_k: p.top_k().map_or(0, |k| k.min(u32::MAX as usize) as u32),
         top_p: p.top_p,
         min_p: p.min_p,
-        uniform: Rng::nth_f64(seed, s.output_token_ids().len() as u64),
+        uniform: Rng::nth_f64(seed, s.num_output_tokens() as u64),
     }
 }
 
-/// Runs `so` through the model and samples; updates `batch` with the sampled tokens.
-pub async fn execute_model<B: Backend>(r: &mut ModelRunner<B>, batch: &mut InputBatch, so: &SchedulerOutput) -> Result<ModelRunnerOutput> {
-    batch.update_states(so);
-    if so.is_empty() {
-        return Ok(ModelRunnerOutput::default());
+/// A launched step: its outputs, complete or waiting for the sampled ids on the device.
+pub struct StepInFlight<T> {
+    pub so: SchedulerOutput,
+    outputs: Vec<SampledOutput>,
+    /// Argmax ids of the sample rows (a read-back started), and each row's output index.
+    ids: Option<(T, Vec<usize>)>,
+    /// Request id -> row of `ids` (the next step's feed).
+    rows: HashMap<String, u32>,
+    /// Prompt tokens this step runs through the model.
+    pub num_prompt_tokens: usize,
+}
+
+impl<T> StepInFlight<T> {
+    /// Whether its sampled ids are still on the device.
+    pub fn is_pending(&self) -> bool {
+        self.ids.is_some()
     }
-    let (mut input, plans) = batch.prepare(so, r.block_size());
+}
+
+/// Runs `so` through the model and samples (see the module doc). `prev`: the step still in
+/// flight, whose sampled ids feed this one; this step must then be all-greedy as well.
+pub async fn launch<B: Backend>(
+    r: &mut ModelRunner<B>,
+    batch: &mut InputBatch,
+    so: SchedulerOutput,
+    prev: Option<&StepInFlight<B::Tensor>>,
+) -> Result<StepInFlight<B::Tensor>> {
+    batch.update_states(&so);
+    let mut num_prompt_tokens = 0;
+    for (id, n) in so.num_scheduled_tokens() {
+        if let Some(s) = batch.requests.get(id) {
+            let start = s.num_computed_tokens.min(s.num_prompt_tokens);
+            num_prompt_tokens += (s.num_computed_tokens + n).min(s.num_prompt_tokens) - start;
+        }
+    }
+    let mut step = StepInFlight { so, outputs: Vec::new(), ids: None, rows: HashMap::new(), num_prompt_tokens };
+    if step.so.is_empty() {
+        return Ok(step);
+    }
+    let no_feed = HashMap::new();
+    let prev_rows = prev.map_or(&no_feed, |p| &p.rows);
+    let (mut input, plans, pairs) = batch.prepare(&step.so, r.block_size(), prev_rows)?;
+    let feed = match (prev, pairs.is_empty()) {
+        (_, true) => None,
+        (Some(p), false) => Some(TokenFeed { ids: &p.ids.as_ref().expect("rows imply ids").0, pairs }),
+        (None, false) => return Err(Error::Internal("a step needs tokens still in flight, but none is".into())),
+    };
     let no_rows = input.logits_indices.is_empty();
     if no_rows {
         input.logits_indices.push(0); // the forward pass must still write K/V
     }
-    let logits = r.execute(&input)?;
-    let mut outputs: Vec<SampledOutput> =
-        plans.iter().map(|p| SampledOutput { request_id: p.request_id.clone(), ..Default::default() }).collect();
-    if !no_rows {
-        let sampled: Vec<(usize, &RowPlan)> = plans.iter().enumerate().filter(|(_, p)| p.sample_row.is_some()).collect();
-        let state = |p: &RowPlan| &batch.requests[&p.request_id];
-        let host_path = plans.iter().any(|p| {
-            let sp = &state(p).sampling_params;
-            p.prompt_rows.is_some() || (p.sample_row.is_some() && (sp.logprobs.is_some() || sp.needs_logits_processing()))
-        });
-        if !host_path {
-            // Every logits row is a sample row, in order.
-            let rows: Vec<RowSampling> = sampled.iter().map(|(_, p)| row_sampling(state(p))).collect();
-            let ids = if rows.iter().all(RowSampling::is_greedy) {
-                r.backend.to_host(&r.backend.argmax(&logits)?).await?.to_u32()
-            } else {
-                r.backend.sample(&logits, &rows).await?
+    let logits = r.execute_fed(&input, feed)?;
+    step.outputs = plans.iter().map(|p| SampledOutput { request_id: p.request_id.clone(), prompt_logprobs_start: p.prompt_first_token, ..Default::default() }).collect();
+    if no_rows {
+        return Ok(step);
+    }
+    let state = |p: &RowPlan| &batch.requests[&p.request_id];
+    let sampled: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].sample_row.is_some()).collect();
+    let host_path = plans.iter().any(|p| {
+        let sp = &state(p).sampling_params;
+        p.prompt_rows.is_some() || (p.sample_row.is_some() && (sp.logprobs.is_some() || sp.needs_logits_processing()))
+    });
+    let greedy = !host_path && sampled.iter().all(|&i| state(&plans[i]).sampling_params.is_greedy());
+    if greedy {
+        // Every logits row is a sample row, in order: ids stay on the device until collected.
+        let ids = r.backend.argmax(&logits)?;
+        r.backend.read_begin(&ids)?;
+        for (row, &i) in sampled.iter().enumerate() {
+            step.rows.insert(plans[i].request_id.clone(), row as u32);
+            if let Some(s) = batch.requests.get_mut(&plans[i].request_id) {
+                s.num_pending += 1;
+            }
+        }
+        step.ids = Some((ids, sampled));
+        return Ok(step);
+    }
+    if prev.is_some() {
+        return Err(Error::Internal("a step launched behind one in flight must be all-greedy".into()));
+    }
+    if !host_path {
+        let rows: Vec<RowSampling> = sampled.iter().map(|&i| row_sampling(state(&plans[i]))).collect();
+        let ids = r.backend.sample(&logits, &rows).await?;
+        for (&i, id) in sampled.iter().zip(ids) {
+            step.outputs[i].token_id = Some(id);
+        }
+    } else {
+        let host = r.backend.to_host(&logits).await?.to_f32();
+        host_sample(&host, input.logits_indices.len(), &plans, batch, &mut step.outputs);
+    }
+    push_tokens(batch, &step.outputs, false);
+    Ok(step)
+}
+
+/// The outputs of a launched step: reads its sampled ids back when they are on the device.
+pub async fn collect<B: Backend>(r: &ModelRunner<B>, batch: &mut InputBatch, mut step: StepInFlight<B::Tensor>) -> Result<(SchedulerOutput, ModelRunnerOutput, usize)> {
+    if let Some((ids, out_index)) = step.ids.take() {
+        let ids = r.backend.to_host(&ids).await?.to_u32();
+        for (&i, id) in out_index.iter().zip(ids) {
+            step.outputs[i].token_id = Some(id);
+        }
+        push_tokens(batch, &step.outputs, true);
+    }
+    Ok((step.so, ModelRunnerOutput { outputs: step.outputs }, step.num_prompt_tokens))
+}
+
+/// Appends the sampled tokens to the runner's request states (`pending`: they were counted
+/// in `num_pending` when launched).
+fn push_tokens(batch: &mut InputBatch, outputs: &[SampledOutput], pending: bool) {
+    for o in outputs {
+        if let (Some(t), Some(s)) = (o.token_id, batch.requests.get_mut(&o.request_id)) {
+            s.token_ids.push(t);
+            if pending {
+                s.num_pending = s.num_pending.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// The host path: logprobs of the raw logits `host` (`rows` rows), logits processors,
+/// `sample_row`.
+fn host_sample(host: &[f32], rows: usize, plans: &[RowPlan], batch: &InputBatch, outputs: &mut [SampledOutput]) {
+    let vocab = host.len() / rows;
+    let row = |i: usize| &host[i * vocab..(i + 1) * vocab];
+    for (i, p) in plans.iter().enumerate() {
+        let s = &batch.requests[&p.request_id];
+        let sp = &s.sampling_params;
+        if let (Some((first, len)), Some(k)) = (p.prompt_rows, sp.prompt_logprobs) {
+            for j in 0..len {
+                let actual = s.token_ids[p.prompt_first_token + j];
+                outputs[i].prompt_logprobs.push(top_logprobs(&log_softmax(row(first + j)), k, actual));
+            }
+        }
+        let Some(sr) = p.sample_row else { continue };
+        let raw = row(sr);
+        let id = if sp.needs_logits_processing() {
+            let mut l = raw.to_vec();
+            let cx = RowContext {
+                params: sp,
+                prompt: &s.token_ids[..s.num_prompt_tokens],
+                output: s.output_token_ids(),
+                eos_token_ids: &s.eos_token_ids,
+                bad_words: &sp.bad_words_token_ids,
             };
-            for ((i, _), id) in sampled.iter().zip(ids) {
-                outputs[*i].token_id = Some(id);
-            }
+            apply_logits_processors(&mut l, &cx);
+            sample_row(&l, &row_sampling(s))
         } else {
-            let host = r.backend.to_host(&logits).await?.to_f32();
-            let vocab = host.len() / input.logits_indices.len();
-            let row = |i: usize| &host[i * vocab..(i + 1) * vocab];
-            for (i, p) in plans.iter().enumerate() {
-                let s = state(p);
-                let sp = &s.sampling_params;
-                if let (Some((first, len)), Some(k)) = (p.prompt_rows, sp.prompt_logprobs) {
-                    for j in 0..len {
-                        let actual = s.token_ids[p.prompt_first_token + j];
-                        outputs[i].prompt_logprobs.push(top_logprobs(&log_softmax(row(first + j)), k, actual));
-                    }
-                }
-                let Some(sr) = p.sample_row else { continue };
-                let raw = row(sr);
-                let id = if sp.needs_logits_processing() {
-                    let mut l = raw.to_vec();
-                    let cx = RowContext {
-                        params: sp,
-                        prompt: &s.token_ids[..s.num_prompt_tokens],
-                        output: s.output_token_ids(),
-                        eos_token_ids: &s.eos_token_ids,
-                        bad_words: &sp.bad_words_token_ids,
-                    };
-                    apply_logits_processors(&mut l, &cx);
-                    sample_row(&l, &row_sampling(s))
-                } else {
-                    sample_row(raw, &row_sampling(s))
-                };
-                outputs[i].token_id = Some(id);
-                if let Some(k) = sp.logprobs {
-                    outputs[i].logprobs = Some(top_logprobs(&log_softmax(raw), k, id));
-                }
-            }
+            sample_row(raw, &row_sampling(s))
+        };
+        outputs[i].token_id = Some(id);
+        if let Some(k) = sp.logprobs {
+            outputs[i].logprobs = Some(top_logprobs(&log_softmax(raw), k, id));
         }
     }
-    for (o, p) in outputs.iter_mut().zip(&plans) {
-        o.prompt_logprobs_start = p.prompt_first_token;
-        if let Some(t) = o.token_id {
-            if let Some(s) = batch.requests.get_mut(&p.request_id) {
-                s.token_ids.push(t);
-            }
-        }
-    }
-    Ok(ModelRunnerOutput { outputs })
 }

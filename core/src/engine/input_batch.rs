@@ -9,9 +9,14 @@
 //! ```
 //! A request with `prompt_logprobs` also gets a row for every prompt position whose next
 //! token is a prompt token.
+//!
+//! Async scheduling: a step is prepared while the previous one is still on the device, so a
+//! decoding request's newest token (`num_pending`) is not in `token_ids` yet; its input row
+//! gets a placeholder and a feed pair `(row, row of the previous step's sampled ids)`.
 
 use std::collections::HashMap;
 
+use crate::error::{Error, Result};
 use crate::models::BatchInput;
 use crate::sample::SamplingParams;
 use crate::sched::SchedulerOutput;
@@ -24,11 +29,18 @@ pub struct CachedRequestState {
     pub num_computed_tokens: usize,
     pub sampling_params: SamplingParams,
     pub eos_token_ids: Vec<u32>,
+    /// Tokens sampled by launched steps and not read back yet (async scheduling).
+    pub num_pending: usize,
 }
 
 impl CachedRequestState {
     pub fn output_token_ids(&self) -> &[u32] {
         &self.token_ids[self.num_prompt_tokens..]
+    }
+
+    /// Output tokens sampled so far, read back or not (the index of the next draw).
+    pub fn num_output_tokens(&self) -> usize {
+        self.token_ids.len() + self.num_pending - self.num_prompt_tokens
     }
 }
 
@@ -71,23 +83,35 @@ impl InputBatch {
                     num_computed_tokens: r.num_computed_tokens,
                     sampling_params: r.sampling_params.clone(),
                     eos_token_ids: r.eos_token_ids.clone(),
+                    num_pending: 0,
                 },
             );
         }
     }
 
-    /// The flat model input of this step and where each request's logits rows are.
-    pub fn prepare(&self, so: &SchedulerOutput, block_size: usize) -> (BatchInput, Vec<RowPlan>) {
+    /// The flat model input of this step, where each request's logits rows are, and the feed
+    /// pairs of tokens still on the device (`prev_rows`: each request's row in the sampled
+    /// ids of the step in flight).
+    pub fn prepare(&self, so: &SchedulerOutput, block_size: usize, prev_rows: &HashMap<String, u32>) -> Result<(BatchInput, Vec<RowPlan>, Vec<u32>)> {
         let mut input = BatchInput { query_start_loc: vec![0], ..Default::default() };
         let mut plans = Vec::new();
+        let mut feed = Vec::new();
         let bs = block_size as u32;
         for (id, n) in so.num_scheduled_tokens() {
-            let s = &self.requests[id];
+            let s = self.requests.get(id).ok_or_else(|| Error::Internal(format!("request {id} is scheduled but the runner has no state for it")))?;
             let start = s.num_computed_tokens;
             let end = start + n;
             let row0 = input.input_ids.len() as u32;
             for pos in start..end {
-                input.input_ids.push(s.token_ids[pos]);
+                match s.token_ids.get(pos) {
+                    Some(&t) => input.input_ids.push(t),
+                    None => {
+                        let row = prev_rows.get(id).filter(|_| pos == s.token_ids.len() && s.num_pending > 0);
+                        let row = row.ok_or_else(|| Error::Internal(format!("request {id}: token {pos} is neither known nor in flight")))?;
+                        feed.extend([input.input_ids.len() as u32, *row]);
+                        input.input_ids.push(0);
+                    }
+                }
                 input.positions.push(pos as u32);
                 let p = pos as u32;
                 input.slot_mapping.push(s.block_ids[(p / bs) as usize] * bs + p % bs);
@@ -108,12 +132,12 @@ impl InputBatch {
                     plan.prompt_first_token = start + 1;
                 }
             }
-            if end == s.token_ids.len() {
+            if end == s.token_ids.len() + s.num_pending {
                 plan.sample_row = Some(input.logits_indices.len());
                 input.logits_indices.push(row0 + n as u32 - 1);
             }
             plans.push(plan);
         }
-        (input, plans)
+        Ok((input, plans, feed))
     }
 }

@@ -3,17 +3,24 @@
 //!
 //! ```text
 //! add_request ─> validate, tokenize, fan out n>1 ─> Scheduler::add_request (waiting)
-//! step():  Scheduler::schedule ─> execute_model (forward + sample) ─> update_from_output
+//! step():  Scheduler::schedule ─> launch (forward + sample) ─> collect ─> update_from_output
 //!          ─> OutputProcessor (detokenize, stop strings, n>1 fan-in) ─> Vec<RequestOutput>
 //! ```
+//! Async scheduling (`EngineConfig::async_scheduling`, vLLM's): while step N's greedy ids
+//! are on the device, step N+1 is scheduled and launched behind it (its input ids fed from
+//! N's on the device), then N is collected; `step` returns N's outputs and leaves N+1 in
+//! flight. The device never waits for the host between steps. Any request that needs its
+//! logits or history on the host (sampling, logprobs, penalties, ...) turns it off until the
+//! step in flight is collected.
 //! After a step returns an error the engine's state is unspecified: drop it.
 
-use super::executor::execute_model;
+use super::executor::{collect, launch, StepInFlight};
 use super::input_batch::InputBatch;
 use super::output::RequestOutput;
 use super::output_processor::OutputProcessor;
 use super::runner::ModelRunner;
-use crate::backend::Backend;
+use crate::backend::{Backend, Op};
+use crate::tensor::DType;
 use crate::error::{Error, Result};
 use crate::kv::KVCacheManager;
 use crate::sample::{Rng, SamplingParams};
@@ -60,6 +67,11 @@ pub struct EngineConfig {
     pub policy: SchedulingPolicy,
     /// Seeds the per-request seeds of requests that give none.
     pub seed: u64,
+    /// Schedule and launch step N+1 before step N's tokens are read back (vLLM's
+    /// `--async-scheduling`): the device feeds N's sampled ids into N+1's input, so it never
+    /// idles while the host reads back and processes a step. Steps that need logits on the
+    /// host (logprobs, penalties, ...) run synchronously.
+    pub async_scheduling: bool,
 }
 
 impl EngineConfig {
@@ -72,6 +84,7 @@ impl EngineConfig {
             enable_prefix_caching: true,
             policy: SchedulingPolicy::Fcfs,
             seed: 0,
+            async_scheduling: false,
         }
     }
 }
@@ -94,6 +107,8 @@ pub struct EngineStats {
     pub num_finished_total: u64,
     /// Tokens in the last step.
     pub last_step_tokens: usize,
+    /// Steps launched while the previous one was still on the device (async scheduling).
+    pub num_pipelined_steps_total: u64,
 }
 
 pub struct Engine<B: Backend> {
@@ -105,17 +120,24 @@ pub struct Engine<B: Backend> {
     eos_token_ids: Vec<u32>,
     rng: Rng,
     stats: EngineStats,
+    async_scheduling: bool,
+    in_flight: Option<StepInFlight<B::Tensor>>,
 }
 
 impl<B: Backend> Engine<B> {
     /// An engine over `runner`'s KV cache (all its blocks go to the block pool).
     pub fn new(runner: ModelRunner<B>, config: EngineConfig, tokenizer: Option<Tokenizer>, eos_token_ids: Vec<u32>) -> Result<Self> {
         let kv = KVCacheManager::new(runner.num_blocks(), runner.block_size(), config.enable_prefix_caching)?;
+        let async_scheduling = config.async_scheduling && runner.backend.supports(Op::ScatterIds, DType::U32);
+        if config.async_scheduling && !async_scheduling {
+            tracing::warn!(backend = runner.backend.name(), "async scheduling needs scatter_ids, which this backend lacks; steps run synchronously");
+        }
         let sched_config = SchedulerConfig {
             max_num_seqs: config.max_num_seqs,
             max_num_batched_tokens: config.max_num_batched_tokens,
             max_model_len: config.max_model_len,
             policy: config.policy,
+            async_scheduling,
         };
         Ok(Engine {
             runner,
@@ -126,6 +148,8 @@ impl<B: Backend> Engine<B> {
             eos_token_ids,
             rng: Rng::new(config.seed),
             stats: EngineStats::default(),
+            async_scheduling,
+            in_flight: None,
         })
     }
 
@@ -269,16 +293,31 @@ impl<B: Backend> Engine<B> {
         self.step_inner().instrument(span).await
     }
 
+    /// Whether the next step may be launched before the one in flight is collected: async
+    /// scheduling is on and every request samples greedily with nothing read on the host.
+    fn pipelinable(&self) -> bool {
+        self.async_scheduling
+            && self.scheduler.requests().all(|r| {
+                let p = &r.sampling_params;
+                p.is_greedy() && p.logprobs.is_none() && p.prompt_logprobs.is_none() && !p.needs_logits_processing()
+            })
+    }
+
     async fn step_inner(&mut self) -> Result<Vec<RequestOutput>> {
-        let so = self.scheduler.schedule();
-        let ro = execute_model(&mut self.runner, &mut self.batch, &so).await?;
-        for (id, n) in so.num_scheduled_tokens() {
-            if let Some(s) = self.batch.requests.get(id) {
-                let start = s.num_computed_tokens.min(s.num_prompt_tokens);
-                let end = (s.num_computed_tokens + n).min(s.num_prompt_tokens);
-                self.stats.prompt_tokens_total += (end - start) as u64;
+        let step = match self.in_flight.take() {
+            Some(s) => s,
+            None => {
+                let so = self.scheduler.schedule();
+                launch(&mut self.runner, &mut self.batch, so, None).await?
             }
+        };
+        if step.is_pending() && self.pipelinable() {
+            let so = self.scheduler.schedule();
+            self.in_flight = Some(launch(&mut self.runner, &mut self.batch, so, Some(&step)).await?);
+            self.stats.num_pipelined_steps_total += 1;
         }
+        let (so, ro, num_prompt_tokens) = collect(&self.runner, &mut self.batch, step).await?;
+        self.stats.prompt_tokens_total += num_prompt_tokens as u64;
         let core_outputs = self.scheduler.update_from_output(&so, &ro);
         self.stats.generation_tokens_total += core_outputs.iter().map(|o| o.new_token_ids.len() as u64).sum::<u64>();
         let (outputs, stopped) = self.outputs.process(core_outputs, self.tokenizer.as_ref())?;

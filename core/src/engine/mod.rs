@@ -18,4 +18,4 @@ pub use input_batch::{CachedRequestState, InputBatch, RowPlan};
 pub use llm::{Progress, LLM};
 pub use llm_engine::{Engine, EngineConfig, EngineStats, Prompt};
 pub use output::{CompletionOutput, FinishReason, RequestOutput};
-pub use runner::ModelRunner;
+pub use runner::{ModelRunner, TokenFeed};

@@ -88,16 +88,25 @@ impl<B: Backend> ModelRunner<B> {
 
     /// Runs one step; returns the logits `[input.logits_indices.len(), vocab]` on the device.
     pub fn execute(&mut self, input: &BatchInput) -> Result<B::Tensor> {
+        self.execute_fed(input, None)
+    }
+
+    /// [`execute`](Self::execute) with some input ids taken from `feed` on the device (async
+    /// scheduling: tokens the previous step sampled and nobody has read back yet).
+    pub fn execute_fed(&mut self, input: &BatchInput, feed: Option<TokenFeed<'_, B::Tensor>>) -> Result<B::Tensor> {
         let _span = tracing::debug_span!("forward", tokens = input.input_ids.len(), seqs = input.seq_lens.len()).entered();
-        if let Some(out) = self.execute_graph(input)? {
+        if let Some(out) = self.execute_graph(input, &feed)? {
             return Ok(out);
         }
-        let batch = input.upload(&self.backend, self.kv.block_size)?;
+        let mut batch = input.upload(&self.backend, self.kv.block_size)?;
+        if let Some(f) = &feed {
+            f.apply(&self.backend, &mut batch.input_ids)?;
+        }
         self.model.forward(&self.backend, &batch, &mut self.kv)
     }
 
     /// A decode-only step through a graph (see the module doc); `None`: run it eagerly.
-    fn execute_graph(&mut self, input: &BatchInput) -> Result<Option<B::Tensor>> {
+    fn execute_graph(&mut self, input: &BatchInput, feed: &Option<TokenFeed<'_, B::Tensor>>) -> Result<Option<B::Tensor>> {
         let Some(g) = self.graphs.as_mut() else { return Ok(None) };
         let n = input.seq_lens.len();
         let decode_only = n > 0
@@ -151,6 +160,9 @@ impl<B: Backend> ModelRunner<B> {
             tables[i * mb..i * mb + row.len()].copy_from_slice(row);
         }
         b.write_u32(&bucket.batch.input_ids, &pad(&input.input_ids, 0))?;
+        if let Some(f) = feed {
+            f.apply(b, &mut bucket.batch.input_ids)?;
+        }
         b.write_u32(&bucket.batch.positions, &pad(&input.positions, 0))?;
         b.write_u32(&bucket.batch.slot_mapping, &pad(&input.slot_mapping, 0))?;
         b.write_u32(&bucket.batch.attn.seq_lens, &seq_lens)?;
@@ -201,6 +213,23 @@ impl<B: Backend> ModelRunner<B> {
             bucket.rows.insert(n, b.upload_u32(&(0..n as u32).collect::<Vec<_>>(), &[n])?);
         }
         Ok(Some(b.gather_rows(logits, &bucket.rows[&n])?))
+    }
+}
+
+/// Input ids of a step that are still on the device: `input_ids[pairs[2i]] = ids[pairs[2i+1]]`
+/// (`ids`: what the previous step sampled).
+pub struct TokenFeed<'a, T> {
+    pub ids: &'a T,
+    pub pairs: Vec<u32>,
+}
+
+impl<T> TokenFeed<'_, T> {
+    fn apply<B: Backend<Tensor = T>>(&self, b: &B, input_ids: &mut T) -> Result<()> {
+        if self.pairs.is_empty() {
+            return Ok(());
+        }
+        let pairs = b.upload_u32(&self.pairs, &[self.pairs.len() / 2, 2])?;
+        Ok(b.scatter_ids(input_ids, self.ids, &pairs)?)
     }
 }
 

@@ -134,7 +134,7 @@ impl KVCacheManager {
         let bs = self.block_size;
         let num_computed_tokens = request.num_computed_tokens + num_new_computed_tokens;
         let total = num_computed_tokens + num_new_tokens;
-        debug_assert!(total <= request.num_tokens(), "cannot schedule tokens that are not known yet");
+        debug_assert!(total <= request.num_tokens_with_placeholders(), "cannot schedule tokens that are not known yet");
         let held = self.get_block_ids(&request.request_id).len();
         let num_required = blocks_for(total, bs);
         let num_new_blocks = num_required.saturating_sub(held + new_computed_blocks.len());
@@ -150,7 +150,8 @@ impl KVCacheManager {
         req_blocks.extend_from_slice(&new_blocks);
         if self.enable_caching {
             let num_cached = self.num_cached_block.get(&request.request_id).copied().unwrap_or(new_computed_blocks.len());
-            let num_full = total / bs;
+            // A block is hashed once its tokens are known (not while one is a placeholder).
+            let num_full = total.min(request.num_tokens()) / bs;
             let hashes: Vec<BlockHash> = self.block_hashes(request).to_vec();
             let blocks = self.req_to_blocks[&request.request_id].clone();
             self.pool.cache_full_blocks(&blocks, &hashes, num_cached, num_full);

@@ -4,7 +4,9 @@
 //! all_token_ids   [ prompt_token_ids ............ | output_token_ids ... ]
 //!                 [ num_computed_tokens (in KV) ........ | to compute     ]
 //! num_tokens = prompt + output; a running request computes up to num_tokens, then the
-//! sampled token is appended (so decode = 1 new token per step).
+//! sampled token is appended (so decode = 1 new token per step). Under async scheduling a
+//! step is scheduled before the previous one's token is back: that token is a placeholder
+//! (`num_output_placeholders`) until `update_from_output` appends it.
 //! ```
 
 use serde::Serialize;
@@ -62,6 +64,9 @@ pub struct Request {
     pub cache_salt: Option<String>,
     /// Prompt tokens found in the prefix cache the first time it was scheduled.
     pub num_cached_tokens: Option<usize>,
+    /// Async scheduling: tokens sampled by steps still in flight, not yet appended (vLLM's
+    /// `num_output_placeholders`). The scheduler counts them as known tokens.
+    pub num_output_placeholders: usize,
 }
 
 impl Request {
@@ -83,6 +88,7 @@ impl Request {
             stop_reason: None,
             cache_salt: None,
             num_cached_tokens: None,
+            num_output_placeholders: 0,
         }
     }
 
@@ -98,6 +104,11 @@ impl Request {
 
     pub fn num_tokens(&self) -> usize {
         self.all_token_ids.len()
+    }
+
+    /// Known tokens plus those still being sampled (async scheduling).
+    pub fn num_tokens_with_placeholders(&self) -> usize {
+        self.all_token_ids.len() + self.num_output_placeholders
     }
 
     pub fn num_prompt_tokens(&self) -> usize {

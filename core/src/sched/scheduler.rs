@@ -12,9 +12,15 @@
 //!   2. if nobody was preempted: admit waiting requests in order (FCFS, or by (priority,
 //!      arrival)) while the budget, max_num_seqs and the free blocks allow, each starting from
 //!      its prefix-cache hit and chunked to the budget.
-//!   3. num_computed_tokens += scheduled tokens.
+//!   3. num_computed_tokens += scheduled tokens; with async scheduling, a request whose
+//!      computed tokens reach its end gets an output placeholder (its token is in flight).
 //! update_from_output(): append sampled tokens of requests whose computed tokens reached the
 //!   end, check stop (eos, stop tokens, max_tokens, max_model_len), free finished requests.
+//!
+//! Async scheduling counts placeholders as known tokens, so a decoding request is scheduled
+//! again while its previous token is in flight, except when that token is its last one
+//! (max_tokens / max_model_len): nothing is computed that length rules out. A request that
+//! stops on a token (eos, stop) has one extra step computed; its token is dropped.
 //! ```
 
 use std::collections::{HashMap, VecDeque};
@@ -41,6 +47,9 @@ pub struct SchedulerConfig {
     pub max_num_batched_tokens: usize,
     pub max_model_len: usize,
     pub policy: SchedulingPolicy,
+    /// Schedule the next step before this one's sampled tokens are back (vLLM's
+    /// `async_scheduling`): a request whose step will sample gets an output placeholder.
+    pub async_scheduling: bool,
 }
 
 /// Counters for logs and metrics.
@@ -148,6 +157,11 @@ impl Scheduler {
         self.requests.get(id)
     }
 
+    /// Every unfinished request, running or waiting.
+    pub fn requests(&self) -> impl Iterator<Item = &Request> {
+        self.requests.values()
+    }
+
     pub fn running_ids(&self) -> &[String] {
         &self.running
     }
@@ -212,7 +226,8 @@ impl Scheduler {
         let mut scheduled: Vec<Scheduled> = Vec::new();
         let mut preempted: Vec<String> = Vec::new();
 
-        let is_decode = |r: &Request| r.num_tokens() - r.num_computed_tokens == 1;
+        let max_len = self.config.max_model_len;
+        let is_decode = |r: &Request| num_new_tokens(r, max_len) == 1;
         let (decodes, prefills): (Vec<String>, Vec<String>) =
             self.running.iter().cloned().partition(|id| is_decode(&self.requests[id]));
         'running: for id in decodes.into_iter().chain(prefills) {
@@ -222,8 +237,7 @@ impl Scheduler {
             if !self.running.contains(&id) {
                 continue; // preempted earlier in this pass
             }
-            let r = &self.requests[&id];
-            let n = (r.num_tokens() - r.num_computed_tokens).min(budget);
+            let n = num_new_tokens(&self.requests[&id], max_len).min(budget);
             if n == 0 {
                 continue;
             }
@@ -248,6 +262,9 @@ impl Scheduler {
             while budget > 0 && self.running.len() < self.config.max_num_seqs {
                 let Some(id) = self.waiting.front().cloned() else { break };
                 let r = &self.requests[&id];
+                if r.num_output_placeholders > 0 {
+                    break; // preempted with a token in flight: resumes once it is back
+                }
                 let (hit_blocks, num_hit) = if r.num_computed_tokens == 0 {
                     self.kv_cache_manager.get_computed_blocks(r)
                 } else {
@@ -291,6 +308,14 @@ impl Scheduler {
             });
             r.num_computed_tokens += s.num_tokens;
         }
+        if self.config.async_scheduling {
+            for id in cached_reqs.iter().map(|c| &c.request_id).chain(new_reqs.iter().map(|n| &n.request_id)) {
+                let r = self.requests.get_mut(id).expect("scheduled request exists");
+                if r.num_computed_tokens == r.num_tokens_with_placeholders() {
+                    r.num_output_placeholders += 1;
+                }
+            }
+        }
         let total = self.config.max_num_batched_tokens - budget;
         SchedulerOutput {
             scheduled_new_reqs: new_reqs,
@@ -307,14 +332,22 @@ impl Scheduler {
         let mut result = Vec::new();
         for o in &out.outputs {
             let Some(r) = self.requests.get_mut(&o.request_id) else { continue };
-            if r.is_finished() || r.status != RequestStatus::Running {
+            // A token in flight belongs to its request even when a later schedule preempted it.
+            let in_flight = o.token_id.is_some() && r.num_output_placeholders > 0;
+            if r.is_finished() || (r.status != RequestStatus::Running && !in_flight) {
                 continue;
             }
             let mut new_token_ids = Vec::new();
             let mut new_logprobs = Vec::new();
             let mut stopped = false;
             if let Some(t) = o.token_id {
-                if r.num_computed_tokens == r.num_tokens() {
+                let expected = if in_flight {
+                    r.num_output_placeholders -= 1;
+                    true
+                } else {
+                    r.num_computed_tokens == r.num_tokens()
+                };
+                if expected {
                     r.append_output_token(t);
                     new_token_ids.push(t);
                     new_logprobs.extend(o.logprobs.clone());
@@ -362,6 +395,17 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// Tokens `r` may compute now: up to its known tokens and placeholders, none while its
+/// in-flight token is its last (the length limits end it whatever that token is).
+fn num_new_tokens(r: &Request, max_model_len: usize) -> usize {
+    if r.num_output_placeholders > 0
+        && (r.num_output_tokens() + r.num_output_placeholders >= r.max_tokens || r.num_tokens_with_placeholders() >= max_model_len)
+    {
+        return 0;
+    }
+    r.num_tokens_with_placeholders().saturating_sub(r.num_computed_tokens)
 }
 
 pub(crate) fn finish_reason_of(status: RequestStatus) -> Option<FinishReason> {

@@ -122,6 +122,13 @@ pub struct EngineArgs {
     /// `TESSERA_ENFORCE_EAGER=1`). Backends without graphs always run eagerly.
     #[arg(long)]
     pub enforce_eager: bool,
+    /// Schedule and launch each step before the previous one's tokens are read back (vLLM's
+    /// `--async-scheduling`): the sampled ids feed the next step on the device, so the GPU
+    /// does not idle while the host reads back and detokenizes. Pipelines greedy requests
+    /// without logprobs or penalties; while any other request is in the engine, steps run
+    /// one at a time. Also `TESSERA_ASYNC_SCHEDULING=1`.
+    #[arg(long)]
+    pub async_scheduling: bool,
 }
 
 /// Who drives the engine, for the defaults that depend on it (vLLM's `UsageContext`:
@@ -179,6 +186,21 @@ impl EngineArgs {
         runner.enable_decode_graphs(self.max_num_seqs, max_model_len);
     }
 
+    /// The engine's scheduling config from these flags.
+    pub fn engine_config(&self, max_model_len: usize, max_num_batched_tokens: usize) -> EngineConfig {
+        EngineConfig {
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens,
+            enable_prefix_caching: !self.no_enable_prefix_caching,
+            policy: match self.scheduling_policy {
+                PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
+                PolicyArg::Priority => SchedulingPolicy::Priority,
+            },
+            async_scheduling: self.async_scheduling || std::env::var("TESSERA_ASYNC_SCHEDULING").is_ok_and(|v| v == "1"),
+            ..EngineConfig::new(max_model_len)
+        }
+    }
+
     /// The offline engine over a loaded model.
     pub fn build<B: Backend>(&self, mut m: LoadedModel<B>) -> Result<LLM<B>> {
         self.apply_graphs(&mut m.runner, m.max_model_len);
@@ -187,16 +209,7 @@ impl EngineArgs {
         let eos = m.eos_token_ids();
         let token = |id: Option<u32>| id.and_then(|id| m.tokenizer.as_ref()?.id_to_token(id));
         let (bos_token, eos_token) = (token(m.config.bos_token_id), token(eos.first().copied()));
-        let config = EngineConfig {
-            max_num_seqs: self.max_num_seqs,
-            max_num_batched_tokens,
-            enable_prefix_caching: !self.no_enable_prefix_caching,
-            policy: match self.scheduling_policy {
-                PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
-                PolicyArg::Priority => SchedulingPolicy::Priority,
-            },
-            ..EngineConfig::new(m.max_model_len)
-        };
+        let config = self.engine_config(m.max_model_len, max_num_batched_tokens);
         let engine = Engine::new(m.runner, config, m.tokenizer, eos)?;
         Ok(LLM::new(engine, m.chat_template.as_deref(), bos_token, eos_token)?)
     }

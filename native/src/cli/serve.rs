@@ -5,11 +5,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tessera_core::config::GenerationConfig;
-use tessera_core::engine::{Engine, EngineConfig};
-use tessera_core::sched::SchedulingPolicy;
+use tessera_core::engine::Engine;
 use tessera_core::tokenizer::ChatTemplate;
 
-use crate::cli::args::{EngineArgs, PolicyArg, UsageContext};
+use crate::cli::args::{EngineArgs, UsageContext};
 use crate::load::{load, resolve_device, DeviceArg, LoadedModel, ModelArgs};
 use tessera_core::backend::Backend;
 use crate::server::core_engine::CoreEngine;
@@ -149,16 +148,7 @@ fn core_engine<B: Backend>(
     e.apply_graphs(&mut m.runner, m.max_model_len);
     let max_num_batched_tokens = e.max_num_batched_tokens(UsageContext::Server, &m);
     tracing::info!(max_num_batched_tokens, max_num_seqs = e.max_num_seqs, "engine limits");
-    let config = EngineConfig {
-        max_num_seqs: e.max_num_seqs,
-        max_num_batched_tokens,
-        enable_prefix_caching: !e.no_enable_prefix_caching,
-        policy: match e.scheduling_policy {
-            PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
-            PolicyArg::Priority => SchedulingPolicy::Priority,
-        },
-        ..EngineConfig::new(m.max_model_len)
-    };
+    let config = e.engine_config(m.max_model_len, max_num_batched_tokens);
     let eos = m.eos_token_ids();
     let template = template_override.or(m.chat_template.clone());
     let chat_template = template.as_deref().map(ChatTemplate::new).transpose().map_err(|e| format!("chat template: {e}"))?;

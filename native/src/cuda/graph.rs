@@ -1,6 +1,6 @@
 //! Decode-step CUDA graphs: stream capture of the queued work into a graph replayed by id,
-//! the in-place writes the runner feeds a graph's persistent inputs with, and the read-back
-//! that ends a step (the only host wait, counted for `host_wait_secs`).
+//! and the in-place writes the runner feeds a graph's persistent inputs with (the read-back
+//! that ends a step is readback.rs).
 //!
 //! ```text
 //! graph_begin ── capture the stream (thread-local mode); uploads and reads back refuse
@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 
 use cudarc::driver::{result as dres, sys as dsys, CudaGraph};
 use tessera_core::backend::{Op, Result, Tensor};
-use tessera_core::tensor::{DType, HostTensor};
+use tessera_core::tensor::DType;
 
 use super::device::{dev_err, setup_err};
 use super::{shape_err, CudaBackend, CudaTensor};
@@ -165,24 +165,6 @@ impl CudaBackend {
         // SAFETY: both are live allocations of `bytes` bytes on this context.
         unsafe { dres::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.device.stream.cu_stream()) }
             .map_err(|e| dev_err(op, format!("device copy of {bytes} bytes: {e}")))
-    }
-
-    pub(crate) fn op_to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
-        self.not_capturing(Op::ToHost, "a read-back")?;
-        self.settle(t)?;
-        self.join_prefetch()?;
-        let bytes = t.bytes();
-        let mut data = vec![0u8; bytes];
-        let t0 = std::time::Instant::now();
-        if bytes > 0 {
-            self.device
-                .stream
-                .memcpy_dtoh(&t.buf.slice(0..bytes), &mut data[..])
-                .map_err(|e| dev_err(Op::ToHost, format!("copying {bytes} bytes to the host: {e}")))?;
-        }
-        self.device.synchronize()?;
-        self.host_wait_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        Ok(HostTensor { dtype: t.dtype, shape: t.shape.clone(), data: std::borrow::Cow::Owned(data) })
     }
 }
 

@@ -28,6 +28,7 @@ mod gemv;
 mod graph;
 mod ops;
 mod prefetch;
+mod readback;
 mod sampling;
 mod switches;
 mod tensor;
@@ -65,6 +66,8 @@ pub struct CudaBackend {
     kernels: compile::Kernels,
     /// The side stream of the L2 prefetches (dropped before the context's stream).
     prefetch: prefetch::Prefetch,
+    /// Started read-backs and their pinned buffers (readback.rs).
+    reads: Mutex<readback::ReadBacks>,
     device: Device,
     dtype: DType,
     /// Fill every op's output with 0xff bytes (NaN for floats) before the kernel runs.
@@ -189,6 +192,7 @@ impl CudaBackend {
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
             replays: Default::default(),
             host_wait_ns: Default::default(),
+            reads: Default::default(),
             paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
             profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
@@ -388,6 +392,7 @@ impl Backend for CudaBackend {
         match op {
             Op::Upload => true,
             Op::ToHost => matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::U32),
+            Op::ScatterIds => dtype == DType::U32,
             _ => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
         }
     }
@@ -586,6 +591,15 @@ impl Backend for CudaBackend {
     fn copy_into(&self, dst: &CudaTensor, src: &CudaTensor) -> Result<()> {
         self.settle_all(&[dst, src])?;
         self.op_copy_into(dst, src)
+    }
+
+    fn scatter_ids(&self, dst: &mut CudaTensor, src: &CudaTensor, pairs: &CudaTensor) -> Result<()> {
+        self.settle_all(&[&*dst, src, pairs])?;
+        self.op_scatter_ids(dst, src, pairs)
+    }
+
+    fn read_begin(&self, t: &CudaTensor) -> Result<()> {
+        self.op_read_begin(t)
     }
 
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {

@@ -434,6 +434,30 @@ impl CudaBackend {
         Ok(out)
     }
 
+    pub(crate) fn op_scatter_ids(&self, dst: &CudaTensor, src: &CudaTensor, pairs: &CudaTensor) -> Result<()> {
+        let op = Op::ScatterIds;
+        for t in [dst, src, pairs] {
+            u32s(op, t)?;
+        }
+        if pairs.numel() % 2 != 0 {
+            return Err(shape_err(op, format!("pairs {:?} is not [P, 2]", pairs.shape)));
+        }
+        let n = pairs.numel() / 2;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = (self.kernels.function("elementwise", "scatter_ids_u32")?, "scatter_ids_u32".to_string());
+        let args = [
+            Arg::Ptr(dst.ptr),
+            Arg::Ptr(src.ptr),
+            Arg::Ptr(pairs.ptr),
+            Arg::U32(u32_arg(op, "pairs", n)?),
+            Arg::U32(u32_arg(op, "dst", dst.numel())?),
+            Arg::U32(u32_arg(op, "src", src.numel())?),
+        ];
+        self.launch(op, &f, self.grid_for(n as u64), &args)
+    }
+
     pub(crate) fn op_softcap(&self, x: &CudaTensor, cap: f32) -> Result<CudaTensor> {
         let op = Op::Softcap;
         let dt = float(op, x)?;

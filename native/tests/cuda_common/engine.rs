@@ -32,11 +32,14 @@ pub fn cuda_backend(dtype: DType) -> CudaBackend {
 
 /// Greedy tokens of `prompts` run together (request i asks for `lens[i]` tokens), the
 /// runner's (graphs recorded, replays), and what `after` reads off the backend at the end;
-/// `setup` configures the backend before the model loads.
+/// `setup` configures the backend before the model loads. `async_scheduling`: the engine's
+/// pipelined steps (it asserts most steps were).
+#[allow(clippy::too_many_arguments)]
 pub fn run_batch<R>(
     name: &str,
     dtype: DType,
     graphs: bool,
+    async_scheduling: bool,
     prompts: &[Vec<u32>],
     lens: &[usize],
     setup: impl FnOnce(&CudaBackend),
@@ -49,7 +52,7 @@ pub fn run_batch<R>(
     setup(&b);
     let model = load_model(&b, &config, &weights).unwrap();
     let mut runner = ModelRunner::new(b, model, 256, 16).unwrap();
-    let ec = EngineConfig { max_num_batched_tokens: 2048, max_num_seqs: 64, enable_prefix_caching: false, ..EngineConfig::new(512) };
+    let ec = EngineConfig { max_num_batched_tokens: 2048, max_num_seqs: 64, enable_prefix_caching: false, async_scheduling, ..EngineConfig::new(512) };
     if graphs {
         assert!(runner.enable_decode_graphs(ec.max_num_seqs, 512), "the CUDA backend refused graphs");
     }
@@ -67,6 +70,10 @@ pub fn run_batch<R>(
         }
     }
     assert_eq!(done.len(), prompts.len());
+    let s = e.stats();
+    if async_scheduling {
+        assert!(s.num_pipelined_steps_total * 10 >= s.num_steps_total * 8, "{name}: {} of {} steps pipelined", s.num_pipelined_steps_total, s.num_steps_total);
+    }
     let extra = after(&e.runner.backend);
     (done.into_values().collect(), e.runner.graph_stats(), extra)
 }

@@ -245,6 +245,7 @@ impl Backend for CpuBackend {
             Op::Upload => true,
             // Only what storage can hold comes back.
             Op::ToHost => matches!(dtype, DType::F32 | DType::U32),
+            Op::ScatterIds => dtype == DType::U32,
             // Quantized weights: matmul on the blocks, embedding rows dequantized.
             Op::Matmul | Op::Embedding => dtype == DType::F32 || dtype.is_quantized(),
             // Every compute op runs on f32 data (its index inputs are u32).
@@ -512,6 +513,22 @@ impl Backend for CpuBackend {
             shape: vec![rows],
             storage: CpuStorage::U32(out),
         })
+    }
+
+    fn scatter_ids(&self, dst: &mut CpuTensor, src: &CpuTensor, pairs: &CpuTensor) -> Result<()> {
+        let op = Op::ScatterIds;
+        let src = u32_of(op, src)?.to_vec();
+        let pairs = u32_of(op, pairs)?.to_vec();
+        let CpuStorage::U32(dst) = &mut dst.storage else {
+            return Err(shape_err(op, String::from("dst must be a u32 tensor")));
+        };
+        for p in pairs.chunks_exact(2) {
+            let (d, s) = (p[0] as usize, p[1] as usize);
+            if d < dst.len() && s < src.len() {
+                dst[d] = src[s];
+            }
+        }
+        Ok(())
     }
 
     async fn to_host(&self, t: &CpuTensor) -> Result<HostTensor<'static>> {

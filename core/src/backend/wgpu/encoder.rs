@@ -6,6 +6,8 @@
 //! op ─ alloc output (poison: + fill dispatch) ─ params → arena slot ─ bind group ─ dispatch
 //!                                                   │ (arena full: flush, reuse the arena)
 //! to_host ─ end pass ─ copy → staging ─ write arena, submit ─ map_async ─ (native: poll) ─ bytes
+//! read_begin ─ end pass ─ copy → staging ─ write arena, submit (the next step is recorded
+//!   behind it) ... to_host ─ map_async ─ (native: poll for that submission alone) ─ bytes
 //! ```
 //! The uniform parameters of every dispatch live in one arena buffer at aligned offsets; its
 //! bytes are written with one `write_buffer` right before the submit, which the queue orders
@@ -126,8 +128,21 @@ struct Pending {
     replayed: Option<u64>,
     /// A replay of a graph encoded while the GPU ran the previous step.
     prepared: Option<(u64, wgpu::CommandBuffer)>,
+    /// Read-backs submitted by `read_begin`, not yet mapped.
+    started: Vec<StartedRead>,
     profile: profile::Pending,
 }
+
+/// A copy of `bytes` of `src` into `staging`, submitted as submission `index`.
+struct StartedRead {
+    src: wgpu::Buffer,
+    bytes: u64,
+    staging: wgpu::Buffer,
+    index: wgpu::SubmissionIndex,
+}
+
+/// Started reads kept at once (one nobody collects is dropped after this many).
+const MAX_STARTED: usize = 4;
 
 /// The pending commands of a backend.
 pub(crate) struct Recorder {
@@ -262,10 +277,10 @@ impl Recorder {
 
     /// Ends the pass, runs `extra` on the encoder, writes the arena and submits (the finished
     /// command buffers first, then the encoder's).
-    fn submit(&self, gpu: &Gpu, st: &mut Pending, extra: Option<&dyn Fn(&mut wgpu::CommandEncoder)>) {
+    fn submit(&self, gpu: &Gpu, st: &mut Pending, extra: Option<&dyn Fn(&mut wgpu::CommandEncoder)>) -> Option<wgpu::SubmissionIndex> {
         st.pass = None;
         if st.encoder.is_none() && extra.is_none() && st.finished.is_empty() {
-            return;
+            return None;
         }
         let mut enc = st.encoder.take().unwrap_or_else(|| gpu.device.create_command_encoder(&Default::default()));
         if let Some(f) = extra {
@@ -282,10 +297,11 @@ impl Recorder {
         buffers.append(&mut st.finished);
         buffers.push(enc.finish());
         self.profiler.finished(&mut st.profile);
-        gpu.queue.submit(buffers);
+        let index = gpu.queue.submit(buffers);
         self.profiler.submitted(&mut st.profile);
         st.dispatches = 0;
         self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(index)
     }
 
     /// Submits everything recorded so far.
@@ -428,33 +444,59 @@ impl Recorder {
     }
 
     /// Submits the pending work followed by a copy of `bytes` bytes of `src` into a mappable
-    /// buffer, waits for it, and returns those bytes. The only read-back path.
+    /// buffer; `read` of the same range then waits for that submission alone.
+    pub fn read_begin(&self, gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.capture.is_some() {
+            return Ok(()); // a hint: `read` copies when it comes
+        }
+        let staging = staging_buffer(gpu, bytes);
+        let size = staging.size();
+        let copy = |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        let index = self.submit(gpu, &mut st, Some(&copy)).expect("a copy was submitted");
+        st.started.retain(|r| r.src != *src);
+        if st.started.len() >= MAX_STARTED {
+            st.started.remove(0);
+        }
+        st.started.push(StartedRead { src: src.clone(), bytes, staging, index });
+        Ok(())
+    }
+
+    /// Submits the pending work followed by a copy of `bytes` bytes of `src` into a mappable
+    /// buffer (or takes the copy `read_begin` submitted), waits for it, and returns those
+    /// bytes. The only read-back path.
     pub async fn read(&self, gpu: &Gpu, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.div_ceil(4).max(1) * 4;
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tessera read-back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        {
+        let (staging, index) = {
             let mut st = self.lock()?;
             if st.capture.is_some() {
                 return Err(device_err("reading back while recording a graph"));
             }
-            let copy = |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
-            self.submit(gpu, &mut st, Some(&copy));
-            // While the GPU runs this step, encode the replay the next decode step will want.
-            if let (true, Some(id)) = (self.prepare, st.replayed.take()) {
-                self.prepare_replay(gpu, &mut st, id);
+            match st.started.iter().position(|r| r.src == *src && r.bytes == bytes) {
+                Some(i) => {
+                    let r = st.started.remove(i);
+                    (r.staging, Some(r.index))
+                }
+                None => {
+                    let staging = staging_buffer(gpu, bytes);
+                    let size = staging.size();
+                    let copy = |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+                    self.submit(gpu, &mut st, Some(&copy));
+                    // While the GPU runs this step, encode the replay the next decode step will want.
+                    if let (true, Some(id)) = (self.prepare, st.replayed.take()) {
+                        self.prepare_replay(gpu, &mut st, id);
+                    }
+                    (staging, None)
+                }
             }
-        }
+        };
         let (tx, rx) = oneshot();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r.map_err(|e| e.to_string())));
         #[cfg(not(target_arch = "wasm32"))]
         gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
             .map_err(|e| device_err(format!("waiting for the device: {e}")))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = index;
         let mapped = rx.await;
         if self.profiler.on() {
             let mut st = self.lock()?;
@@ -472,6 +514,16 @@ impl Recorder {
         staging.unmap();
         Ok(data)
     }
+}
+
+/// A mappable buffer for a read-back of `bytes` bytes (a multiple of 4, at least 4).
+fn staging_buffer(gpu: &Gpu, bytes: u64) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tessera read-back"),
+        size: bytes.div_ceil(4).max(1) * 4,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 // ---- a minimal one-shot channel (map_async's callback -> the awaiting read) ---------------

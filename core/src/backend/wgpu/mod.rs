@@ -334,6 +334,7 @@ impl Backend for WgpuBackend {
                 matches!(dtype, DType::F32 | DType::U32) || (dtype == DType::F16 && self.f16_ok()) || quant::decodes(dtype)
             }
             Op::Matmul | Op::Embedding if quant::decodes(dtype) => true,
+            Op::ScatterIds => dtype == DType::U32,
             _ => dtype == DType::F32 || (dtype == DType::F16 && self.f16_ok()),
         }
     }
@@ -575,6 +576,16 @@ impl Backend for WgpuBackend {
         }
         dst.host_u32.set(src.host_u32.get());
         Ok(())
+    }
+
+    fn scatter_ids(&self, dst: &mut WgpuTensor, src: &WgpuTensor, pairs: &WgpuTensor) -> Result<()> {
+        ops::scatter_ids(self, dst, src, pairs)
+    }
+
+    fn read_begin(&self, t: &WgpuTensor) -> Result<()> {
+        self.settle(t)?;
+        self.settle_kv()?;
+        self.recorder.read_begin(&self.gpu, &t.buffer, t.byte_len())
     }
 
     async fn to_host(&self, t: &WgpuTensor) -> Result<HostTensor<'static>> {

@@ -93,6 +93,35 @@ fn gather(be: &WgpuBackend, op: Op, table: &WgpuTensor, ids: &WgpuTensor, scale:
     Ok(out)
 }
 
+/// `dst[pairs[2i]] = src[pairs[2i + 1]]` (u32; `embedding.wgsl`'s `scatter_ids`). The host
+/// copy of `dst` is dropped: its values now come from the device.
+pub(super) fn scatter_ids(be: &WgpuBackend, dst: &mut WgpuTensor, src: &WgpuTensor, pairs: &WgpuTensor) -> Result<()> {
+    let op = Op::ScatterIds;
+    for t in [&*dst, src, pairs] {
+        if t.dtype != DType::U32 {
+            return Err(crate::backend::BackendError::Unsupported { op, dtype: t.dtype, backend: "wgpu" });
+        }
+    }
+    if pairs.numel() % 2 != 0 {
+        return Err(shape_err(op, format!("pairs {:?} is not [P, 2]", pairs.shape)));
+    }
+    dst.host_u32.set(None);
+    let n = pairs.numel() / 2;
+    if n == 0 {
+        return Ok(());
+    }
+    let k = Kernel::new(Shader::Embedding, "scatter_ids")
+        .ty("TAB", DType::U32)
+        .ty("O", DType::U32)
+        .konst("WG", be.sizes().wg)
+        .read(1)
+        .read(2)
+        .rw(3);
+    let params = [u32_of(op, "pairs", n)?, u32_of(op, "dst", dst.numel())?, 0, u32_of(op, "src", src.numel())?, 0, 0, 0, 0];
+    let bindings = [be.bind(op, 1, src)?, be.bind(op, 2, pairs)?, be.bind(op, 3, dst)?];
+    be.run(k, &params, &bindings, be.grid_threads(op, n, be.sizes().wg)?).map(|_| ())
+}
+
 /// The kernel of `elementwise.wgsl`'s `entry` on inputs a, b and the output.
 fn elementwise(be: &WgpuBackend, entry: &'static str, a: DType, b: DType) -> Kernel {
     Kernel::new(Shader::Elementwise, entry)
