@@ -86,8 +86,9 @@ except Exception as e:
 : > "$TABLE"
 # CUDA_FIRST / CUDA_LAST: where the CUDA rates run ("cuda" or empty).
 for dev in ${CUDA_FIRST-cuda} $WGPU_ENVS ${CUDA_LAST-}; do
-    case $dev in cuda) RUN_ENV="" ;; *) RUN_ENV=$dev; dev=wgpu ;; esac
-    tag=${RUN_ENV:+ ${RUN_ENV#TESSERA_WGPU_}}
+    # A word is "cuda", "cuda+ENV=V[,ENV=V]" (CUDA with that environment) or "ENV=V[,ENV=V]" (wgpu).
+    case $dev in cuda) RUN_ENV="" ;; cuda+*) RUN_ENV=$(echo "${dev#cuda+}" | tr ',' ' '); dev=cuda ;; *) RUN_ENV=$(echo "$dev" | tr ',' ' '); dev=wgpu ;; esac
+    tag=${RUN_ENV:+ $(echo "$RUN_ENV" | sed 's/TESSERA_WGPU_//g; s/TESSERA_ASYNC_SCHEDULING=1/async/; s/ /+/g')}
     rate "$dev" "Q4_1 gguf$tag" --model /tmp/smollm2-q4_1.gguf
     rate "$dev" "f16$tag" --model /tmp/smollm2-f16 --dtype float16
 done

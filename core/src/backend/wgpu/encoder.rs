@@ -471,7 +471,7 @@ impl Recorder {
             if st.capture.is_some() {
                 return Err(device_err("reading back while recording a graph"));
             }
-            match st.started.iter().position(|r| r.src == *src && r.bytes == bytes) {
+            let read = match st.started.iter().position(|r| r.src == *src && r.bytes == bytes) {
                 Some(i) => {
                     let r = st.started.remove(i);
                     (r.staging, Some(r.index))
@@ -481,13 +481,14 @@ impl Recorder {
                     let size = staging.size();
                     let copy = |enc: &mut wgpu::CommandEncoder| enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
                     self.submit(gpu, &mut st, Some(&copy));
-                    // While the GPU runs this step, encode the replay the next decode step will want.
-                    if let (true, Some(id)) = (self.prepare, st.replayed.take()) {
-                        self.prepare_replay(gpu, &mut st, id);
-                    }
                     (staging, None)
                 }
+            };
+            // While the GPU runs, encode the replay the next decode step will want.
+            if let (true, Some(id)) = (self.prepare, st.replayed.take()) {
+                self.prepare_replay(gpu, &mut st, id);
             }
+            read
         };
         let (tx, rx) = oneshot();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r.map_err(|e| e.to_string())));
