@@ -32,6 +32,8 @@ export interface EngineOptions {
   /** Token budget of one engine step (default 512). */
   maxNumBatchedTokens?: number;
   enablePrefixCaching?: boolean;
+  /** Submit each engine step before the previous one's tokens are read back (greedy requests; default false). */
+  asyncScheduling?: boolean;
   /** Keep model files in Cache Storage (default true). */
   useCache?: boolean;
   /** The wasm module: URL, bytes or compiled module (default: pkg/tessera_web_bg.wasm next to this file). */

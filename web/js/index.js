@@ -43,7 +43,7 @@ export async function hasWebGPU() {
  * Fetches a model (with progress, through Cache Storage) and builds an engine.
  * Options: model (URL of a .gguf or an HF-style folder), onProgress, device ('auto' |
  * 'webgpu' | 'cpu'), dtype, maxModelLen, kvCacheMiB, maxNumSeqs, maxNumBatchedTokens,
- * enablePrefixCaching, useCache, wasm, modelName, fetch.
+ * enablePrefixCaching, asyncScheduling, useCache, wasm, modelName, fetch.
  */
 export async function createEngine(options = {}) {
   const { model, onProgress = () => {}, useCache = true } = options;
@@ -92,6 +92,7 @@ export async function createEngine(options = {}) {
     maxNumSeqs: options.maxNumSeqs ?? 16,
     maxNumBatchedTokens: options.maxNumBatchedTokens ?? 512,
     enablePrefixCaching: options.enablePrefixCaching ?? true,
+    asyncScheduling: options.asyncScheduling ?? false,
   };
   const wasm = await WebEngine.load(files, JSON.stringify(engineOptions));
   const name = options.modelName || model.replace(/[?#].*$/, '').replace(/\/$/, '').split('/').pop();

@@ -41,6 +41,9 @@ pub struct LoadOptions {
     pub max_num_seqs: usize,
     pub max_num_batched_tokens: usize,
     pub enable_prefix_caching: bool,
+    /// The engine's async scheduling: each step is submitted before the previous one's
+    /// sampled ids are mapped back (greedy requests; see `tessera_core::engine`).
+    pub async_scheduling: bool,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +57,7 @@ impl Default for LoadOptions {
             max_num_seqs: 16,
             max_num_batched_tokens: 512,
             enable_prefix_caching: true,
+            async_scheduling: false,
         }
     }
 }
@@ -285,6 +289,7 @@ where
         max_num_seqs: opts.max_num_seqs,
         max_num_batched_tokens: opts.max_num_batched_tokens.max(opts.block_size),
         enable_prefix_caching: opts.enable_prefix_caching,
+        async_scheduling: opts.async_scheduling,
         ..EngineConfig::new(max_model_len)
     };
     let has_chat_template = chat_template.is_some();
