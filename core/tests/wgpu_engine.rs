@@ -132,11 +132,12 @@ fn async_scheduling_gives_the_cpu_tokens_one_submission_per_step() {
         if graphs {
             assert!(e.runner.enable_decode_graphs(8, 256), "the wgpu backend refused graphs");
         }
-        let mut last = e.runner.backend.submissions();
+        let (mut last, mut steps) = (e.runner.backend.submissions(), 0);
         let got = run(&mut e, &greedy, |e| {
+            // The first step submits two steps (this one and the next, launched behind it).
             let now = e.runner.backend.submissions();
-            assert!(now - last <= 2, "{} submissions in one step", now - last);
-            last = now;
+            assert!(now - last <= if steps == 0 { 2 } else { 1 }, "step {steps}: {} submissions", now - last);
+            (last, steps) = (now, steps + 1);
         });
         let s = e.stats();
         assert!(s.num_pipelined_steps_total * 10 >= s.num_steps_total * 8, "{} of {} steps pipelined", s.num_pipelined_steps_total, s.num_steps_total);

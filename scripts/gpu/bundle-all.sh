@@ -5,12 +5,13 @@
 # cost example (bin/wgpu_kernel_cost) and the wgpu bench inputs (wgpu/: bench.sh,
 # rebuild_gguf.py, the SmolLM2 GGUF's manifest, the Vulkan loader .debs). Then e.g.
 #   run(command="bash .gpu/final-round.sh", carry=[".gpu"])
-# CUDA_TESTS / WGPU_TESTS: the test binaries to carry (defaults: all).
+# CUDA_TESTS / WGPU_TESTS: the test binaries to carry (defaults: all CUDA ones, the wgpu ones
+# that need a real GPU's subgroups or ulps).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUNDLE="${GPU_BUNDLE_DIR:-.gpu}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-WGPU_TESTS="${WGPU_TESTS:-wgpu_ops wgpu_engine wgpu_argmax wgpu_sample wgpu_reductions wgpu_fused_kv wgpu_fused_merge wgpu_fused_norm wgpu_smollm2}"
+WGPU_TESTS="${WGPU_TESTS:-wgpu_ops wgpu_engine wgpu_sample wgpu_fused_kv wgpu_fused_merge wgpu_fused_norm}"
 BUNDLE_FEATURES=cuda,wgpu BUNDLE_XZ=1 TESTS="${CUDA_TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1}" \
     GPU_BUNDLE_DIR="$BUNDLE" scripts/build-gpu-bundle.sh
 args=()
@@ -26,12 +27,16 @@ for line in sys.stdin:
     except ValueError:
         continue
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        shutil.copy(m["executable"], f"{bundle}/bin/{m[\"target\"][\"name\"]}")
-        print("  ", m["target"]["name"])
+        name = m["target"]["name"]
+        shutil.copy(m["executable"], bundle + "/bin/" + name)
+        print("  ", name)
 ' "$BUNDLE"
 cargo build --release --locked -p tessera-core --features wgpu --example wgpu_kernel_cost
 cp "$TARGET_DIR/release/examples/wgpu_kernel_cost" "$BUNDLE/bin/"
-for f in "$BUNDLE"/bin/wgpu_*; do strip --strip-debug "$f" 2>/dev/null || true; done
+# Every binary travels xz-compressed (the round scripts' unxz_bins unpacks them).
+for f in "$BUNDLE"/bin/*; do
+    case $f in *.xz) ;; *) strip --strip-debug "$f" 2>/dev/null || true; xz -T2 -6 "$f" ;; esac
+done
 echo "== wgpu bench inputs"
 MODEL="$(scripts/fetch-default-model.sh)"
 mkdir -p "$BUNDLE/wgpu/gguf" "$BUNDLE/wgpu/deb"

@@ -160,14 +160,15 @@ impl<B: Backend> ModelRunner<B> {
             tables[i * mb..i * mb + row.len()].copy_from_slice(row);
         }
         b.write_u32(&bucket.batch.input_ids, &pad(&input.input_ids, 0))?;
-        if let Some(f) = feed {
-            f.apply(b, &mut bucket.batch.input_ids)?;
-        }
         b.write_u32(&bucket.batch.positions, &pad(&input.positions, 0))?;
         b.write_u32(&bucket.batch.slot_mapping, &pad(&input.slot_mapping, 0))?;
         b.write_u32(&bucket.batch.attn.seq_lens, &seq_lens)?;
         b.write_u32(&bucket.batch.attn.block_tables, &tables)?;
         bucket.batch.host_seq_lens = seq_lens;
+        // After every write: a backend may submit its pending work before a write (wgpu).
+        if let Some(f) = feed {
+            f.apply(b, &mut bucket.batch.input_ids)?;
+        }
         let max_seq_len = input.seq_lens.iter().copied().max().unwrap_or(1) as usize;
 
         let variant = b.graph_variant(size, max_seq_len);
