@@ -10,8 +10,9 @@
 # 2. wgpu vs CUDA SmolLM2 decode (wgpu/bench.sh) with the same binary, and the wgpu step's
 #    GPU busy / idle time (TESSERA_WGPU_PROFILE=step).
 # 3. The carried wgpu test binaries (bin/wgpu_*), while time is left.
-# 4. While time is left: single-stream latency with each of session 5's defaults off once
-#    (TESSERA_ATTN_TILE_SPLITS=0, TESSERA_GEMV_EARLY_W=0), against step 1.
+# 4. While time is left: single-stream latency once with each FINAL_SWITCHES word (default:
+#    async scheduling off, then on again), against step 1; then throughput with async off.
+# wgpu/bench.sh runs CUDA and wgpu each with the defaults and with async scheduling off.
 set -uo pipefail
 B="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
@@ -20,7 +21,8 @@ unxz_bins "$B"
 bash "$B/gpu-suite.sh" final
 gpu_env "$B"
 echo "=== wgpu vs CUDA (t=${SECONDS}s)"
-TESSERA_BIN="$B/bin/tessera" DISPATCH_COST=0 PROFILE=1 PROFILE_MODES=step timeout 150 bash "$B/wgpu/bench.sh"
+TESSERA_BIN="$B/bin/tessera" DISPATCH_COST=0 PROFILE=1 PROFILE_MODES=step CUDA_FIRST="cuda cuda+TESSERA_ASYNC_SCHEDULING=0" \
+    WGPU_ENVS="TESSERA_WGPU_GRAPHS=1 TESSERA_WGPU_GRAPHS=1,TESSERA_ASYNC_SCHEDULING=0" timeout 200 bash "$B/wgpu/bench.sh"
 # The wgpu test binaries carried in bin/ (core --features wgpu), on this GPU's Vulkan driver.
 vulkan_env "$B/wgpu/deb"
 for t in "$B"/bin/wgpu_*; do
@@ -28,10 +30,15 @@ for t in "$B"/bin/wgpu_*; do
     echo "=== $(basename "$t") (t=${SECONDS}s)"
     timeout 60 "$t" --test-threads=1 2>&1 | grep -aE "^test |test result|panicked" | tail -12
 done
-for sw in TESSERA_ATTN_TILE_SPLITS=0 TESSERA_GEMV_EARLY_W=0; do
+for sw in ${FINAL_SWITCHES:-TESSERA_ASYNC_SCHEDULING=0 TESSERA_ASYNC_SCHEDULING=1 TESSERA_ASYNC_SCHEDULING=0}; do
     [ "$SECONDS" -lt 530 ] || break
     echo "=== $sw latency (t=${SECONDS}s)"
     env "$sw" timeout 40 "$B/bin/tessera" bench latency "${M[@]}" --batch-size 1 --input-len 128 \
-        --output-len 256 --num-iters 3 2>&1 | grep -aE "decode:|rror"
+        --output-len 256 --num-iters 3 2>&1 | grep -aE "decode:|host:|rror"
 done
+if [ "$SECONDS" -lt 520 ]; then
+    echo "=== TESSERA_ASYNC_SCHEDULING=0 throughput (t=${SECONDS}s)"
+    TESSERA_ASYNC_SCHEDULING=0 timeout 60 "$B/bin/tessera" bench throughput "${M[@]}" --input-len 512 --output-len 256 \
+        --num-prompts 256 2>&1 | grep -aE "^Throughput|decode-only|rror"
+fi
 echo "=== done (t=${SECONDS}s)"

@@ -126,9 +126,14 @@ pub struct EngineArgs {
     /// `--async-scheduling`): the sampled ids feed the next step on the device, so the GPU
     /// does not idle while the host reads back and detokenizes. Pipelines greedy requests
     /// without logprobs or penalties; while any other request is in the engine, steps run
-    /// one at a time. Also `TESSERA_ASYNC_SCHEDULING=1`.
-    #[arg(long)]
+    /// one at a time. Default: on for the GPU backends (cuda, wgpu), off on the CPU (its
+    /// steps run on the calling thread: nothing to overlap). Also
+    /// `TESSERA_ASYNC_SCHEDULING=1` / `=0`.
+    #[arg(long, overrides_with = "no_async_scheduling")]
     pub async_scheduling: bool,
+    /// Run every step to completion before scheduling the next.
+    #[arg(long, overrides_with = "async_scheduling")]
+    pub no_async_scheduling: bool,
 }
 
 /// Who drives the engine, for the defaults that depend on it (vLLM's `UsageContext`:
@@ -186,8 +191,21 @@ impl EngineArgs {
         runner.enable_decode_graphs(self.max_num_seqs, max_model_len);
     }
 
-    /// The engine's scheduling config from these flags.
-    pub fn engine_config(&self, max_model_len: usize, max_num_batched_tokens: usize) -> EngineConfig {
+    /// Whether steps are scheduled asynchronously on the backend named `backend`.
+    pub fn async_scheduling(&self, backend: &str) -> bool {
+        match std::env::var("TESSERA_ASYNC_SCHEDULING").as_deref() {
+            _ if self.async_scheduling => true,
+            _ if self.no_async_scheduling => false,
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => backend != "cpu",
+        }
+    }
+
+    /// The engine's scheduling config from these flags, on the backend named `backend`.
+    pub fn engine_config(&self, max_model_len: usize, max_num_batched_tokens: usize, backend: &str) -> EngineConfig {
+        let async_scheduling = self.async_scheduling(backend);
+        tracing::info!(max_num_batched_tokens, max_num_seqs = self.max_num_seqs, async_scheduling, "engine limits");
         EngineConfig {
             max_num_seqs: self.max_num_seqs,
             max_num_batched_tokens,
@@ -196,7 +214,7 @@ impl EngineArgs {
                 PolicyArg::Fcfs => SchedulingPolicy::Fcfs,
                 PolicyArg::Priority => SchedulingPolicy::Priority,
             },
-            async_scheduling: self.async_scheduling || std::env::var("TESSERA_ASYNC_SCHEDULING").is_ok_and(|v| v == "1"),
+            async_scheduling,
             ..EngineConfig::new(max_model_len)
         }
     }
@@ -205,11 +223,10 @@ impl EngineArgs {
     pub fn build<B: Backend>(&self, mut m: LoadedModel<B>) -> Result<LLM<B>> {
         self.apply_graphs(&mut m.runner, m.max_model_len);
         let max_num_batched_tokens = self.max_num_batched_tokens(UsageContext::Offline, &m);
-        tracing::info!(max_num_batched_tokens, max_num_seqs = self.max_num_seqs, "engine limits");
         let eos = m.eos_token_ids();
         let token = |id: Option<u32>| id.and_then(|id| m.tokenizer.as_ref()?.id_to_token(id));
         let (bos_token, eos_token) = (token(m.config.bos_token_id), token(eos.first().copied()));
-        let config = self.engine_config(m.max_model_len, max_num_batched_tokens);
+        let config = self.engine_config(m.max_model_len, max_num_batched_tokens, m.runner.backend.name());
         let engine = Engine::new(m.runner, config, m.tokenizer, eos)?;
         Ok(LLM::new(engine, m.chat_template.as_deref(), bos_token, eos_token)?)
     }

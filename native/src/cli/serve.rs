@@ -147,8 +147,7 @@ fn core_engine<B: Backend>(
     let e = &args.engine;
     e.apply_graphs(&mut m.runner, m.max_model_len);
     let max_num_batched_tokens = e.max_num_batched_tokens(UsageContext::Server, &m);
-    tracing::info!(max_num_batched_tokens, max_num_seqs = e.max_num_seqs, "engine limits");
-    let config = e.engine_config(m.max_model_len, max_num_batched_tokens);
+    let config = e.engine_config(m.max_model_len, max_num_batched_tokens, m.runner.backend.name());
     let eos = m.eos_token_ids();
     let template = template_override.or(m.chat_template.clone());
     let chat_template = template.as_deref().map(ChatTemplate::new).transpose().map_err(|e| format!("chat template: {e}"))?;

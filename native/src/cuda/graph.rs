@@ -145,11 +145,8 @@ impl CudaBackend {
         if values.is_empty() {
             return Ok(());
         }
-        self.device.bind(op)?;
-        // SAFETY: dst is a live allocation of values.len() u32s; a pageable-source async copy
-        // has consumed `values` when it returns.
-        unsafe { dres::memcpy_htod_async(dst.ptr, values, self.device.stream.cu_stream()) }
-            .map_err(|e| dev_err(op, format!("copying {} values to the device: {e}", values.len())))
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.copy_to_device(op, dst.ptr, &bytes)
     }
 
     pub(crate) fn op_copy_into(&self, dst: &CudaTensor, src: &CudaTensor) -> Result<()> {

@@ -29,6 +29,7 @@ mod graph;
 mod ops;
 mod prefetch;
 mod readback;
+mod staging;
 mod sampling;
 mod switches;
 mod tensor;
@@ -68,6 +69,8 @@ pub struct CudaBackend {
     prefetch: prefetch::Prefetch,
     /// Started read-backs and their pinned buffers (readback.rs).
     reads: Mutex<readback::ReadBacks>,
+    /// Pinned memory the step inputs are copied to the device from (staging.rs).
+    staging: Mutex<staging::Staging>,
     device: Device,
     dtype: DType,
     /// Fill every op's output with 0xff bytes (NaN for floats) before the kernel runs.
@@ -193,6 +196,7 @@ impl CudaBackend {
             replays: Default::default(),
             host_wait_ns: Default::default(),
             reads: Default::default(),
+            staging: Default::default(),
             paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
             profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
@@ -334,24 +338,6 @@ impl CudaBackend {
     /// Host bytes of `dtype` uploaded as a tensor of the same dtype.
     pub(crate) fn upload_bytes_as(&self, data: &[u8], dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
         self.upload_bytes(data, dtype, shape, dtype)
-    }
-
-    /// Host bytes of `dtype` uploaded as a tensor of `to` (converted on the device).
-    fn upload_bytes(&self, data: &[u8], dtype: DType, shape: &[usize], to: DType) -> Result<CudaTensor> {
-        let op = Op::Upload;
-        self.not_capturing(op, "an upload")?;
-        let staged = self.empty(op, dtype, shape)?;
-        if !data.is_empty() {
-            let mut buf = staged.buf;
-            let dst = std::sync::Arc::get_mut(&mut buf).ok_or_else(|| dev_err(op, "fresh buffer is shared"))?;
-            self.device
-                .stream
-                .memcpy_htod(data, &mut dst.slice_mut(0..data.len()))
-                .map_err(|e| dev_err(op, format!("copying {} bytes to the device: {e}", data.len())))?;
-            let staged = CudaTensor { buf, ..staged };
-            return self.cast(op, &staged, to);
-        }
-        self.cast(op, &staged, to)
     }
 }
 
