@@ -92,7 +92,7 @@ export async function createEngine(options = {}) {
     maxNumSeqs: options.maxNumSeqs ?? 16,
     maxNumBatchedTokens: options.maxNumBatchedTokens ?? 512,
     enablePrefixCaching: options.enablePrefixCaching ?? true,
-    asyncScheduling: options.asyncScheduling ?? false,
+    asyncScheduling: options.asyncScheduling ?? null,
   };
   const wasm = await WebEngine.load(files, JSON.stringify(engineOptions));
   const name = options.modelName || model.replace(/[?#].*$/, '').replace(/\/$/, '').split('/').pop();

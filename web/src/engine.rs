@@ -42,8 +42,9 @@ pub struct LoadOptions {
     pub max_num_batched_tokens: usize,
     pub enable_prefix_caching: bool,
     /// The engine's async scheduling: each step is submitted before the previous one's
-    /// sampled ids are mapped back (greedy requests; see `tessera_core::engine`).
-    pub async_scheduling: bool,
+    /// sampled ids are mapped back (greedy requests; see `tessera_core::engine`). Default:
+    /// on for WebGPU, off on the CPU (its steps run on the calling thread).
+    pub async_scheduling: Option<bool>,
 }
 
 impl Default for LoadOptions {
@@ -57,7 +58,7 @@ impl Default for LoadOptions {
             max_num_seqs: 16,
             max_num_batched_tokens: 512,
             enable_prefix_caching: true,
-            async_scheduling: false,
+            async_scheduling: None,
         }
     }
 }
@@ -289,7 +290,7 @@ where
         max_num_seqs: opts.max_num_seqs,
         max_num_batched_tokens: opts.max_num_batched_tokens.max(opts.block_size),
         enable_prefix_caching: opts.enable_prefix_caching,
-        async_scheduling: opts.async_scheduling,
+        async_scheduling: opts.async_scheduling.unwrap_or(device == "webgpu"),
         ..EngineConfig::new(max_model_len)
     };
     let has_chat_template = chat_template.is_some();
