@@ -26,6 +26,7 @@ mod device;
 mod error;
 mod gemv;
 mod graph;
+mod host_times;
 mod ops;
 mod prefetch;
 mod readback;
@@ -71,6 +72,8 @@ pub struct CudaBackend {
     reads: Mutex<readback::ReadBacks>,
     /// Pinned memory the step inputs are copied to the device from (staging.rs).
     staging: Mutex<staging::Staging>,
+    /// `TESSERA_CUDA_HOST_TIMES=1`: host time per queueing call (host_times.rs).
+    host_times: host_times::HostTimes,
     device: Device,
     dtype: DType,
     /// Fill every op's output with 0xff bytes (NaN for floats) before the kernel runs.
@@ -197,6 +200,7 @@ impl CudaBackend {
             host_wait_ns: Default::default(),
             reads: Default::default(),
             staging: Default::default(),
+            host_times: host_times::HostTimes::from_env(),
             paired_gemm: AtomicBool::new(env_on("TESSERA_CUDA_PAIRED_GEMM")),
             profiler_replays: std::env::var("TESSERA_CUDA_PROFILER_REPLAYS").ok().and_then(|v| graph::parse_range(&v)).unwrap_or((0, 0)),
         };
@@ -348,6 +352,9 @@ impl Drop for CudaBackend {
         if let Some(report) = self.device.profile_report() {
             eprint!("{report}");
         }
+        if let Some(report) = self.host_times.report() {
+            eprint!("{report}");
+        }
     }
 }
 
@@ -416,7 +423,7 @@ impl Backend for CudaBackend {
             return Err(shape_err(Op::Upload, format!("{} values do not fill shape {shape:?}", values.len())));
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.upload_bytes(&bytes, DType::U32, shape, DType::U32)
+        self.host_times.time("upload_u32", || self.upload_bytes(&bytes, DType::U32, shape, DType::U32))
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<CudaTensor> {
@@ -528,7 +535,7 @@ impl Backend for CudaBackend {
 
     fn gather_rows(&self, x: &CudaTensor, indices: &CudaTensor) -> Result<CudaTensor> {
         self.settle(x)?;
-        self.op_gather_rows(x, indices)
+        self.host_times.time("gather_rows", || self.op_gather_rows(x, indices))
     }
 
     fn softcap(&self, x: &CudaTensor, cap: f32) -> Result<CudaTensor> {
@@ -538,7 +545,7 @@ impl Backend for CudaBackend {
 
     fn argmax(&self, x: &CudaTensor) -> Result<CudaTensor> {
         self.settle(x)?;
-        self.op_argmax(x)
+        self.host_times.time("argmax", || self.op_argmax(x))
     }
 
     async fn sample(&self, logits: &CudaTensor, rows: &[tessera_core::sample::RowSampling]) -> Result<Vec<u32>> {
@@ -567,11 +574,11 @@ impl Backend for CudaBackend {
     }
 
     fn graph_replay(&self, id: u64) -> Result<()> {
-        self.op_graph_replay(id)
+        self.host_times.time("graph_replay", || self.op_graph_replay(id))
     }
 
     fn write_u32(&self, dst: &CudaTensor, values: &[u32]) -> Result<()> {
-        self.op_write_u32(dst, values)
+        self.host_times.time("write_u32", || self.op_write_u32(dst, values))
     }
 
     fn copy_into(&self, dst: &CudaTensor, src: &CudaTensor) -> Result<()> {
@@ -581,14 +588,14 @@ impl Backend for CudaBackend {
 
     fn scatter_ids(&self, dst: &mut CudaTensor, src: &CudaTensor, pairs: &CudaTensor) -> Result<()> {
         self.settle_all(&[&*dst, src, pairs])?;
-        self.op_scatter_ids(dst, src, pairs)
+        self.host_times.time("scatter_ids", || self.op_scatter_ids(dst, src, pairs))
     }
 
     fn read_begin(&self, t: &CudaTensor) -> Result<()> {
-        self.op_read_begin(t)
+        self.host_times.time("read_begin", || self.op_read_begin(t))
     }
 
     async fn to_host(&self, t: &CudaTensor) -> Result<HostTensor<'static>> {
-        self.op_to_host(t)
+        self.host_times.time("to_host", || self.op_to_host(t))
     }
 }
