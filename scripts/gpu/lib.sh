@@ -20,6 +20,8 @@
 #   lat NAME BATCH [ENV=V...] BIN  step lat_NAME: bench latency BATCH x (128 / 256), 3 iters
 #   parity_table HEAD NAME...    per test log: PARITY lines, FAILs, first HEAD result lines
 #   lat_table WIDTH              per lat_*.log: its decode line and average latency
+#   lat_host_table WIDTH         per lat_*.log: its last decode line and its host line
+#   tput_table WIDTH             per tput_*.log: its throughput and step-time lines
 #   logs_tgz FILE [TAR-OPTS...]  $L into $OUT/FILE when OUT is set
 # Variables: L (log folder; set before step), DEADLINE (SECONDS value; step cuts each limit
 # to it and skips steps with < 15 s left; unset: no deadline), STEP_QUIET=1 (steps.txt only,
@@ -129,6 +131,21 @@ lat_table() { # width of the name column
     for f in "$L"/lat_*.log; do
         [ -f "$f" ] || continue
         printf "%-${1}s %s | %s\n" "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
+    done
+}
+
+lat_host_table() { # width of the name column: per lat_*.log its last decode line and host line
+    local f
+    for f in "$L"/lat_*.log; do
+        [ -f "$f" ] || continue
+        printf "%-${1}s %s | %s\n" "$(basename "$f" .log | sed 's/^lat_//')" "$(grep -a 'decode:' "$f" | tail -1 | tr -s ' ')" "$(grep -a '^host:' "$f" | tr -s ' ')"
+    done
+}
+
+tput_table() { # width of the name column: per tput_*.log its throughput and step-time lines
+    local f
+    for f in "$L"/tput_*.log; do
+        [ -f "$f" ] && printf "%-${1}s %s\n" "$(basename "$f" .log)" "$(grep -aE '^Throughput|decode-only|at batch' "$f" | head -3 | tr -s ' ' | tr '\n' ' ')"
     done
 }
 

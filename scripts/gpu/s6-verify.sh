@@ -70,14 +70,9 @@ done
     PARITY_GREP="^PARITY .*FAIL|test result|panicked|adapter" parity_table 8 cuda_fused_kv cuda_fused_merge cuda_att1 \
         cuda_ops_part cuda_engine cuda_fused cuda_batch cuda_gemv1 cuda_att256 $(cd "$L" && ls wgpu_*.log 2> /dev/null | sed 's/\.log$//' | grep -v 'wgpu_base\|wgpu_new\|wgpu_kernel_cost')
     echo "=== latency 1 (and 4) x (128 / 256)"
-    for f in "$L"/lat_*.log; do
-        [ -f "$f" ] || continue
-        printf '%-40s %s | %s\n' "$(basename "$f" .log | sed 's/^lat_//')" "$(grep -a 'decode:' "$f" | tail -1 | tr -s ' ')" "$(grep -a '^host:' "$f" | tr -s ' ')"
-    done
+    lat_host_table 40
     echo "=== throughput 256 x (512 / 256)"
-    for f in "$L"/tput_*.log; do
-        [ -f "$f" ] && printf '%-10s %s\n' "$(basename "$f" .log)" "$(grep -aE '^Throughput|decode-only|at batch' "$f" | head -3 | tr -s ' ' | tr '\n' ' ')"
-    done
+    tput_table 10
     for f in "$L"/chains_*.log; do
         [ -f "$f" ] && { echo "=== $(basename "$f" .log)"; grep -av '^$' "$f" | tail -20; }
     done

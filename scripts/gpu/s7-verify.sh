@@ -41,14 +41,9 @@ done
     echo "=== device"; cat "$L/device.txt"
     PARITY_GREP="^PARITY .*FAIL|^ENGINE|test result|panicked|adapter" parity_table 12 cuda_engine wgpu_engine cuda_models cuda_ops
     echo "=== latency 1 x (128 / 256)"
-    for f in "$L"/lat_*.log; do
-        [ -f "$f" ] || continue
-        printf '%-14s %s | %s\n' "$(basename "$f" .log | sed 's/^lat_//')" "$(grep -a 'decode:' "$f" | tail -1 | tr -s ' ')" "$(grep -a '^host:' "$f" | tr -s ' ')"
-    done
+    lat_host_table 14
     echo "=== throughput 256 x (512 / 256)"
-    for f in "$L"/tput_*.log; do
-        [ -f "$f" ] && printf '%-12s %s\n' "$(basename "$f" .log)" "$(grep -aE '^Throughput|decode-only|at batch' "$f" | head -3 | tr -s ' ' | tr '\n' ' ')"
-    done
+    tput_table 12
     echo "=== wgpu vs CUDA (SmolLM2 decode)"
     cat "$L/wgpu.txt" 2> /dev/null
     grep -a "^wgpu profile" "$L/wgpu_bench.log" 2> /dev/null
