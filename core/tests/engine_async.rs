@@ -1,7 +1,9 @@
 //! Async scheduling (the next step launched before this one's tokens are read back, its input
 //! ids fed on the device) against the synchronous engine on the tiny fixture models: the same
 //! tokens, finish reasons and stop reasons under chunked prefill, preemption, stop tokens,
-//! eos, length limits, aborts and requests that turn pipelining off; no leaked blocks.
+//! eos, length limits, aborts, seeded sampling (pipelined too: sampled on the device) and a
+//! request that turns pipelining off (a penalty reads its history on the host); no leaked
+//! blocks.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -123,21 +125,23 @@ fn async_scheduling_ends_requests_exactly_as_sync() {
             for async_scheduling in [false, true] {
                 let mut e = engine(name, blocks, budget, async_scheduling, eos.clone(), max_len);
                 workload(&mut e, &probe);
-                // Mid-flight: an abort, and (`sampled`) a seeded temperature request, which
-                // pauses pipelining until it ends.
+                // Mid-flight: an abort, and (`sampled`) two seeded temperature requests, one
+                // pipelined, one with a penalty, which pauses pipelining until it ends.
                 let done = run(&mut e, |step, e| {
                     if step == 6 {
                         assert!(e.abort_request("doomed"));
                     }
                     if step == 3 && sampled {
-                        let p = SamplingParams { temperature: 0.9, top_k: 40, seed: Some(5), ..g(8) };
-                        e.add_request("sampled", prompt(8, 21), p).unwrap();
+                        let p = SamplingParams { temperature: 0.9, top_k: 40, seed: Some(5), ..g(30) };
+                        e.add_request("sampled", prompt(8, 21), p.clone()).unwrap();
+                        let penalized = SamplingParams { repetition_penalty: 1.3, seed: Some(6), ..p.clone() };
+                        e.add_request("penalized", prompt(9, 23), SamplingParams { max_tokens: Some(8), ..penalized }).unwrap();
                     }
                 });
                 let s = e.stats();
                 if async_scheduling {
                     assert!(s.num_pipelined_steps_total > 0, "budget {budget}, sampled {sampled}: some steps are pipelined ({s:?})");
-                    assert!(!sampled || s.num_pipelined_steps_total + 8 <= s.num_steps_total, "the sampled request's steps are not");
+                    assert!(!sampled || s.num_pipelined_steps_total + 8 <= s.num_steps_total, "the penalized request's steps are not");
                 } else {
                     assert_eq!(s.num_pipelined_steps_total, 0);
                 }
@@ -156,6 +160,9 @@ fn async_scheduling_ends_requests_exactly_as_sync() {
             assert_eq!(sync["one#0"].0.len(), 1);
             assert_eq!(sync["two#0"].0.len(), 2);
             assert_eq!(sync["to_the_limit#0"].0.len(), max_len - 90);
+            if sampled {
+                assert_eq!(sync["sampled#0"].0.len(), 30);
+            }
         }
     }
     assert!(preemptions > 0, "the small caches preempt");

@@ -123,8 +123,15 @@ fn decode_graphs_replay_the_same_tokens_in_one_submission_per_step() {
 
 #[test]
 fn async_scheduling_gives_the_cpu_tokens_one_submission_per_step() {
+    // Seeded sampled requests and a greedy one, and the same all greedy.
     let greedy: Vec<_> = requests().into_iter().map(|(id, p, s)| (id, p, SamplingParams { temperature: 0.0, ..s })).collect();
-    let want = run(&mut engine(CpuBackend::new()), &greedy, |_| {});
+    for reqs in [requests(), greedy] {
+        async_case(&reqs);
+    }
+}
+
+fn async_case(reqs: &[(&'static str, Vec<u32>, SamplingParams)]) {
+    let want = run(&mut engine(CpuBackend::new()), reqs, |_| {});
     for graphs in [false, true] {
         let be = WgpuBackend::new_blocking(WgpuOptions { dtype: Some(DType::F32), ..Default::default() })
             .unwrap_or_else(|e| panic!("no wgpu adapter ({e}); install Mesa lavapipe: bash scripts/ci-deps.sh"));
@@ -133,7 +140,7 @@ fn async_scheduling_gives_the_cpu_tokens_one_submission_per_step() {
             assert!(e.runner.enable_decode_graphs(8, 256), "the wgpu backend refused graphs");
         }
         let (mut last, mut steps) = (e.runner.backend.submissions(), 0);
-        let got = run(&mut e, &greedy, |e| {
+        let got = run(&mut e, reqs, |e| {
             // The first step submits two steps (this one and the next, launched behind it).
             let now = e.runner.backend.submissions();
             assert!(now - last <= if steps == 0 { 2 } else { 1 }, "step {steps}: {} submissions", now - last);

@@ -314,6 +314,14 @@ pub trait Backend {
         Ok(crate::sample::sample_rows(&host.to_f32(), rows))
     }
 
+    /// [`Backend::sample`] with the ids left on the device (`[M]` u32): the engine reads them
+    /// back later, or (async scheduling) feeds them to the next step first. Default: `sample`,
+    /// then the ids uploaded (correct, but it waits for the device); devices override it.
+    async fn sample_ids(&self, logits: &Self::Tensor, rows: &[crate::sample::RowSampling]) -> Result<Self::Tensor> {
+        let ids = self.sample(logits, rows).await?;
+        self.upload_u32(&ids, &[ids.len()])
+    }
+
     // ---- decode-step graphs (CUDA graphs); the defaults say "not supported" ------------
 
     /// Whether this backend can record queued work into a replayable graph

@@ -3,18 +3,19 @@
 //! Sampling takes the cheapest path the batch allows:
 //! ```text
 //! every row greedy, no logprobs, no history-dependent processors -> Backend::argmax (device)
-//! no logprobs, no history-dependent processors                  -> Backend::sample (device op;
-//!                                                                  its default reads back)
+//! no logprobs, no history-dependent processors                  -> Backend::sample_ids (device
+//!                                                                  op; its default samples on
+//!                                                                  the host and uploads)
 //! otherwise                                                     -> logits to host: logprobs of
 //!                                                                  the raw logits, processors,
 //!                                                                  sample_row
 //! ```
 //! Each row's draw is `Rng::nth_f64(seed, num_output_tokens)`: the request's own stream.
 //!
-//! A step is `launch`ed, then `collect`ed. Between the two, an all-greedy step's ids stay on
-//! the device (a read-back started): async scheduling launches the next step there, its
-//! input ids fed from those ids, before collecting this one. Every other step is complete
-//! when launched.
+//! A step is `launch`ed, then `collect`ed. Between the two, a step sampled on the device
+//! keeps its ids there (a read-back started): async scheduling launches the next step then,
+//! its input ids fed from those ids, before collecting this one. A step sampled on the host
+//! is complete when launched.
 
 use std::collections::HashMap;
 
@@ -102,10 +103,14 @@ pub async fn launch<B: Backend>(
         let sp = &state(p).sampling_params;
         p.prompt_rows.is_some() || (p.sample_row.is_some() && (sp.logprobs.is_some() || sp.needs_logits_processing()))
     });
-    let greedy = !host_path && sampled.iter().all(|&i| state(&plans[i]).sampling_params.is_greedy());
-    if greedy {
+    if !host_path {
         // Every logits row is a sample row, in order: ids stay on the device until collected.
-        let ids = r.backend.argmax(&logits)?;
+        let ids = if sampled.iter().all(|&i| state(&plans[i]).sampling_params.is_greedy()) {
+            r.backend.argmax(&logits)?
+        } else {
+            let rows: Vec<RowSampling> = sampled.iter().map(|&i| row_sampling(state(&plans[i]))).collect();
+            r.backend.sample_ids(&logits, &rows).await?
+        };
         r.backend.read_begin(&ids)?;
         for (row, &i) in sampled.iter().enumerate() {
             step.rows.insert(plans[i].request_id.clone(), row as u32);
@@ -117,18 +122,10 @@ pub async fn launch<B: Backend>(
         return Ok(step);
     }
     if prev.is_some() {
-        return Err(Error::Internal("a step launched behind one in flight must be all-greedy".into()));
+        return Err(Error::Internal("a step launched behind one in flight must sample on the device".into()));
     }
-    if !host_path {
-        let rows: Vec<RowSampling> = sampled.iter().map(|&i| row_sampling(state(&plans[i]))).collect();
-        let ids = r.backend.sample(&logits, &rows).await?;
-        for (&i, id) in sampled.iter().zip(ids) {
-            step.outputs[i].token_id = Some(id);
-        }
-    } else {
-        let host = r.backend.to_host(&logits).await?.to_f32();
-        host_sample(&host, input.logits_indices.len(), &plans, batch, &mut step.outputs);
-    }
+    let host = r.backend.to_host(&logits).await?.to_f32();
+    host_sample(&host, input.logits_indices.len(), &plans, batch, &mut step.outputs);
     push_tokens(batch, &step.outputs, false);
     Ok(step)
 }

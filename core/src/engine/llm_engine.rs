@@ -10,7 +10,7 @@
 //! are on the device, step N+1 is scheduled and launched behind it (its input ids fed from
 //! N's on the device), then N is collected; `step` returns N's outputs and leaves N+1 in
 //! flight. The device never waits for the host between steps. Any request that needs its
-//! logits or history on the host (sampling, logprobs, penalties, ...) turns it off until the
+//! logits or history on the host (logprobs, penalties, bad words, ...) turns it off until the
 //! step in flight is collected.
 //! After a step returns an error the engine's state is unspecified: drop it.
 
@@ -294,12 +294,12 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Whether the next step may be launched before the one in flight is collected: async
-    /// scheduling is on and every request samples greedily with nothing read on the host.
+    /// scheduling is on and every request samples on the device (nothing read on the host).
     fn pipelinable(&self) -> bool {
         self.async_scheduling
             && self.scheduler.requests().all(|r| {
                 let p = &r.sampling_params;
-                p.is_greedy() && p.logprobs.is_none() && p.prompt_logprobs.is_none() && !p.needs_logits_processing()
+                p.logprobs.is_none() && p.prompt_logprobs.is_none() && !p.needs_logits_processing()
             })
     }
 

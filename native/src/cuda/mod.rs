@@ -550,7 +550,13 @@ impl Backend for CudaBackend {
 
     async fn sample(&self, logits: &CudaTensor, rows: &[tessera_core::sample::RowSampling]) -> Result<Vec<u32>> {
         self.settle(logits)?;
-        self.op_sample(logits, rows).await
+        let ids = self.op_sample(logits, rows)?;
+        self.op_to_host(&ids).map(|h| h.to_u32())
+    }
+
+    async fn sample_ids(&self, logits: &CudaTensor, rows: &[tessera_core::sample::RowSampling]) -> Result<CudaTensor> {
+        self.settle(logits)?;
+        self.op_sample(logits, rows)
     }
 
     fn graph_supported(&self) -> bool {

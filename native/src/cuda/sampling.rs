@@ -10,9 +10,9 @@
 //! ```
 
 use cudarc::driver::LaunchConfig;
-use tessera_core::backend::{Op, Result, Tensor};
+use tessera_core::backend::{Op, Result};
 use tessera_core::sample::RowSampling;
-use tessera_core::tensor::{DType, HostTensor};
+use tessera_core::tensor::DType;
 
 use super::device::Arg;
 use super::ops::{dims2, float, rows_cfg, u32_arg, vec_ok};
@@ -69,14 +69,14 @@ impl CudaBackend {
         Ok(out)
     }
 
-    pub(crate) async fn op_sample(&self, logits: &CudaTensor, rows: &[RowSampling]) -> Result<Vec<u32>> {
+    pub(crate) fn op_sample(&self, logits: &CudaTensor, rows: &[RowSampling]) -> Result<CudaTensor> {
         let dt = float(OP, logits)?;
         let (m, vocab) = dims2(OP, "logits", logits)?;
         if rows.len() != m {
             return Err(shape_err(OP, format!("sample: {} row arguments for logits {:?}", rows.len(), logits.shape)));
         }
         if m == 0 {
-            return Ok(Vec::new());
+            return self.empty(OP, DType::U32, &[0]);
         }
         if vocab == 0 {
             return Err(shape_err(OP, format!("sample: logits {:?} have empty rows", logits.shape)));
@@ -101,9 +101,7 @@ impl CudaBackend {
         ];
         let cfg = LaunchConfig { grid_dim: (u32_arg(OP, "rows", m)?, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
         self.launch(OP, &f, cfg, &args)?;
-        let host: HostTensor<'static> = tessera_core::backend::Backend::to_host(self, &out).await?;
-        debug_assert_eq!(host.shape, out.shape());
-        Ok(host.to_u32())
+        Ok(out)
     }
 }
 

@@ -515,6 +515,10 @@ impl Backend for WgpuBackend {
         Ok(self.to_host(&ids).await?.to_u32())
     }
 
+    async fn sample_ids(&self, logits: &WgpuTensor, rows: &[crate::sample::RowSampling]) -> Result<WgpuTensor> {
+        sample::sample(self, logits, rows)
+    }
+
     /// Graphs record the step's commands (bind groups included) once and re-encode them;
     /// `TESSERA_WGPU_GRAPHS=0` turns them off (every step eager, for comparisons).
     fn graph_supported(&self) -> bool {
