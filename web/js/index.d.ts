@@ -32,7 +32,7 @@ export interface EngineOptions {
   /** Token budget of one engine step (default 512). */
   maxNumBatchedTokens?: number;
   enablePrefixCaching?: boolean;
-  /** Submit each engine step before the previous one's tokens are read back (greedy requests; default: on for WebGPU). */
+  /** Submit each engine step before the previous one's tokens are read back (requests without logprobs or penalties; default: on for WebGPU). */
   asyncScheduling?: boolean;
   /** Keep model files in Cache Storage (default true). */
   useCache?: boolean;

@@ -42,7 +42,8 @@ pub struct LoadOptions {
     pub max_num_batched_tokens: usize,
     pub enable_prefix_caching: bool,
     /// The engine's async scheduling: each step is submitted before the previous one's
-    /// sampled ids are mapped back (greedy requests; see `tessera_core::engine`). Default:
+    /// sampled ids are mapped back (requests without logprobs or penalties; see
+    /// `tessera_core::engine`). Default:
     /// on for WebGPU, off on the CPU (its steps run on the calling thread).
     pub async_scheduling: Option<bool>,
 }

@@ -124,7 +124,7 @@ pub struct EngineArgs {
     pub enforce_eager: bool,
     /// Schedule and launch each step before the previous one's tokens are read back (vLLM's
     /// `--async-scheduling`): the sampled ids feed the next step on the device, so the GPU
-    /// does not idle while the host reads back and detokenizes. Pipelines greedy requests
+    /// does not idle while the host reads back and detokenizes. Pipelines requests
     /// without logprobs or penalties; while any other request is in the engine, steps run
     /// one at a time. Default: on for the GPU backends (cuda, wgpu), off on the CPU (its
     /// steps run on the calling thread: nothing to overlap). Also
