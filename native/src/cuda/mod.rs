@@ -248,12 +248,6 @@ impl CudaBackend {
         self.device.synchronize()
     }
 
-    /// Seconds the host has spent blocked in read-backs (`to_host`), i.e. waiting for the
-    /// device: a step's wall time minus this is host work the device may have idled through.
-    pub fn host_wait_secs(&self) -> f64 {
-        self.host_wait_ns.load(Ordering::Relaxed) as f64 * 1e-9
-    }
-
     // ---- helpers shared by the op modules -------------------------------------------------
 
     /// A new tensor (poisoned when asked), not yet written.
@@ -337,11 +331,6 @@ impl CudaBackend {
         }
         *t = copy;
         Ok(())
-    }
-
-    /// Host bytes of `dtype` uploaded as a tensor of the same dtype.
-    pub(crate) fn upload_bytes_as(&self, data: &[u8], dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
-        self.upload_bytes(data, dtype, shape, dtype)
     }
 }
 

@@ -42,6 +42,12 @@ pub(crate) struct ReadBacks {
 }
 
 impl CudaBackend {
+    /// Seconds the host has spent blocked in read-backs (`to_host`), i.e. waiting for the
+    /// device: a step's wall time minus this is host work the device may have idled through.
+    pub fn host_wait_secs(&self) -> f64 {
+        self.host_wait_ns.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
     pub(crate) fn op_read_begin(&self, t: &CudaTensor) -> Result<()> {
         let op = Op::ToHost;
         let bytes = t.bytes();

@@ -59,6 +59,11 @@ impl CudaBackend {
         .map_err(copy_err)
     }
 
+    /// Host bytes of `dtype` uploaded as a tensor of the same dtype.
+    pub(crate) fn upload_bytes_as(&self, data: &[u8], dtype: DType, shape: &[usize]) -> Result<CudaTensor> {
+        self.upload_bytes(data, dtype, shape, dtype)
+    }
+
     /// Host bytes of `dtype` uploaded as a tensor of `to` (converted on the device).
     pub(crate) fn upload_bytes(&self, data: &[u8], dtype: DType, shape: &[usize], to: DType) -> Result<CudaTensor> {
         let op = Op::Upload;

@@ -432,6 +432,13 @@ fn key_splits(be: &WgpuBackend, rows: u32) -> u32 {
 
 /// The write_kv deferred into the decode attention that reads its caches next.
 impl WgpuBackend {
+    /// Submits the recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        self.settle_kv()?;
+        self.recorder.flush(&self.gpu)?;
+        self.gpu.errors.check("device error")
+    }
+
     /// Defers `pk` (recorded at once with `TESSERA_WGPU_FUSE_KV=0`), after recording an
     /// earlier pending one.
     pub(super) fn defer_kv(&self, pk: PendingKv) -> Result<()> {

@@ -147,13 +147,6 @@ impl WgpuBackend {
         self.gpu.has_f16
     }
 
-    /// Submits the recorded work without waiting for it.
-    pub fn flush(&self) -> Result<()> {
-        self.settle_kv()?;
-        self.recorder.flush(&self.gpu)?;
-        self.gpu.errors.check("device error")
-    }
-
     /// The subgroup size the kernels reduce with (0: none; `device::Sizes::subgroup`).
     pub fn subgroup_size(&self) -> u32 {
         self.gpu.sizes.subgroup
