@@ -45,7 +45,7 @@ fn row_sampling(s: &CachedRequestState) -> RowSampling {
 pub struct StepInFlight<T> {
     pub so: SchedulerOutput,
     outputs: Vec<SampledOutput>,
-    /// Argmax ids of the sample rows (a read-back started), and each row's output index.
+    /// Sampled ids of the sample rows (a read-back started), and each row's output index.
     ids: Option<(T, Vec<usize>)>,
     /// Request id -> row of `ids` (the next step's feed).
     rows: HashMap<String, u32>,
@@ -61,7 +61,7 @@ impl<T> StepInFlight<T> {
 }
 
 /// Runs `so` through the model and samples (see the module doc). `prev`: the step still in
-/// flight, whose sampled ids feed this one; this step must then be all-greedy as well.
+/// flight, whose sampled ids feed this one; this step must then sample on the device too.
 pub async fn launch<B: Backend>(
     r: &mut ModelRunner<B>,
     batch: &mut InputBatch,

@@ -6,7 +6,7 @@
 //! step():  Scheduler::schedule ─> launch (forward + sample) ─> collect ─> update_from_output
 //!          ─> OutputProcessor (detokenize, stop strings, n>1 fan-in) ─> Vec<RequestOutput>
 //! ```
-//! Async scheduling (`EngineConfig::async_scheduling`, vLLM's): while step N's greedy ids
+//! Async scheduling (`EngineConfig::async_scheduling`, vLLM's): while step N's sampled ids
 //! are on the device, step N+1 is scheduled and launched behind it (its input ids fed from
 //! N's on the device), then N is collected; `step` returns N's outputs and leaves N+1 in
 //! flight. The device never waits for the host between steps. Any request that needs its
