@@ -19,6 +19,7 @@
 //! ```
 //! head_dim is a template constant (64, 128, 256; q pre-scaled by `scale`); other head dims
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
+//! Both kernels are launched with PDL (common.cuh): the metadata is read before `pdl_wait`.
 //!
 //! Two variants of the key loop (template PIPE; the host picks, attention.rs `DecodePipeline`):
 //! - registers (`paged_attention_decode_*`, the default): a tile's K and V go to registers,
@@ -208,16 +209,23 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const u32 t = lane % TG, grp = lane / TG;
     const bool reporter = threadIdx.x == 0 && split == 0 && blockIdx.y == 0;
-    if (i >= num_decode) return;
+    // Before pdl_wait (common.cuh): the step's metadata and the first block-table entries;
+    // q and the caches (written by write_kv) after it.
+    if (i >= num_decode) {
+        pdl_wait_trigger();
+        return;
+    }
     const u32 b = seq_order[i];
     if (b >= num_seqs) {
         if (reporter) report_error(err, ERR_ATTN_METADATA, b, num_seqs);
+        pdl_wait_trigger();
         return;
     }
     const u32 token = qsl[b], seq_len = seq_lens[b];
     if (qsl[b + 1] != token + 1 || token >= num_tokens || seq_len == 0 || seq_len > max_seq_len ||
         (u64)seq_len > (u64)max_blocks * block_size) {
         if (reporter) report_error(err, ERR_ATTN_METADATA, b, seq_len);
+        pdl_wait_trigger();
         return;
     }
     u32 lo = (window != 0 && seq_len > window) ? seq_len - window : 0;
@@ -226,6 +234,13 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         lo = max(lo, split * split_len);
         hi = min(hi, split * split_len + split_len);
     }
+    const u32* table = block_tables + (u64)b * max_blocks;
+    if (lo < hi) {
+        // The block-table line(s) of this lane's first keys into L1 while write_kv finishes.
+        const u32 j = lo + (threadIdx.x * KPB / blockDim.x);
+        if (j < hi) asm volatile("prefetch.L1 [%0];" ::"l"(table + j / block_size));
+    }
+    pdl_wait_trigger();
     if (lo >= hi) {
         // An empty split (trailing splits of a power-of-two count, or before a sliding
         // window): (max, sum) = (-inf, 0), so the combine skips it (no zero fill on the host).
@@ -265,7 +280,6 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         for (int e = 0; e < E; ++e) acc[g][e] = 0.0f;
     }
 
-    const u32* table = block_tables + (u64)b * max_blocks;
     const u64 kv_width = (u64)num_kv_heads * D;
     const u32 col = kvh * D + t * N;
     if constexpr (!PIPE) {
@@ -475,9 +489,9 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
                                                               u32 num_splits) {
     const u32 i = blockIdx.x, head = blockIdx.y;
     const u32 b = seq_order[i];
-    if (b >= num_seqs) return;
-    const u32 token = qsl[b];
-    if (token >= num_tokens) return;
+    const u32 token = b < num_seqs ? qsl[b] : num_tokens;
+    pdl_wait_trigger();  // the partials (the kernel before) after the metadata
+    if (b >= num_seqs || token >= num_tokens) return;
     float M = TESSERA_NEG_INF;
     for (u32 s = 0; s < num_splits; ++s) {
         const float* ml = part_ml + (((u64)s * num_decode + i) * num_heads + head) * 2;

@@ -58,6 +58,36 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// ---- programmatic dependent launch (sm_90+) ---------------------------------------------
+//
+// The host launches the kernels that call `pdl_wait` with programmatic stream serialization
+// (native/src/cuda/device.rs `PDL_KERNELS`), so such a kernel's blocks may start while the
+// kernel before it still runs: everything before `pdl_wait` may read only what no earlier
+// kernel of the step writes (weights, the step's metadata uploaded before the graph) and
+// may write nothing global but the error word. `pdl_wait` returns once the kernel before has
+// completed and its writes are visible; every block calls it before it exits (also one with
+// nothing to do), so a kernel's completion implies its predecessors'. Every kernel calls
+// `pdl_trigger` once its own inputs
+// are ready (right after `pdl_wait`, or at its start): from then on the next kernel may start
+// its blocks, so at most one kernel runs ahead of the one it depends on. Both are no-ops
+// below sm_90 and for launches without the attribute.
+
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+/// Both, for a kernel's first statement (it depends on the kernel before from the start).
+__device__ __forceinline__ void pdl_wait_trigger() {
+    pdl_wait();
+    pdl_trigger();
+}
+
 // ---- 16-byte vectors --------------------------------------------------------------------
 
 /// Elements of T in one 16-byte access.

@@ -180,7 +180,7 @@ __device__ __forceinline__ void argmax_split_impl(const T* __restrict__ x, u32* 
 
 #define ELEMENTWISE(S, T)                                                                            \
     extern "C" __global__ void add_##S(const T* a, const T* b, T* out, u64 n, u32 vec_ok) {          \
-        add_impl<T>(a, b, out, n, vec_ok);                                                           \
+        pdl_trigger();  add_impl<T>(a, b, out, n, vec_ok);                                           \
     }                                                                                                \
     extern "C" __global__ void softcap_##S(const T* x, T* out, u64 n, float cap) {                   \
         softcap_impl<T>(x, out, n, cap);                                                             \
@@ -190,7 +190,7 @@ __device__ __forceinline__ void argmax_split_impl(const T* __restrict__ x, u32* 
     }                                                                                                \
     extern "C" __global__ void gather_rows_##S(const T* x, const u32* indices, T* out, u32 rows,     \
                                                u32 cols, u32 vec_ok, u32* err) {                     \
-        gather_rows_impl<T>(x, indices, out, rows, cols, vec_ok, err);                               \
+        pdl_trigger();  gather_rows_impl<T>(x, indices, out, rows, cols, vec_ok, err);               \
     }                                                                                                \
     extern "C" __global__ void argmax_##S(const T* x, u32* out, u32 cols, u32 vec_ok) {              \
         argmax_impl<T>(x, out, cols, vec_ok);                                                        \

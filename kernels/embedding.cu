@@ -33,6 +33,6 @@ __device__ __forceinline__ void embedding_impl(const T* __restrict__ table, cons
 #define EMBEDDING(S, T)                                                                              \
     extern "C" __global__ void embedding_##S(const T* table, const u32* ids, T* out, u32 hidden,     \
                                              u32 vocab, float scale, u32 vec_ok, u32* err) {         \
-        embedding_impl<T>(table, ids, out, hidden, vocab, scale, vec_ok, err);                       \
+        pdl_trigger();  embedding_impl<T>(table, ids, out, hidden, vocab, scale, vec_ok, err);       \
     }
 FOR_EACH_FLOAT(EMBEDDING)

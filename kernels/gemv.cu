@@ -150,11 +150,12 @@ __device__ __forceinline__ void gemv_unstage_w(const T* const (&w)[RR], u32 c, u
 
 /// This warp's partial dot products of x rows [0, m) with the RR rows `w` (nullptr = a row
 /// past N: contributes zeros) over its K slice, into acc (reduced over the warp on return).
-/// `before()` runs once before x is read (the normed kernels' prologue, which writes x; a no-op
-/// otherwise); with a `stage` (GemvBatch::STAGE vectors of shared memory), after this lane's
-/// first batch of W is already on its way there (`gemv_stage_w`). The FMAs run in the same
-/// order either way.
-template <typename T, int MM, int RR, bool XS, typename Before>
+/// `before()` runs once before x is read (the normed kernels' prologue, which writes x; the
+/// plain kernels' `pdl_wait`); with a `stage` (GemvBatch::STAGE vectors of shared memory),
+/// after this lane's first batch of W is already on its way there (`gemv_stage_w`), else with
+/// PRE after that batch is on its way to registers (the plain kernels: nothing else is live
+/// then). The FMAs run in the same order either way.
+template <typename T, int MM, int RR, bool XS, bool PRE, typename Before>
 __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, const T* const (&w)[RR],
                                          u32 slice, u32 ks, u32 lane, float (&acc)[MM][RR], uint4* stage, Before&& before) {
     constexpr int V = Vec16<T>::N;
@@ -212,6 +213,16 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
                 fma_batch(c, wv, xv);
             }
             c += U * step;
+        } else if (PRE) {
+            // The first batch in registers, in flight while before() waits for x.
+            uint4 wv[U][RR], xv[U][XPRE ? MM : 1];
+            gemv_load_w<T, U, RR>(w, c, step, chunks, wv);
+            before();
+            if (c < chunks) {
+                load_x(c, xv);
+                fma_batch(c, wv, xv);
+            }
+            c += U * step;
         } else {
             before();
         }
@@ -243,9 +254,14 @@ __device__ __forceinline__ void gemv_dot(const T* __restrict__ x, u32 m, u32 k, 
         for (int r = 0; r < RR; ++r) acc[mi][r] = warp_sum(acc[mi][r]);
 }
 
-/// No prologue (`gemv_dot`'s `before` of the plain kernels and of a normed block's later rows).
+/// No prologue (`gemv_dot`'s `before` of a normed block's later rows).
 struct GemvNoop {
     __device__ __forceinline__ void operator()() const {}
+};
+
+/// The plain kernels' `before`: wait for the kernel that wrote x (common.cuh, PDL).
+struct GemvPdl {
+    __device__ __forceinline__ void operator()() const { pdl_wait_trigger(); }
 };
 
 /// Writes each warp's sums to `red[warp][mi * RR + r]`, then waits for the block.
@@ -262,7 +278,7 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
 
 /// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `stage`,
 /// `before`: see `gemv_dot`.
-template <typename T, int MM, int R, bool XS, typename Before>
+template <typename T, int MM, int R, bool XS, bool PRE, typename Before>
 __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
                                            const GemvMats<T>& ms, uint4* stage, Before&& before) {
     __shared__ float red[GEMV_WARPS][MM * R];
@@ -283,7 +299,7 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
         rows[r] = row < n ? w + (u64)row * k : nullptr;
     }
     float acc[MM][R];
-    gemv_dot<T, MM, R, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
+    gemv_dot<T, MM, R, XS, PRE>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, R>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -298,7 +314,7 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
 
 /// `out = act(x·gateᵀ + bg) * (x·upᵀ + bu)`, gate and up rounded to T first; `stage`,
 /// `before`: see `gemv_dot`.
-template <typename T, int MM, int R, bool XS, typename Before>
+template <typename T, int MM, int R, bool XS, bool PRE, typename Before>
 __device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act,
                                            const T* gate, const float* bg, const T* up, const float* bu, T* out, u32 n,
                                            uint4* stage, Before&& before) {
@@ -316,7 +332,7 @@ __device__ __forceinline__ void gemv_gated(u32 blk, const T* __restrict__ x, u32
         rows[R + r] = row < n ? up + (u64)row * k : nullptr;
     }
     float acc[MM][RR];
-    gemv_dot<T, MM, RR, XS>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
+    gemv_dot<T, MM, RR, XS, PRE>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, RR>(acc, red, warp, lane);
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
@@ -435,10 +451,14 @@ __device__ __forceinline__ void gemv_norm_plain(const T* __restrict__ x, const T
                                                 unsigned char* smem) {
     T* xs = reinterpret_cast<T*>(smem);
     uint4* stage = gemv_early_stage<T, MM, R>(smem, early, m, k);
+    if (blockIdx.x >= nblocks) pdl_wait_trigger();
     for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
         const bool first = blk == blockIdx.x;
-        gemv_plain<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
-            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        gemv_plain<T, MM, R, true, false>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
+            if (first) {
+                pdl_wait_trigger();
+                gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+            }
         });
         __syncthreads();
     }
@@ -453,10 +473,14 @@ __device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T
                                                 unsigned char* smem) {
     T* xs = reinterpret_cast<T*>(smem);
     uint4* stage = gemv_early_stage<T, MM, 2 * R>(smem, early, m, k);
+    if (blockIdx.x >= nblocks) pdl_wait_trigger();
     for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
         const bool first = blk == blockIdx.x;
-        gemv_gated<T, MM, R, true>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, first ? stage : nullptr, [&] {
-            if (first) gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+        gemv_gated<T, MM, R, true, false>(blk, xs, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, first ? stage : nullptr, [&] {
+            if (first) {
+                pdl_wait_trigger();
+                gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
+            }
         });
         __syncthreads();
     }
@@ -470,7 +494,7 @@ __device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1)                                                  \
         gemv_m##MM##_##S(const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, GEMV_MATS_PARAMS(T)) {                      \
         GEMV_MATS(T);                                                                                              \
-        gemv_plain<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, ms, nullptr, GemvNoop{});                              \
+        gemv_plain<T, MM, R, false, true>(blockIdx.x, x, m, k, vec_ok, ks, ms, nullptr, GemvPdl{});                           \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_norm_m##MM##_##S(      \
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
@@ -484,7 +508,7 @@ __device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 1) gemv_gated_m##MM##_##S(                            \
         const T* x, u32 m, u32 k, u32 vec_ok, u32 ks, u32 act, const T* gate, const float* bg, const T* up,        \
         const float* bu, T* out, u32 n) {                                                                          \
-        gemv_gated<T, MM, R, false>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, nullptr, GemvNoop{}); \
+        gemv_gated<T, MM, R, false, true>(blockIdx.x, x, m, k, vec_ok, ks, act, gate, bg, up, bu, out, n, nullptr, GemvPdl{}); \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_gated_norm_m##MM##_##S(\
         const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \

@@ -106,11 +106,11 @@ __device__ __forceinline__ void rms_norm_block_impl(const T* x, const T* res, co
     extern "C" __global__ void rms_norm_warp_##S(const T* x, const T* res, const float* w, T* out,   \
                                                  T* sum_out, u32 rows, u32 group, float eps,         \
                                                  float offset, u32 vec_ok) {                         \
-        rms_norm_warp_impl<T>(x, res, w, out, sum_out, rows, group, eps, offset, vec_ok);            \
+        pdl_trigger();  rms_norm_warp_impl<T>(x, res, w, out, sum_out, rows, group, eps, offset, vec_ok); \
     }                                                                                                \
     extern "C" __global__ void rms_norm_block_##S(const T* x, const T* res, const float* w, T* out,  \
                                                   T* sum_out, u32 group, float eps, float offset,    \
                                                   u32 vec_ok) {                                      \
-        rms_norm_block_impl<T>(x, res, w, out, sum_out, group, eps, offset, vec_ok);                 \
+        pdl_trigger();  rms_norm_block_impl<T>(x, res, w, out, sum_out, group, eps, offset, vec_ok); \
     }
 FOR_EACH_FLOAT(RMS_NORM)

@@ -64,17 +64,23 @@ fn fused_vs_unfused(be: &WgpuBackend, dtype: DType, m: usize, residual: bool, of
     let want_qkv = be.matmul_many(&hn, &ws).unwrap();
     let want_h = be.gated_matmul(&hn, (&gate, None), (&up, None), Activation::Silu).unwrap();
     let mut worst = 0.0f32;
-    let mut pairs: Vec<(&_, &_)> = qkv.iter().zip(&want_qkv).collect();
-    pairs.push((&h, &want_h));
+    let mut pairs: Vec<(&str, &_, &_)> = ["q", "k", "v"].into_iter().zip(qkv.iter().zip(&want_qkv)).map(|(n, (a, b))| (n, a, b)).collect();
+    pairs.push(("gated", &h, &want_h));
     if let (Some(a), Some(b), Some(c)) = (&sum, &sum2, &want_sum) {
-        pairs.push((a, c));
-        pairs.push((b, c));
+        pairs.push(("qkv sum", a, c));
+        pairs.push(("gated sum", b, c));
     }
-    for (got, want) in pairs {
+    // The normalized input itself, fused (staged in the matvec) vs `normalize`: only visible
+    // through the products, so the worst element of each pair is printed to tell them apart.
+    for (what, got, want) in pairs {
         let (g, w) = (host(be, got), host(be, want));
         assert_eq!(g.len(), w.len());
         assert!(g.iter().all(|v| v.is_finite()), "non-finite output");
-        worst = g.iter().zip(&w).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(worst, f32::max);
+        let (i, d) = g.iter().zip(&w).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).enumerate().fold((0, 0.0f32), |a, (i, d)| if d > a.1 { (i, d) } else { a });
+        if d > 0.0 {
+            println!("NORM {dtype} M = {m} residual {residual}: {what} worst at {i}: fused {} unfused {} (rel {d})", g[i], w[i]);
+        }
+        worst = worst.max(d);
     }
     (qkv_dispatches, gated_dispatches, worst)
 }

@@ -12,6 +12,9 @@
 //! input ids fed on the device): the same tokens as the synchronous engine, through graphs
 //! and eagerly, and under chunked prefill and preemption.
 //!
+//! Programmatic dependent launch (the decode chain's kernels start while the one before
+//! finishes, sm_90+): the same tokens as plain launches, through graphs and eagerly.
+//!
 //! `TESSERA_FIXTURES` points at the models folder (the GPU bundle carries a copy); without a
 //! GPU it fails (CI only builds it). Run on the GPU machine by scripts/gpu-suite.sh.
 
@@ -88,6 +91,32 @@ fn gpu_decode_graphs_match_eager() {
     }
 }
 
+#[test]
+fn gpu_pdl_matches_plain_launches() {
+    let mut wrong = Vec::new();
+    for name in ["llama", "qwen2", "gemma3"] {
+        let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir(name).join("engine_reference.json")).unwrap()).unwrap();
+        let all: Vec<Vec<u32>> = reference["cases"].as_array().unwrap().iter().map(|c| ids(&c["prompt_token_ids"])).collect();
+        for dtype in [DType::F32, DType::BF16] {
+            for (n, graphs) in [(1usize, true), (13, true), (3, false)] {
+                let prompts: Vec<Vec<u32>> = all.iter().take(n).cloned().collect();
+                let lens: Vec<usize> = (0..n).map(|i| 24 + 5 * i).collect();
+                let run = |pdl: bool| {
+                    let (tokens, _, on) = cuda_common::engine::run_batch(name, dtype, graphs, true, &prompts, &lens, |b| b.set_pdl(pdl), |b| b.pdl());
+                    (tokens, on)
+                };
+                let (plain, off) = run(false);
+                let (pdl, on) = run(true);
+                assert!(!off, "set_pdl(false) left PDL on");
+                println!("PDL {name} {dtype} batch {n} graphs {graphs}: PDL on = {on}");
+                if pdl != plain {
+                    wrong.push(format!("{name} {dtype} batch {n} graphs {graphs}: PDL differs from plain launches"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
 
 #[test]
 fn gpu_batch_invariance_under_chunked_prefill_and_preemption() {

@@ -9,6 +9,7 @@
 //! ```
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
@@ -59,6 +60,8 @@ pub(crate) struct Device {
     pub err_ptr: u64,
     /// `TESSERA_CUDA_PROFILE=1`: per-kernel (calls, seconds), each launch timed alone.
     profile: Option<std::sync::Mutex<std::collections::HashMap<String, (u64, f64)>>>,
+    /// The kernels that wait for their predecessor launch with PDL (pdl.rs).
+    pub pdl: AtomicBool,
 }
 
 /// The message for a missing shared library.
@@ -147,7 +150,8 @@ impl Device {
                 err_word.device_ptr(&stream).0
             };
             let profile = (std::env::var("TESSERA_CUDA_PROFILE").as_deref() == Ok("1")).then(Default::default);
-            Ok(Device { ctx, stream, info, err_word, err_ptr, profile })
+            let pdl = AtomicBool::new(super::pdl::default_on(info.compute_capability));
+            Ok(Device { ctx, stream, info, err_word, err_ptr, profile, pdl })
         })
     }
 
@@ -190,17 +194,24 @@ impl Device {
             return Err(dev_err(op, format!("{name}: grid {:?} exceeds the device limits", cfg.grid_dim)));
         }
         let t0 = self.profile_start(op)?;
-        let mut b = self.stream.launch_builder(f);
-        for a in args {
-            match a {
-                Arg::Ptr(p) | Arg::U64(p) => b.arg(p),
-                Arg::U32(v) => b.arg(v),
-                Arg::F32(v) => b.arg(v),
-            };
+        if self.pdl.load(Ordering::Relaxed) && super::pdl::waits(name) {
+            // SAFETY: as below; the kernel calls pdl_wait before it reads what an earlier
+            // kernel wrote (kernels/common.cuh).
+            unsafe { super::pdl::launch(&self.stream, f, cfg, args) }
+                .map_err(|e| dev_err(op, format!("launching {name} (programmatic dependent launch): {e:?}")))?;
+        } else {
+            let mut b = self.stream.launch_builder(f);
+            for a in args {
+                match a {
+                    Arg::Ptr(p) | Arg::U64(p) => b.arg(p),
+                    Arg::U32(v) => b.arg(v),
+                    Arg::F32(v) => b.arg(v),
+                };
+            }
+            // SAFETY: each kernel's argument list is written next to its launch and matches the
+            // kernel's C signature; buffers are live allocations sized by the checks before it.
+            unsafe { b.launch(cfg) }.map_err(|e| dev_err(op, format!("launching {name}: {e}")))?;
         }
-        // SAFETY: each kernel's argument list is written next to its launch and matches the
-        // kernel's C signature; buffers are live allocations sized by the checks before it.
-        unsafe { b.launch(cfg) }.map_err(|e| dev_err(op, format!("launching {name}: {e}")))?;
         self.profile_end(op, name, t0)?;
         if sync {
             self.stream.synchronize().map_err(|e| dev_err(op, format!("{name} failed on the device: {e}")))?;

@@ -28,6 +28,7 @@ mod gemv;
 mod graph;
 mod host_times;
 mod ops;
+mod pdl;
 mod prefetch;
 mod readback;
 mod staging;
@@ -147,7 +148,9 @@ impl CudaBackend {
     /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default);
     /// `TESSERA_CUDA_PREFETCH=1` pulls the weights a decode step reads next into L2 while its
     /// attention runs (`TESSERA_CUDA_PREFETCH_MB` MiB a layer, default 32; off by default,
-    /// see prefetch.rs); `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
+    /// see prefetch.rs); `TESSERA_CUDA_PDL=0` launches the decode chain without programmatic
+    /// dependent launch (default on for compute capability 9.0+, see pdl.rs);
+    /// `TESSERA_CUDA_PROFILER_REPLAYS=first:count` brackets those
     /// decode-graph replays (0-based) with cuProfilerStart/Stop (`ncu --profile-from-start off`);
     /// `TESSERA_KERNEL_CACHE`, `TESSERA_CUDA_INCLUDE`: see `compile`.
     pub fn new(ordinal: usize, dtype: DType) -> Result<CudaBackend> {
@@ -212,6 +215,7 @@ impl CudaBackend {
             arch = %be.kernels.arch,
             memory_gib = be.device.info.total_memory as f64 / (1u64 << 30) as f64,
             dtype = %dtype,
+            pdl = be.pdl(),
             "CUDA backend ready"
         );
         Ok(be)

@@ -91,6 +91,19 @@ impl CudaBackend {
         self.decode_pipeline.store(mode as u32, Ordering::Relaxed);
     }
 
+    /// Whether the decode chain's kernels launch with programmatic dependent launch (pdl.rs;
+    /// default on for compute capability 9.0+, `TESSERA_CUDA_PDL=0` off). Off on older GPUs
+    /// whatever `on` says.
+    pub fn set_pdl(&self, on: bool) {
+        let cc = self.device.info.compute_capability;
+        self.device.pdl.store(on && cc.0 >= 9, Ordering::Relaxed);
+    }
+
+    /// Whether programmatic dependent launch is on.
+    pub fn pdl(&self) -> bool {
+        self.device.pdl.load(Ordering::Relaxed)
+    }
+
     /// Decode key splits of one tile a block for small grids (default on).
     pub fn set_decode_tile_splits(&self, on: bool) {
         self.tile_splits.store(on, Ordering::Relaxed);
