@@ -16,8 +16,6 @@
 //! ```
 //! W streams through `ld.global.nc.L1::no_allocate` (read once; L1 stays for x). K not a
 //! multiple of the 16-byte vector (or an unaligned pointer: `vec_ok` = 0) takes a scalar loop.
-//! `gemv_stream_m1_<dtype>` (plain, M = 1, grids of several waves): persistent, each block's
-//! W batch staged while the block before it computes (see `gemv_stream`).
 //! Entry points `gemv_m{1,2,4,8}_<dtype>` and `gemv_gated_m{1,2,4,8}_<dtype>`: MM = the most
 //! rows of x; `m` <= MM are live. The rows per group (R) per MM are mirrored in
 //! native/src/cuda/gemv.rs. The gated kernel rounds gate and up to the storage dtype before the
@@ -487,85 +485,6 @@ __device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T
         __syncthreads();
     }
 }
-
-/// The streaming plain kernel (`gemv_stream_m1_*`, M = 1, whole 16-byte vectors, a lane's
-/// slice of a row in one batch of U loads: the host checks): a persistent grid whose blocks
-/// loop over the `nblocks` blocks of work, each block's batch of W already on its way to
-/// the stage (cp.async, dynamic shared memory) while the block before it is multiplied,
-/// reduced and stored, so an SM keeps loads in flight between its blocks (the plain kernel
-/// runs one batch a block: between waves an SM's blocks all wait, then all compute). The
-/// same FMAs in the same order as `gemv_plain`, so the same bits.
-template <typename T>
-__device__ __forceinline__ void gemv_stream(const T* __restrict__ x, u32 k, u32 ks, u32 nblocks, const GemvMats<T>& ms,
-                                            uint4* stage) {
-    constexpr int V = Vec16<T>::N;
-    constexpr int U = GemvBatch<1, 1>::U;
-    __shared__ float red[GEMV_WARPS][1];
-    const u32 groups = GEMV_WARPS / ks;
-    const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const u32 g = warp / ks, slice = warp % ks;
-    const u32 chunks = k / V, step = ks * 32, c = slice * 32 + lane;
-    // Block blk's matrix, its first row and this warp's row (nullptr past N).
-    auto row_of = [&](u32 blk, GemvMat<T>& mt, u32& row0, const T* (&rows)[1]) {
-        mt = gemv_pick(ms, blk);
-        row0 = (blk - mt.first) * groups;
-        const u32 row = row0 + g;
-        rows[0] = row < mt.n ? mt.w + (u64)row * k : nullptr;
-    };
-    u32 blk = blockIdx.x;
-    GemvMat<T> mt;
-    u32 row0;
-    const T* rows[1];
-    if (blk < nblocks) {
-        row_of(blk, mt, row0, rows);
-        gemv_stage_w<T, U, 1>(rows, c, step, chunks, stage);
-    }
-    pdl_wait_trigger();  // x (the kernel before) from here on
-    for (; blk < nblocks; blk += gridDim.x) {
-        uint4 wv[U][1];
-        gemv_unstage_w<T, U, 1>(rows, c, step, chunks, stage, wv);
-        const GemvMat<T> cur = mt;
-        const u32 cur_row0 = row0;
-        if (blk + gridDim.x < nblocks) {
-            // The next block's batch into the stage (this thread's slots, just read).
-            row_of(blk + gridDim.x, mt, row0, rows);
-            gemv_stage_w<T, U, 1>(rows, c, step, chunks, stage);
-        }
-        float acc = 0.0f;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const u32 cc = c + u * step;
-            if (cc < chunks) {
-                float wf[V], xf[V];
-                widen<T>(wv[u][0], wf);
-                widen<T>(ld_x<false>(x + (u64)cc * V), xf);
-#pragma unroll
-                for (int e = 0; e < V; ++e) acc = fmaf(xf[e], wf[e], acc);
-            }
-        }
-        acc = warp_sum(acc);
-        if (lane == 0) red[warp][0] = acc;
-        __syncthreads();
-        for (u32 t = threadIdx.x; t < groups; t += blockDim.x) {
-            const u32 row = cur_row0 + t;
-            if (row >= cur.n) continue;
-            float sum = 0.0f;
-            for (u32 j = 0; j < ks; ++j) sum += red[t * ks + j][0];
-            if (cur.b != nullptr) sum += cur.b[row];
-            cur.o[row] = from_f32<T>(sum);
-        }
-        __syncthreads();
-    }
-}
-
-#define GEMV_STREAM(S, T)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, 4)                                                  \
-        gemv_stream_m1_##S(const T* x, u32 k, u32 ks, u32 nblocks, GEMV_MATS_PARAMS(T)) {                          \
-        GEMV_MATS(T);                                                                                              \
-        extern __shared__ __align__(16) uint4 gemv_stage[];                                                        \
-        gemv_stream<T>(x, k, ks, nblocks, ms, gemv_stage);                                                         \
-    }
-FOR_EACH_FLOAT(GEMV_STREAM)
 
 /// Blocks an SM the normed kernels are built for: M = 1 keeps the 4 (<= 64 registers) it had
 /// before the early W stage (whose pointer and flag stay live over the prologue).

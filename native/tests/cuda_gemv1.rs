@@ -135,37 +135,6 @@ fn gemv_split_parity() {
     }
 }
 
-/// The streaming M = 1 kernel (`gemv_stream_m1`: plain products whose grid takes several
-/// waves) against the CPU and against the one-batch-a-block kernel (`set_gemv_stream(false)`:
-/// the same FMAs in the same order, so identical): down_proj's shape (K 11008, 2048 rows, K
-/// split 8), three matrices sharing x with a bias (matmul_many), a wide lm_head-like one, a
-/// K with a partial last round of vectors.
-#[test]
-fn gemv_stream_parity() {
-    for dtype in DTYPES {
-        let Some(mut c) = Ctx::new(dtype, "gemv_stream_parity") else { return };
-        let cases: [(usize, &[usize]); 4] = [(11008, &[2048]), (2048, &[5000, 37, 250]), (1536, &[20001]), (2056, &[4099, 4100])];
-        for (k, ns) in cases {
-            let ws: Vec<_> = ns.iter().map(|&n| c.rand(&[n, k], 0.5)).collect();
-            let bias = c.rand(&[ns[0]], 1.0);
-            let x = c.rand(&[1, k], 2.0);
-            let cparts: Vec<_> = ws.iter().enumerate().map(|(j, w)| (&w.1, (j == 0).then_some(&bias.1))).collect();
-            let want = c.cpu.matmul_many(&x.1, &cparts).unwrap();
-            let gparts: Vec<_> = ws.iter().enumerate().map(|(j, w)| (&w.0, (j == 0).then_some(&bias.0))).collect();
-            c.gpu.set_gemv_stream(false);
-            let base: Vec<CpuTensor> = c.gpu.matmul_many(&x.0, &gparts).unwrap().iter().map(|t| as_cpu(&c, t)).collect();
-            c.gpu.set_gemv_stream(true);
-            let got = c.gpu.matmul_many(&x.0, &gparts).unwrap();
-            for (j, g) in got.iter().enumerate() {
-                let case = format!("M1 K{k} N{ns:?} matrix {j}");
-                c.check("gemv_stream", &case, g, &want[j]);
-                c.check_tol("gemv_stream.vs_plain", &case, g, &base[j], 1e-9);
-            }
-        }
-        c.finish();
-    }
-}
-
 #[test]
 #[ignore]
 fn gemv1_bench() {

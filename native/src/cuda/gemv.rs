@@ -14,9 +14,6 @@
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
-//! Plain M = 1 products whose grid takes more than one wave (down_proj, lm_head) run
-//! `gemv_stream_m1` (`TESSERA_GEMV_STREAM`, on by default): a persistent grid, each block's W
-//! batch staged with cp.async while the block before it computes; the same bits.
 //! Early W (`TESSERA_GEMV_EARLY_W`, on by default): a normed launch also gets room in shared
 //! memory for one batch of W loads a thread (`stage_bytes`) when x leaves it (within
 //! `NORM_SMEM`), and each block's first batch is copied there (`cp.async`) while the block
@@ -95,26 +92,6 @@ impl NormArgs {
     fn args(&self) -> [Arg; 5] {
         [Arg::Ptr(self.res), Arg::Ptr(self.sum), Arg::Ptr(self.weight.ptr), Arg::F32(self.eps), Arg::F32(self.offset)]
     }
-}
-
-/// `GEMV_MATS_PARAMS` of kernels/gemv.cu for `group` (up to 4 matrices sharing x, `per_block`
-/// output rows a block): the count, then (first block,) weight, bias, output, N of each.
-fn mats_args(group: &[(&LinearArgs, &CudaTensor)], per_block: usize) -> Result<Vec<Arg>> {
-    let op = Op::Matmul;
-    let mut args = vec![Arg::U32(group.len() as u32)];
-    let mut first = 0usize;
-    for j in 0..MAX_MATS {
-        let (w, b, o, n) = match group.get(j) {
-            Some((l, o)) => (l.w.ptr, l.bias.as_ref().map_or(0, |b| b.ptr), o.ptr, l.n),
-            None => (0, 0, 0, 0),
-        };
-        if j > 0 {
-            args.push(Arg::U32(u32_arg(op, "GEMV blocks", first)?));
-        }
-        args.extend([Arg::Ptr(w), Arg::Ptr(b), Arg::Ptr(o), Arg::U32(u32_arg(op, "N", n)?)]);
-        first += n.div_ceil(per_block);
-    }
-    Ok(args)
 }
 
 /// A checked `x · wᵀ (+ bias)`: the weight, the bias as f32, N.
@@ -239,11 +216,6 @@ impl CudaBackend {
             let batch = (mm == 1).then_some(M1_BATCH);
             let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
-            if norm.is_none() && mm == 1 && vec_ok && chunks <= 32 * ks * M1_BATCH && self.gemv_stream.load(Ordering::Relaxed) {
-                if self.gemv_stream_launch(x, dt, k, ks, nblocks, group)? {
-                    continue;
-                }
-            }
             let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let mut args = vec![Arg::Ptr(x.ptr)];
             if let Some(n) = norm {
@@ -259,7 +231,19 @@ impl CudaBackend {
             if norm.is_some() {
                 args.push(Arg::U32(early));
             }
-            args.extend(mats_args(group, per_block(ks))?);
+            args.push(Arg::U32(group.len() as u32));
+            let mut first = 0usize;
+            for j in 0..MAX_MATS {
+                let (w, b, o, n) = match group.get(j) {
+                    Some((l, o)) => (l.w.ptr, l.bias.as_ref().map_or(0, |b| b.ptr), o.ptr, l.n),
+                    None => (0, 0, 0, 0),
+                };
+                if j > 0 {
+                    args.push(Arg::U32(u32_arg(op, "GEMV blocks", first)?));
+                }
+                args.extend([Arg::Ptr(w), Arg::Ptr(b), Arg::Ptr(o), Arg::U32(u32_arg(op, "N", n)?)]);
+                first += n.div_ceil(per_block(ks));
+            }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
             let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
             let name = format!("{kind}_m{mm}_{s} n{} k{k} ks{ks}{ew}", ns.join("+"));
@@ -392,30 +376,6 @@ impl CudaBackend {
         let gv = self.op_matmul(x, gate.0, gate.1)?;
         let uv = self.op_matmul(x, up.0, up.1)?;
         self.op_act_mul(&gv, &uv, act)
-    }
-
-    /// The plain M = 1 product of `group` on `gemv_stream_m1` (kernels/gemv.cu: persistent, the
-    /// next block's W staged while one computes) when its `nblocks` blocks take more than one
-    /// wave of the plain kernel (one wave gains nothing); false: not taken.
-    fn gemv_stream_launch(&self, x: &CudaTensor, dt: DType, k: usize, ks: usize, nblocks: usize, group: &[(&LinearArgs, &CudaTensor)]) -> Result<bool> {
-        let op = Op::Matmul;
-        let s = suffix(dt).unwrap_or("?");
-        let f = self.kernels.function("gemv", &format!("gemv_stream_m1_{s}"))?;
-        let smem = stage_bytes(1, 1) as u32;
-        let resident = self.resident_blocks(op, &f, smem)?;
-        if nblocks <= resident {
-            return Ok(false);
-        }
-        let mut args = vec![Arg::Ptr(x.ptr), Arg::U32(u32_arg(op, "K", k)?), Arg::U32(ks as u32), Arg::U32(u32_arg(op, "GEMV blocks", nblocks)?)];
-        args.extend(mats_args(group, WARPS / ks)?);
-        let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
-        let cfg = cudarc::driver::LaunchConfig {
-            grid_dim: (u32_arg(op, "GEMV blocks", resident)?, 1, 1),
-            block_dim: ((WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: smem,
-        };
-        self.launch(op, &(f, format!("gemv_stream_m1_{s} n{} k{k} ks{ks}", ns.join("+"))), cfg, &args)?;
-        Ok(true)
     }
 
     /// Blocks of a persistent normed launch: as many as are resident on the SMs at once

@@ -94,8 +94,6 @@ pub struct CudaBackend {
     gemv_splits: AtomicU32,
     /// Whether the normed GEMV kernels load their first W batch under the norm prologue (gemv.rs).
     gemv_early_w: AtomicBool,
-    /// Plain M = 1 products of several waves on the streaming GEMV (`TESSERA_GEMV_STREAM`).
-    gemv_stream: AtomicBool,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
@@ -143,9 +141,7 @@ impl CudaBackend {
     /// decode grids by the older rule (whole tiles, fewer splits); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8), `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
-    /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_GEMV_STREAM=0`
-    /// keeps plain M = 1 products of several waves (down_proj, lm_head) on the one-batch-a-block
-    /// kernel (default: the streaming one, see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
+    /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
@@ -203,7 +199,6 @@ impl CudaBackend {
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
-            gemv_stream: AtomicBool::new(!env_off("TESSERA_GEMV_STREAM")),
             replays: Default::default(),
             host_wait_ns: Default::default(),
             reads: Default::default(),

@@ -71,12 +71,6 @@ impl CudaBackend {
         self.gemv_early_w.store(on, Ordering::Relaxed);
     }
 
-    /// Whether plain M = 1 products of several waves take the streaming GEMV kernel (on by
-    /// default; the same results either way, see gemv.rs).
-    pub fn set_gemv_stream(&self, on: bool) {
-        self.gemv_stream.store(on, Ordering::Relaxed);
-    }
-
     /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the RMSNorm into the GEMV kernels.
     pub fn set_fuse_norm(&self, on: bool) {
         self.fuse_norm.store(on, Ordering::Relaxed);
