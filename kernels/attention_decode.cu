@@ -21,6 +21,11 @@
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
 //! Both kernels are launched with PDL (common.cuh): the metadata is read before `pdl_wait`.
 //!
+//! `paged_attention_decode_cluster_*` (sm_90+, 2..8 splits, the registers variant): the
+//! splits of a (sequence, head chunk) launch as one thread block cluster, keep their
+//! partials in shared memory and merge them there (distributed shared memory), in the
+//! combine's order: no partials in global memory and no `attention_decode_combine` launch.
+//!
 //! Two variants of the key loop (template PIPE; the host picks, attention.rs `DecodePipeline`):
 //! - registers (`paged_attention_decode_*`, the default): a tile's K and V go to registers,
 //!   then the math runs with no loads in flight, one __syncthreads a tile (block-uniform max);
@@ -190,7 +195,7 @@ __device__ __forceinline__ void decode_write(T* __restrict__ out, float* __restr
     }
 }
 
-template <typename T, int D, int GH, bool PIPE>
+template <typename T, int D, int GH, bool PIPE, bool CL = false>
 __device__ __forceinline__ void paged_attention_decode_impl(
     const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, T* __restrict__ out,
     float* __restrict__ part_acc, float* __restrict__ part_ml, const u32* __restrict__ qsl,
@@ -241,7 +246,8 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         if (j < hi) asm volatile("prefetch.L1 [%0];" ::"l"(table + j / block_size));
     }
     pdl_wait_trigger();
-    if (lo >= hi) {
+    // A cluster's empty split still takes part in the merge (its key loop runs no tile: -inf, 0).
+    if (!CL && lo >= hi) {
         // An empty split (trailing splits of a power-of-two count, or before a sliding
         // window): (max, sum) = (-inf, 0), so the combine skips it (no zero fill on the host).
         if (num_splits > 1 && threadIdx.x < GH && g0 + threadIdx.x < G) {
@@ -353,6 +359,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
 #pragma unroll
             for (int g = 0; g < GH; ++g) s_m[g] = m[g];
         __syncthreads();
+        __shared__ float s_lf[GH];
         for (u32 idx = threadIdx.x; idx < GH * D; idx += blockDim.x) {
             const u32 g = idx / D, d = idx % D;
             if (g0 + g >= G) break;
@@ -362,8 +369,41 @@ __device__ __forceinline__ void paged_attention_decode_impl(
                 A += s_acc[w][g][d];
                 L += s_l[w][g];
             }
-            decode_write<T>(out, part_acc, part_ml, token, kvh * G + g0 + g, d, D, i, split, num_decode, num_heads,
-                            num_splits, A, L, s_m[g]);
+            if constexpr (CL) {
+                // This split's partial stays in shared memory (each (g, d) read above by this
+                // thread alone), for the cluster's merge below.
+                s_acc[0][g][d] = A;
+                if (d == 0) s_lf[g] = L;
+            } else {
+                decode_write<T>(out, part_acc, part_ml, token, kvh * G + g0 + g, d, D, i, split, num_decode, num_heads,
+                                num_splits, A, L, s_m[g]);
+            }
+        }
+        if constexpr (CL) {
+            // The cluster = the num_splits blocks of this (sequence, head chunk), rank = split:
+            // block r merges elements r, r + cs * blockDim, ... of the GH x D output from every
+            // split's shared memory, in attention_decode_combine's order (the same bits).
+            cluster_sync();
+            const u32 cs = cluster_size();
+            for (u32 idx = cluster_rank() * blockDim.x + threadIdx.x; idx < GH * D; idx += cs * blockDim.x) {
+                const u32 g = idx / D, d = idx % D;
+                if (g0 + g >= G) break;
+                float M = TESSERA_NEG_INF;
+                for (u32 r = 0; r < cs; ++r)
+                    if (ld_cluster(&s_lf[g], r) > 0.0f) M = fmaxf(M, ld_cluster(&s_m[g], r));
+                float L = 0.0f, A = 0.0f;
+                for (u32 r = 0; r < cs; ++r) {
+                    const float lw = ld_cluster(&s_lf[g], r);
+                    if (lw > 0.0f) {
+                        const float e = expf(ld_cluster(&s_m[g], r) - M);
+                        L += lw * e;
+                        A += ld_cluster(&s_acc[0][g][d], r) * e;
+                    }
+                }
+                out[((u64)token * num_heads + kvh * G + g0 + g) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);
+            }
+            // No block leaves while another may still read its shared memory.
+            cluster_sync();
         }
     } else {
         // Lane-private slots of (stage, key u, vector v, K = 0 | V = 1): cp.async writes and
@@ -531,6 +571,10 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
     extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32, (DecodeShape<T, D, GH, true>::MIN_BLOCKS)) \
         paged_attention_decode_pipelined_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                       \
         paged_attention_decode_impl<T, D, GH, true>(DECODE_ARGS);                                     \
+    }                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(DEC_WARPS * 32)                                      \
+        paged_attention_decode_cluster_##S##_d##D##_g##GH(DECODE_PARAMS(T)) {                         \
+        paged_attention_decode_impl<T, D, GH, false, true>(DECODE_ARGS);                              \
     }
 
 #define DECODE_HEADS(S, T, D)                                                                          \

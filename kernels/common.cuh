@@ -88,6 +88,45 @@ __device__ __forceinline__ void pdl_wait_trigger() {
     pdl_trigger();
 }
 
+// ---- thread block clusters (sm_90+; only launched there) ---------------------------------
+
+/// This block's rank in its cluster and the cluster's size.
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ u32 cluster_size() {
+    u32 r = 1;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+#endif
+    return r;
+}
+/// Every thread of every block of the cluster: shared-memory writes before it are visible to
+/// the cluster's reads after it (also a block-wide barrier).
+__device__ __forceinline__ void cluster_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+    __syncthreads();
+#endif
+}
+/// The f32 at `p` (this block's shared memory) in the shared memory of cluster block `rank`.
+__device__ __forceinline__ float ld_cluster(const float* p, u32 rank) {
+#if __CUDA_ARCH__ >= 900
+    u32 remote;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+#else
+    return *p;
+#endif
+}
+
 // ---- 16-byte vectors --------------------------------------------------------------------
 
 /// Elements of T in one 16-byte access.

@@ -1,7 +1,8 @@
 //! Single-stream decode on the GPU: one-tile key splits for small grids (default:
 //! `set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`), the partials' (max, sum) written
 //! by every split, empty ones too (no zero fill: the partials are poisoned NaN before every
-//! kernel, so a split that wrote nothing shows), and the multi-block argmax of wide rows
+//! kernel, so a split that wrote nothing shows), 2..8 splits merged inside a thread block
+//! cluster and by the combine launch (`set_decode_cluster`), and the multi-block argmax of wide rows
 //! (`argmax_split`, last-block-done counters), against the CPU backend (the specification),
 //! f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED` replays), outputs
 //! poisoned before every kernel:
@@ -75,13 +76,15 @@ fn cases() -> Vec<AttnCase> {
 fn small_grid_decode_attention_matches_cpu() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "small_grid_decode_attention") else { return };
-        for tile in [true, false] {
+        for (tile, cluster) in [(true, true), (true, false), (false, true)] {
             c.gpu.set_decode_tile_splits(tile);
+            c.gpu.set_decode_cluster(cluster);
             for case in &cases() {
                 let (g, r, label) = pair_attention_case(&mut c, case);
-                c.check("paged_attention", &format!("{label} tile={tile}"), &g, &r);
+                c.check("paged_attention", &format!("{label} tile={tile} cluster={cluster}"), &g, &r);
             }
         }
+        c.gpu.set_decode_cluster(true);
         // The pipelined variant (its own 32-key tiles; 48 KB of dynamic shared memory): empty
         // trailing splits and a window that empties the first ones write their (-inf, 0) too.
         c.gpu.set_decode_tile_splits(true);

@@ -357,7 +357,14 @@ impl CudaBackend {
         let tile = self.tile_splits.load(Ordering::Relaxed);
         let (pipelined, splits, split_len) = grid.launch(forced, mode, tile, num_decode, sms, self.split_basis(meta.max_seq_len));
         let s = suffix(dt).ok_or_else(|| dev_err(op, "dtype"))?;
-        let (name, smem) = if pipelined {
+        // 2..=8 splits of the registers variant merge inside a thread block cluster (sm_90+).
+        let cluster = !pipelined
+            && (2..=MAX_CLUSTER).contains(&splits)
+            && self.decode_cluster.load(Ordering::Relaxed)
+            && self.device.info.compute_capability.0 >= 9;
+        let (name, smem) = if cluster {
+            (format!("paged_attention_decode_cluster_{s}_d{d}_g{gh}"), 0)
+        } else if pipelined {
             (format!("paged_attention_decode_pipelined_{s}_d{d}_g{gh}"), decode_pipelined_smem(dt, d, gh) as u32)
         } else {
             (format!("paged_attention_decode_{s}_d{d}_g{gh}"), 0)
@@ -371,7 +378,7 @@ impl CudaBackend {
         }
         // Every split writes its (max, sum), empty ones (-inf, 0): no zero fill (a memset
         // node a layer fewer in a graph). The combine launch below merges them.
-        let (part_acc, part_ml) = if splits > 1 {
+        let (part_acc, part_ml) = if splits > 1 && !cluster {
             let rows = splits * num_decode * p.num_heads;
             (Some(self.empty(op, DType::F32, &[rows * d])?), Some(self.empty(op, DType::F32, &[rows * 2])?))
         } else {
@@ -409,7 +416,12 @@ impl CudaBackend {
             block_dim: ((DEC_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(op, &f, cfg, &args)?;
+        if cluster {
+            let sync = self.sync_launches.load(Ordering::Relaxed);
+            self.device.launch_cluster(op, &f.0, &f.1, cfg, &args, sync, splits as u32)?;
+        } else {
+            self.launch(op, &f, cfg, &args)?;
+        }
 
         if let (Some(acc), Some(ml)) = (&part_acc, &part_ml) {
             let fc = self.func(op, "attention_decode", "attention_decode_combine", dt)?;
@@ -432,6 +444,10 @@ impl CudaBackend {
         Ok(())
     }
 }
+
+/// Most key splits a decode launch merges inside a thread block cluster (the portable
+/// cluster size); more take the combine launch.
+const MAX_CLUSTER: usize = 8;
 
 /// The arguments both attention launches share.
 struct Launch<'a> {

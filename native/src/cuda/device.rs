@@ -187,6 +187,12 @@ impl Device {
     /// Launches `f` with `args` on the stream; the launch's own error is checked, and with
     /// `sync` the stream is synchronised so a fault is blamed on this op.
     pub fn launch(&self, op: Op, f: &CudaFunction, name: &str, cfg: LaunchConfig, args: &[Arg], sync: bool) -> Result<()> {
+        self.launch_cluster(op, f, name, cfg, args, sync, 1)
+    }
+
+    /// [`Device::launch`] in thread block clusters of `cluster` blocks along x (1 = none).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_cluster(&self, op: Op, f: &CudaFunction, name: &str, cfg: LaunchConfig, args: &[Arg], sync: bool, cluster: u32) -> Result<()> {
         if cfg.grid_dim.0 == 0 || cfg.grid_dim.1 == 0 || cfg.grid_dim.2 == 0 {
             return Ok(());
         }
@@ -194,10 +200,11 @@ impl Device {
             return Err(dev_err(op, format!("{name}: grid {:?} exceeds the device limits", cfg.grid_dim)));
         }
         let t0 = self.profile_start(op)?;
-        if self.pdl.load(Ordering::Relaxed) && super::pdl::waits(name) {
+        let pdl = self.pdl.load(Ordering::Relaxed) && super::pdl::waits(name);
+        if pdl || cluster > 1 {
             // SAFETY: as below; the kernel calls pdl_wait before it reads what an earlier
-            // kernel wrote (kernels/common.cuh).
-            unsafe { super::pdl::launch(&self.stream, f, cfg, args) }
+            // kernel wrote (kernels/common.cuh); the caller's grid x is a multiple of `cluster`.
+            unsafe { super::pdl::launch(&self.stream, f, cfg, args, pdl, cluster) }
                 .map_err(|e| dev_err(op, format!("launching {name} (programmatic dependent launch): {e:?}")))?;
         } else {
             let mut b = self.stream.launch_builder(f);

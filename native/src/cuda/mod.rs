@@ -94,6 +94,8 @@ pub struct CudaBackend {
     gemv_splits: AtomicU32,
     /// Whether the normed GEMV kernels load their first W batch under the norm prologue (gemv.rs).
     gemv_early_w: AtomicBool,
+    /// Decode splits merged inside a thread block cluster (`TESSERA_ATTN_CLUSTER`).
+    decode_cluster: AtomicBool,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
@@ -137,7 +139,9 @@ impl CudaBackend {
     /// the tensor-core kernel / puts them all on it (default: by grid size, see
     /// [`TensorCorePrefill`]); `TESSERA_ATTN_DECODE_V2=0` keeps decode rows of large grids
     /// off the pipelined decode-attention kernel (`2`: every grid; default: grids of two
-    /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_TILE_SPLITS=0` splits small
+    /// waves or more, see [`DecodePipeline`]); `TESSERA_ATTN_CLUSTER=0` merges 2..8 decode
+    /// splits with the combine launch instead of inside a thread block cluster (sm_90+, default
+    /// on; kernels/attention_decode.cu); `TESSERA_ATTN_TILE_SPLITS=0` splits small
     /// decode grids by the older rule (whole tiles, fewer splits); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
     /// splits (1, 2, 4 or 8), `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
@@ -199,6 +203,7 @@ impl CudaBackend {
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
+            decode_cluster: AtomicBool::new(!env_off("TESSERA_ATTN_CLUSTER")),
             replays: Default::default(),
             host_wait_ns: Default::default(),
             reads: Default::default(),

@@ -11,7 +11,8 @@
 //! lines and write_kv's RoPE angles overlap the tail of the kernel before (kernels/common.cuh
 //! has the rules). Only the entry points in [`PDL_KERNELS`] call `pdl_wait`; every other
 //! kernel launches as before. `TESSERA_CUDA_PDL=0` (or [`super::CudaBackend::set_pdl`])
-//! launches everything plainly: the same kernels, the same results bit for bit.
+//! launches everything plainly: the same kernels, the same results bit for bit. [`launch`]
+//! also takes a thread block cluster (the decode attention's splits, attention.rs).
 
 use std::ffi::c_void;
 
@@ -24,6 +25,7 @@ use super::device::Arg;
 /// attention_decode.cu).
 const PDL_KERNELS: [&str; 4] = ["gemv_", "write_kv_", "paged_attention_decode_", "attention_decode_combine_"];
 
+
 /// Whether the kernel named `name` (its entry point, maybe followed by a description) waits
 /// with `pdl_wait`, so it may be launched with PDL.
 pub(crate) fn waits(name: &str) -> bool {
@@ -35,12 +37,14 @@ pub(crate) fn default_on(cc: (i32, i32)) -> bool {
     cc.0 >= 9 && std::env::var("TESSERA_CUDA_PDL").as_deref() != Ok("0")
 }
 
-/// Launches `f` on `stream` with programmatic stream serialization allowed.
+/// Launches `f` on `stream` with `cuLaunchKernelEx`: programmatic stream serialization allowed
+/// when `pdl`, thread block clusters of `cluster` blocks along x when > 1.
 ///
 /// # Safety
 /// As `LaunchArgs::launch`: `args` match the kernel's C signature and point into live
-/// allocations; the kernel calls `pdl_wait` before it touches anything an earlier kernel writes.
-pub(crate) unsafe fn launch(stream: &CudaStream, f: &CudaFunction, cfg: LaunchConfig, args: &[Arg]) -> Result<(), dsys::CUresult> {
+/// allocations; with `pdl` the kernel calls `pdl_wait` before it touches anything an earlier
+/// kernel writes; with a cluster, grid x is a multiple of it.
+pub(crate) unsafe fn launch(stream: &CudaStream, f: &CudaFunction, cfg: LaunchConfig, args: &[Arg], pdl: bool, cluster: u32) -> Result<(), dsys::CUresult> {
     // The values, then pointers to them (cuLaunchKernelEx reads each through its pointer).
     let mut vals: Vec<u64> = args
         .iter()
@@ -52,9 +56,21 @@ pub(crate) unsafe fn launch(stream: &CudaStream, f: &CudaFunction, cfg: LaunchCo
         .collect();
     // Little-endian: a u32 / f32 argument is the low 4 bytes of its u64 slot.
     let mut params: Vec<*mut c_void> = vals.iter_mut().map(|v| v as *mut u64 as *mut c_void).collect();
-    let mut attr: dsys::CUlaunchAttribute = std::mem::zeroed();
-    attr.id = dsys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-    attr.value.programmaticStreamSerializationAllowed = 1;
+    let mut attrs: Vec<dsys::CUlaunchAttribute> = Vec::with_capacity(2);
+    if pdl {
+        let mut a: dsys::CUlaunchAttribute = std::mem::zeroed();
+        a.id = dsys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        a.value.programmaticStreamSerializationAllowed = 1;
+        attrs.push(a);
+    }
+    if cluster > 1 {
+        let mut a: dsys::CUlaunchAttribute = std::mem::zeroed();
+        a.id = dsys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+        a.value.clusterDim.x = cluster;
+        a.value.clusterDim.y = 1;
+        a.value.clusterDim.z = 1;
+        attrs.push(a);
+    }
     let config = dsys::CUlaunchConfig {
         gridDimX: cfg.grid_dim.0,
         gridDimY: cfg.grid_dim.1,
@@ -64,8 +80,8 @@ pub(crate) unsafe fn launch(stream: &CudaStream, f: &CudaFunction, cfg: LaunchCo
         blockDimZ: cfg.block_dim.2,
         sharedMemBytes: cfg.shared_mem_bytes,
         hStream: stream.cu_stream(),
-        attrs: &mut attr,
-        numAttrs: 1,
+        attrs: attrs.as_mut_ptr(),
+        numAttrs: attrs.len() as u32,
     };
     let r = dsys::cuLaunchKernelEx(&config, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut());
     if r == dsys::CUresult::CUDA_SUCCESS {

@@ -104,6 +104,12 @@ impl CudaBackend {
         self.device.pdl.load(Ordering::Relaxed)
     }
 
+    /// Whether 2..8 decode splits merge inside a thread block cluster (default on; sm_90+) or
+    /// through the combine launch.
+    pub fn set_decode_cluster(&self, on: bool) {
+        self.decode_cluster.store(on, Ordering::Relaxed);
+    }
+
     /// Decode key splits of one tile a block for small grids (default on).
     pub fn set_decode_tile_splits(&self, on: bool) {
         self.tile_splits.store(on, Ordering::Relaxed);
