@@ -18,6 +18,7 @@
 #   device_txt [FIELDS] B/COMMIT, nvidia-smi FIELDS and seed, to stdout and $L/device.txt
 #   step NAME LIMIT CMD...       runs CMD to $L/NAME.log, one line in $L/steps.txt
 #   lat NAME BATCH [ENV=V...] BIN  step lat_NAME: bench latency BATCH x (128 / 256), 3 iters
+#   test_bin NAME LIMIT ARGS...  step NAME: the bundle's test binary B/bin/NAME with ARGS
 #   parity_table HEAD NAME...    per test log: PARITY lines, FAILs, first HEAD result lines
 #   lat_table WIDTH              per lat_*.log: its decode line and average latency
 #   lat_host_table WIDTH         per lat_*.log: its last decode line and its host line
@@ -114,6 +115,12 @@ lat() { # name batch env... binary
     local name=$1 bs=$2
     shift 2
     step "lat_$name" "${LAT_LIMIT:-90}" env "$@" bench latency "${M[@]}" --batch-size "$bs" --input-len 128 --output-len 256 --num-iters 3
+}
+
+test_bin() { # name limit args... (B is the bundle)
+    local name=$1 limit=$2
+    shift 2
+    step "$name" "$limit" "$B/bin/$name" "$@"
 }
 
 parity_table() { # head names... (test logs in $L)

@@ -14,11 +14,6 @@ verify_start /tmp/s8c "${V_BUDGET:-400}"
 N="$B/bin/tessera"
 ON=TESSERA_ATTN_CLUSTER=1
 OFF=TESSERA_ATTN_CLUSTER=0
-test_bin() { # name limit args...
-    local name=$1 limit=$2
-    shift 2
-    step "$name" "$limit" "$B/bin/$name" "$@"
-}
 for s in ${V_STEPS:-lat_cluster lat_combine lat_cluster2 lat_combine2 cuda_att1 lat_nopdl lat_b4_cluster lat_b4_combine roofline cuda_engine cuda_ops cuda_att256 cuda_fused cuda_models tput}; do
     case $s in
         lat_cluster) LAT_LIMIT=150 lat cluster 1 "$ON" "$N" ;;  # the first process compiles the kernels

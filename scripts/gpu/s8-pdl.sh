@@ -20,11 +20,6 @@ tput() { # name env...
     shift
     step "tput_$name" 100 env "$@" "$N" bench throughput "${M[@]}" --input-len 512 --output-len 256 --num-prompts 256
 }
-test_bin() { # name limit args...
-    local name=$1 limit=$2
-    shift 2
-    step "$name" "$limit" "$B/bin/$name" "$@"
-}
 for s in ${V_STEPS:-lat_pdl lat_off lat_pdl2 lat_off2 cuda_engine tput_pdl tput_off lat_b4_pdl lat_b4_off sample norm cuda_ops cuda_fused cuda_att1 cuda_gemv1 cuda_models}; do
     case $s in
         lat_pdl) LAT_LIMIT=150 lat pdl 1 "$ON" "$N" ;;  # the first process compiles the kernels
