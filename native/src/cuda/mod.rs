@@ -11,7 +11,7 @@
 //! paged attention); tensors: tensor.rs; device-side index errors: error.rs; decode-step
 //! CUDA graphs (capture, replay, in-place input writes): graph.rs; L2 prefetch of the next
 //! weights on a side stream (opt-in): prefetch.rs; the switches (env knobs' setters, variant
-//! enums): switches.rs
+//! enums): switches.rs; programmatic dependent and cluster launches: pdl.rs
 //! ```
 //! Everything is queued on one stream (but the opt-in prefetches, on a side stream joined
 //! back before any wait); only `to_host` (and `synchronize`) wait. Errors a
@@ -50,6 +50,7 @@ pub use switches::{DecodePipeline, TensorCorePrefill};
 pub use tensor::CudaTensor;
 
 use device::{dev_err, Arg, Device};
+use switches::env_usize;
 use tensor::suffix;
 
 /// The backend's name in logs and errors.
@@ -362,11 +363,6 @@ const _: fn() = || {
     send_sync::<CudaBackend>();
     send_sync::<CudaTensor>();
 };
-
-/// A non-negative integer from the environment.
-fn env_usize(key: &str) -> Option<usize> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
-}
 
 fn shape_err(op: Op, detail: impl Into<String>) -> BackendError {
     BackendError::Shape { op, detail: detail.into() }

@@ -66,7 +66,7 @@ impl Prefetch {
         if std::env::var("TESSERA_CUDA_PREFETCH").as_deref() != Ok("1") {
             return None;
         }
-        Some(super::env_usize("TESSERA_CUDA_PREFETCH_MB").unwrap_or(DEFAULT_MIB))
+        Some(super::switches::env_usize("TESSERA_CUDA_PREFETCH_MB").unwrap_or(DEFAULT_MIB))
     }
 
     /// Records which kernels the latest q/k/v product took.

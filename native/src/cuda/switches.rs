@@ -35,6 +35,11 @@ pub enum DecodePipeline {
     Always = 2,
 }
 
+/// A non-negative integer from the environment.
+pub(crate) fn env_usize(key: &str) -> Option<usize> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
 impl CudaBackend {
     pub fn set_poison_outputs(&self, on: bool) {
         self.poison.store(on, Ordering::Relaxed);
