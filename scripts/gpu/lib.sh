@@ -24,6 +24,7 @@
 #   lat_host_table WIDTH         per lat_*.log: its last decode line and its host line
 #   tput_table WIDTH             per tput_*.log: its throughput and step-time lines
 #   logs_tgz FILE [TAR-OPTS...]  $L into $OUT/FILE when OUT is set
+#   kcache_save                  the kernel cache into $OUT/kcache.tgz (gpu_env unpacks B/kcache.tgz)
 # Variables: L (log folder; set before step), DEADLINE (SECONDS value; step cuts each limit
 # to it and skips steps with < 15 s left; unset: no deadline), STEP_QUIET=1 (steps.txt only,
 # no echo), STEP_PREFIX (before each steps.txt line), LAT_LIMIT (lat's limit, default 90),
@@ -44,6 +45,11 @@ gpu_env() { # bundle
     export TESSERA_CUDA_INCLUDE="${TESSERA_CUDA_INCLUDE:-/usr/local/cuda/include}"
     # One cache for every script of a call: modules the suite compiled are loaded, not compiled again.
     export TESSERA_KERNEL_CACHE="${TESSERA_KERNEL_CACHE:-/tmp/tessera-kernel-cache}"
+    # Compiled kernels carried from an earlier call (kcache_save; keyed by source hash + arch,
+    # so a changed .cu file still compiles): saves the first process's ~100 s of NVRTC.
+    if [ -e "$b/kcache.tgz" ] && [ ! -d "$TESSERA_KERNEL_CACHE" ]; then
+        mkdir -p "$TESSERA_KERNEL_CACHE" && tar xzf "$b/kcache.tgz" -C "$TESSERA_KERNEL_CACHE"
+    fi
     export TESSERA_FIXTURES="$b/fixtures" TESSERA_REQUIRE_GPU=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     local nsight
@@ -154,6 +160,11 @@ tput_table() { # width of the name column: per tput_*.log its throughput and ste
     for f in "$L"/tput_*.log; do
         [ -f "$f" ] && printf "%-${1}s %s\n" "$(basename "$f" .log)" "$(grep -aE '^Throughput|decode-only|at batch' "$f" | head -3 | tr -s ' ' | tr '\n' ' ')"
     done
+}
+
+kcache_save() { # the compiled kernels into $OUT/kcache.tgz (copy it to the bundle's kcache.tgz)
+    [ -n "${OUT:-}" ] && [ -d "$TESSERA_KERNEL_CACHE" ] && tar czf "$OUT/kcache.tgz" -C "$TESSERA_KERNEL_CACHE" .
+    return 0
 }
 
 logs_tgz() { # file tar-options...
