@@ -2,7 +2,8 @@
 //! `set_decode_tile_splits`, `TESSERA_ATTN_TILE_SPLITS`), the partials' (max, sum) written
 //! by every split, empty ones too (no zero fill: the partials are poisoned NaN before every
 //! kernel, so a split that wrote nothing shows), 2..8 splits merged inside a thread block
-//! cluster and by the combine launch (`set_decode_cluster`), and the multi-block argmax of wide rows
+//! cluster and by the combine launch (`set_decode_cluster`), the query heads a block takes
+//! (one for a lone sequence by default; forced 1 and 2: `set_decode_heads_per_block`), and the multi-block argmax of wide rows
 //! (`argmax_split`, last-block-done counters), against the CPU backend (the specification),
 //! f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED` replays), outputs
 //! poisoned before every kernel:
@@ -76,14 +77,18 @@ fn cases() -> Vec<AttnCase> {
 fn small_grid_decode_attention_matches_cpu() {
     for dtype in DTYPES {
         let Some(mut c) = Ctx::new(dtype, "small_grid_decode_attention") else { return };
-        for (tile, cluster) in [(true, true), (true, false), (false, true)] {
+        // gh: query heads a block forced (0 = the default: one for a lone sequence, the
+        // group's for batches).
+        for (tile, cluster, gh) in [(true, true, 0), (true, false, 0), (false, true, 0), (true, true, 1), (true, false, 2)] {
             c.gpu.set_decode_tile_splits(tile);
             c.gpu.set_decode_cluster(cluster);
+            c.gpu.set_decode_heads_per_block(gh);
             for case in &cases() {
                 let (g, r, label) = pair_attention_case(&mut c, case);
-                c.check("paged_attention", &format!("{label} tile={tile} cluster={cluster}"), &g, &r);
+                c.check("paged_attention", &format!("{label} tile={tile} cluster={cluster} gh={gh}"), &g, &r);
             }
         }
+        c.gpu.set_decode_heads_per_block(0);
         c.gpu.set_decode_cluster(true);
         // The pipelined variant (its own 32-key tiles; 48 KB of dynamic shared memory): empty
         // trailing splits and a window that empties the first ones write their (-inf, 0) too.

@@ -5,7 +5,8 @@
 //! ```text
 //! cache [num_blocks, block_size, num_kv_heads * head_dim]
 //! decode sequences (seq_order[..num_decode_seqs], head_dim 64/128/256): attention_decode,
-//!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block);
+//!   grid x = decode seqs * splits, y = kv heads * ceil(G / GH) (GH = 1, 2, 4, 8 q heads a block:
+//!   the group's, one for a single sequence, `decode_heads_for`);
 //!   the registers variant, or the pipelined one (`DecodePipeline`: large grids by default,
 //!   48 KB of dynamic shared memory, its own keys per tile); grids and splits: attention_plan.rs
 //!   splits > 1 (grid short of 4 blocks an SM): partials [splits, decode seqs, H, D | 2],
@@ -342,7 +343,7 @@ impl CudaBackend {
         let op = Op::PagedAttention;
         let (meta, p, dt, d) = (l.meta, l.p, l.dt, l.p.head_dim);
         let g = p.num_heads / p.num_kv_heads;
-        let gh = decode_heads_per_block(g);
+        let gh = decode_heads_for(g, num_decode, self.decode_heads.load(Ordering::Relaxed) as usize);
         let chunks = g.div_ceil(gh);
         let sms = self.device.info.multiprocessors as usize;
         let per_seq = p.num_kv_heads * chunks;

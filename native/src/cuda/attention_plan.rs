@@ -75,6 +75,23 @@ pub(crate) fn decode_heads_per_block(group: usize) -> usize {
     }
 }
 
+/// Query heads a decode block serves for `num_decode` sequences: the whole group's
+/// ([`decode_heads_per_block`]: each K/V row read once for the group), except for a single
+/// sequence, whose grid (kv heads x splits: 32 blocks of 4 warps for SmolLM3-3B) leaves most
+/// schedulers idle while each warp runs a long serial chain of FMAs, shuffles and exps (ncu:
+/// the SMs busy ~9.8 of the g4 kernel's 11.3 us at 6 % occupancy): there a block takes one
+/// head, 4x the blocks and a quarter of the chain each, the K/V rows re-read from L2 (H200:
+/// +3.3 % single stream; at batch 4 it lost 2.6 %, so batches keep the group).
+/// `forced` (`TESSERA_ATTN_GH`, 1/2/4/8) overrides, capped at the group's.
+pub(crate) fn decode_heads_for(group: usize, num_decode: usize, forced: usize) -> usize {
+    let whole = decode_heads_per_block(group);
+    match forced {
+        0 if num_decode == 1 => 1,
+        0 => whole,
+        f => decode_heads_per_block(f.min(8)).min(whole),
+    }
+}
+
 /// `(KPI, VPL, U)` of `DecodeShape<T, D, GH, PIPE>` in attention_decode.cu: keys a warp
 /// covers per load, 16-byte vectors of a row a lane, loads deep.
 pub(crate) fn decode_shape(dtype: DType, head_dim: usize, gh: usize, pipelined: bool) -> (usize, usize, usize) {
@@ -198,6 +215,12 @@ mod tests {
         assert_eq!(decode_keys_per_tile(DType::F32, 128, 2, true), 16);
         assert_eq!(decode_heads_per_block(7), 8);
         assert_eq!(decode_heads_per_block(3), 4);
+        // One sequence: a head a block; batches: the group; forced: capped at the group.
+        assert_eq!(decode_heads_for(4, 1, 0), 1);
+        assert_eq!(decode_heads_for(4, 2, 0), 4);
+        assert_eq!(decode_heads_for(8, 4, 2), 2);
+        assert_eq!(decode_heads_for(2, 4, 8), 2);
+        assert_eq!(decode_heads_for(4, 1, 3), 4);
     }
 
     #[test]

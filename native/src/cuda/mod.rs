@@ -84,6 +84,8 @@ pub struct CudaBackend {
     sync_launches: AtomicBool,
     /// Force the number of key splits of paged attention (0 = choose).
     attention_splits: AtomicU32,
+    /// Force the query heads a decode attention block takes (1/2/4/8, at most the group; 0 = choose).
+    decode_heads: AtomicU32,
     /// A stream capture is on (graph.rs): host copies refuse.
     capturing: AtomicBool,
     /// The real longest context of a batch whose metadata carries a bound (0 = none).
@@ -183,6 +185,7 @@ impl CudaBackend {
             poison: AtomicBool::new(env_on("TESSERA_CUDA_POISON")),
             sync_launches: AtomicBool::new(env_on("TESSERA_CUDA_SYNC")),
             attention_splits: AtomicU32::new(std::env::var("TESSERA_ATTN_SPLITS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
+            decode_heads: AtomicU32::new(std::env::var("TESSERA_ATTN_GH").ok().and_then(|v| v.parse().ok()).unwrap_or(0)),
             capturing: AtomicBool::new(false),
             attention_hint: AtomicUsize::new(0),
             tc_prefill: AtomicU32::new(match std::env::var("TESSERA_ATTN_TC").as_deref() {

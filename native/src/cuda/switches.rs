@@ -54,6 +54,12 @@ impl CudaBackend {
         self.attention_splits.store(n, Ordering::Relaxed);
     }
 
+    /// Forces the query heads a decode attention block takes (`TESSERA_ATTN_GH`; rounded to
+    /// 1/2/4/8 and capped at the automatic choice for the group; 0 = automatic).
+    pub fn set_decode_heads_per_block(&self, n: u32) {
+        self.decode_heads.store(n, Ordering::Relaxed);
+    }
+
     /// Products with at most `m` rows of x (capped at 8) run on the GEMV kernels; 0 = cuBLAS
     /// only; `None` = the measured defaults (see gemv.rs).
     pub fn set_gemv_max_m(&self, m: Option<usize>) {
