@@ -193,7 +193,10 @@ def main():
         us = timed(run_ldg, copies)
         print(f"PROBE {name:<8} {bytes_ / 1e6:7.1f} MB  ldg              {us:8.2f} us {bytes_ / us / 1e3:7.0f} GB/s  {chk}")
         for kb in stage_kbs:
-            rs = max(1, min(8, kb * 1024 // (k * 2)))
+            # A warp keeps at most 256 chunks of x (8 a lane) in registers: a row's K slice
+            # (k / 8 chunks over 8 / rs warps) must fit.
+            most = max(1, 8 // -(-(k // 8) // 256))
+            rs = max(1, min(8, most, kb * 1024 // (k * 2)))
             rs = 1 << (rs.bit_length() - 1)
             sb = rs * k * 2
             stages = max(2, min(16, (200 * 1024) // sb))
