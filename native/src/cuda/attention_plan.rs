@@ -81,7 +81,7 @@ pub(crate) fn decode_heads_per_block(group: usize) -> usize {
 /// schedulers idle while each warp runs a long serial chain of FMAs, shuffles and exps (ncu:
 /// the SMs busy ~9.8 of the g4 kernel's 11.3 us at 6 % occupancy): there a block takes one
 /// head, 4x the blocks and a quarter of the chain each, the K/V rows re-read from L2 (H200:
-/// +3.3 % single stream; at batch 4 it lost 2.6 %, so batches keep the group).
+/// +3.1–3.3 % single stream; at batch 4 it lost 2.6 %, so batches keep the group).
 /// `forced` (`TESSERA_ATTN_GH`, 1/2/4/8) overrides, capped at the group's.
 pub(crate) fn decode_heads_for(group: usize, num_decode: usize, forced: usize) -> usize {
     let whole = decode_heads_per_block(group);
