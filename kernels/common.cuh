@@ -218,8 +218,11 @@ __device__ __forceinline__ void rope_pair_index(u32 i, u32 half, u32 interleaved
 }
 
 /// (a, b) -> (a c - b s, b c + a s), each rounded to T: the one formula every rope path uses.
+/// The contraction is spelled out (one rounded product, one fma) so that every kernel
+/// computes the same bits: left to the compiler, rope.cu and kv_cache.cu contracted it
+/// differently (f32 results 1 ulp apart).
 template <typename T>
 __device__ __forceinline__ void rope_rotate(float a, float b, float c, float s, T& oa, T& ob) {
-    oa = from_f32<T>(a * c - b * s);
-    ob = from_f32<T>(b * c + a * s);
+    oa = from_f32<T>(fmaf(a, c, -__fmul_rn(b, s)));
+    ob = from_f32<T>(fmaf(b, c, __fmul_rn(a, s)));
 }

@@ -29,6 +29,13 @@
 //! persistent (as many blocks as fit on the SMs at once, looping over the `nblocks` blocks
 //! of work), so the prologue runs once per resident block, not once per row group.
 //!
+//! `gemv_norm_kv_m*` (`norm_qkv_write_kv`, a decode step's q/k/v): `gemv_norm_m*` over q, k
+//! and v with `write_kv` and the RoPE of q and k in the epilogue (`GemvKv`): q's and k's rows
+//! are taken in RoPE-pair order (`gemv_kv_row`), so the thread of a pair's first row holds
+//! both sums, rounds them to T as the product would store them, rotates them with the rope
+//! kernel's formulas and stores q and k rotated; k and v also go to the caches at the token's
+//! slot. The same bits as the three launches it replaces (product, rope, write_kv).
+//!
 //! Early W (`early`, normed kernels, `TESSERA_GEMV_EARLY_W`, on by default): the W rows a
 //! block streams do not depend on x, so each resident block first hands its first block's
 //! first batch of W loads to `cp.async` (into a stage in dynamic shared memory after x, when
@@ -74,14 +81,16 @@ template <typename T> struct GemvMat {
     T* o;
     u32 n;
     u32 first;
+    /// Which of the launch's matrices (0..4).
+    u32 index;
 };
 
 /// The matrix block `blk` works on.
 template <typename T> __device__ __forceinline__ GemvMat<T> gemv_pick(const GemvMats<T>& ms, u32 blk) {
-    GemvMat<T> r{ms.w[0], ms.b[0], ms.o[0], ms.n[0], 0};
-    if (ms.count > 1 && blk >= ms.f[1]) r = GemvMat<T>{ms.w[1], ms.b[1], ms.o[1], ms.n[1], ms.f[1]};
-    if (ms.count > 2 && blk >= ms.f[2]) r = GemvMat<T>{ms.w[2], ms.b[2], ms.o[2], ms.n[2], ms.f[2]};
-    if (ms.count > 3 && blk >= ms.f[3]) r = GemvMat<T>{ms.w[3], ms.b[3], ms.o[3], ms.n[3], ms.f[3]};
+    GemvMat<T> r{ms.w[0], ms.b[0], ms.o[0], ms.n[0], 0, 0};
+    if (ms.count > 1 && blk >= ms.f[1]) r = GemvMat<T>{ms.w[1], ms.b[1], ms.o[1], ms.n[1], ms.f[1], 1};
+    if (ms.count > 2 && blk >= ms.f[2]) r = GemvMat<T>{ms.w[2], ms.b[2], ms.o[2], ms.n[2], ms.f[2], 2};
+    if (ms.count > 3 && blk >= ms.f[3]) r = GemvMat<T>{ms.w[3], ms.b[3], ms.o[3], ms.n[3], ms.f[3], 3};
     return r;
 }
 
@@ -276,11 +285,52 @@ __device__ __forceinline__ void gemv_share(float (&acc)[MM][RR], float (*red)[MM
     __syncthreads();
 }
 
+/// The q/k/v launch's RoPE and cache store (`gemv_norm_kv_m*`, module docs): matrix 0 is q,
+/// 1 is k, 2 is v; q and k are rotated (half = 0: no rope), k and v also stored at
+/// `slots[mi]` of the caches (`write_kv`'s rules: u32::MAX = padding, skipped; a slot past
+/// `num_slots` is reported and skipped).
+template <typename T> struct GemvKv {
+    T* k_cache;
+    T* v_cache;
+    const u32* slots;
+    u64 num_slots;
+    u32* err;
+    const u32* pos;
+    const float* freq;
+    u32 head_dim, half, per_token, interleaved;
+    float scaling;
+};
+
+/// Virtual row v of a rotated matrix -> its row: the first 2·half virtual rows of a head are
+/// its RoPE pairs side by side (pair i = virtual rows 2i and 2i + 1 = elements ia and ib of
+/// `rope_pair_index`), the rest stay where they are; so a block's even run of rows holds
+/// whole pairs, and one thread rotates each pair from the two sums.
+template <typename T> __device__ __forceinline__ u32 gemv_kv_row(const GemvKv<T>& kv, u32 v) {
+    const u32 head = v / kv.head_dim, j = v - head * kv.head_dim;
+    if (j >= 2 * kv.half) return v;
+    u32 ia, ib;
+    rope_pair_index(j >> 1, kv.half, kv.interleaved, ia, ib);
+    return head * kv.head_dim + ((j & 1) ? ib : ia);
+}
+
+/// Stores element `col` of row mi of matrix `mat` (k: 1, v: 2) into its cache.
+template <typename T> __device__ __forceinline__ void gemv_kv_cache(const GemvKv<T>& kv, u32 mat, u32 mi, u32 width, u32 col, T val) {
+    if (mat == 0 || mat > 2) return;
+    const u32 slot = kv.slots[mi];
+    if (slot == 0xffffffffu) return;
+    if ((u64)slot >= kv.num_slots) {
+        report_error(kv.err, ERR_WRITE_KV_SLOT, slot, mi);
+        return;
+    }
+    (mat == 1 ? kv.k_cache : kv.v_cache)[(u64)slot * width + col] = val;
+}
+
 /// Plain GEMV of block `blk` over up to 4 matrices sharing x (see the module docs); `stage`,
-/// `before`: see `gemv_dot`.
-template <typename T, int MM, int R, bool XS, bool PRE, typename Before>
+/// `before`: see `gemv_dot`. With KV (`kv` not null), the q/k/v epilogue of `GemvKv`.
+template <typename T, int MM, int R, bool XS, bool PRE, bool KV = false, typename Before>
 __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
-                                           const GemvMats<T>& ms, uint4* stage, Before&& before) {
+                                           const GemvMats<T>& ms, uint4* stage, Before&& before,
+                                           const GemvKv<T>* kv = nullptr) {
     __shared__ float red[GEMV_WARPS][MM * R];
     const u32 groups = GEMV_WARPS / ks;
     // This block's matrix.
@@ -292,23 +342,57 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
     const u32 row0 = (blk - mt.first) * groups * R;
     const u32 warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const u32 g = warp / ks, slice = warp % ks;
+    // KV: q's and k's rows in RoPE-pair order (`gemv_kv_row`).
+    const bool roped = KV && mt.index < 2 && kv->half > 0;
     const T* rows[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const u32 row = row0 + g * R + r;
-        rows[r] = row < n ? w + (u64)row * k : nullptr;
+        const u32 at = roped && row < n ? gemv_kv_row(*kv, row) : row;
+        rows[r] = row < n ? w + (u64)at * k : nullptr;
     }
     float acc[MM][R];
     gemv_dot<T, MM, R, XS, PRE>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
     gemv_share<MM, R>(acc, red, warp, lane);
+    // The sum of output (group gi, entry idx) over the K slices.
+    auto sum_of = [&](u32 gi, u32 idx) {
+        float s = 0.0f;
+        for (u32 j = 0; j < ks; ++j) s += red[gi * ks + j][idx];
+        return s;
+    };
     for (u32 t = threadIdx.x; t < groups * MM * R; t += blockDim.x) {
         const u32 gi = t / (MM * R), idx = t % (MM * R);
         const u32 mi = idx / R, row = row0 + gi * R + idx % R;
         if (mi >= m || row >= n) continue;
-        float s = 0.0f;
-        for (u32 j = 0; j < ks; ++j) s += red[gi * ks + j][idx];
+        float s = sum_of(gi, idx);
+        if constexpr (KV) {
+            if (roped && row % kv->head_dim < 2 * kv->half) {
+                // A pair: the even virtual row's thread rotates both (the odd one's sum is
+                // the next entry of this block, rows per block being even).
+                if (row & 1) continue;
+                const u32 l2 = gi * R + idx % R + 1;
+                float s2 = sum_of(l2 / R, mi * R + l2 % R);
+                const u32 pa = gemv_kv_row(*kv, row), pb = gemv_kv_row(*kv, row + 1);
+                if (bias != nullptr) {
+                    s += bias[pa];
+                    s2 += bias[pb];
+                }
+                float c, sn;
+                rope_cos_sin(kv->pos, kv->freq, mi, (row % kv->head_dim) >> 1, kv->half, kv->per_token, kv->scaling, c, sn);
+                T oa, ob;
+                // Rounded to T first, as the product's output the rope kernel would read.
+                rope_rotate<T>(to_f32(from_f32<T>(s)), to_f32(from_f32<T>(s2)), c, sn, oa, ob);
+                out[(u64)mi * n + pa] = oa;
+                out[(u64)mi * n + pb] = ob;
+                gemv_kv_cache(*kv, mt.index, mi, n, pa, oa);
+                gemv_kv_cache(*kv, mt.index, mi, n, pb, ob);
+                continue;
+            }
+        }
         if (bias != nullptr) s += bias[row];
-        out[(u64)mi * n + row] = from_f32<T>(s);
+        const T o = from_f32<T>(s);
+        out[(u64)mi * n + row] = o;
+        if constexpr (KV) gemv_kv_cache(*kv, mt.index, mi, n, row, o);
     }
 }
 
@@ -444,22 +528,22 @@ __device__ __forceinline__ uint4* gemv_early_stage(unsigned char* smem, u32 earl
 /// The normed plain kernels: `gemv_norm_prologue` once per resident block (with `early`, while
 /// its first block's first W batch is on its way to shared memory; module docs), then its
 /// blocks of work.
-template <typename T, int MM, int R>
+template <typename T, int MM, int R, bool KV = false>
 __device__ __forceinline__ void gemv_norm_plain(const T* __restrict__ x, const T* __restrict__ res, T* __restrict__ sum_out,
                                                 const float* __restrict__ nw, float eps, float offset, u32 nblocks, u32 m,
                                                 u32 k, u32 vec_ok, u32 ks, u32 early, const GemvMats<T>& ms,
-                                                unsigned char* smem) {
+                                                unsigned char* smem, const GemvKv<T>* kv = nullptr) {
     T* xs = reinterpret_cast<T*>(smem);
     uint4* stage = gemv_early_stage<T, MM, R>(smem, early, m, k);
     if (blockIdx.x >= nblocks) pdl_wait_trigger();
     for (u32 blk = blockIdx.x; blk < nblocks; blk += gridDim.x) {
         const bool first = blk == blockIdx.x;
-        gemv_plain<T, MM, R, true, false>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
+        gemv_plain<T, MM, R, true, false, KV>(blk, xs, m, k, vec_ok, ks, ms, first ? stage : nullptr, [&] {
             if (first) {
                 pdl_wait_trigger();
                 gemv_norm_prologue<T>(x, res, sum_out, nw, eps, offset, m, k, xs);
             }
-        });
+        }, kv);
         __syncthreads();
     }
 }
@@ -502,6 +586,18 @@ __device__ __forceinline__ void gemv_norm_gated(const T* __restrict__ x, const T
         GEMV_MATS(T);                                                                                              \
         extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
         gemv_norm_plain<T, MM, R>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, ms, gemv_xs); \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(GEMV_THREADS, GEMV_NORM_MIN_BLOCKS(MM)) gemv_norm_kv_m##MM##_##S(   \
+        const T* x, const T* res, T* sum_out, const float* nw, float eps, float offset, u32 nblocks, u32 m, u32 k, \
+        u32 vec_ok, u32 ks, u32 early, GEMV_MATS_PARAMS(T), T* k_cache, T* v_cache, const u32* slots,             \
+        u64 num_slots, u32* err, const u32* pos, const float* freq, u32 head_dim, u32 half, u32 per_token,         \
+        u32 interleaved, float scaling) {                                                                          \
+        GEMV_MATS(T);                                                                                              \
+        const GemvKv<T> kv{k_cache, v_cache, slots, num_slots, err, pos, freq, head_dim, half, per_token,          \
+                           interleaved, scaling};                                                                  \
+        extern __shared__ __align__(16) unsigned char gemv_xs[];                                                   \
+        gemv_norm_plain<T, MM, R, true>(x, res, sum_out, nw, eps, offset, nblocks, m, k, vec_ok, ks, early, ms,    \
+                                        gemv_xs, &kv);                                                             \
     }
 
 #define GEMV_GATED(S, T, MM, R)                                                                                    \

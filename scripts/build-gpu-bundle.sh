@@ -22,7 +22,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin"
 
-TESTS="${TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1}"
+TESTS="${TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1 cuda_qkv_kv}"
 test_args=()
 for t in $TESTS; do test_args+=(--test "$t"); done
 echo "== building the CUDA tests (release): $TESTS"

@@ -100,6 +100,8 @@ parity() {
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     # The fused decode paths (RMSNorm in the GEMV, deferred RoPE) vs CPU and vs unfused.
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    # q/k/v + RoPE + write_kv as one GEMV launch vs its ops and vs CPU.
+    step cuda_qkv_kv 120 "$BUNDLE/bin/cuda_qkv_kv" --test-threads=1 --nocapture
     # The GEMV kernels over K splits and early W on/off (normed) vs CPU, and on vs off.
     step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
@@ -124,6 +126,7 @@ parity() {
 quick() { # parity without HF: ops, fused paths, tiny models vs their f32 references, engine, CLI
     step cuda_ops 240 "$BUNDLE/bin/cuda_ops" --test-threads=3 --nocapture
     step cuda_fused 150 "$BUNDLE/bin/cuda_fused" --test-threads=2 --nocapture
+    step cuda_qkv_kv 120 "$BUNDLE/bin/cuda_qkv_kv" --test-threads=1 --nocapture
     step cuda_gemv1 150 "$BUNDLE/bin/cuda_gemv1" --test-threads=1 --nocapture
     step cuda_batch 120 "$BUNDLE/bin/cuda_batch" --test-threads=3 --nocapture
     # The pipelined decode-attention kernel (large decode grids; TESSERA_ATTN_DECODE_V2).

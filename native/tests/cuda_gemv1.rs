@@ -23,7 +23,7 @@ mod cuda_common;
 use cuda_common::{Ctx, DTYPES};
 use tessera::cuda::CudaTensor;
 use tessera_core::backend::cpu::CpuTensor;
-use tessera_core::backend::{Activation, Backend, Normed};
+use tessera_core::backend::{Activation, Backend, Normed, Tensor as _};
 use tessera_core::tensor::{DType, HostTensor};
 
 /// A GPU result as a CPU tensor (to compare two GPU paths with `Ctx::check_tol`).
@@ -109,20 +109,28 @@ fn gemv_split_parity() {
                 let label = |ks: u32, early: bool| format!("M{m} K{k} N{ns:?} gateN{gn} ks{ks} early_w{}", early as u8);
                 // Every K split (0 = chosen): early W off against the CPU; on against the CPU
                 // and against off (the same sums in the same order).
+                // A one-element bf16 output (N 1) has no other elements to average its error
+                // with: when its dot product cancels, one element of the normalized row rounded
+                // the other way (GPU and CPU sum the squares in another order) moves it by 2-4
+                // bf16 ulps (seen: rel 1.56e-2 at M1 K33 N1). Such tiny outputs get twice the
+                // tolerance; the vs_early_off comparisons stay bitwise.
+                let tol_for = |c: &Ctx, g: &CudaTensor| if g.numel() < 8 { 2.0 * c.tolerance() } else { c.tolerance() };
                 for ks in [0u32, 1, 2, 4, 8] {
                     c.gpu.set_gemv_splits(ks);
                     c.gpu.set_gemv_early_w(false);
                     let base = run_all(&c, &inputs);
                     let base_cpu: Vec<CpuTensor> = base.iter().map(|t| as_cpu(&c, t)).collect();
                     for (i, g) in base.iter().enumerate() {
-                        c.check(NAMES.get(i).copied().unwrap_or("norm_gated_matmul"), &label(ks, false), g, &want[i]);
+                        let tol = tol_for(&c, g);
+                        c.check_tol(NAMES.get(i).copied().unwrap_or("norm_gated_matmul"), &label(ks, false), g, &want[i], tol);
                     }
                     c.gpu.set_gemv_early_w(true);
                     let got = run_all(&c, &inputs);
                     assert_eq!(got.len(), want.len());
                     for (i, g) in got.iter().enumerate() {
                         let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
-                        c.check(name, &label(ks, true), g, &want[i]);
+                        let tol = tol_for(&c, g);
+                        c.check_tol(name, &label(ks, true), g, &want[i], tol);
                         c.check_tol(&format!("{name}.vs_early_off"), &label(ks, true), g, &base_cpu[i], 1e-9);
                     }
                 }

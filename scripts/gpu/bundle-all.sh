@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 BUNDLE="${GPU_BUNDLE_DIR:-.gpu}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 WGPU_TESTS="${WGPU_TESTS:-wgpu_ops wgpu_engine wgpu_sample wgpu_fused_kv wgpu_fused_merge wgpu_fused_norm}"
-BUNDLE_FEATURES=cuda,wgpu BUNDLE_XZ=1 TESTS="${CUDA_TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1}" \
+BUNDLE_FEATURES=cuda,wgpu BUNDLE_XZ=1 TESTS="${CUDA_TESTS:-cuda_ops cuda_models cuda_engine cuda_fused cuda_batch cuda_att256 cuda_att1 cuda_prefetch cuda_gemv1 cuda_qkv_kv}" \
     GPU_BUNDLE_DIR="$BUNDLE" scripts/build-gpu-bundle.sh
 args=()
 for t in $WGPU_TESTS; do args+=(--test "$t"); done

@@ -6,8 +6,8 @@
 //! (WebGPU requires it); native callers use `pollster::block_on`.
 //!
 //! Composite ops (`add_rms_norm`, `matmul_many`, `gated_matmul`, `norm_matmul_many`,
-//! `norm_gated_matmul`) have default bodies built from primitives so a new backend works
-//! before it is fast; backends override them with fused kernels.
+//! `norm_gated_matmul`, `norm_qkv_write_kv`) have default bodies built from primitives so a
+//! new backend works before it is fast; backends override them with fused kernels.
 
 pub mod attention_checks;
 pub mod cpu;
@@ -103,6 +103,28 @@ pub struct Normed<'a, T> {
     pub weight: &'a T,
     pub eps: f32,
     pub offset: f32,
+}
+
+// By hand: a derive would ask `T: Copy`, and only references to T are held.
+impl<T> Clone for Normed<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Normed<'_, T> {}
+
+/// A layer's RoPE as [`Backend::norm_qkv_write_kv`] takes it: `rope`'s arguments.
+pub struct RopeArgs<'a, T> {
+    pub positions: &'a T,
+    pub inv_freq: &'a T,
+    pub params: RopeParams,
+}
+
+/// Where [`Backend::norm_qkv_write_kv`] writes this step's K/V: `write_kv`'s arguments.
+pub struct KvWrite<'a, T> {
+    pub k_cache: &'a mut T,
+    pub v_cache: &'a mut T,
+    pub slot_mapping: &'a T,
 }
 
 /// Per-step batch layout that attention reads (the device half of `ForwardBatch`).
@@ -233,6 +255,20 @@ pub trait Backend {
     ) -> Result<(Self::Tensor, Option<Self::Tensor>)> {
         let (h, sum) = normalize(self, n)?;
         Ok((self.gated_matmul(&h, gate, up, act)?, sum))
+    }
+
+    /// The start of an attention layer without q/k norms: `norm_matmul_many` of q/k/v
+    /// (`qkv`), `rope` of q and k (when `rope` is given), then `write_kv` of k and v. Returns
+    /// `([q, k, v], x + residual)`, q and k rotated. Default: exactly those ops
+    /// ([`norm_qkv_write_kv_unfused`]); CUDA runs them as one GEMV launch for decode batches.
+    fn norm_qkv_write_kv(
+        &self,
+        n: Normed<'_, Self::Tensor>,
+        qkv: [(&Self::Tensor, Option<&Self::Tensor>); 3],
+        rope: Option<RopeArgs<'_, Self::Tensor>>,
+        kv: KvWrite<'_, Self::Tensor>,
+    ) -> Result<([Self::Tensor; 3], Option<Self::Tensor>)> {
+        norm_qkv_write_kv_unfused(self, n, qkv, rope, kv)
     }
 
     /// A hint: `weights` are read soon, in this order, each from its start for its `bytes`
@@ -387,6 +423,27 @@ pub trait Backend {
 
     /// Copy to the host. The only async op: WebGPU read-backs must await.
     async fn to_host(&self, t: &Self::Tensor) -> Result<HostTensor<'static>>;
+}
+
+/// [`Backend::norm_qkv_write_kv`] as its ops: `norm_matmul_many`, `rope` of q and k,
+/// `write_kv`.
+pub fn norm_qkv_write_kv_unfused<B: Backend + ?Sized>(
+    b: &B,
+    n: Normed<'_, B::Tensor>,
+    qkv: [(&B::Tensor, Option<&B::Tensor>); 3],
+    rope: Option<RopeArgs<'_, B::Tensor>>,
+    kv: KvWrite<'_, B::Tensor>,
+) -> Result<([B::Tensor; 3], Option<B::Tensor>)> {
+    let (outs, sum) = b.norm_matmul_many(n, &qkv)?;
+    let [mut q, mut k, v]: [B::Tensor; 3] = outs
+        .try_into()
+        .map_err(|_| BackendError::Shape { op: Op::Matmul, detail: "norm_matmul_many: not 3 outputs for q/k/v".into() })?;
+    if let Some(r) = rope {
+        b.rope(&mut q, r.positions, r.inv_freq, r.params)?;
+        b.rope(&mut k, r.positions, r.inv_freq, r.params)?;
+    }
+    b.write_kv(kv.k_cache, kv.v_cache, &k, &v, kv.slot_mapping)?;
+    Ok(([q, k, v], sum))
 }
 
 /// `(rms_norm(x + residual), Some(x + residual))`, or `(rms_norm(x), None)`: the unfused

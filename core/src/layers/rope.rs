@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use crate::backend::{Backend, RopeParams, RopeStyle};
+use crate::backend::{Backend, RopeArgs, RopeParams, RopeStyle};
 use crate::config::{RopeConfig, RopeScaling};
 use crate::error::Result;
 use crate::models::ForwardBatch;
@@ -32,6 +32,16 @@ impl<T> Rope<T> {
 
     /// Rotate q or k `[T, n * head_dim]` of `batch` in place.
     pub fn apply<B: Backend<Tensor = T>>(&self, b: &B, x: &mut T, batch: &ForwardBatch<T>) -> Result<()> {
+        self.with_args(b, batch, |a| Ok(b.rope(x, a.positions, a.inv_freq, a.params)?))
+    }
+
+    /// Runs `f` with `rope`'s arguments for `batch` (a fused op rotates q and k itself).
+    pub fn with_args<B: Backend<Tensor = T>, R>(
+        &self,
+        b: &B,
+        batch: &ForwardBatch<T>,
+        f: impl FnOnce(RopeArgs<'_, T>) -> Result<R>,
+    ) -> Result<R> {
         let p = RopeParams {
             head_dim: self.head_dim,
             rotary_dim: self.config.rotary_dim,
@@ -40,7 +50,7 @@ impl<T> Rope<T> {
         };
         let long = batch.host_seq_lens.iter().any(|&l| l as usize > self.config.max_position_embeddings);
         if !(long && matches!(self.config.scaling, RopeScaling::Dynamic { .. })) {
-            return Ok(b.rope(x, &batch.positions, &self.base.0, p)?);
+            return f(RopeArgs { positions: &batch.positions, inv_freq: &self.base.0, params: p });
         }
         let mut step = self.step.borrow_mut();
         let fresh = matches!(&*step, Some((q, s, _)) if *q == batch.host_query_start_loc && *s == batch.host_seq_lens);
@@ -61,6 +71,6 @@ impl<T> Rope<T> {
             *step = Some((batch.host_query_start_loc.clone(), batch.host_seq_lens.clone(), t));
         }
         let table = &step.as_ref().expect("filled above").2;
-        Ok(b.rope(x, &batch.positions, table, p)?)
+        f(RopeArgs { positions: &batch.positions, inv_freq: table, params: p })
     }
 }

@@ -188,7 +188,9 @@ impl CudaBackend {
     }
 
     /// `[x · w_jᵀ (+ b_j)]` on the plain GEMV kernel, up to 4 matrices a launch.
-    /// With `norm`, x is the input of an RMSNorm the kernel applies first (`gemv_norm_m*`).
+    /// With `norm`, x is the input of an RMSNorm the kernel applies first (`gemv_norm_m*`);
+    /// with `kv` too (q, k, v: qkv_kv.rs), the `gemv_norm_kv_m*` kernel, `kv` its arguments
+    /// after the matrices' (rows per block kept even: RoPE pairs stay in one block).
     pub(crate) fn gemv_many(
         &self,
         x: &CudaTensor,
@@ -196,8 +198,12 @@ impl CudaBackend {
         (m, k): (usize, usize),
         mats: &[LinearArgs],
         norm: Option<&NormArgs>,
+        kv: Option<&[Arg]>,
     ) -> Result<Vec<CudaTensor>> {
         let op = Op::Matmul;
+        if kv.is_some() && (norm.is_none() || mats.len() != 3) {
+            return Err(dev_err(op, "the q/k/v + write_kv GEMV takes a norm and 3 matrices"));
+        }
         let outs = mats.iter().map(|l| self.empty(op, dt, &[m, l.n])).collect::<Result<Vec<_>>>()?;
         let live: Vec<(&LinearArgs, &CudaTensor)> = mats.iter().zip(&outs).filter(|(l, _)| l.n > 0).collect();
         if m == 0 || live.is_empty() {
@@ -205,7 +211,11 @@ impl CudaBackend {
         }
         let (mm, r) = *PLAIN_ROWS.iter().find(|(mm, _)| *mm >= m).ok_or_else(|| shape_err(op, format!("GEMV takes M <= 8, got {m}")))?;
         let s = suffix(dt).unwrap_or("?");
-        let kind = if norm.is_some() { "gemv_norm" } else { "gemv" };
+        let kind = match (norm, kv) {
+            (Some(_), Some(_)) => "gemv_norm_kv",
+            (Some(_), None) => "gemv_norm",
+            _ => "gemv",
+        };
         let f = self.kernels.function("gemv", &format!("{kind}_m{mm}_{s}"))?;
         let ve = vec_elems(dt);
         let chunks = k / ve;
@@ -215,6 +225,7 @@ impl CudaBackend {
             let per_block = |ks: usize| (WARPS / ks) * r;
             let batch = (mm == 1).then_some(M1_BATCH);
             let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
+            let ks = if kv.is_some() && per_block(ks) % 2 == 1 { ks / 2 } else { ks };
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
             let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
             let mut args = vec![Arg::Ptr(x.ptr)];
@@ -243,6 +254,12 @@ impl CudaBackend {
                 }
                 args.extend([Arg::Ptr(w), Arg::Ptr(b), Arg::Ptr(o), Arg::U32(u32_arg(op, "N", n)?)]);
                 first += n.div_ceil(per_block(ks));
+            }
+            if let Some(kv) = kv {
+                if live.len() != 3 {
+                    return Err(dev_err(op, "the q/k/v + write_kv GEMV needs q, k and v non-empty"));
+                }
+                args.extend_from_slice(kv);
             }
             let ns: Vec<String> = group.iter().map(|(l, _)| l.n.to_string()).collect();
             let ew = if norm.is_some() { format!(" ew{early}") } else { String::new() };
@@ -334,7 +351,7 @@ impl CudaBackend {
             Some(&(dt, m, k, ref l)) if self.gemv_takes(m, l.n, ws.len() > 1) => {
                 self.prefetch.note_qkv(true);
                 let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
-                self.gemv_many(x, dt, (m, k), &mats, None)
+                self.gemv_many(x, dt, (m, k), &mats, None, None)
             }
             Some(&(dt, m, k, _)) if self.paired_gemm.load(Ordering::Relaxed) && ws.len() > 1 => {
                 // Neighbours of one shape (k/v) as one paired cuBLAS call each.
@@ -395,7 +412,7 @@ impl CudaBackend {
 
     /// The RMSNorm of `n` for a normed GEMV over x `[m, k]`, when the fused kernels take it
     /// (on, vectors whole and aligned, K and m·K in range): the sum output is allocated here.
-    fn norm_args(&self, n: &Normed<'_, CudaTensor>, dt: DType, (m, k): (usize, usize)) -> Result<Option<(NormArgs, Option<CudaTensor>)>> {
+    pub(crate) fn norm_args(&self, n: &Normed<'_, CudaTensor>, dt: DType, (m, k): (usize, usize)) -> Result<Option<(NormArgs, Option<CudaTensor>)>> {
         let op = Op::AddRmsNorm;
         if !self.fuse_norm.load(Ordering::Relaxed) || n.weight.numel() != k || n.x.shape.len() != 2 {
             return Ok(None);
@@ -438,7 +455,7 @@ impl CudaBackend {
                 if let Some((norm, sum)) = self.norm_args(&n, dt, (m, k))? {
                     self.prefetch.note_qkv(true);
                     let mats: Vec<LinearArgs> = checked.into_iter().map(|c| c.3).collect();
-                    return Ok((self.gemv_many(n.x, dt, (m, k), &mats, Some(&norm))?, sum));
+                    return Ok((self.gemv_many(n.x, dt, (m, k), &mats, Some(&norm), None)?, sum));
                 }
             }
         }

@@ -30,6 +30,7 @@ mod host_times;
 mod ops;
 mod pdl;
 mod prefetch;
+mod qkv_kv;
 mod readback;
 mod staging;
 mod sampling;
@@ -41,7 +42,8 @@ use std::sync::Mutex;
 
 use cudarc::driver::{CudaFunction, LaunchConfig};
 use tessera_core::backend::{
-    Activation, AttentionMetadata, AttentionParams, Backend, BackendError, Normed, Op, Result, RopeParams, Tensor as _,
+    Activation, AttentionMetadata, AttentionParams, Backend, BackendError, KvWrite, Normed, Op, Result, RopeArgs, RopeParams,
+    Tensor as _,
 };
 use tessera_core::tensor::{DType, HostTensor};
 
@@ -113,6 +115,10 @@ pub struct CudaBackend {
     fuse_norm: AtomicBool,
     /// `rope` is deferred into write_kv (`TESSERA_CUDA_FUSE_ROPE`, default on).
     fuse_rope: AtomicBool,
+    /// `norm_qkv_write_kv` runs as one GEMV launch (`TESSERA_CUDA_FUSE_QKV_KV`, default on).
+    fuse_qkv_kv: AtomicBool,
+    /// One-launch `norm_qkv_write_kv`s queued so far (tests check the path was taken).
+    qkv_kv_launches: std::sync::atomic::AtomicU64,
     /// The latest tensors whose rope is deferred (write_kv settles q with k's launch).
     deferred: Mutex<Vec<tensor::Deferred>>,
     /// Attention grids per sequence of the decode-only launches seen.
@@ -151,6 +157,7 @@ impl CudaBackend {
     /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
+    /// `TESSERA_CUDA_FUSE_QKV_KV=0` runs `norm_qkv_write_kv` as its ops (qkv_kv.rs);
     /// `TESSERA_CUDA_PAIRED_GEMM=1` runs gate/up and k/v above the GEMV
     /// cutover as one cuBLAS strided batch of 2 each instead of two GEMMs (off by default);
     /// `TESSERA_CUDA_PREFETCH=1` pulls the weights a decode step reads next into L2 while its
@@ -204,6 +211,8 @@ impl CudaBackend {
             deferred: Mutex::new(Vec::new()),
             fuse_norm: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_NORM")),
             fuse_rope: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_ROPE")),
+            fuse_qkv_kv: AtomicBool::new(!env_off("TESSERA_CUDA_FUSE_QKV_KV")),
+            qkv_kv_launches: Default::default(),
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
@@ -469,6 +478,16 @@ impl Backend for CudaBackend {
         act: Activation,
     ) -> Result<(CudaTensor, Option<CudaTensor>)> {
         self.op_norm_gated_matmul(n, gate, up, act)
+    }
+
+    fn norm_qkv_write_kv(
+        &self,
+        n: Normed<'_, CudaTensor>,
+        qkv: [(&CudaTensor, Option<&CudaTensor>); 3],
+        rope: Option<RopeArgs<'_, CudaTensor>>,
+        kv: KvWrite<'_, CudaTensor>,
+    ) -> Result<([CudaTensor; 3], Option<CudaTensor>)> {
+        self.op_norm_qkv_write_kv(n, qkv, rope, kv)
     }
 
     fn prefetch(&self, weights: &[(&CudaTensor, usize)]) -> Result<()> {

@@ -107,7 +107,7 @@ impl CudaBackend {
         let op = Op::Matmul;
         let (dt, m, k, lin) = self.check_linear(x, w, bias)?;
         if self.gemv_takes(m, lin.n, false) {
-            let mut out = self.gemv_many(x, dt, (m, k), std::slice::from_ref(&lin), None)?;
+            let mut out = self.gemv_many(x, dt, (m, k), std::slice::from_ref(&lin), None, None)?;
             return out.pop().ok_or_else(|| shape_err(op, "GEMV returned no output"));
         }
         let (n, bias) = (lin.n, lin.bias);

@@ -88,6 +88,11 @@ impl CudaBackend {
     }
 
     /// Whether `rope` is deferred into `write_kv` (else applied at once).
+    /// `norm_qkv_write_kv` as one GEMV launch (on) or as its ops (`TESSERA_CUDA_FUSE_QKV_KV`).
+    pub fn set_fuse_qkv_kv(&self, on: bool) {
+        self.fuse_qkv_kv.store(on, Ordering::Relaxed);
+    }
+
     pub fn set_fuse_rope(&self, on: bool) {
         self.fuse_rope.store(on, Ordering::Relaxed);
     }
