@@ -88,30 +88,29 @@ fn inputs(c: &mut Ctx, a: &Case, m: usize, pad_slot: bool) -> Inputs {
     }
 }
 
-/// The op on the GPU (fused or not) -> [q, k, v, sum, k_cache, v_cache].
-fn run_gpu(c: &Ctx, a: &Case, i: &Inputs, fused: bool) -> [CudaTensor; 6] {
-    c.gpu.set_fuse_qkv_kv(fused);
-    let n = Normed { x: &i.x.0, residual: Some(&i.res.0), weight: &i.norm_w.0, eps: 1e-6, offset: 0.0 };
-    let qkv = [0, 1, 2].map(|j| (&i.w[j].0, a.bias.then_some(&i.b[j].0)));
+/// The op on backend `b`, reading each input's half `t` of its pair -> [q, k, v, sum,
+/// k_cache, v_cache].
+fn run<B: Backend>(b: &B, a: &Case, i: &Inputs, t: impl Fn(&Pair) -> &B::Tensor) -> [B::Tensor; 6]
+where
+    B::Tensor: Clone,
+{
+    let n = Normed { x: t(&i.x), residual: Some(t(&i.res)), weight: t(&i.norm_w), eps: 1e-6, offset: 0.0 };
+    let qkv = [0, 1, 2].map(|j| (t(&i.w[j]), a.bias.then_some(t(&i.b[j]))));
     let params = a.rope.map(|(rd, style, _)| RopeParams { head_dim: a.head_dim, rotary_dim: rd, style, attention_scaling: 1.0 });
-    let rope = params.map(|p| RopeArgs { positions: &i.pos.0, inv_freq: &i.freq.as_ref().unwrap().0, params: p });
+    let rope = params.map(|p| RopeArgs { positions: t(&i.pos), inv_freq: t(i.freq.as_ref().unwrap()), params: p });
     // Clones share the buffers: the op copies them before writing (copy-on-write).
-    let (mut kc, mut vc) = (i.kc.0.clone(), i.vc.0.clone());
-    let kv = KvWrite { k_cache: &mut kc, v_cache: &mut vc, slot_mapping: &i.slots.0 };
-    let ([q, k, v], sum) = c.gpu.norm_qkv_write_kv(n, qkv, rope, kv).expect("gpu norm_qkv_write_kv");
-    c.gpu.set_fuse_qkv_kv(true);
+    let (mut kc, mut vc) = (t(&i.kc).clone(), t(&i.vc).clone());
+    let kv = KvWrite { k_cache: &mut kc, v_cache: &mut vc, slot_mapping: t(&i.slots) };
+    let ([q, k, v], sum) = b.norm_qkv_write_kv(n, qkv, rope, kv).expect("norm_qkv_write_kv");
     [q, k, v, sum.expect("sum"), kc, vc]
 }
 
-fn run_cpu(c: &Ctx, a: &Case, i: &Inputs) -> [CpuTensor; 6] {
-    let n = Normed { x: &i.x.1, residual: Some(&i.res.1), weight: &i.norm_w.1, eps: 1e-6, offset: 0.0 };
-    let qkv = [0, 1, 2].map(|j| (&i.w[j].1, a.bias.then_some(&i.b[j].1)));
-    let params = a.rope.map(|(rd, style, _)| RopeParams { head_dim: a.head_dim, rotary_dim: rd, style, attention_scaling: 1.0 });
-    let rope = params.map(|p| RopeArgs { positions: &i.pos.1, inv_freq: &i.freq.as_ref().unwrap().1, params: p });
-    let (mut kc, mut vc) = (i.kc.1.clone(), i.vc.1.clone());
-    let kv = KvWrite { k_cache: &mut kc, v_cache: &mut vc, slot_mapping: &i.slots.1 };
-    let ([q, k, v], sum) = c.cpu.norm_qkv_write_kv(n, qkv, rope, kv).expect("cpu norm_qkv_write_kv");
-    [q, k, v, sum.expect("sum"), kc, vc]
+/// The op on the GPU, as one launch or as its ops.
+fn run_gpu(c: &Ctx, a: &Case, i: &Inputs, fused: bool) -> [CudaTensor; 6] {
+    c.gpu.set_fuse_qkv_kv(fused);
+    let r = run(&c.gpu, a, i, |p| &p.0);
+    c.gpu.set_fuse_qkv_kv(true);
+    r
 }
 
 const NAMES: [&str; 6] = ["q", "k", "v", "sum", "k_cache", "v_cache"];
@@ -145,7 +144,7 @@ fn qkv_write_kv_fused() {
                     let fused = run_gpu(&c, a, &i, true);
                     let launched = c.gpu.qkv_kv_launches() - before;
                     let plain = run_gpu(&c, a, &i, false);
-                    let want = run_cpu(&c, a, &i);
+                    let want = run(&c.cpu, a, &i, |p| &p.1);
                     c.gpu.set_gemv_splits(0);
                     let label = format!(
                         "K{} H{}/{} D{} rope{:?} bias={} M{m} splits={splits} pad={pad}",
