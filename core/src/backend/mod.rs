@@ -120,6 +120,12 @@ pub struct RopeArgs<'a, T> {
     pub params: RopeParams,
 }
 
+/// The q, k and v projections (weight, bias) of [`Backend::norm_qkv_write_kv`].
+pub type Qkv<'a, T> = [(&'a T, Option<&'a T>); 3];
+
+/// What [`Backend::norm_qkv_write_kv`] returns: `([q, k, v], x + residual)`.
+pub type QkvOut<T> = ([T; 3], Option<T>);
+
 /// Where [`Backend::norm_qkv_write_kv`] writes this step's K/V: `write_kv`'s arguments.
 pub struct KvWrite<'a, T> {
     pub k_cache: &'a mut T,
@@ -264,10 +270,10 @@ pub trait Backend {
     fn norm_qkv_write_kv(
         &self,
         n: Normed<'_, Self::Tensor>,
-        qkv: [(&Self::Tensor, Option<&Self::Tensor>); 3],
+        qkv: Qkv<'_, Self::Tensor>,
         rope: Option<RopeArgs<'_, Self::Tensor>>,
         kv: KvWrite<'_, Self::Tensor>,
-    ) -> Result<([Self::Tensor; 3], Option<Self::Tensor>)> {
+    ) -> Result<QkvOut<Self::Tensor>> {
         norm_qkv_write_kv_unfused(self, n, qkv, rope, kv)
     }
 
@@ -430,10 +436,10 @@ pub trait Backend {
 pub fn norm_qkv_write_kv_unfused<B: Backend + ?Sized>(
     b: &B,
     n: Normed<'_, B::Tensor>,
-    qkv: [(&B::Tensor, Option<&B::Tensor>); 3],
+    qkv: Qkv<'_, B::Tensor>,
     rope: Option<RopeArgs<'_, B::Tensor>>,
     kv: KvWrite<'_, B::Tensor>,
-) -> Result<([B::Tensor; 3], Option<B::Tensor>)> {
+) -> Result<QkvOut<B::Tensor>> {
     let (outs, sum) = b.norm_matmul_many(n, &qkv)?;
     let [mut q, mut k, v]: [B::Tensor; 3] = outs
         .try_into()

@@ -15,14 +15,12 @@
 
 use std::sync::atomic::Ordering;
 
-use tessera_core::backend::{norm_qkv_write_kv_unfused, KvWrite, Normed, Op, Result, RopeArgs, RopeStyle, Tensor as _};
+use tessera_core::backend::{norm_qkv_write_kv_unfused, KvWrite, Normed, Op, Qkv, QkvOut, Result, RopeArgs, RopeStyle, Tensor as _};
 use tessera_core::tensor::DType;
 
 use super::device::Arg;
 use super::gemv::LinearArgs;
 use super::{CudaBackend, CudaTensor};
-
-type Qkv<'a> = [(&'a CudaTensor, Option<&'a CudaTensor>); 3];
 
 impl CudaBackend {
     /// One-launch `norm_qkv_write_kv`s queued so far by this backend.
@@ -33,10 +31,10 @@ impl CudaBackend {
     pub(crate) fn op_norm_qkv_write_kv(
         &self,
         n: Normed<'_, CudaTensor>,
-        qkv: Qkv<'_>,
+        qkv: Qkv<'_, CudaTensor>,
         rope: Option<RopeArgs<'_, CudaTensor>>,
         mut kv: KvWrite<'_, CudaTensor>,
-    ) -> Result<([CudaTensor; 3], Option<CudaTensor>)> {
+    ) -> Result<QkvOut<CudaTensor>> {
         if self.fuse_qkv_kv.load(Ordering::Relaxed) {
             if let Some(r) = self.fused_qkv_kv(n, qkv, rope.as_ref(), &mut kv)? {
                 return Ok(r);
@@ -50,10 +48,10 @@ impl CudaBackend {
     fn fused_qkv_kv(
         &self,
         n: Normed<'_, CudaTensor>,
-        qkv: Qkv<'_>,
+        qkv: Qkv<'_, CudaTensor>,
         rope: Option<&RopeArgs<'_, CudaTensor>>,
         kv: &mut KvWrite<'_, CudaTensor>,
-    ) -> Result<Option<([CudaTensor; 3], Option<CudaTensor>)>> {
+    ) -> Result<Option<QkvOut<CudaTensor>>> {
         let op = Op::WriteKv;
         let Ok(checked) = qkv.iter().map(|(w, b)| self.check_linear(n.x, w, *b)).collect::<Result<Vec<_>>>() else {
             return Ok(None);
@@ -100,10 +98,10 @@ impl CudaBackend {
         let half = p.rotary_dim / 2;
         let freqs = r.inv_freq.numel();
         let fits = p.head_dim > 0
-            && p.head_dim % 2 == 0
-            && nq % p.head_dim == 0
-            && nk % p.head_dim == 0
-            && p.rotary_dim % 2 == 0
+            && p.head_dim.is_multiple_of(2)
+            && nq.is_multiple_of(p.head_dim)
+            && nk.is_multiple_of(p.head_dim)
+            && p.rotary_dim.is_multiple_of(2)
             && p.rotary_dim <= p.head_dim
             && (freqs == half || freqs == m * half)
             && r.positions.dtype == DType::U32
