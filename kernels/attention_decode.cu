@@ -202,7 +202,7 @@ __device__ __forceinline__ void paged_attention_decode_impl(
     const u32* __restrict__ seq_lens, const u32* __restrict__ block_tables, const u32* __restrict__ seq_order,
     u32 num_decode, u32 num_seqs, u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks,
     u32 num_heads, u32 num_kv_heads, float scale, float softcap, u32 window, u32 num_splits, u32 split_len,
-    u32 max_seq_len, u32* err) {
+    u32 max_seq_len, u32 early_kv, u32* err) {
     using S = DecodeShape<T, D, GH, PIPE>;
     constexpr int N = S::N, TG = S::TG, VPL = S::VPL, KPI = S::KPI, U = S::U, KPW = S::KPW, KPB = S::KPB;
     constexpr int E = VPL * N;  // elements of a row per lane
@@ -240,7 +240,50 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         hi = min(hi, split * split_len + split_len);
     }
     const u32* table = block_tables + (u64)b * max_blocks;
-    if (lo < hi) {
+    const u64 kv_width = (u64)num_kv_heads * D;
+    const u32 col = kvh * D + t * N;
+    // This lane's keys j of the tile at `base` with from <= j < to into kr / vr (ok[u] set);
+    // the others are left as they are.
+    auto load_keys = [&](u32 base, u32 from, u32 to, uint4(&kr)[U][VPL], uint4(&vr)[U][VPL], bool(&ok)[U]) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const u32 j = base + warp * KPW + u * KPI + grp;
+            if (j >= from && j < to) {
+                const u32 blk = table[j / block_size];
+                if (blk < num_blocks) {
+                    const u64 row = (u64)blk * block_size + j % block_size;
+                    ok[u] = true;
+#pragma unroll
+                    for (int v = 0; v < VPL; ++v) {
+                        const u64 at = row * kv_width + col + v * TG * N;
+                        kr[u][v] = ldg16(k_cache + at);
+                        vr[u][v] = ldg16(v_cache + at);
+                    }
+                } else {
+                    report_error(err, ERR_ATTN_BLOCK_ID, blk, b);
+                }
+            }
+        }
+    };
+    auto clear_keys = [&](uint4(&kr)[U][VPL], uint4(&vr)[U][VPL], bool(&ok)[U]) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            ok[u] = false;
+#pragma unroll
+            for (int v = 0; v < VPL; ++v) kr[u][v] = vr[u][v] = make_uint4(0u, 0u, 0u, 0u);
+        }
+    };
+    // Early K/V (`early_kv`, registers variant): every key before the newest (seq_len - 1,
+    // this step's, which the kernel before writes) was written by an earlier step, so the
+    // first tile's are loaded before pdl_wait and arrive while the q/k/v kernel finishes.
+    const u32 stable = early_kv && !PIPE ? min(hi, seq_len - 1) : lo;
+    uint4 kr0[U][VPL], vr0[U][VPL];
+    bool ok0[U];
+    clear_keys(kr0, vr0, ok0);
+    if constexpr (!PIPE) {
+        if (lo < stable) load_keys(lo, lo, stable, kr0, vr0, ok0);
+    }
+    if (lo < hi && stable <= lo) {
         // The block-table line(s) of this lane's first keys into L1 while write_kv finishes.
         const u32 j = lo + (threadIdx.x * KPB / blockDim.x);
         if (j < hi) asm volatile("prefetch.L1 [%0];" ::"l"(table + j / block_size));
@@ -286,39 +329,14 @@ __device__ __forceinline__ void paged_attention_decode_impl(
         for (int e = 0; e < E; ++e) acc[g][e] = 0.0f;
     }
 
-    const u64 kv_width = (u64)num_kv_heads * D;
-    const u32 col = kvh * D + t * N;
     if constexpr (!PIPE) {
         __shared__ float s_max[2][DEC_WARPS][GH];
         __shared__ __align__(16) float s_acc[DEC_WARPS][GH][D];
         __shared__ float s_l[DEC_WARPS][GH];
         __shared__ float s_m[GH];
         u32 buf = 0;
-        for (u32 base = lo; base < hi; base += KPB) {
-            uint4 kr[U][VPL], vr[U][VPL];
-            bool ok[U];
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const u32 j = base + warp * KPW + u * KPI + grp;
-                ok[u] = j < hi;
-                u64 row = 0;
-                if (ok[u]) {
-                    const u32 blk = table[j / block_size];
-                    if (blk < num_blocks) {
-                        row = (u64)blk * block_size + j % block_size;
-                    } else {
-                        report_error(err, ERR_ATTN_BLOCK_ID, blk, b);
-                        ok[u] = false;
-                    }
-                }
-#pragma unroll
-                for (int v = 0; v < VPL; ++v) {
-                    const u64 at = row * kv_width + col + v * TG * N;
-                    kr[u][v] = ok[u] ? ldg16(k_cache + at) : make_uint4(0u, 0u, 0u, 0u);
-                    vr[u][v] = ok[u] ? ldg16(v_cache + at) : make_uint4(0u, 0u, 0u, 0u);
-                }
-            }
-
+        // One tile's math on its loaded K / V (`ok`: the live keys).
+        auto tile = [&](const uint4(&kr)[U][VPL], const uint4(&vr)[U][VPL], const bool(&ok)[U]) {
             float s[U][GH], tmax[GH];
             decode_scores<T, GH, U, VPL, TG>(kr, qf, ok, softcap, s, tmax);
             if (lane == 0)
@@ -339,6 +357,18 @@ __device__ __forceinline__ void paged_attention_decode_impl(
             decode_rescale<GH, E>(m_new, m, mu, l, acc);
             decode_accumulate<T, GH, U, VPL>(vr, s, mu, l, acc);
             buf ^= 1;
+        };
+        if (lo < hi) {
+            // The first tile: the keys not loaded before pdl_wait (all of them without early_kv).
+            load_keys(lo, stable, hi, kr0, vr0, ok0);
+            tile(kr0, vr0, ok0);
+        }
+        for (u32 base = lo + KPB; base < hi; base += KPB) {
+            uint4 kr[U][VPL], vr[U][VPL];
+            bool ok[U];
+            clear_keys(kr, vr, ok);
+            load_keys(base, base, hi, kr, vr, ok);
+            tile(kr, vr, ok);
         }
 
         // Add up the key groups of the warp, then the warps (all share the block's max m).
@@ -556,11 +586,11 @@ __device__ __forceinline__ void attention_decode_combine_impl(const float* __res
     const T *q, const T *k_cache, const T *v_cache, T *out, float *part_acc, float *part_ml, const u32 *qsl, \
         const u32 *seq_lens, const u32 *block_tables, const u32 *seq_order, u32 num_decode, u32 num_seqs,  \
         u32 num_tokens, u32 max_blocks, u32 block_size, u32 num_blocks, u32 num_heads, u32 num_kv_heads,   \
-        float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_seq_len, u32 *err
+        float scale, float softcap, u32 window, u32 num_splits, u32 split_len, u32 max_seq_len, u32 early_kv, u32 *err
 #define DECODE_ARGS                                                                                    \
     q, k_cache, v_cache, out, part_acc, part_ml, qsl, seq_lens, block_tables, seq_order, num_decode,   \
         num_seqs, num_tokens, max_blocks, block_size, num_blocks, num_heads, num_kv_heads, scale,      \
-        softcap, window, num_splits, split_len, max_seq_len, err
+        softcap, window, num_splits, split_len, max_seq_len, early_kv, err
 
 // The registers variant and the pipelined one (dynamic shared memory DecodeShape::SMEM).
 #define PAGED_ATTENTION_DECODE(S, T, D, GH)                                                           \

@@ -3,7 +3,8 @@
 //! by every split, empty ones too (no zero fill: the partials are poisoned NaN before every
 //! kernel, so a split that wrote nothing shows), 2..8 splits merged inside a thread block
 //! cluster and by the combine launch (`set_decode_cluster`), the query heads a block takes
-//! (one for a lone sequence by default; forced 1 and 2: `set_decode_heads_per_block`), and the multi-block argmax of wide rows
+//! (one for a lone sequence by default; forced 1 and 2: `set_decode_heads_per_block`), the
+//! first tile's older keys loaded before `pdl_wait` or after (`set_decode_early_kv`), and the multi-block argmax of wide rows
 //! (`argmax_split`, last-block-done counters), against the CPU backend (the specification),
 //! f32 / f16 / bf16, fresh random inputs (seed printed; `TESSERA_SEED` replays), outputs
 //! poisoned before every kernel:
@@ -79,15 +80,19 @@ fn small_grid_decode_attention_matches_cpu() {
         let Some(mut c) = Ctx::new(dtype, "small_grid_decode_attention") else { return };
         // gh: query heads a block forced (0 = the default: one for a lone sequence, the
         // group's for batches).
-        for (tile, cluster, gh) in [(true, true, 0), (true, false, 0), (false, true, 0), (true, true, 1), (true, false, 2)] {
+        // early: the first tile's older keys loaded before pdl_wait (the default) or after.
+        let configs = [(true, true, 0, true), (true, false, 0, true), (false, true, 0, true), (true, true, 1, true), (true, false, 2, true), (true, true, 0, false), (true, false, 1, false)];
+        for (tile, cluster, gh, early) in configs {
             c.gpu.set_decode_tile_splits(tile);
             c.gpu.set_decode_cluster(cluster);
             c.gpu.set_decode_heads_per_block(gh);
+            c.gpu.set_decode_early_kv(early);
             for case in &cases() {
                 let (g, r, label) = pair_attention_case(&mut c, case);
-                c.check("paged_attention", &format!("{label} tile={tile} cluster={cluster} gh={gh}"), &g, &r);
+                c.check("paged_attention", &format!("{label} tile={tile} cluster={cluster} gh={gh} early={early}"), &g, &r);
             }
         }
+        c.gpu.set_decode_early_kv(true);
         c.gpu.set_decode_heads_per_block(0);
         c.gpu.set_decode_cluster(true);
         // The pipelined variant (its own 32-key tiles; 48 KB of dynamic shared memory): empty

@@ -410,6 +410,7 @@ impl CudaBackend {
             Arg::U32(splits as u32),
             Arg::U32(split_len.min(u32::MAX as usize) as u32),
             Arg::U32(u32_arg(op, "max_seq_len", meta.max_seq_len)?),
+            Arg::U32(self.decode_early_kv.load(Ordering::Relaxed) as u32),
             Arg::Ptr(self.device.err_ptr),
         ];
         let cfg = LaunchConfig {

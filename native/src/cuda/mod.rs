@@ -100,6 +100,9 @@ pub struct CudaBackend {
     gemv_early_w: AtomicBool,
     /// Decode splits merged inside a thread block cluster (`TESSERA_ATTN_CLUSTER`).
     decode_cluster: AtomicBool,
+    /// The decode attention loads its first tile's older keys before `pdl_wait`
+    /// (`TESSERA_ATTN_EARLY_KV`, default on; kernels/attention_decode.cu).
+    decode_early_kv: AtomicBool,
     /// When bf16/f16 prefill rows take the tensor-core kernel: a [`TensorCorePrefill`] as u32.
     tc_prefill: AtomicU32,
     /// Which decode-attention variant decode rows take: a [`DecodePipeline`] as u32.
@@ -152,7 +155,9 @@ impl CudaBackend {
     /// on; kernels/attention_decode.cu); `TESSERA_ATTN_TILE_SPLITS=0` splits small
     /// decode grids by the older rule (whole tiles, fewer splits); `TESSERA_GEMV_MAX_M=n` sends products of at most n rows (<= 8; 0 = none; default: by
     /// measurement, see gemv.rs) to the GEMV kernels, `TESSERA_GEMV_SPLITS=n` forces their K
-    /// splits (1, 2, 4 or 8), `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
+    /// splits (1, 2, 4 or 8), `TESSERA_ATTN_EARLY_KV=0` makes the decode attention load every key
+    /// after `pdl_wait` (default: the first tile's keys of earlier steps before it),
+    /// `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
     /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
@@ -216,6 +221,7 @@ impl CudaBackend {
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
             decode_cluster: AtomicBool::new(!env_off("TESSERA_ATTN_CLUSTER")),
+            decode_early_kv: AtomicBool::new(!env_off("TESSERA_ATTN_EARLY_KV")),
             replays: Default::default(),
             host_wait_ns: Default::default(),
             reads: Default::default(),

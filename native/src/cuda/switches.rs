@@ -126,6 +126,12 @@ impl CudaBackend {
         self.decode_cluster.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the decode attention loads its first tile's keys of earlier steps before
+    /// `pdl_wait` (default on; the same results either way).
+    pub fn set_decode_early_kv(&self, on: bool) {
+        self.decode_early_kv.store(on, Ordering::Relaxed);
+    }
+
     /// Decode key splits of one tile a block for small grids (default on).
     pub fn set_decode_tile_splits(&self, on: bool) {
         self.tile_splits.store(on, Ordering::Relaxed);
