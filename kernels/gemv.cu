@@ -313,10 +313,10 @@ template <typename T> __device__ __forceinline__ u32 gemv_kv_row(const GemvKv<T>
     return head * kv.head_dim + ((j & 1) ? ib : ia);
 }
 
-/// Stores element `col` of row mi of matrix `mat` (k: 1, v: 2) into its cache.
-template <typename T> __device__ __forceinline__ void gemv_kv_cache(const GemvKv<T>& kv, u32 mat, u32 mi, u32 width, u32 col, T val) {
+/// Stores element `col` of row mi of matrix `mat` (k: 1, v: 2) into its cache at `slot`
+/// (`kv.slots[mi]`).
+template <typename T> __device__ __forceinline__ void gemv_kv_cache(const GemvKv<T>& kv, u32 mat, u32 mi, u32 width, u32 col, T val, u32 slot) {
     if (mat == 0 || mat > 2) return;
-    const u32 slot = kv.slots[mi];
     if (slot == 0xffffffffu) return;
     if ((u64)slot >= kv.num_slots) {
         report_error(kv.err, ERR_WRITE_KV_SLOT, slot, mi);
@@ -331,6 +331,7 @@ template <typename T, int MM, int R, bool XS, bool PRE, bool KV = false, typenam
 __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32 m, u32 k, u32 vec_ok, u32 ks,
                                            const GemvMats<T>& ms, uint4* stage, Before&& before,
                                            const GemvKv<T>* kv = nullptr) {
+    static_assert(GEMV_WARPS * MM * R <= GEMV_THREADS, "one epilogue entry a thread at most");
     __shared__ float red[GEMV_WARPS][MM * R];
     const u32 groups = GEMV_WARPS / ks;
     // This block's matrix.
@@ -350,6 +351,20 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
         const u32 row = row0 + g * R + r;
         const u32 at = roped && row < n ? gemv_kv_row(*kv, row) : row;
         rows[r] = row < n ? w + (u64)at * k : nullptr;
+    }
+    // KV: the cache slot and RoPE angle of this thread's output entry (thread t takes entry t:
+    // groups * MM * R <= GEMV_THREADS), from step metadata and the frequencies only, so read
+    // before `before()` (its pdl_wait) and off the epilogue's critical path.
+    u32 slot = 0xffffffffu;
+    float rc = 1.0f, rs = 0.0f;
+    if constexpr (KV) {
+        const u32 gi = threadIdx.x / (MM * R), idx = threadIdx.x % (MM * R);
+        const u32 mi = idx / R, row = row0 + gi * R + idx % R;
+        if (gi < groups && mi < m && row < n) {
+            if (mt.index == 1 || mt.index == 2) slot = kv->slots[mi];
+            if (roped && row % kv->head_dim < 2 * kv->half && !(row & 1))
+                rope_cos_sin(kv->pos, kv->freq, mi, (row % kv->head_dim) >> 1, kv->half, kv->per_token, kv->scaling, rc, rs);
+        }
     }
     float acc[MM][R];
     gemv_dot<T, MM, R, XS, PRE>(x, m, k, vec_ok, rows, slice, ks, lane, acc, stage, before);
@@ -377,22 +392,20 @@ __device__ __forceinline__ void gemv_plain(u32 blk, const T* __restrict__ x, u32
                     s += bias[pa];
                     s2 += bias[pb];
                 }
-                float c, sn;
-                rope_cos_sin(kv->pos, kv->freq, mi, (row % kv->head_dim) >> 1, kv->half, kv->per_token, kv->scaling, c, sn);
                 T oa, ob;
                 // Rounded to T first, as the product's output the rope kernel would read.
-                rope_rotate<T>(to_f32(from_f32<T>(s)), to_f32(from_f32<T>(s2)), c, sn, oa, ob);
+                rope_rotate<T>(to_f32(from_f32<T>(s)), to_f32(from_f32<T>(s2)), rc, rs, oa, ob);
                 out[(u64)mi * n + pa] = oa;
                 out[(u64)mi * n + pb] = ob;
-                gemv_kv_cache(*kv, mt.index, mi, n, pa, oa);
-                gemv_kv_cache(*kv, mt.index, mi, n, pb, ob);
+                gemv_kv_cache(*kv, mt.index, mi, n, pa, oa, slot);
+                gemv_kv_cache(*kv, mt.index, mi, n, pb, ob, slot);
                 continue;
             }
         }
         if (bias != nullptr) s += bias[row];
         const T o = from_f32<T>(s);
         out[(u64)mi * n + row] = o;
-        if constexpr (KV) gemv_kv_cache(*kv, mt.index, mi, n, row, o);
+        if constexpr (KV) gemv_kv_cache(*kv, mt.index, mi, n, row, o, slot);
     }
 }
 
