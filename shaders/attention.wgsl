@@ -15,6 +15,9 @@
 //!            keys j = g, g + G, ... (G = WG / HD4 groups; adjacent threads read adjacent dims)
 //! end: the G partial sums of each column are added, / l.
 //! ```
+//! EK = 1 (EKN = HD4, head_dim <= 128): the first chunk's K rows and V vectors are loaded before
+//! the barrier that publishes q, so their latency overlaps q's staging (`row_layout` per
+//! thread); the same FMAs in the same order either way. EK = 0: EKN = 1, unused.
 //! Rows past query_start_loc[num_seqs] are padding and come out as zeros. Aliases: Q, KV
 //! (caches), O. Constants: WG (a power of two), HD (head_dim), HD4 = ceil(HD / 4) <= WG, CH.
 //!
@@ -188,6 +191,36 @@ fn kv4(is_v: bool, base: u32, c: u32) -> vec4<f32> {
     return r;
 }
 
+/// Row t's layout: (seq b, position pos, first key, 1), or zeros for a padding row.
+fn row_layout(t: u32) -> vec4<u32> {
+    if (t >= query_start_loc[p.num_seqs]) {
+        return vec4<u32>(0u, 0u, 0u, 0u);
+    }
+    var lo = 0u;
+    var hi = p.num_seqs;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (query_start_loc[mid] <= t) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let start = query_start_loc[lo];
+    let q_len = query_start_loc[lo + 1u] - start;
+    let pos = seq_lens[lo] - q_len + (t - start);
+    var first = 0u;
+    if (p.window > 0u && pos + 1u > p.window) {
+        first = pos + 1u - p.window;
+    }
+    return vec4<u32>(lo, pos, first, 1u);
+}
+
+/// Whether key j of a row at `pos` is this step's own (FKV: staged, not yet in the cache).
+fn is_new_key(j: u32, pos: u32) -> bool {
+    return FKV == 1u && j == pos;
+}
+
 @compute @workgroup_size(WG)
 fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
@@ -202,31 +235,47 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let t = idx / p.num_heads;
     let h = idx - t * p.num_heads;
     let out_base = t * p.num_heads * HD + h * HD;
+    let kv_width = (p.num_heads / p.group) * HD;
+    let kv_off = (h / p.group) * HD;
+    // Value phase mapping: column c (4 dims), key group g.
+    let c = li % HD4;
+    let g = li / HD4;
     // The row's layout (a binary search: dependent loads) by the last thread, while the
     // first ones stage q and the new K/V, which do not depend on it: one wait for all three.
-    if (li == WG - 1u) {
-        var info = vec4<u32>(0u, 0u, 0u, 0u);
-        if (t < query_start_loc[p.num_seqs]) {
-            var lo = 0u;
-            var hi = p.num_seqs;
-            while (hi - lo > 1u) {
-                let mid = (lo + hi) / 2u;
-                if (query_start_loc[mid] <= t) {
-                    lo = mid;
-                } else {
-                    hi = mid;
+    // EK = 1: every thread also works it out itself and loads its keys of the first chunk
+    // (the score phase's K row of key li, the value phase's V vectors of keys g and g + G)
+    // now, so they arrive while q is staged; a step's own key (`is_new_key`) is read staged,
+    // after the barrier.
+    var ek: array<vec4<f32>, EKN>;
+    var ev0 = vec4<f32>(0.0);
+    var ev1 = vec4<f32>(0.0);
+    var ek_ok = false;
+    var ev0_ok = false;
+    var ev1_ok = false;
+    if (EK == 1u) {
+        let e = row_layout(t);
+        if (e.w != 0u) {
+            let r = split_range(e.z, e.y, split);
+            let n0 = min(CH, r.y - r.x);
+            if (li < n0 && !is_new_key(r.x + li, e.y)) {
+                let kb = slot_of(e.x, r.x + li) * kv_width + kv_off;
+                for (var cc = 0u; cc < EKN; cc = cc + 1u) {
+                    ek[cc] = kv4(false, kb, cc);
                 }
+                ek_ok = true;
             }
-            let start = query_start_loc[lo];
-            let q_len = query_start_loc[lo + 1u] - start;
-            let pos = seq_lens[lo] - q_len + (t - start);
-            var first = 0u;
-            if (p.window > 0u && pos + 1u > p.window) {
-                first = pos + 1u - p.window;
+            if (g < G && g < n0 && !is_new_key(r.x + g, e.y)) {
+                ev0 = kv4(true, slot_of(e.x, r.x + g) * kv_width + kv_off, c);
+                ev0_ok = true;
             }
-            info = vec4<u32>(lo, pos, first, 1u);
+            if (g < G && g + G < n0 && !is_new_key(r.x + g + G, e.y)) {
+                ev1 = kv4(true, slot_of(e.x, r.x + g + G) * kv_width + kv_off, c);
+                ev1_ok = true;
+            }
         }
-        row_info = info;
+    }
+    if (li == WG - 1u) {
+        row_info = row_layout(t);
     }
     for (var c = li; c < HD4; c = c + WG) {
         var v = vec4<f32>(0.0);
@@ -247,12 +296,6 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let b = info.x;
     let pos = info.y;
     let keys = split_range(info.z, pos, split);
-    let kv_width = (p.num_heads / p.group) * HD;
-    let kv_off = (h / p.group) * HD;
-
-    // Value phase mapping: column c (4 dims), key group g.
-    let c = li % HD4;
-    let g = li / HD4;
     var m = NEG;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
@@ -264,8 +307,14 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             sl[i] = slot;
             let kb = slot * kv_width + kv_off;
             var qk = 0.0;
-            for (var cc = 0u; cc < HD4; cc = cc + 1u) {
-                qk = qk + dot(qs[cc], key4(false, j0 + i, pos, kb, cc));
+            if (ek_ok && j0 == keys.x && i == li) {
+                for (var cc = 0u; cc < EKN; cc = cc + 1u) {
+                    qk = qk + dot(qs[cc], ek[cc]);
+                }
+            } else {
+                for (var cc = 0u; cc < HD4; cc = cc + 1u) {
+                    qk = qk + dot(qs[cc], key4(false, j0 + i, pos, kb, cc));
+                }
             }
             var s = qk * p.scale;
             if (p.softcap > 0.0) {
@@ -289,14 +338,32 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             // Two keys per iteration: both V rows in flight before either product.
             var acc1 = vec4<f32>(0.0);
             var i = g;
+            // Keys g and g + G of the first chunk: loaded early where EK (ev0_ok / ev1_ok).
+            let first = j0 == keys.x;
             for (; i + G < n; i = i + 2u * G) {
-                let v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
-                let v1 = key4(true, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
+                var v0: vec4<f32>;
+                var v1: vec4<f32>;
+                if (first && i == g && ev0_ok) {
+                    v0 = ev0;
+                } else {
+                    v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                }
+                if (first && i == g && ev1_ok) {
+                    v1 = ev1;
+                } else {
+                    v1 = key4(true, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
+                }
                 acc = acc + sc[i] * v0;
                 acc1 = acc1 + sc[i + G] * v1;
             }
             if (i < n) {
-                acc = acc + sc[i] * key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                var v0: vec4<f32>;
+                if (first && i == g && ev0_ok) {
+                    v0 = ev0;
+                } else {
+                    v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                }
+                acc = acc + sc[i] * v0;
             }
             acc = acc + acc1;
         }

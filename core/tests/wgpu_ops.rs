@@ -88,6 +88,18 @@ fn op_parity_small_workgroups() {
     assert!(matches!(too_small, Err(BackendError::Device { .. })));
 }
 
+/// Paged attention with its first chunk's keys loaded after q's barrier (`early_kv` off) and
+/// before it (the default), unsplit and over 4 key splits: every attention case matches the
+/// CPU either way (the early path's keys are the ones the default parity runs check too).
+#[test]
+fn attention_parity_with_and_without_early_kv() {
+    for (early, splits) in [(false, None), (false, Some(4)), (true, Some(4))] {
+        let be = backend(WgpuOptions { dtype: Some(DType::F32), poison_outputs: true, early_kv: Some(early), attn_splits: splits, ..Default::default() });
+        let failures = parity(&be, Dt::F32, Some("attention"));
+        assert!(failures.is_empty(), "early_kv {early}, splits {splits:?}: {} cases failed:\n{}", failures.len(), failures.join("\n"));
+    }
+}
+
 /// At decode size `matmul_many` (q/k/v) and `gated_matmul` are one dispatch each (q/k/v two
 /// where the adapter allows only 8 storage buffers per stage, WebGPU's minimum and the
 /// browsers' fallback adapters'), at M = 8 one tiled matmul per weight (+ `act_mul`); with 8

@@ -292,6 +292,7 @@ pub(super) fn paged_attention(
     }
     let free = if fused.is_some() { free - 4 * hd4 } else { free };
     let ch = (1u32 << (31 - free.leading_zeros())).min(1024);
+    let early_kv = be.early_kv && hd4 <= 32;
     // The split kernel binds the partials too (binding 13).
     let splits = if be.sizes().storage_buffers > if fused.is_some() { 12 } else { 9 } { key_splits(be, rows) } else { 1 };
     let mut kern = Kernel::new(Shader::Attention, "paged_attention")
@@ -305,7 +306,11 @@ pub(super) fn paged_attention(
         .konst("SG", if be.sizes().subgroup <= wg { be.sizes().subgroup } else { 0 })
         .konst("FKV", u32::from(fused.is_some()))
         .konst("SPLITS", splits)
-        .konst("MIN_SPLIT_KEYS", MIN_SPLIT_KEYS);
+        .konst("MIN_SPLIT_KEYS", MIN_SPLIT_KEYS)
+        // The first chunk's K rows and V vectors loaded before q's barrier (attention.wgsl):
+        // a K row a thread in registers, so head_dim <= 128 only.
+        .konst("EK", u32::from(early_kv))
+        .konst("EKN", if early_kv { hd4 } else { 1 });
     kern = match fused {
         Some(pk) => kern.ty("S", pk.ds).read(1).rw(2).rw(3),
         None => kern.read(1).read(2).read(3),

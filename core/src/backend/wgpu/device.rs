@@ -45,6 +45,9 @@ pub struct WgpuOptions {
     /// `Some(false)`: a split attention's merge is always its own dispatch, never folded
     /// into the matvec after it (default on, or `TESSERA_WGPU_FUSE_MERGE`).
     pub fuse_merge: Option<bool>,
+    /// `Some(false)`: paged attention loads every key after staging q, none before its
+    /// barrier (default on for head_dim <= 128, or `TESSERA_WGPU_EARLY_KV`).
+    pub early_kv: Option<bool>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.

@@ -97,6 +97,8 @@ pub struct WgpuBackend {
     /// Whether a split decode attention's merge waits for the matvec after it to do it
     /// (`TESSERA_WGPU_FUSE_MERGE=0`: never, for comparisons).
     fuse_merge: bool,
+    /// paged attention loads its first chunk's keys before q's barrier (`WgpuOptions::early_kv`).
+    early_kv: bool,
     /// The deferred `write_kv` (see `attention`), recorded before any other command.
     pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
 }
@@ -127,6 +129,7 @@ impl WgpuBackend {
             fuse_norm: std::env::var("TESSERA_WGPU_FUSE_NORM").map_or(true, |v| v != "0"),
             fuse_kv: std::env::var("TESSERA_WGPU_FUSE_KV").map_or(true, |v| v != "0"),
             fuse_merge: opts.fuse_merge.unwrap_or_else(|| std::env::var("TESSERA_WGPU_FUSE_MERGE").map_or(true, |v| v != "0")),
+            early_kv: opts.early_kv.unwrap_or_else(|| std::env::var("TESSERA_WGPU_EARLY_KV").map_or(true, |v| v != "0")),
             pending_kv: Default::default(),
         })
     }
