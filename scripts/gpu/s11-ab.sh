@@ -33,10 +33,7 @@ test_bin cuda_models 60 tiny_models --test-threads=1 --nocapture
 for t in wgpu_ops wgpu_engine; do test_bin "$t" 60 --test-threads=2; done
 {
     echo "=== device"; cat "$L/device.txt"
-    for t in cuda_att1 cuda_engine cuda_models wgpu_fused_norm wgpu_ops wgpu_engine; do
-        echo "=== $t"; grep -a -E "test result|panicked|FAIL|MISMATCH|mismatch" "$L/$t.log" | grep -av "mismatches=0" | head -8
-        echo "PARITY lines: $(grep -ac PARITY "$L/$t.log"), not ok: $(grep -a PARITY "$L/$t.log" | grep -acv ' ok$')"
-    done
+    parity_table 8 cuda_att1 cuda_engine cuda_models wgpu_fused_norm wgpu_ops wgpu_engine
     echo "=== latency"; lat_table 12
     echo "=== smollm2"; cat "$L/table.txt" 2> /dev/null
     echo "=== steps"; cat "$L/steps.txt"

@@ -30,10 +30,7 @@ step throughput 90 "$N" bench throughput "${M[@]}" --input-len 512 --output-len 
 {
     echo "=== device"; cat "$L/device.txt"
     echo "=== roofline"; cat "$L/roofline.json" 2> /dev/null; echo
-    for t in cuda_qkv_kv cuda_att1 cuda_engine cuda_models cuda_fused; do
-        echo "=== $t"; grep -a -E "test result|panicked|FAIL|MISMATCH|mismatch" "$L/$t.log" | grep -av "mismatches=0" | head -8
-        echo "PARITY lines: $(grep -ac PARITY "$L/$t.log"), not ok: $(grep -a PARITY "$L/$t.log" | grep -acv ' ok$')"
-    done
+    parity_table 8 cuda_qkv_kv cuda_att1 cuda_engine cuda_models cuda_fused
     echo "=== latency"; lat_table 12
     echo "=== throughput"; grep -aE "^Throughput|decode-only|rror" "$L/throughput.log"
     echo "=== steps"; cat "$L/steps.txt"
