@@ -19,7 +19,10 @@
 //! ```
 //! head_dim is a template constant (64, 128, 256; q pre-scaled by `scale`); other head dims
 //! take the general kernel (attention.cu). Bad metadata or block ids go to the error word.
-//! Both kernels are launched with PDL (common.cuh): the metadata is read before `pdl_wait`.
+//! Both kernels are launched with PDL (common.cuh): the metadata is read before `pdl_wait`,
+//! and with `early_kv` (registers and cluster variants) the first tile of the keys before a
+//! row's newest too: the engine writes a decode row's K/V once, at its own step, so only the
+//! newest key (this step's, written by the kernel before) must wait.
 //!
 //! `paged_attention_decode_cluster_*` (sm_90+, 2..8 splits, the registers variant): the
 //! splits of a (sequence, head chunk) launch as one thread block cluster, keep their
