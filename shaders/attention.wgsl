@@ -216,6 +216,14 @@ fn row_layout(t: u32) -> vec4<u32> {
     return vec4<u32>(lo, pos, first, 1u);
 }
 
+/// `early` where `ok` (loaded before q's barrier, EK), else dims 4c .. 4c + 4 of V row j.
+fn v_or_early(ok: bool, early: vec4<f32>, j: u32, pos: u32, base: u32, c: u32) -> vec4<f32> {
+    if (ok) {
+        return early;
+    }
+    return key4(true, j, pos, base, c);
+}
+
 /// Whether key j of a row at `pos` is this step's own (FKV: staged, not yet in the cache).
 fn is_new_key(j: u32, pos: u32) -> bool {
     return FKV == 1u && j == pos;
@@ -341,29 +349,13 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             // Keys g and g + G of the first chunk: loaded early where EK (ev0_ok / ev1_ok).
             let first = j0 == keys.x;
             for (; i + G < n; i = i + 2u * G) {
-                var v0: vec4<f32>;
-                var v1: vec4<f32>;
-                if (first && i == g && ev0_ok) {
-                    v0 = ev0;
-                } else {
-                    v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
-                }
-                if (first && i == g && ev1_ok) {
-                    v1 = ev1;
-                } else {
-                    v1 = key4(true, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
-                }
+                let v0 = v_or_early(first && i == g && ev0_ok, ev0, j0 + i, pos, sl[i] * kv_width + kv_off, c);
+                let v1 = v_or_early(first && i == g && ev1_ok, ev1, j0 + i + G, pos, sl[i + G] * kv_width + kv_off, c);
                 acc = acc + sc[i] * v0;
                 acc1 = acc1 + sc[i + G] * v1;
             }
             if (i < n) {
-                var v0: vec4<f32>;
-                if (first && i == g && ev0_ok) {
-                    v0 = ev0;
-                } else {
-                    v0 = key4(true, j0 + i, pos, sl[i] * kv_width + kv_off, c);
-                }
-                acc = acc + sc[i] * v0;
+                acc = acc + sc[i] * v_or_early(first && i == g && ev0_ok, ev0, j0 + i, pos, sl[i] * kv_width + kv_off, c);
             }
             acc = acc + acc1;
         }
