@@ -13,7 +13,8 @@
 //!   softmax  m_new = max(m, max_j s_j); p_j = exp(s_j - m_new); l = l * alpha + sum p_j
 //!   values   thread (column c of 4 dims, key group g): acc += p_j v_j[4c .. 4c + 4] over
 //!            keys j = g, g + G, ... (G = WG / HD4 groups; adjacent threads read adjacent dims)
-//! end: the G partial sums of each column are added, / l.
+//! end: the G partial sums of each column are added (subgroup butterflies where a subgroup
+//!      holds several key groups, else a tree in workgroup memory), / l.
 //! ```
 //! EK = 1 (EKN = HD4, head_dim <= 128): the first chunk's K rows and V vectors are loaded before
 //! the barrier that publishes q, so their latency overlaps q's staging (`row_layout` per
@@ -361,18 +362,33 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         }
         workgroupBarrier();
     }
-    part[li] = acc;
-    workgroupBarrier();
-    // G a power of two: a tree over the key groups (log2 G steps), else one pass per column.
+    // The G partial sums of each column, left as gn of them in `part` (stride HD4): with
+    // subgroups that hold several key groups (thread li = g HD4 + c, HD4 a power of two, SG >=
+    // 2 HD4), butterflies over the groups inside each subgroup, then one sum a subgroup (one
+    // barrier); else G a power of two: a tree over the groups (log2 G barriers); else all G.
     var gn = G;
-    if ((G & (G - 1u)) == 0u) {
-        for (var s = G / 2u; s > 0u; s = s / 2u) {
-            if (g < s) {
-                part[li] = part[li] + part[li + s * HD4];
-            }
-            workgroupBarrier();
+    if (SG >= 2u * HD4 && (HD4 & (HD4 - 1u)) == 0u) {
+        var a = acc;
+        for (var k = HD4; k < SG; k = k * 2u) {
+            a = a + vec4<f32>(sg_xor(a.x, k), sg_xor(a.y, k), sg_xor(a.z, k), sg_xor(a.w, k));
         }
-        gn = 1u;
+        if (li % SGD < HD4) {
+            part[(li / SGD) * HD4 + li % SGD] = a;
+        }
+        workgroupBarrier();
+        gn = WG / SGD;
+    } else {
+        part[li] = acc;
+        workgroupBarrier();
+        if ((G & (G - 1u)) == 0u) {
+            for (var s = G / 2u; s > 0u; s = s / 2u) {
+                if (g < s) {
+                    part[li] = part[li] + part[li + s * HD4];
+                }
+                workgroupBarrier();
+            }
+            gn = 1u;
+        }
     }
     for (var cc = li; cc < HD4; cc = cc + WG) {
         var sum = vec4<f32>(0.0);

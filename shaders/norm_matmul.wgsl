@@ -19,15 +19,38 @@ var<workgroup> xn: array<f32, NK>;
 /// First element of the staged row (`xl` reads `xn[i - xbase]`).
 var<private> xbase: u32;
 
-/// Stages row r of the normalized input in `xn` (all threads call it).
+/// Elements of the row a thread sums (NWG threads) and normalizes (WG threads).
+const NI: u32 = (NK + NWG - 1u) / NWG;
+const NJ: u32 = (NK + WG - 1u) / WG;
+
+/// Stages row r of the normalized input in `xn` (all threads call it). Every load is issued
+/// first (the norm weights, then x and res, loops of constant trips), so the row costs one
+/// memory round trip, not one per element a thread sums; the arithmetic and its order are
+/// `rms_norm.wgsl`'s.
 fn norm_stage(r: u32, li: u32, store_sum: bool) {
-    xbase = r * p.k;
+    xbase = r * NK;
+    var nv: array<f32, NJ>;
+    for (var u = 0u; u < NJ; u = u + 1u) {
+        let i = li + u * WG;
+        if (i < NK) {
+            nv[u] = f32(nw[i]);
+        }
+    }
+    var xv: array<f32, NI>;
     var local = 0.0;
     if (li < NWG) {
-        for (var i = li; i < p.k; i = i + NWG) {
-            let v = norm_in(xbase + i, store_sum);
-            xn[i] = v;
-            local = local + v * v;
+        for (var u = 0u; u < NI; u = u + 1u) {
+            let i = li + u * NWG;
+            if (i < NK) {
+                xv[u] = norm_in(xbase + i, store_sum);
+            }
+        }
+        for (var u = 0u; u < NI; u = u + 1u) {
+            let i = li + u * NWG;
+            if (i < NK) {
+                xn[i] = xv[u];
+                local = local + xv[u] * xv[u];
+            }
         }
     }
     partial[li] = local;
@@ -38,10 +61,13 @@ fn norm_stage(r: u32, li: u32, store_sum: bool) {
         }
         workgroupBarrier();
     }
-    let variance = partial[0] / f32(p.k);
+    let variance = partial[0] / f32(NK);
     let inv = 1.0 / sqrt(variance + p.nrm.x);
-    for (var i = li; i < p.k; i = i + WG) {
-        xn[i] = f32(O((xn[i] * inv) * (p.nrm.y + f32(nw[i]))));
+    for (var u = 0u; u < NJ; u = u + 1u) {
+        let i = li + u * WG;
+        if (i < NK) {
+            xn[i] = f32(O((xn[i] * inv) * (p.nrm.y + nv[u])));
+        }
     }
     // xn complete, and partial[0] read by all before vec_reduce reuses it.
     workgroupBarrier();
