@@ -22,6 +22,9 @@
 //! Rows past query_start_loc[num_seqs] are padding and come out as zeros. Aliases: Q, KV
 //! (caches), O. Constants: WG (a power of two), HD (head_dim), HD4 = ceil(HD / 4) <= WG, CH.
 //!
+//! PFN > 0: workgroups past the attention's own prefetch the weights read next into L2
+//! (`attention_pf.wgsl`).
+//!
 //! FKV = 1 (decode rows only: each row's last key is its own new token): the preceding
 //! `write_kv_pair` is done here. Each workgroup stages row t's new K (rotated by k's deferred
 //! rope when `k_rope`) and V of its kv head, rounded as the cache would hold them, uses
@@ -50,7 +53,8 @@ struct Params {
     interleaved: u32,
     per_token: u32,
     rope_scaling: f32,
-    _pad2: u32,
+    /// PFN > 0: the first of the prefetch workgroups (`attention_pf.wgsl`).
+    pf_base: u32,
     _pad3: u32,
     _pad4: u32,
 }
@@ -235,6 +239,10 @@ fn paged_attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
                    @builtin(local_invocation_index) li: u32) {
     // SPLITS > 1: workgroup (row, head, split) over its split's keys (`split_range`).
     let widx = linear_wg(wg, nwg);
+    if (PFN > 0u && widx >= p.pf_base) {
+        prefetch_weights(widx - p.pf_base, li);
+        return;
+    }
     let split = widx % SPLITS;
     let idx = widx / SPLITS;
     if (idx >= p.tokens * p.num_heads) {

@@ -151,3 +151,31 @@ fn async_case(reqs: &[(&'static str, Vec<u32>, SamplingParams)]) {
         assert_eq!(got, want, "graphs {graphs}: async wgpu tokens differ from the CPU's");
     }
 }
+
+/// The decode attention's L2 prefetch of the weights the layer reads next (`prefetch`, on by
+/// default on real GPUs, forced here on the software adapter): it is taken at every decode
+/// layer, eagerly and through graph replays, and the tokens stay the CPU's.
+#[test]
+fn prefetching_attention_gives_the_cpu_tokens() {
+    let reqs = requests();
+    let want = run(&mut engine(CpuBackend::new()), &reqs, |_| {});
+    for graphs in [false, true] {
+        let be = WgpuBackend::new_blocking(WgpuOptions { dtype: Some(DType::F32), prefetch: Some(true), ..Default::default() })
+            .unwrap_or_else(|e| panic!("no wgpu adapter ({e}); install Mesa lavapipe: bash scripts/ci-deps.sh"));
+        let mut e = engine(be);
+        if graphs {
+            assert!(e.runner.enable_decode_graphs(8, 256), "the wgpu backend refused graphs");
+        }
+        let got = run(&mut e, &reqs, |_| {});
+        assert_eq!(got, want, "graphs {graphs}: tokens with the prefetch differ from the CPU's");
+        // Eagerly every decode step's 2 layers record it; a graph records it once (replays
+        // re-encode the captured dispatches).
+        let taken = e.runner.backend.prefetch_dispatches();
+        let least = if graphs { 2 } else { 2 * 10 };
+        assert!(taken >= least, "graphs {graphs}: only {taken} attention dispatches took the prefetch");
+    }
+    let be = WgpuBackend::new_blocking(WgpuOptions { dtype: Some(DType::F32), prefetch: Some(false), ..Default::default() }).unwrap();
+    let mut e = engine(be);
+    run(&mut e, &reqs[..1], |_| {});
+    assert_eq!(e.runner.backend.prefetch_dispatches(), 0);
+}

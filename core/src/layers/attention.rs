@@ -3,7 +3,7 @@
 //! `norm_matmul_many`; without q/k norms the products, RoPE and `write_kv` are one
 //! `norm_qkv_write_kv` (one launch on CUDA for decode batches). Right after them, a
 //! `prefetch` hint names the weights read next (o_proj, then what the caller passes: the
-//! MLP's gate/up), so a backend can pull them into cache while the latency-bound
+//! MLP's gate/up and down), so a backend can pull them into cache while the latency-bound
 //! write_kv / attention run.
 //!
 //! ```text

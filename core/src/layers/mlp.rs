@@ -31,9 +31,9 @@ impl<T> GatedMlp<T> {
 }
 
 impl<T: Tensor> GatedMlp<T> {
-    /// gate_proj and up_proj, whole: what the MLP reads first (rows in order), for the
+    /// gate_proj, up_proj and down_proj, whole, in the order the MLP reads them, for the
     /// attention layer's [`Backend::prefetch`] hint.
-    pub fn first_weights(&self) -> [(&T, usize); 2] {
-        [self.gate_proj.whole_weight(), self.up_proj.whole_weight()]
+    pub fn weights_in_order(&self) -> [(&T, usize); 3] {
+        [self.gate_proj.whole_weight(), self.up_proj.whole_weight(), self.down_proj.whole_weight()]
     }
 }

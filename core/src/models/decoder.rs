@@ -50,7 +50,7 @@ impl<T: Tensor> DecoderLayer<T> {
         v_cache: &mut T,
     ) -> Result<(T, T)> {
         let x_in = self.input_layernorm.input(&x, residual.as_ref());
-        let (mut a, sum) = self.self_attn.forward(b, x_in, batch, k_cache, v_cache, &self.mlp.first_weights())?;
+        let (mut a, sum) = self.self_attn.forward(b, x_in, batch, k_cache, v_cache, &self.mlp.weights_in_order())?;
         let residual = sum.unwrap_or(x);
         if let Some(n) = &self.post_attention_norm {
             a = n.forward(b, &a)?;

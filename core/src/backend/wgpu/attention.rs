@@ -28,6 +28,7 @@
 use std::sync::Arc;
 
 use super::encoder::Binding;
+use super::prefetch::Prefetch;
 use super::kernels::{Kernel, Shader};
 use super::tensor::{device_err, float, index, shape_err, u32_of, DeviceBuffer, PendingMerge, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
@@ -322,11 +323,14 @@ pub(super) fn paged_attention(
     if splits > 1 {
         kern = kern.rw(13);
     }
+    // The weights the op before named: read into L2 by extra workgroups of a decode step's
+    // attention (bindings past the 13 it may have).
+    let pf = Prefetch::take(be, fused.is_some(), 13)?;
     let done = (|| {
         if let Some(r) = rope.as_ref().filter(|r| !fits(r)) {
             super::ops::record_rope(be, &q.buffer, dq, r)?;
         }
-        attend(be, kern, q, (k_cache, v_cache), meta, &out, q_rope, fused, [tokens as u32, bs as u32, rows], p)
+        attend(be, kern, q, (k_cache, v_cache), meta, &out, q_rope, fused, pf.as_ref(), [tokens as u32, bs as u32, rows], p)
     })();
     let rope = rope.filter(fits);
     q.pending_rope.set(rope);
@@ -344,6 +348,7 @@ fn attend(
     out: &WgpuTensor,
     rope: Option<&PendingRope>,
     fused: Option<&PendingKv>,
+    pf: Option<&Prefetch>,
     [tokens, bs, rows]: [u32; 3],
     p: &AttentionParams,
 ) -> Result<()> {
@@ -368,7 +373,8 @@ fn attend(
         r[3],
         r[4],
         r[5],
-        0,
+        // pf_base: the attention's own workgroups come first.
+        rows * kern.konst_value("SPLITS").max(1),
         0,
         0,
     ];
@@ -389,15 +395,22 @@ fn attend(
         bindings.push(Binding::whole(12, &pk.slots));
     }
     let splits = kern.konst_value("SPLITS");
+    let (run_kern, extra) = match pf {
+        Some(pf) => {
+            pf.bindings(be, &mut bindings);
+            (pf.kernel(kern.clone()), pf.workgroups())
+        }
+        None => (kern.clone(), 0),
+    };
     if splits <= 1 {
-        return be.run(kern, &params, &bindings, be.grid_groups(op, rows)?);
+        return be.run(run_kern, &params, &bindings, be.grid_groups(op, rows + extra)?);
     }
     // Key splits: partial results (m, l, -, -, HD sums) per (row, head, split), then the merge.
     let stride = 4 + 4 * p.head_dim.div_ceil(4);
     let part = be.output(op, DType::F32, vec![rows as usize * splits as usize * stride])?;
     bindings.push(be.bind(op, 13, &part)?);
-    let groups = be.grid_groups(op, u32_of(op, "attention workgroups", rows as usize * splits as usize)?)?;
-    be.run(kern.clone(), &params, &bindings, groups)?;
+    let groups = be.grid_groups(op, u32_of(op, "attention workgroups", rows as usize * splits as usize + extra as usize)?)?;
+    be.run(run_kern, &params, &bindings, groups)?;
     let merge = kern.entry_point("attention_merge").layout_only(&[(7, true), (13, true)]);
     let pm = PendingMerge {
         kern: merge,

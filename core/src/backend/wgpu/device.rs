@@ -48,6 +48,10 @@ pub struct WgpuOptions {
     /// `Some(false)`: paged attention loads every key after staging q, none before its
     /// barrier (default on for head_dim <= 128, or `TESSERA_WGPU_EARLY_KV`).
     pub early_kv: Option<bool>,
+    /// `prefetch` hints: the decode attention reads the weights named into L2 (`prefetch`;
+    /// default on for native GPUs, off for software adapters and in the browser, or
+    /// `TESSERA_WGPU_PREFETCH`).
+    pub prefetch: Option<bool>,
 }
 
 /// Sizes the kernels are specialized with, derived from the device limits.

@@ -47,6 +47,8 @@ const TILE: &str = include_str!("../../../../shaders/tile.wgsl");
 const MATMUL_MANY: &str = include_str!("../../../../shaders/matmul_many.wgsl");
 /// `paged_attention`'s write of the new K/V rows, appended when the kernel sets FKV = 1.
 const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl");
+/// `paged_attention`'s L2 prefetch of the weights read next, appended when PFN > 0.
+const ATTENTION_PF: &str = include_str!("../../../../shaders/attention_pf.wgsl");
 /// `paged_attention` over key splits and `attention_merge`, appended when SPLITS > 1.
 const ATTENTION_MERGE: &str = include_str!("../../../../shaders/attention_merge.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
@@ -213,6 +215,12 @@ impl Kernel {
             s.push_str(self.fused_kv());
             s.push('\n');
             s.push_str(if self.konst_of("SPLITS", 1) > 1 { ATTENTION_MERGE } else { "fn put_partial(i: u32, v: f32) {}\n" });
+            if self.konst_of("PFN", 0) > 0 {
+                s.push('\n');
+                s.push_str(ATTENTION_PF);
+            } else {
+                s.push_str("const PFN: u32 = 0u;\nfn prefetch_weights(e: u32, li: u32) {}\n");
+            }
         }
         s
     }

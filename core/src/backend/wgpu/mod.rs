@@ -40,6 +40,7 @@ mod kernels;
 mod matmul;
 mod matmul_many;
 mod ops;
+mod prefetch;
 mod profile;
 mod quant;
 mod sample;
@@ -101,6 +102,12 @@ pub struct WgpuBackend {
     early_kv: bool,
     /// The deferred `write_kv` (see `attention`), recorded before any other command.
     pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
+    /// Whether `prefetch` hints are taken (`prefetch`; `WgpuOptions::prefetch`).
+    prefetch: bool,
+    /// The weights the last `prefetch` named, for the next decode attention.
+    prefetch_next: prefetch::PendingPrefetch,
+    /// Written by the prefetch workgroups only if their loads XOR to all ones (`prefetch`).
+    pf_sink: wgpu::Buffer,
 }
 
 impl WgpuBackend {
@@ -112,6 +119,18 @@ impl WgpuBackend {
             size: 16,
             usage: STORAGE,
             mapped_at_creation: false,
+        });
+        let pf_sink = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera prefetch sink"),
+            size: 16,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        });
+        // Prefetch: on real GPUs natively (a software adapter has no HBM to hide).
+        let prefetch = opts.prefetch.unwrap_or_else(|| {
+            cfg!(not(target_arch = "wasm32"))
+                && gpu.info.device_type != wgpu::DeviceType::Cpu
+                && std::env::var("TESSERA_WGPU_PREFETCH").map_or(true, |v| v != "0")
         });
         let recorder = Recorder::new(&gpu);
         Ok(WgpuBackend {
@@ -131,6 +150,9 @@ impl WgpuBackend {
             fuse_merge: opts.fuse_merge.unwrap_or_else(|| std::env::var("TESSERA_WGPU_FUSE_MERGE").map_or(true, |v| v != "0")),
             early_kv: opts.early_kv.unwrap_or_else(|| std::env::var("TESSERA_WGPU_EARLY_KV").map_or(true, |v| v != "0")),
             pending_kv: Default::default(),
+            prefetch,
+            prefetch_next: Default::default(),
+            pf_sink,
         })
     }
 
@@ -491,6 +513,11 @@ impl Backend for WgpuBackend {
         p: &AttentionParams,
     ) -> Result<WgpuTensor> {
         attention::paged_attention(self, q, k_cache, v_cache, meta, p)
+    }
+
+    /// Held for the next decode attention, which reads them into L2 (`prefetch`).
+    fn prefetch(&self, weights: &[(&WgpuTensor, usize)]) -> Result<()> {
+        self.defer_prefetch(weights)
     }
 
     fn gather_rows(&self, x: &WgpuTensor, indices: &WgpuTensor) -> Result<WgpuTensor> {
