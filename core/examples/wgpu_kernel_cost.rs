@@ -12,7 +12,8 @@
 //! mlp                  norm_gated_matmul (576 -> 2 x 1536, silu) + down matmul 1536 -> 576
 //! attn@L               write_kv + paged_attention of one row over L keys (fused on decode)
 //! layer@L              qkv, attention, o_proj, mlp (the 5-6 dispatches of a decoder layer),
-//!                      with the model's `prefetch` hint after qkv
+//!                      with the model's `prefetch` hint after qkv (this layer's o_proj and
+//!                      MLP, the next layer's q/k/v)
 //! model@L              layer@L cycling through 30 layers of distinct weights (as a decode
 //!                      step reads them: from HBM, where the chains above hit the L2 cache)
 //! tail                 embedding (tied Q8_0 / f16 table) + rms_norm + lm_head 576 -> 49152 + argmax
@@ -197,11 +198,13 @@ fn mlp(be: &WgpuBackend, m: &Model, w: &Layer, x: &T) -> T {
 }
 
 /// A decoder layer: qkv, attention over `ctx` keys, o_proj, mlp; after qkv the `prefetch`
-/// hint of the weights read next, as the model's attention layer gives it.
+/// hint of the weights read next (o_proj, the MLP, the next layer's q/k/v), as the model
+/// gives it.
 fn decoder_layer(be: &WgpuBackend, m: &mut Model, i: usize, x: &T, ctx: usize) -> T {
     let q = qkv(be, m, &m.layers[i], x);
-    let w = &m.layers[i];
-    let next: Vec<(&T, usize)> = [&w.o, &w.gate, &w.up, &w.down].into_iter().map(|t| (t, t.dtype().bytes_for(t.numel()).unwrap_or(0))).collect();
+    let (w, n) = (&m.layers[i], &m.layers[(i + 1) % m.layers.len()]);
+    let next: Vec<(&T, usize)> =
+        [&w.o, &w.gate, &w.up, &w.down, &n.q, &n.k, &n.v].into_iter().map(|t| (t, t.dtype().bytes_for(t.numel()).unwrap_or(0))).collect();
     be.prefetch(&next).unwrap();
     let a = attention(be, m, &q, ctx);
     let o = be.matmul(&a, &m.layers[i].o, None).unwrap();

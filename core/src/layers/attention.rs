@@ -3,7 +3,7 @@
 //! `norm_matmul_many`; without q/k norms the products, RoPE and `write_kv` are one
 //! `norm_qkv_write_kv` (one launch on CUDA for decode batches). Right after them, a
 //! `prefetch` hint names the weights read next (o_proj, then what the caller passes: the
-//! MLP's gate/up and down), so a backend can pull them into cache while the latency-bound
+//! MLP's gate/up and down, the next layer's q/k/v), so a backend can pull them into cache while the latency-bound
 //! write_kv / attention run.
 //!
 //! ```text
@@ -25,6 +25,14 @@ pub struct AttentionWeights<T> {
     pub o_proj: Linear<T>,
     pub q_norm: Option<RmsNorm<T>>,
     pub k_norm: Option<RmsNorm<T>>,
+}
+
+impl<T: Tensor> AttentionWeights<T> {
+    /// q_proj, k_proj and v_proj, whole, in the order the layer reads them (for the layer
+    /// before's [`Backend::prefetch`] hint).
+    pub fn qkv_in_order(&self) -> [(&T, usize); 3] {
+        [self.q_proj.whole_weight(), self.k_proj.whole_weight(), self.v_proj.whole_weight()]
+    }
 }
 
 pub struct Attention<T> {

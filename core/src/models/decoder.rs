@@ -39,7 +39,9 @@ pub struct DecoderModel<T> {
 
 impl<T: Tensor> DecoderLayer<T> {
     /// One layer. `residual` is the stream before this layer's input norm (None at layer 0);
-    /// returns (this layer's MLP output, the stream it will be added to).
+    /// returns (this layer's MLP output, the stream it will be added to). `next`: the next
+    /// layer, whose q/k/v the `prefetch` hint names after this layer's own weights.
+    #[allow(clippy::too_many_arguments)]
     fn forward<B: Backend<Tensor = T>>(
         &self,
         b: &B,
@@ -48,9 +50,14 @@ impl<T: Tensor> DecoderLayer<T> {
         batch: &ForwardBatch<T>,
         k_cache: &mut T,
         v_cache: &mut T,
+        next: Option<&DecoderLayer<T>>,
     ) -> Result<(T, T)> {
         let x_in = self.input_layernorm.input(&x, residual.as_ref());
-        let (mut a, sum) = self.self_attn.forward(b, x_in, batch, k_cache, v_cache, &self.mlp.weights_in_order())?;
+        let mut then = self.mlp.weights_in_order().to_vec();
+        if let Some(n) = next {
+            then.extend(n.self_attn.w.qkv_in_order());
+        }
+        let (mut a, sum) = self.self_attn.forward(b, x_in, batch, k_cache, v_cache, &then)?;
         let residual = sum.unwrap_or(x);
         if let Some(n) = &self.post_attention_norm {
             a = n.forward(b, &a)?;
@@ -80,7 +87,7 @@ impl<B: Backend> CausalLM<B> for DecoderModel<B::Tensor> {
         let mut residual = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let _span = tracing::trace_span!("layer", i).entered();
-            let (m, r) = layer.forward(b, x, residual, batch, &mut kv.k[i], &mut kv.v[i])?;
+            let (m, r) = layer.forward(b, x, residual, batch, &mut kv.k[i], &mut kv.v[i], self.layers.get(i + 1))?;
             x = m;
             residual = Some(r);
         }

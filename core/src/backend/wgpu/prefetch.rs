@@ -3,7 +3,8 @@
 //! (`shaders/attention_pf.wgsl`). A Vulkan dispatch waits for the one before it, so a weight
 //! read by a dependent matvec costs that matvec an HBM round trip; the attention is latency
 //! bound and leaves HBM idle, so the bytes move there instead. Native GPUs only, where the
-//! binding limit allows (`WgpuOptions::prefetch`, `TESSERA_WGPU_PREFETCH=0`: off).
+//! binding limit allows (`WgpuOptions::prefetch`, `TESSERA_WGPU_PREFETCH=0`: off;
+//! `TESSERA_WGPU_PREFETCH=N`: the first N weights named at most, for comparisons).
 
 use std::sync::Arc;
 
@@ -13,11 +14,11 @@ use super::tensor::DeviceBuffer;
 use super::{WgpuBackend, WgpuTensor};
 use crate::backend::Result;
 
-/// Weights a dispatch prefetches at most (bindings 14 .. 17).
-const MAX_WEIGHTS: usize = 4;
+/// Weights a dispatch prefetches at most (bindings 14 .. 21).
+pub(super) const MAX_WEIGHTS: usize = 8;
 /// Workgroups the prefetch adds to the attention's.
 const WORKGROUPS: u32 = 128;
-/// Storage bindings the prefetch adds (4 weights, the sink).
+/// Storage bindings the prefetch adds (8 weights, the sink).
 pub(super) const BINDINGS: u32 = MAX_WEIGHTS as u32 + 1;
 
 /// The weights named by the last `prefetch`: buffers and the bytes to read of each.
@@ -37,7 +38,7 @@ impl WgpuBackend {
             return Ok(());
         }
         let max = self.sizes().max_binding;
-        for (t, bytes) in weights.iter().take(MAX_WEIGHTS) {
+        for (t, bytes) in weights.iter().take(self.prefetch_weights) {
             // Whole words within one binding.
             let b = (*bytes as u64).min(t.byte_len()).min(max) / 4 * 4;
             if b >= 32 {
@@ -77,7 +78,7 @@ impl Prefetch {
 
     /// `kern` with the prefetch constants (sectors of each weight).
     pub fn kernel(&self, kern: Kernel) -> Kernel {
-        const NAMES: [&str; MAX_WEIGHTS] = ["PFS0", "PFS1", "PFS2", "PFS3"];
+        const NAMES: [&str; MAX_WEIGHTS] = ["PFS0", "PFS1", "PFS2", "PFS3", "PFS4", "PFS5", "PFS6", "PFS7"];
         let mut k = kern.konst("PFN", self.weights.len() as u32).konst("PFW", WORKGROUPS);
         for (i, name) in NAMES.iter().enumerate() {
             let sectors = self.weights.get(i).map_or(0, |(_, b)| b.div_ceil(32) as u32);
