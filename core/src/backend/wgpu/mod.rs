@@ -25,13 +25,14 @@
 //! `encoder` (recording, arena, read-back), `tensor`, `ops` (row-wise and elementwise ops),
 //! `matmul`, `matmul_many` (q/k/v and gate/up in one dispatch at decode, the input norm
 //! folded in: `norm_matmul_many`, `norm_gated_matmul`), `quant` (GGUF block weights),
-//! `attention` (`write_kv`, `paged_attention`), `sample` (top-k / top-p / min-p sampling),
+//! `attention` (`write_kv`, `paged_attention`), `prefetch` (the weights a layer reads next,
+//! read into L2 by its decode attention), `sample` (top-k / top-p / min-p sampling),
 //! `profile` (`TESSERA_WGPU_PROFILE=1`: where a step's time goes). Speed switches (natively
 //! on; `=0` off, for comparisons): `TESSERA_WGPU_TRUSTED` (`kernels`), `TESSERA_WGPU_SUBGROUPS`
 //! (`device`), `TESSERA_WGPU_ATTN_SPLIT` (`attention`; `=1` off), `TESSERA_WGPU_FUSE_MERGE`
 //! (`attention`, `matmul`: the split attention's merge in o_proj's prologue),
 //! `TESSERA_WGPU_ARGMAX_CHUNK` (`ops`: values per workgroup of a long row's argmax; `=0`: one
-//! workgroup a row).
+//! workgroup a row), `TESSERA_WGPU_PREFETCH` (`prefetch`; `=N`: at most N weights).
 
 mod attention;
 mod device;
