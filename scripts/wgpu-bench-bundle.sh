@@ -22,7 +22,7 @@ cp "$TARGET_DIR/release/tessera" "$BUNDLE/tessera"
 cp "$TARGET_DIR/release/examples/wgpu_dispatch_cost" "$BUNDLE/"
 strip --strip-debug "$BUNDLE/tessera" "$BUNDLE/wgpu_dispatch_cost" 2>/dev/null || true
 python3 scripts/wgpu-bench/gguf_manifest.py "$MODEL" "$BUNDLE/gguf"
-cp scripts/wgpu-bench/bench.sh scripts/wgpu-bench/rebuild_gguf.py "$BUNDLE/"
+cp scripts/wgpu-bench/bench.sh scripts/wgpu-bench/vulkan.sh scripts/wgpu-bench/rebuild_gguf.py "$BUNDLE/"
 (cd "$BUNDLE/deb" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1) ||
     echo "warning: could not download the Vulkan loader / glvnd packages" >&2
 git rev-parse --short HEAD > "$BUNDLE/COMMIT" 2>/dev/null || true

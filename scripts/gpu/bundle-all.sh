@@ -41,7 +41,7 @@ echo "== wgpu bench inputs"
 MODEL="$(scripts/fetch-default-model.sh)"
 mkdir -p "$BUNDLE/wgpu/gguf" "$BUNDLE/wgpu/deb"
 python3 scripts/wgpu-bench/gguf_manifest.py "$MODEL" "$BUNDLE/wgpu/gguf"
-cp scripts/wgpu-bench/bench.sh scripts/wgpu-bench/rebuild_gguf.py "$BUNDLE/wgpu/"
+cp scripts/wgpu-bench/bench.sh scripts/wgpu-bench/vulkan.sh scripts/wgpu-bench/rebuild_gguf.py "$BUNDLE/wgpu/"
 (cd "$BUNDLE/wgpu/deb" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1) ||
     echo "warning: could not download the Vulkan loader / glvnd packages" >&2
 du -sh "$BUNDLE"

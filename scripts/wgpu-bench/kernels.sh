@@ -14,14 +14,7 @@ for f in "$B"/*.xz; do
     xz -d -c "$f" > "/tmp/$(basename "${f%.xz}")" && chmod +x "/tmp/$(basename "${f%.xz}")"
 done
 # The Vulkan loader / ICD set-up bench.sh does (for the examples run before it).
-if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ldconfig -p | grep -q 'libGLdispatch'; then
-    for f in "$B"/deb/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-fi
-for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
-    [ -e "$icd" ] && { export VK_DRIVER_FILES="$icd"; break; }
-done
-export VK_LOADER_DEBUG=error
+. "$B/vulkan.sh"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 if [ "${LEAN:-0}" = 1 ]; then
     mkdir -p /tmp/b-base /tmp/b-new
