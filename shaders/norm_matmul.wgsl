@@ -9,8 +9,8 @@
 //! values, read by `vec_dot` through `xl`), computed exactly as `rms_norm.wgsl` computes it:
 //! s = O(x + res) (the sum the unfused `add_rms_norm` stores; column group 0 of each row
 //! stores it here, to `sum_out`), sum of squares strided over NWG threads and reduced in
-//! the same order, then O(s * inv * (offset + nw)), so the products see the same rounded
-//! values as `rms_norm` then `matmul_many`. `kernels::slots` declares `nw` (binding 20, alias
+//! the same order (subgroup sums where NSG > 0), then O(s * inv * (offset + nw)), so the
+//! products see the same rounded values as `rms_norm` then `matmul_many`. `kernels::slots` declares `nw` (binding 20, alias
 //! NWT), `res` / `sum_out` (21, 22, with a residual: HR = 1) and defines `norm_in(i, store)`
 //! (the rounded input element i, stored to `sum_out` if `store`).
 
@@ -22,6 +22,7 @@ var<private> xbase: u32;
 /// Elements of the row a thread sums (NWG threads) and normalizes (WG threads).
 const NI: u32 = (NK + NWG - 1u) / NWG;
 const NJ: u32 = (NK + WG - 1u) / WG;
+const NSGD: u32 = max(NSG, 1u);
 
 /// Stages row r of the normalized input in `xn` (all threads call it). Every load is issued
 /// first (the norm weights, then x and res, loops of constant trips), so the row costs one
@@ -53,15 +54,30 @@ fn norm_stage(r: u32, li: u32, store_sum: bool) {
             }
         }
     }
-    partial[li] = local;
-    workgroupBarrier();
-    for (var s = NWG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            partial[li] = partial[li] + partial[li + s];
+    // Added as `rms_norm.wgsl`'s `inv_rms` adds (NSG: the subgroup size it uses, 0: a tree).
+    var total = 0.0;
+    if (NSG > 0u) {
+        let s = sg_add(local);
+        if (li % NSGD == 0u) {
+            partial[li / NSGD] = s;
         }
         workgroupBarrier();
+        total = partial[0];
+        for (var j = 1u; j < NWG / NSGD; j = j + 1u) {
+            total = total + partial[j];
+        }
+    } else {
+        partial[li] = local;
+        workgroupBarrier();
+        for (var s = NWG / 2u; s > 0u; s = s / 2u) {
+            if (li < s) {
+                partial[li] = partial[li] + partial[li + s];
+            }
+            workgroupBarrier();
+        }
+        total = partial[0];
     }
-    let variance = partial[0] / f32(NK);
+    let variance = total / f32(NK);
     let inv = 1.0 / sqrt(variance + p.nrm.x);
     for (var u = 0u; u < NJ; u = u + 1u) {
         let i = li + u * WG;

@@ -96,7 +96,7 @@ impl Shader {
 
     /// Whether the source reduces with subgroups where it can (const SG, `subgroup.wgsl`).
     fn uses_subgroups(self) -> bool {
-        matches!(self, Shader::Matmul | Shader::QMatmul | Shader::Attention)
+        matches!(self, Shader::Matmul | Shader::QMatmul | Shader::Attention | Shader::RmsNorm)
     }
 }
 

@@ -157,6 +157,7 @@ fn dispatch(
             .konst("HR", u32::from(n.residual.is_some()))
             .konst("NK", plan.k as u32)
             .konst("NWG", super::ops::row_wg(be, plan.k))
+            .konst("NSG", super::ops::norm_subgroup(be, super::ops::row_wg(be, plan.k)))
             .ty("NWT", n.weight.dtype)
             .read(20);
         bindings.push(be.bind(op, 20, n.weight)?);

@@ -21,6 +21,18 @@ pub(super) fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
     want as u32
 }
 
+/// The subgroup size a row reduction of `nwg` threads adds with (`rms_norm.wgsl`'s and the
+/// norm prologue's sums of squares, which must agree bit for bit): the adapter's, where it
+/// divides `nwg`; else 0, a tree in workgroup memory.
+pub(super) fn norm_subgroup(be: &WgpuBackend, nwg: u32) -> u32 {
+    let sg = be.sizes().subgroup;
+    if sg > 0 && sg <= nwg && nwg % sg == 0 {
+        sg
+    } else {
+        0
+    }
+}
+
 /// Checks that every host-known index in `t` is below `limit`.
 pub(super) fn check_indices(op: Op, t: &WgpuTensor, limit: usize, what: &str, against: &[usize]) -> Result<()> {
     if let Some(values) = t.host_u32.get() {
@@ -229,6 +241,7 @@ pub(super) fn rms_norm(
         .ty("W", dw)
         .ty("O", be.dtype)
         .konst("WG", wg)
+        .konst("SG", norm_subgroup(be, wg))
         .read(1)
         .read(2)
         .rw(3);
