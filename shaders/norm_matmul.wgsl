@@ -22,7 +22,6 @@ var<private> xbase: u32;
 /// Elements of the row a thread sums (NWG threads) and normalizes (WG threads).
 const NI: u32 = (NK + NWG - 1u) / NWG;
 const NJ: u32 = (NK + WG - 1u) / WG;
-const NSGD: u32 = max(NSG, 1u);
 
 /// Stages row r of the normalized input in `xn` (all threads call it). Every load is issued
 /// first (the norm weights, then x and res, loops of constant trips), so the row costs one
@@ -54,29 +53,8 @@ fn norm_stage(r: u32, li: u32, store_sum: bool) {
             }
         }
     }
-    // Added as `rms_norm.wgsl`'s `inv_rms` adds (NSG: the subgroup size it uses, 0: a tree).
-    var total = 0.0;
-    if (NSG > 0u) {
-        let s = sg_add(local);
-        if (li % NSGD == 0u) {
-            partial[li / NSGD] = s;
-        }
-        workgroupBarrier();
-        total = partial[0];
-        for (var j = 1u; j < NWG / NSGD; j = j + 1u) {
-            total = total + partial[j];
-        }
-    } else {
-        partial[li] = local;
-        workgroupBarrier();
-        for (var s = NWG / 2u; s > 0u; s = s / 2u) {
-            if (li < s) {
-                partial[li] = partial[li] + partial[li + s];
-            }
-            workgroupBarrier();
-        }
-        total = partial[0];
-    }
+    // As `rms_norm.wgsl` adds (`row_sum.wgsl`; NSG: `ops::norm_subgroup`).
+    let total = row_sum(li, local, NWG, NSG);
     let variance = total / f32(NK);
     let inv = 1.0 / sqrt(variance + p.nrm.x);
     for (var u = 0u; u < NJ; u = u + 1u) {

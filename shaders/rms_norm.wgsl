@@ -18,36 +18,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> sum_out: array<O>;
 
 var<workgroup> partial: array<f32, WG>;
-const SGD: u32 = max(SG, 1u);
 
-/// 1 / sqrt(mean + eps) from this thread's partial sum of squares (all threads call it).
-/// SG > 0 (a subgroup size dividing WG, `ops::norm_subgroup`): subgroup sums, then the
-/// WG / SG of them in order (one barrier); else a tree. The decode matvecs' norm prologue
-/// (`norm_matmul.wgsl`) adds the same way, so both round alike.
+/// 1 / sqrt(mean + eps) from this thread's partial sum of squares (all threads call it;
+/// `row_sum.wgsl`, SG: `ops::norm_subgroup`).
 fn inv_rms(li: u32, local: f32) -> f32 {
-    var total = 0.0;
-    if (SG > 0u) {
-        let s = sg_add(local);
-        if (li % SGD == 0u) {
-            partial[li / SGD] = s;
-        }
-        workgroupBarrier();
-        total = partial[0];
-        for (var j = 1u; j < WG / SGD; j = j + 1u) {
-            total = total + partial[j];
-        }
-    } else {
-        partial[li] = local;
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s = s / 2u) {
-            if (li < s) {
-                partial[li] = partial[li] + partial[li + s];
-            }
-            workgroupBarrier();
-        }
-        total = partial[0];
-    }
-    let variance = total / f32(p.group);
+    let variance = row_sum(li, local, WG, SG) / f32(p.group);
     return 1.0 / sqrt(variance + p.eps);
 }
 

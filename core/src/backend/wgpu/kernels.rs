@@ -51,6 +51,8 @@ const ATTENTION_KV: &str = include_str!("../../../../shaders/attention_kv.wgsl")
 const ATTENTION_PF: &str = include_str!("../../../../shaders/attention_pf.wgsl");
 /// `paged_attention` over key splits and `attention_merge`, appended when SPLITS > 1.
 const ATTENTION_MERGE: &str = include_str!("../../../../shaders/attention_merge.wgsl");
+/// The sum of squares' reduction of RMSNorm and the norm prologue, appended to both.
+const ROW_SUM: &str = include_str!("../../../../shaders/row_sum.wgsl");
 /// The norm-prologue decode kernels, appended to a matmul kernel that sets NORM = 1.
 const NORM_MATMUL: &str = include_str!("../../../../shaders/norm_matmul.wgsl");
 /// The attention-merge-prologue decode matvec, appended to a matmul kernel that sets MRG = 1.
@@ -205,11 +207,16 @@ impl Kernel {
             if self.konst_of("NORM", 0) != 0 {
                 s.push('\n');
                 s.push_str(NORM_MATMUL);
+                s.push_str(ROW_SUM);
             }
             if self.konst_of("MRG", 0) != 0 {
                 s.push('\n');
                 s.push_str(MERGE_MATMUL);
             }
+        }
+        if self.shader == Shader::RmsNorm {
+            s.push('\n');
+            s.push_str(ROW_SUM);
         }
         if self.shader == Shader::Attention {
             s.push_str(self.fused_kv());
