@@ -28,8 +28,8 @@
 use std::sync::Arc;
 
 use super::encoder::Binding;
-use super::prefetch::Prefetch;
 use super::kernels::{Kernel, Shader};
+use super::prefetch::Prefetch;
 use super::tensor::{device_err, float, index, shape_err, u32_of, DeviceBuffer, PendingMerge, PendingRope, WgpuTensor};
 use super::{bits, WgpuBackend};
 use crate::backend::attention_checks::{check_layout, check_shapes, check_slots, check_write_kv};
@@ -374,7 +374,7 @@ fn attend(
         r[4],
         r[5],
         // pf_base: the attention's own workgroups come first.
-        rows * kern.konst_value("SPLITS").max(1),
+        rows.saturating_mul(kern.konst_value("SPLITS").max(1)),
         0,
         0,
     ];

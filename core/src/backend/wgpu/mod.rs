@@ -103,14 +103,8 @@ pub struct WgpuBackend {
     early_kv: bool,
     /// The deferred `write_kv` (see `attention`), recorded before any other command.
     pending_kv: std::sync::Mutex<Option<attention::PendingKv>>,
-    /// Whether `prefetch` hints are taken (`prefetch`; `WgpuOptions::prefetch`).
-    prefetch: bool,
-    /// Most weights a decode attention prefetches (`TESSERA_WGPU_PREFETCH=N`; default 8).
-    prefetch_weights: usize,
-    /// The weights the last `prefetch` named, for the next decode attention.
-    prefetch_next: prefetch::PendingPrefetch,
-    /// Written by the prefetch workgroups only if their loads XOR to all ones (`prefetch`).
-    pf_sink: wgpu::Buffer,
+    /// `prefetch` hints, held for the next decode attention (see `prefetch`).
+    prefetch: prefetch::PrefetchState,
 }
 
 impl WgpuBackend {
@@ -123,19 +117,7 @@ impl WgpuBackend {
             usage: STORAGE,
             mapped_at_creation: false,
         });
-        let pf_sink = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tessera prefetch sink"),
-            size: 16,
-            usage: STORAGE,
-            mapped_at_creation: false,
-        });
-        // Prefetch: on real GPUs natively (a software adapter has no HBM to hide);
-        // TESSERA_WGPU_PREFETCH=0 off, =N at most N weights.
-        let env_pf = std::env::var("TESSERA_WGPU_PREFETCH").ok().and_then(|v| v.parse::<usize>().ok());
-        let prefetch = opts.prefetch.unwrap_or_else(|| {
-            cfg!(not(target_arch = "wasm32")) && gpu.info.device_type != wgpu::DeviceType::Cpu && env_pf != Some(0)
-        });
-        let prefetch_weights = env_pf.filter(|&n| n > 0).unwrap_or(prefetch::MAX_WEIGHTS).min(prefetch::MAX_WEIGHTS);
+        let prefetch = prefetch::PrefetchState::new(&gpu, &opts);
         let recorder = Recorder::new(&gpu);
         Ok(WgpuBackend {
             gpu,
@@ -155,9 +137,6 @@ impl WgpuBackend {
             early_kv: opts.early_kv.unwrap_or_else(|| std::env::var("TESSERA_WGPU_EARLY_KV").map_or(true, |v| v != "0")),
             pending_kv: Default::default(),
             prefetch,
-            prefetch_weights,
-            prefetch_next: Default::default(),
-            pf_sink,
         })
     }
 

@@ -26,7 +26,7 @@ pub(super) fn row_wg(be: &WgpuBackend, len: usize) -> u32 {
 /// divides `nwg`; else 0, a tree in workgroup memory.
 pub(super) fn norm_subgroup(be: &WgpuBackend, nwg: u32) -> u32 {
     let sg = be.sizes().subgroup;
-    if sg > 0 && sg <= nwg && nwg % sg == 0 {
+    if sg > 0 && sg <= nwg && nwg.is_multiple_of(sg) {
         sg
     } else {
         0

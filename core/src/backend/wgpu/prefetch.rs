@@ -6,8 +6,10 @@
 //! binding limit allows (`WgpuOptions::prefetch`, `TESSERA_WGPU_PREFETCH=0`: off;
 //! `TESSERA_WGPU_PREFETCH=N`: the first N weights named at most, for comparisons).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use super::device::{Gpu, WgpuOptions};
 use super::encoder::Binding;
 use super::kernels::Kernel;
 use super::tensor::DeviceBuffer;
@@ -15,30 +17,61 @@ use super::{WgpuBackend, WgpuTensor};
 use crate::backend::Result;
 
 /// Weights a dispatch prefetches at most (bindings 14 .. 21).
-pub(super) const MAX_WEIGHTS: usize = 8;
+const MAX_WEIGHTS: usize = 8;
 /// Workgroups the prefetch adds to the attention's.
 const WORKGROUPS: u32 = 128;
 /// Storage bindings the prefetch adds (8 weights, the sink).
 pub(super) const BINDINGS: u32 = MAX_WEIGHTS as u32 + 1;
 
-/// The weights named by the last `prefetch`: buffers and the bytes to read of each.
-#[derive(Default)]
-pub(crate) struct PendingPrefetch {
-    held: std::sync::Mutex<Vec<(Arc<DeviceBuffer>, u64)>>,
+/// The backend's prefetch state: whether hints are taken, the weights the last one named.
+pub(crate) struct PrefetchState {
+    /// Whether hints are taken (`WgpuOptions::prefetch`).
+    on: bool,
+    /// Most weights a decode attention reads (`TESSERA_WGPU_PREFETCH=N`; default 8).
+    max_weights: usize,
+    /// The weights named by the last hint: buffers and the bytes to read of each.
+    held: Mutex<Vec<(Arc<DeviceBuffer>, u64)>>,
     /// Attention dispatches that took a prefetch on.
-    taken: std::sync::atomic::AtomicU64,
+    taken: AtomicU64,
+    /// Written by the prefetch workgroups only if their loads XOR to all ones.
+    sink: wgpu::Buffer,
+}
+
+impl PrefetchState {
+    /// On for real GPUs natively (a software adapter has no HBM to hide), unless `opts` or
+    /// `TESSERA_WGPU_PREFETCH=0` say otherwise.
+    pub fn new(gpu: &Gpu, opts: &WgpuOptions) -> Self {
+        let env = std::env::var("TESSERA_WGPU_PREFETCH").ok().and_then(|v| v.parse::<usize>().ok());
+        let on = opts.prefetch.unwrap_or_else(|| {
+            cfg!(not(target_arch = "wasm32")) && gpu.info.device_type != wgpu::DeviceType::Cpu && env != Some(0)
+        });
+        let sink = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tessera prefetch sink"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        PrefetchState {
+            on,
+            max_weights: env.filter(|&n| n > 0).unwrap_or(MAX_WEIGHTS).min(MAX_WEIGHTS),
+            held: Mutex::default(),
+            taken: AtomicU64::new(0),
+            sink,
+        }
+    }
 }
 
 impl WgpuBackend {
     /// Holds `weights` for the next decode attention (replacing any not taken).
     pub(super) fn defer_prefetch(&self, weights: &[(&WgpuTensor, usize)]) -> Result<()> {
-        let mut held = self.prefetch_next.held.lock().map_err(|_| super::tensor::device_err("prefetch list poisoned"))?;
+        let pf = &self.prefetch;
+        let mut held = pf.held.lock().map_err(|_| super::tensor::device_err("prefetch list poisoned"))?;
         held.clear();
-        if !self.prefetch {
+        if !pf.on {
             return Ok(());
         }
         let max = self.sizes().max_binding;
-        for (t, bytes) in weights.iter().take(self.prefetch_weights) {
+        for (t, bytes) in weights.iter().take(pf.max_weights) {
             // Whole words within one binding.
             let b = (*bytes as u64).min(t.byte_len()).min(max) / 4 * 4;
             if b >= 32 {
@@ -50,12 +83,12 @@ impl WgpuBackend {
 
     /// Decode attention dispatches so far that also read the weights a `prefetch` named.
     pub fn prefetch_dispatches(&self) -> u64 {
-        self.prefetch_next.taken.load(std::sync::atomic::Ordering::Relaxed)
+        self.prefetch.taken.load(Ordering::Relaxed)
     }
 
     /// The held weights, now the caller's (empty when none).
     fn take_prefetch(&self) -> Vec<(Arc<DeviceBuffer>, u64)> {
-        self.prefetch_next.held.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.prefetch.held.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }
 
@@ -72,7 +105,7 @@ impl Prefetch {
         if weights.is_empty() || !decode || be.sizes().storage_buffers < used + BINDINGS {
             return Ok(None);
         }
-        be.prefetch_next.taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        be.prefetch.taken.fetch_add(1, Ordering::Relaxed);
         Ok(Some(Prefetch { weights }))
     }
 
@@ -98,7 +131,7 @@ impl Prefetch {
                 None => Binding::whole(14 + i as u32, &be.dummy),
             });
         }
-        out.push(Binding::whole(14 + MAX_WEIGHTS as u32, &be.pf_sink));
+        out.push(Binding::whole(14 + MAX_WEIGHTS as u32, &be.prefetch.sink));
     }
 
     /// Workgroups the prefetch adds.
