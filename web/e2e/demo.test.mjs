@@ -124,7 +124,10 @@ pair.results.forEach((r, i) => {
   assert.ok(r.usage.prompt_tokens_details.cached_tokens >= 16, `no prefix-cache hit: ${JSON.stringify(r.usage)}`);
 });
 const lens = pair.results.map((r) => r.ids.length);
-assert.ok(pair.steps <= Math.max(...lens) + 1, `two concurrent requests took ${pair.steps} steps for ${lens} tokens: not batched`);
+// The second request joins the first's steps: in the same first step, or, when the worker's
+// loop took the first request alone, at step 3 (async scheduling queues step 2 behind step 1
+// before the next message is read): at most two steps more than the longer one alone.
+assert.ok(pair.steps <= Math.max(...lens) + 2, `two concurrent requests took ${pair.steps} steps for ${lens} tokens: not batched`);
 assert.ok(pair.steps < lens[0] + lens[1], `not batched: ${pair.steps} steps`);
 
 // 4. Reload and load again: served from Cache Storage, no new download.
