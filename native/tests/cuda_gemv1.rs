@@ -73,8 +73,10 @@ fn gemv_split_parity() {
         // path), 2048 and 2056 whole (the block path; 2056 with a partial last vector round;
         // bf16 M = 8 and f32 M >= 4 leave no room for the early W stage: off), 11008 long (M = 1
         // splits K until a lane loads its slice in one batch; the norm too wide to fold: the
-        // unfused body); N not multiples of a block's rows.
-        let cases: [(usize, [usize; 3], usize, &[usize]); 7] = [
+        // unfused body); N not multiples of a block's rows; gate/up N 11008 (SmolLM3-3B's) has
+        // more blocks of work than the persistent normed grid has blocks (several rounds a
+        // block; the even grid against every resident block).
+        let cases: [(usize, [usize; 3], usize, &[usize]); 8] = [
             (33, [37, 5, 1], 19, &[1, 3]),
             (100, [70, 33, 9], 41, &[2, 8]),
             (512, [300, 64, 7], 129, &[1, 3, 8]),
@@ -82,6 +84,7 @@ fn gemv_split_parity() {
             (2056, [129, 65, 3], 77, &[1, 4]),
             (1536, [96, 32, 32], 2051, &[1, 2]),
             (11008, [300, 17, 5], 40, &[1, 2]),
+            (2048, [64, 16, 16], 11008, &[1, 2]),
         ];
         for (k, ns, gn, ms) in cases {
             let norm_w = c.rand(&[k], 1.0);
@@ -132,6 +135,14 @@ fn gemv_split_parity() {
                         let tol = tol_for(&c, g);
                         c.check_tol(name, &label(ks, true), g, &want[i], tol);
                         c.check_tol(&format!("{name}.vs_early_off"), &label(ks, true), g, &base_cpu[i], 1e-9);
+                    }
+                    // Every resident block (uneven rounds) against the even grid: the same bits.
+                    c.gpu.set_gemv_even_grid(false);
+                    let uneven = run_all(&c, &inputs);
+                    c.gpu.set_gemv_even_grid(true);
+                    for (i, g) in uneven.iter().enumerate() {
+                        let name = NAMES.get(i).copied().unwrap_or("norm_gated_matmul");
+                        c.check_tol(&format!("{name}.uneven_vs_even"), &label(ks, true), g, &as_cpu(&c, &got[i]), 1e-9);
                     }
                 }
             }

@@ -14,6 +14,8 @@
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
+//! Even grid (`TESSERA_GEMV_EVEN_GRID`, on by default): a persistent normed grid has as few
+//! blocks as run its blocks of work in the same number of rounds (`persistent_grid`).
 //! Early W (`TESSERA_GEMV_EARLY_W`, on by default): a normed launch also gets room in shared
 //! memory for one batch of W loads a thread (`stage_bytes`) when x leaves it (within
 //! `NORM_SMEM`), and each block's first batch is copied there (`cp.async`) while the block
@@ -64,6 +66,13 @@ const NORM_SMEM: usize = 44 * 1024;
 /// The normed kernels reproduce rms_norm.cu's sums only for rows it gives a warp or a block
 /// of 256 threads (K < 8192).
 const NORM_MAX_K: usize = 8191;
+
+/// The fewest blocks (at most `grid`) that run `nblocks` blocks of work in as many rounds as
+/// `grid` blocks would (block b takes work b, b + grid', ...).
+fn even_grid(nblocks: usize, grid: usize) -> usize {
+    let rounds = nblocks.div_ceil(grid.max(1));
+    nblocks.div_ceil(rounds.max(1)).max(1)
+}
 
 /// Bytes of the early W stage of a normed launch (`GemvBatch::STAGE` in kernels/gemv.cu: one
 /// batch of `gemv_dot`'s W loads for every thread): MM rows of x, RR W rows a warp group.
@@ -396,9 +405,16 @@ impl CudaBackend {
     }
 
     /// Blocks of a persistent normed launch: as many as are resident on the SMs at once
-    /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`.
+    /// (the occupancy the driver reports for `f` with `smem`), at most `nblocks`; then, with
+    /// the even grid (default), as few as still take every block of work in the same number
+    /// of rounds, so no block runs a round more than another: SmolLM3-3B's gate/up has 1,376
+    /// blocks of work for 528 resident blocks on an H200, i.e. 320 blocks of 3 and 208 of 2,
+    /// evened out to 459 blocks of 3 (one of 2). Measured +1.0 % single-stream decode
+    /// (BENCHMARKS.md, session 13). The same sums either way: a block of work computes the
+    /// same rows whichever block runs it.
     fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
-        Ok(nblocks.min(self.resident_blocks(op, f, smem)?).max(1))
+        let grid = nblocks.min(self.resident_blocks(op, f, smem)?).max(1);
+        Ok(if self.gemv_even_grid.load(Ordering::Relaxed) { even_grid(nblocks, grid) } else { grid })
     }
 
     /// Blocks of `f` (with `smem` bytes of dynamic shared memory) resident on the SMs at once.
@@ -527,5 +543,25 @@ impl CudaBackend {
             self.device.synchronize()?;
         }
         Ok(Some(if a_low { (lo, hi) } else { (hi, lo) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_grid;
+
+    #[test]
+    fn even_grid_keeps_the_rounds_and_evens_the_work() {
+        // SmolLM3-3B gate/up on an H200: 1,376 blocks of work, 528 resident.
+        assert_eq!(even_grid(1376, 528), 459);
+        for (nblocks, grid) in [(1376, 528), (384, 384), (1000, 132), (7, 3), (1, 1), (528, 528), (529, 528), (4096, 1)] {
+            let g = even_grid(nblocks, grid);
+            let rounds = |g: usize| nblocks.div_ceil(g);
+            assert!(g >= 1 && g <= grid, "{nblocks} on {grid}: {g}");
+            assert_eq!(rounds(g), rounds(grid), "{nblocks} on {grid}: {g} takes more rounds");
+            // Every block of the evened grid runs `rounds` or `rounds - 1` blocks of work, and
+            // one block fewer would take another round.
+            assert!(g == 1 || rounds(g - 1) > rounds(grid), "{nblocks} on {grid}: {g} is not the fewest");
+        }
     }
 }

@@ -98,6 +98,8 @@ pub struct CudaBackend {
     gemv_splits: AtomicU32,
     /// Whether the normed GEMV kernels load their first W batch under the norm prologue (gemv.rs).
     gemv_early_w: AtomicBool,
+    /// Persistent normed GEMV grids evened out so every block runs as many blocks of work (gemv.rs).
+    gemv_even_grid: AtomicBool,
     /// Decode splits merged inside a thread block cluster (`TESSERA_ATTN_CLUSTER`).
     decode_cluster: AtomicBool,
     /// The decode attention loads its first tile's older keys before `pdl_wait`
@@ -158,7 +160,9 @@ impl CudaBackend {
     /// splits (1, 2, 4 or 8), `TESSERA_ATTN_EARLY_KV=0` makes the decode attention load every key
     /// after `pdl_wait` (default: the first tile's keys of earlier steps before it),
     /// `TESSERA_GEMV_EARLY_W=0` makes the normed ones run their norm prologue
-    /// before loading W (default: under their first W batch; see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
+    /// before loading W (default: under their first W batch; see gemv.rs),
+    /// `TESSERA_GEMV_EVEN_GRID=0` gives their persistent grids every resident block (default:
+    /// evened out, see gemv.rs); `TESSERA_CUDA_FUSE_NORM=0` runs `norm_matmul_many` /
     /// `norm_gated_matmul` unfused (RMSNorm launch, then the products), `TESSERA_CUDA_FUSE_ROPE=0`
     /// applies `rope` at once instead of deferring it into write_kv (k and q in one launch);
     /// `TESSERA_CUDA_FUSE_QKV_KV=0` runs `norm_qkv_write_kv` as its ops (qkv_kv.rs);
@@ -220,6 +224,7 @@ impl CudaBackend {
             gemv_max_m: AtomicUsize::new(env_usize("TESSERA_GEMV_MAX_M").unwrap_or(gemv::GEMV_MAX_M_DEFAULT)),
             gemv_splits: AtomicU32::new(env_usize("TESSERA_GEMV_SPLITS").unwrap_or(0) as u32),
             gemv_early_w: AtomicBool::new(!env_off("TESSERA_GEMV_EARLY_W")),
+            gemv_even_grid: AtomicBool::new(!env_off("TESSERA_GEMV_EVEN_GRID")),
             decode_cluster: AtomicBool::new(!env_off("TESSERA_ATTN_CLUSTER")),
             decode_early_kv: AtomicBool::new(!env_off("TESSERA_ATTN_EARLY_KV")),
             replays: Default::default(),

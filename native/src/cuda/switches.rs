@@ -82,6 +82,13 @@ impl CudaBackend {
         self.gemv_early_w.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the normed GEMV kernels' persistent grids are evened out (on by default; off:
+    /// every resident block, some running one block of work more than others; the same
+    /// results either way, see gemv.rs).
+    pub fn set_gemv_even_grid(&self, on: bool) {
+        self.gemv_even_grid.store(on, Ordering::Relaxed);
+    }
+
     /// Whether `norm_matmul_many` / `norm_gated_matmul` fold the RMSNorm into the GEMV kernels.
     pub fn set_fuse_norm(&self, on: bool) {
         self.fuse_norm.store(on, Ordering::Relaxed);
