@@ -14,8 +14,9 @@
 //! the `gemv_norm` kernels on the GEMV path: x before its RMSNorm, each block normalizing the
 //! rows itself in its prologue (K < 8192, whole 16-byte vectors, m·K of x in 48 KiB of
 //! shared memory); otherwise (and for cuBLAS-sized M) the unfused body.
-//! Even grid (`TESSERA_GEMV_EVEN_GRID`, on by default): a persistent normed grid has as few
-//! blocks as run its blocks of work in the same number of rounds (`persistent_grid`).
+//! Even grid (`TESSERA_GEMV_EVEN_GRID`, on by default): a persistent normed grid of one row
+//! of x has as few blocks as run its blocks of work in the same number of rounds
+//! (`persistent_grid`).
 //! Early W (`TESSERA_GEMV_EARLY_W`, on by default): a normed launch also gets room in shared
 //! memory for one batch of W loads a thread (`stage_bytes`) when x leaves it (within
 //! `NORM_SMEM`), and each block's first batch is copied there (`cp.async`) while the block
@@ -236,7 +237,7 @@ impl CudaBackend {
             let ks = self.gemv_splits(chunks, batch, |ks| group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum());
             let ks = if kv.is_some() && per_block(ks) % 2 == 1 { ks / 2 } else { ks };
             let nblocks: usize = group.iter().map(|(l, _)| l.n.div_ceil(per_block(ks))).sum();
-            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+            let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks, mm)? } else { nblocks };
             let mut args = vec![Arg::Ptr(x.ptr)];
             if let Some(n) = norm {
                 args.extend(n.args());
@@ -317,7 +318,7 @@ impl CudaBackend {
         };
         let nblocks = n.div_ceil(per_block(ks));
         let (smem, early) = self.norm_smem(norm, dt, (m, k), mm, 2 * r);
-        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks)? } else { nblocks };
+        let grid = if norm.is_some() { self.persistent_grid(op, &f, smem, nblocks, mm)? } else { nblocks };
         let mut args = vec![Arg::Ptr(x.ptr)];
         if let Some(n) = norm {
             args.extend(n.args());
@@ -409,12 +410,14 @@ impl CudaBackend {
     /// the even grid (default), as few as still take every block of work in the same number
     /// of rounds, so no block runs a round more than another: SmolLM3-3B's gate/up has 1,376
     /// blocks of work for 528 resident blocks on an H200, i.e. 320 blocks of 3 and 208 of 2,
-    /// evened out to 459 blocks of 3 (one of 2). Measured +1.0 % single-stream decode
-    /// (BENCHMARKS.md, session 13). The same sums either way: a block of work computes the
-    /// same rows whichever block runs it.
-    fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize) -> Result<usize> {
+    /// evened out to 459 blocks of 3 (one of 2). Measured +0.6 to +1.0 % single-stream decode
+    /// (BENCHMARKS.md, session 13). Only for one row of x (`mm` 1, 4 blocks an SM): the batch
+    /// kernels fit 1-2 blocks an SM, where fewer blocks would leave SMs with half the loads in
+    /// flight of others (not measured, so not taken). The same sums either way: a block of
+    /// work computes the same rows whichever block runs it.
+    fn persistent_grid(&self, op: Op, f: &cudarc::driver::CudaFunction, smem: u32, nblocks: usize, mm: usize) -> Result<usize> {
         let grid = nblocks.min(self.resident_blocks(op, f, smem)?).max(1);
-        Ok(if self.gemv_even_grid.load(Ordering::Relaxed) { even_grid(nblocks, grid) } else { grid })
+        Ok(if mm == 1 && self.gemv_even_grid.load(Ordering::Relaxed) { even_grid(nblocks, grid) } else { grid })
     }
 
     /// Blocks of `f` (with `smem` bytes of dynamic shared memory) resident on the SMs at once.
