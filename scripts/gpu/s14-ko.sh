@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Needs a bundle of the local branch `cuda-s14-oproj` (not merged: BENCHMARKS.md, session 14).
 # Session 14, fourth call (~5 min): why the attention + o_proj launch is slower than its
 # ops. Knockouts of the o_proj blocks (TESSERA_OPROJ_STAGE bits; timing only, the tokens are
 # wrong): 9 = W in shared memory, no spin (x read at once); 17 = W staged, then the o_proj

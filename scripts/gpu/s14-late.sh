@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Needs a bundle of the local branch `cuda-s14-oproj` (not merged: BENCHMARKS.md, session 14).
 # Session 14, third call (~4 min): the attention + o_proj launch with o_proj's W staged in
 # shared memory (TESSERA_OPROJ_STAGE=1) against the same with the next kernel's launch held
 # until the heads are done (=5: pdl_trigger after the spin), 8 and 16 rows a block, and the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Needs a bundle of the local branch `cuda-s14-oproj` (not merged: BENCHMARKS.md, session 14).
 # Session 14, first call (~6 min): the attention + o_proj launch (attention_oproj.rs) against
 # CPU (cuda_att_oproj), then single stream fused (default) against the ops
 # (TESSERA_CUDA_FUSE_OPROJ=0), alternated twice, then cuda_att1 and cuda_engine.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Needs a bundle of the local branch `cuda-s14-oproj` (not merged: BENCHMARKS.md, session 14).
 # Session 14, second call (~5 min): where the attention + o_proj launch puts o_proj's W
 # before the attention's heads are done (TESSERA_OPROJ_STAGE: 0 none, 1 shared memory,
 # 2 L2 prefetch) and rows a block (TESSERA_OPROJ_ROWS), against the ops
