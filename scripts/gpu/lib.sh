@@ -21,6 +21,7 @@
 #   test_bin NAME LIMIT ARGS...  step NAME: the bundle's test binary B/bin/NAME with ARGS
 #   parity_table HEAD NAME...    per test log: PARITY lines, FAILs, first HEAD result lines
 #   lat_table WIDTH              per lat_*.log: its decode line and average latency
+#   lat_summary WIDTH            $L/summary.txt (device, lat_table, steps), then printed
 #   lat_host_table WIDTH         per lat_*.log: its last decode line and its host line
 #   tput_table WIDTH             per tput_*.log: its throughput and step-time lines
 #   logs_tgz FILE [TAR-OPTS...]  $L into $OUT/FILE when OUT is set
@@ -145,6 +146,15 @@ lat_table() { # width of the name column
         [ -f "$f" ] || continue
         printf "%-${1}s %s | %s\n" "$(basename "$f" .log | cut -c5-)" "$(grep -a 'decode:' "$f" | tr -s ' ')" "$(grep -a 'Avg latency' "$f")"
     done
+}
+
+lat_summary() { # width of the name column: a latency-only call's summary, written and printed
+    {
+        echo "=== device"; cat "$L/device.txt"
+        echo "=== latency"; lat_table "$1"
+        echo "=== steps"; cat "$L/steps.txt"
+    } > "$L/summary.txt"
+    cat "$L/summary.txt"
 }
 
 lat_host_table() { # width of the name column: per lat_*.log its last decode line and host line

@@ -18,9 +18,4 @@ for r in 1 2; do
         lat "s${v%%:*}r${v##*:}_$r" 1 TESSERA_OPROJ_STAGE="${v%%:*}" TESSERA_OPROJ_ROWS="${v##*:}" "$N"
     done
 done
-{
-    echo "=== device"; cat "$L/device.txt"
-    echo "=== latency"; lat_table 12
-    echo "=== steps"; cat "$L/steps.txt"
-} > "$L/summary.txt"
-cat "$L/summary.txt"
+lat_summary 12
