@@ -47,6 +47,8 @@
 //! ```
 
 #define DEC_WARPS 4
+/// Most splits a cluster merges (attention.rs `MAX_CLUSTER`, the portable cluster size).
+#define DEC_MAX_CLUSTER 8
 
 /// Lane layout of one (dtype, head_dim, heads per block) variant; mirrored on the host by
 /// `decode_keys_per_tile` in native/src/cuda/attention.rs.
@@ -421,16 +423,31 @@ __device__ __forceinline__ void paged_attention_decode_impl(
             for (u32 idx = cluster_rank() * blockDim.x + threadIdx.x; idx < GH * D; idx += cs * blockDim.x) {
                 const u32 g = idx / D, d = idx % D;
                 if (g0 + g >= G) break;
+                // Every split's (sum, max, acc) first: the remote loads in flight together,
+                // one round trip instead of one (or two) a split; then the same merge.
+                float lf[DEC_MAX_CLUSTER], mf[DEC_MAX_CLUSTER], af[DEC_MAX_CLUSTER];
+#pragma unroll
+                for (u32 r = 0; r < DEC_MAX_CLUSTER; ++r) {
+                    lf[r] = 0.0f;
+                    mf[r] = TESSERA_NEG_INF;
+                    af[r] = 0.0f;
+                    if (r < cs) {
+                        lf[r] = ld_cluster(&s_lf[g], r);
+                        mf[r] = ld_cluster(&s_m[g], r);
+                        af[r] = ld_cluster(&s_acc[0][g][d], r);
+                    }
+                }
                 float M = TESSERA_NEG_INF;
-                for (u32 r = 0; r < cs; ++r)
-                    if (ld_cluster(&s_lf[g], r) > 0.0f) M = fmaxf(M, ld_cluster(&s_m[g], r));
+#pragma unroll
+                for (u32 r = 0; r < DEC_MAX_CLUSTER; ++r)
+                    if (lf[r] > 0.0f) M = fmaxf(M, mf[r]);
                 float L = 0.0f, A = 0.0f;
-                for (u32 r = 0; r < cs; ++r) {
-                    const float lw = ld_cluster(&s_lf[g], r);
-                    if (lw > 0.0f) {
-                        const float e = expf(ld_cluster(&s_m[g], r) - M);
-                        L += lw * e;
-                        A += ld_cluster(&s_acc[0][g][d], r) * e;
+#pragma unroll
+                for (u32 r = 0; r < DEC_MAX_CLUSTER; ++r) {
+                    if (lf[r] > 0.0f) {
+                        const float e = expf(mf[r] - M);
+                        L += lf[r] * e;
+                        A += af[r] * e;
                     }
                 }
                 out[((u64)token * num_heads + kvh * G + g0 + g) * D + d] = from_f32<T>(L > 0.0f ? A / L : 0.0f);

@@ -448,7 +448,7 @@ impl CudaBackend {
 }
 
 /// Most key splits a decode launch merges inside a thread block cluster (the portable
-/// cluster size); more take the combine launch.
+/// cluster size); more take the combine launch. `DEC_MAX_CLUSTER` in attention_decode.cu.
 const MAX_CLUSTER: usize = 8;
 
 /// The arguments both attention launches share.
